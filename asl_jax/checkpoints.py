@@ -1,0 +1,72 @@
+"""Orbax checkpoints of a run: `DIR/checkpoints/latest` (every epoch, `max_to_keep`) and
+`DIR/checkpoints/best` (the best epoch by the configured validation metric).
+
+Each checkpoint holds the TrainState pytree (parameters, optimiser state, step, running epoch sums) and a
+JSON dict (epoch, best value so far, ...). Orbax writes to a temporary directory and renames it when
+complete, so a process killed mid-save leaves the previous checkpoint restorable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from asl_jax.errors import CheckpointError
+
+KINDS = ("latest", "best")
+
+
+def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+  path = os.path.abspath(os.path.join(workdir, "checkpoints", kind))
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+                                         enable_async_checkpointing=False, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(path, options=options, item_names=("state", "info"))
+
+
+class Checkpoints:
+  """The latest and best checkpoint managers of one workdir."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
+    self.workdir = workdir
+    if read_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+      raise CheckpointError(f"{workdir}: no checkpoints directory (train first, or check --workdir)")
+    self.managers = {k: _manager(workdir, k, max_to_keep if k == "latest" else 1, read_only) for k in KINDS}
+
+  def save(self, kind: str, step: int, state, info: dict) -> None:
+    try:
+      self.managers[kind].save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                              info=ocp.args.JsonSave(info)), force=True)
+      self.managers[kind].wait_until_finished()
+    except OSError as e:
+      raise CheckpointError(f"{self.managers[kind].directory}: cannot write checkpoint at step {step} "
+                            f"({e}); the previous checkpoint is intact") from None
+
+  def latest_step(self, kind: str = "latest") -> int | None:
+    return self.managers[kind].latest_step()
+
+  def all_steps(self, kind: str = "latest") -> list[int]:
+    return list(self.managers[kind].all_steps())
+
+  def restore(self, kind: str, abstract_state, step: int | None = None):
+    """(state, info) of `step` (default: the newest) of `kind`."""
+    mgr = self.managers[kind]
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"{mgr.directory}: no {kind} checkpoint to restore")
+    if step not in mgr.all_steps():
+      raise CheckpointError(f"{mgr.directory}: no checkpoint at step {step} (have {list(mgr.all_steps())})")
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    try:
+      restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                            info=ocp.args.JsonRestore()))
+    except Exception as e:  # a corrupt or incompatible checkpoint: one message, not Orbax internals
+      raise CheckpointError(f"{mgr.directory}: cannot restore step {step} ({type(e).__name__}: {e})") from None
+    logging.info("restored %s checkpoint at step %d", kind, step)
+    return restored["state"], dict(restored["info"])
+
+  def close(self) -> None:
+    for m in self.managers.values():
+      m.close()

@@ -1,0 +1,148 @@
+"""Every field of asl_jax's configuration with its default, flat (the seed's flag names where it had one).
+
+Config files in configs/ start from `default_config()`; override any field on the command line with
+`--config.FIELD=VALUE`. Unknown fields are rejected.
+"""
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data (seed: --data_dir, --subset, --landmarks_dir, --gemma_features_dir, --gemma_feature_dim,
+  # --num_frames). gemma_features_dir empty = landmarks only; gemma_feature_dim 0 = from
+  # extraction_metadata.json or whatever all files agree on.
+  c.data_dir = "data/wlasl"
+  c.subset = "nslt_100.json"
+  c.landmarks_dir = ""  # empty: {data_dir}/landmarks
+  c.gemma_features_dir = ""
+  c.gemma_feature_dim = 0
+  c.landmark_layout = "auto"  # auto | seed162 | holistic170 | holistic543
+  c.num_frames = 16  # frames the model sees per clip
+  c.max_frames = 64  # frames stored per clip (longer clips are resampled uniformly when packed)
+  c.train_subsets = "train"  # or "train+val" (the I3D convention)
+  c.on_bad_file = "error"  # or "skip": drop unreadable / NaN / wrong-shape clips, listed in the data report
+  c.cache_dir = ""  # packed-array cache; empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; "none" disables
+
+  # Model (seed: --hidden_dim, --fusion_type, --dropout).
+  c.encoder = "lstm"  # lstm | transformer
+  c.hidden_dim = 512
+  c.dropout = 0.5
+  c.fusion_type = "concat"  # concat | attention | gated (used when visual features are given)
+  c.use_landmarks = True  # False with gemma_features_dir set: visual-only model
+  c.lstm_layers = 2
+  c.transformer_layers = 2
+  c.num_heads = 4
+  c.ff_mult = 4
+  c.pooling = "mean"  # mean | cls (transformer)
+
+  # Optimisation (seed: --batch_size, --epochs, --lr, --weight_decay, --seed, --label_smoothing,
+  # --warmup_epochs, --use_class_weights / --no_class_weights, --balanced_sampling).
+  c.batch_size = 32
+  c.epochs = 100
+  c.lr = 1e-4
+  c.weight_decay = 1e-4
+  c.grad_clip = 1.0
+  c.warmup_epochs = 5
+  c.min_lr_ratio = 0.0  # the cosine decays to lr * min_lr_ratio
+  c.label_smoothing = 0.1
+  c.use_class_weights = False
+  c.balanced_sampling = False
+  c.seed = 42
+
+  # Augmentation (seed: --no_augmentation, --temporal_jitter, --feature_dropout, --feature_noise,
+  # --temporal_mask_prob, --landmark_jitter), plus the Kaggle ISLR 2023 ones. 0 disables one.
+  c.augmentation = True
+  c.temporal_jitter = True
+  c.temporal_crop_prob = 0.3
+  c.crop_min = 0.7
+  c.speed_range = 0.2
+  c.temporal_mask_prob = 0.1
+  c.feature_dropout = 0.1
+  c.feature_noise = 0.05
+  c.landmark_jitter = 0.02
+  c.flip_prob = 0.5
+  c.affine_prob = 0.75
+  c.affine_scale = 0.1
+  c.affine_rotate = 15.0
+  c.affine_shear = 0.1
+  c.affine_shift = 0.1
+
+  # Run.
+  c.eval_batch_size = 256
+  c.best_metric = "val_top1"  # any val_* key of metrics.jsonl; higher is better except val_loss
+  c.max_to_keep = 2
+  c.log_every = 50  # steps between progress-bar refreshes (each one waits for the device)
+  c.progress_bar = True
+  c.evaluate_test = True  # evaluate the best checkpoint on the test split at the end
+  c.distributed = False  # multi-host: call jax.distributed.initialize (see README)
+  c.coordinator_address = ""
+  c.num_processes = 0  # 0: from the environment (SLURM, ...)
+  c.process_id = -1
+  return c
+
+
+# Fields that may change when a run resumes in the same workdir; any other difference is a conflict.
+RESUME_SAFE_FIELDS = frozenset({
+    "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
+    "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
+    "gemma_features_dir",
+})
+CHOICES = {
+    "encoder": ("lstm", "transformer"), "fusion_type": ("concat", "attention", "gated"),
+    "landmark_layout": ("auto", "seed162", "holistic170", "holistic543"),
+    "train_subsets": ("train", "train+val"), "on_bad_file": ("error", "skip"), "pooling": ("mean", "cls"),
+}
+
+
+def validate(config) -> None:
+  """Rejects impossible values with one message naming the field."""
+  from asl_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  for field, choices in CHOICES.items():
+    if config[field] not in choices:
+      raise ConfigError(f"config.{field}={config[field]!r}: expected one of {list(choices)}")
+  for field in ("batch_size", "epochs", "num_frames", "max_frames", "hidden_dim", "eval_batch_size"):
+    if int(config[field]) < 1:
+      raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")
+  if not 0 <= config.dropout < 1:
+    raise ConfigError(f"config.dropout={config.dropout}: must be in [0, 1)")
+  if not 0 <= config.label_smoothing < 1:
+    raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
+  if config.lr <= 0:
+    raise ConfigError(f"config.lr={config.lr}: must be > 0")
+  if config.warmup_epochs < 0 or config.warmup_epochs > config.epochs:
+    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be in [0, epochs={config.epochs}]")
+  if config.hidden_dim % config.num_heads:
+    raise ConfigError(f"config.hidden_dim={config.hidden_dim} must be divisible by num_heads={config.num_heads}")
+  if not config.use_landmarks and not config.gemma_features_dir:
+    raise ConfigError("config.use_landmarks=False needs visual features: set config.gemma_features_dir")
+  metric = config.best_metric
+  if not metric.startswith("val_") or metric not in ("val_loss", "val_top1", "val_top5", "val_class_top1",
+                                                      "val_class_top5"):
+    raise ConfigError(f"config.best_metric={metric!r}: expected one of val_top1, val_top5, val_class_top1, "
+                      "val_class_top5, val_loss")
+
+
+def resume_conflicts(saved: dict, config) -> list[str]:
+  """Fields whose value differs between a workdir's saved config and the new one."""
+  new = config.to_dict()
+  out = []
+  for k in sorted(set(saved) | set(new)):
+    if k in RESUME_SAFE_FIELDS:
+      continue
+    if saved.get(k, "<missing>") != new.get(k, "<missing>"):
+      out.append(f"{k}: saved {saved.get(k, '<missing>')!r}, now {new.get(k, '<missing>')!r}")
+  return out
+
+
+def load_config_file(path: str):
+  """`get_config()` of a config file given by path (what `--config=path` does in the scripts)."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  from asl_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(path):
+    raise ConfigError(f"{path}: config file not found")
+  spec = importlib.util.spec_from_file_location(f"asl_jax_config_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

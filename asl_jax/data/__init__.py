@@ -1,0 +1,1 @@
+"""Data layer: WLASL splits, feature files, landmark layouts, packed datasets and synthetic data."""

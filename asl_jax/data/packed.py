@@ -1,0 +1,316 @@
+"""A split file's clips loaded once into packed arrays, cached on disk and memory-mapped.
+
+`load_packed` reads every clip of the split file that has features (all subsets at once), converts the
+landmarks to the canonical representation, normalises them, resamples clips longer than `max_frames`
+uniformly, and pads to `max_frames`. The arrays are written to a cache directory keyed by the split
+file's content, every feature file's size and mtime, and the settings, so a second start is a handful of
+`np.load(mmap_mode="r")` calls; any change to the inputs makes a new key.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from asl_jax.data import features as features_lib
+from asl_jax.data import layouts
+from asl_jax.data import splits as splits_lib
+from asl_jax.errors import DataError
+
+CACHE_VERSION = 1
+SUBSET_CODES = {name: i for i, name in enumerate(splits_lib.SUBSETS)}
+ON_BAD_FILE = ("error", "skip")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """Where the data is and how to pack it (the data fields of the config)."""
+
+  data_dir: str
+  subset: str = "nslt_100.json"
+  landmarks_dir: str = ""  # empty: {data_dir}/landmarks
+  gemma_features_dir: str = ""  # empty: landmarks only
+  gemma_feature_dim: int = 0  # 0: extraction_metadata.json, else whatever all files agree on
+  landmark_layout: str = "auto"
+  max_frames: int = 64
+  on_bad_file: str = "error"  # or "skip": drop unreadable / NaN / wrong-shape clips with a report
+  cache_dir: str = ""  # empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; "none": no cache
+
+  @classmethod
+  def from_config(cls, config) -> "DataSpec":
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: config[k] for k in names if k in config})
+
+  @property
+  def split_path(self) -> str:
+    return splits_lib.resolve_split_path(self.data_dir, self.subset)
+
+  @property
+  def landmarks_path(self) -> str:
+    return self.landmarks_dir or os.path.join(self.data_dir, "landmarks")
+
+
+@dataclasses.dataclass
+class Packed:
+  """All clips of one split file with features. N clips, T = max_frames.
+
+  points (N, T, 54, 3) float32 canonical, normalised; parts (N, T, 4) bool presence; lengths (N,) int32
+  real frames; visual (N, Tv, G) float32 or None with visual_lengths (N,); labels (N,) int32 in
+  0..K-1; subsets (N,) int8 codes of ("train", "val", "test").
+  """
+
+  points: np.ndarray
+  parts: np.ndarray
+  lengths: np.ndarray
+  labels: np.ndarray
+  subsets: np.ndarray
+  video_ids: tuple[str, ...]
+  split: splits_lib.Split
+  report: dict
+  visual: np.ndarray | None = None
+  visual_lengths: np.ndarray | None = None
+
+  @property
+  def num_classes(self) -> int:
+    return self.split.num_classes
+
+  @property
+  def visual_dim(self) -> int:
+    return 0 if self.visual is None else int(self.visual.shape[-1])
+
+  def indices(self, subsets: Sequence[str]) -> np.ndarray:
+    """Clip indices of the given subsets (e.g. ("train", "val"))."""
+    codes = [SUBSET_CODES[s] for s in subsets]
+    return np.flatnonzero(np.isin(self.subsets, codes)).astype(np.int32)
+
+
+def _resample_index(length: int, max_frames: int) -> np.ndarray:
+  if length <= max_frames:
+    return np.arange(length)
+  return np.round(np.linspace(0, length - 1, max_frames)).astype(np.int64)
+
+
+def _cache_root(spec: DataSpec) -> str | None:
+  if spec.cache_dir == "none":
+    return None
+  return spec.cache_dir or os.environ.get("ASL_JAX_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "asl_jax")
+
+
+def _cache_key(spec: DataSpec, split_path: str, files: Sequence[str]) -> str:
+  h = hashlib.sha256()
+  settings = dataclasses.asdict(spec)
+  settings.pop("cache_dir")
+  h.update(json.dumps([CACHE_VERSION, settings, os.path.abspath(split_path)], sort_keys=True).encode())
+  with open(split_path, "rb") as f:
+    h.update(f.read())
+  for p in files:
+    st = os.stat(p)
+    h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+  return h.hexdigest()[:24]
+
+
+_ARRAYS = ("points", "parts", "lengths", "labels", "subsets", "visual", "visual_lengths")
+
+
+def _save_cache(path: str, packed: Packed) -> None:
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+  try:
+    for name in _ARRAYS:
+      arr = getattr(packed, name)
+      if arr is not None:
+        np.save(os.path.join(tmp, name + ".npy"), arr)
+    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+      json.dump({"video_ids": packed.video_ids, "report": packed.report}, f)
+    os.replace(tmp, path)  # atomic: readers see a complete cache entry or none
+  except OSError as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    logging.warning("could not write the packed-data cache %s: %s", path, e)
+
+
+def _load_cache(path: str, split: splits_lib.Split) -> Packed | None:
+  try:
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+      meta = json.load(f)
+    arrays = {}
+    for name in _ARRAYS:
+      p = os.path.join(path, name + ".npy")
+      arrays[name] = np.load(p, mmap_mode="r", allow_pickle=False) if os.path.exists(p) else None
+  except (OSError, ValueError) as e:
+    logging.warning("ignoring unreadable cache %s: %s", path, e)
+    return None
+  return Packed(video_ids=tuple(meta["video_ids"]), split=split, report=meta["report"], **arrays)
+
+
+def _list_limited(items, limit=20):
+  items = list(items)
+  text = "\n".join(f"  {x}" for x in items[:limit])
+  return text + (f"\n  ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Packed:
+  """Loads (from cache when possible) every clip of the split file that has features."""
+  if spec.on_bad_file not in ON_BAD_FILE:
+    raise DataError(f"on_bad_file={spec.on_bad_file!r}: expected one of {ON_BAD_FILE}")
+  if spec.max_frames < 1:
+    raise DataError(f"max_frames={spec.max_frames}: must be >= 1")
+  split_path = spec.split_path
+  split = splits_lib.read_split(split_path, splits_lib.read_class_names(os.path.dirname(split_path)))
+  no_train = splits_lib.classes_without_training(split, train_subsets)
+  if no_train:
+    raise DataError(f"{split_path}: {len(no_train)} class(es) have no clip in the training subsets "
+                    f"{list(train_subsets)}: ids {no_train[:20]}{' ...' if len(no_train) > 20 else ''}")
+  lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
+  if not os.path.isdir(lm_dir):
+    raise DataError(f"{lm_dir}: landmarks directory not found (config landmarks_dir)")
+  if vis_dir and not os.path.isdir(vis_dir):
+    raise DataError(f"{vis_dir}: visual features directory not found (config gemma_features_dir; "
+                    "empty means landmarks only)")
+
+  report = {"split_file": split_path, "entries": split.counts(), "missing_features": [], "skipped": {}}
+  candidates, files = [], []
+  for e in split.entries:
+    lp = features_lib.landmark_path(lm_dir, e.video_id)
+    if not os.path.exists(lp):
+      report["missing_features"].append(e.video_id)
+      continue
+    if vis_dir:
+      vp = features_lib.visual_path(vis_dir, e.video_id)
+      if not os.path.exists(vp):
+        if spec.on_bad_file == "error":
+          raise DataError(f"{vp}: visual features missing for a clip that has landmarks ({lp}); "
+                          "extract them, set gemma_features_dir= (landmarks only), or on_bad_file=skip")
+        report["skipped"][vp] = "visual features missing"
+        continue
+      files.append(vp)
+    files.append(lp)
+    candidates.append(e)
+
+  root = _cache_root(spec)
+  cache_path = os.path.join(root, "packed-" + _cache_key(spec, split_path, files)) if root else None
+  if cache_path and os.path.isdir(cache_path):
+    packed = _load_cache(cache_path, split)
+    if packed is not None:
+      logging.info("loaded %d packed clips from cache %s", len(packed.labels), cache_path)
+      return packed
+
+  packed = _pack(spec, split, candidates, report)
+  if cache_path:
+    _save_cache(cache_path, packed)
+  return packed
+
+
+def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dict) -> Packed:
+  lm_dir, vis_dir, skip = spec.landmarks_path, spec.gemma_features_dir, spec.on_bad_file == "skip"
+  expected_lm = None if spec.landmark_layout == "auto" else layouts.LAYOUT_DIMS.get(spec.landmark_layout)
+  if spec.landmark_layout != "auto" and expected_lm is None:
+    raise DataError(f"landmark_layout={spec.landmark_layout!r}: expected one of "
+                    f"{sorted(layouts.LAYOUT_DIMS)} or 'auto'")
+  lm_paths = [features_lib.landmark_path(lm_dir, e.video_id) for e in candidates]
+
+  def dims(paths, kind, expected, meta_dir):
+    check = features_lib.check_dims(paths, kind, expected, meta_dir)
+    if check.bad and not skip:
+      raise DataError(features_lib.describe_bad(check.bad, check.dim, kind)
+                      + "\n(set on_bad_file=skip to drop them with a report)")
+    for p, s in check.bad:
+      report["skipped"][p] = f"shape {s}"
+    return check, {p for p, _ in check.bad}
+
+  if not candidates:
+    raise DataError(f"{split.path}: none of its {len(split.entries)} clips has a landmarks file in {lm_dir} "
+                    f"(expected <video_id>{features_lib.LANDMARK_SUFFIX})")
+  lm_check, bad = dims(lm_paths, "landmark", expected_lm, lm_dir)
+  lm_dim = lm_check.dim
+  layout = layouts.layout_for_dim(lm_dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
+  vis_dim = vis_frames = 0
+  if vis_dir:
+    vis_paths = [features_lib.visual_path(vis_dir, e.video_id) for e in candidates]
+    vis_check, bad_vis = dims(vis_paths, "visual", spec.gemma_feature_dim or None, vis_dir)
+    vis_dim, vis_frames = vis_check.dim, min(spec.max_frames, vis_check.max_len)
+    bad |= bad_vis
+  report["landmark_layout"], report["visual_dim"] = layout, vis_dim
+
+  def load_one(e):
+    """Returns (entry, points, parts, visual) or (entry, error message)."""
+    lp = features_lib.landmark_path(lm_dir, e.video_id)
+    vp = features_lib.visual_path(vis_dir, e.video_id) if vis_dir else None
+    if lp in bad or vp in bad:
+      return e, None
+    try:
+      raw = features_lib.load_array(lp, lm_dim)
+      vis = features_lib.load_array(vp, vis_dim) if vp else None
+    except DataError as err:
+      return e, str(err)
+    points, parts = layouts.to_canonical(raw, layout)
+    points = layouts.normalize(points, parts)
+    idx = _resample_index(len(points), spec.max_frames)
+    if vis is not None:
+      vis = vis[_resample_index(len(vis), vis_frames)]
+    return e, (points[idx], parts[idx], vis)
+
+  t, n = spec.max_frames, len(candidates)
+  points = np.zeros((n, t, layouts.NUM_POINTS, 3), np.float32)
+  parts = np.zeros((n, t, layouts.NUM_PARTS), bool)
+  lengths = np.zeros(n, np.int32)
+  visual = np.zeros((n, vis_frames, vis_dim), np.float32) if vis_dir else None
+  vis_lengths = np.zeros(n, np.int32) if vis_dir else None
+  errors, kept = [], []
+  lut = split.label_of()
+  with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+    for e, result in pool.map(load_one, candidates, chunksize=64):
+      if result is None:
+        continue
+      if isinstance(result, str):
+        errors.append(result)
+        continue
+      i = len(kept)
+      p, pa, v = result
+      points[i, :len(p)], parts[i, :len(p)], lengths[i] = p, pa, len(p)
+      if v is not None:
+        visual[i, :len(v)], vis_lengths[i] = v, len(v)
+      kept.append(e)
+  if errors:
+    if not skip:
+      raise DataError(f"{len(errors)} feature file(s) cannot be used (set on_bad_file=skip to drop them "
+                      f"with a report):\n" + _list_limited(errors))
+    for msg in errors:
+      path, _, why = msg.partition(": ")
+      report["skipped"][path] = why
+  if not kept:
+    raise DataError(f"{split.path}: no clip has usable features in {lm_dir}"
+                    + (f" and {vis_dir}" if vis_dir else "") + f" ({len(report['missing_features'])} missing, "
+                    f"{len(report['skipped'])} skipped)")
+  m = len(kept)
+  packed = Packed(
+      points=points[:m], parts=parts[:m], lengths=lengths[:m],
+      labels=np.asarray([lut[e.class_id] for e in kept], np.int32),
+      subsets=np.asarray([SUBSET_CODES[e.subset] for e in kept], np.int8),
+      video_ids=tuple(e.video_id for e in kept), split=split, report=report,
+      visual=None if visual is None else visual[:m], visual_lengths=None if vis_lengths is None else vis_lengths[:m])
+  report["packed"] = {s: int((packed.subsets == c).sum()) for s, c in SUBSET_CODES.items()}
+  if report["missing_features"] or report["skipped"]:
+    logging.warning("%s: %d clips without features, %d skipped (listed in the data report)", split.path,
+                    len(report["missing_features"]), len(report["skipped"]))
+  return packed
+
+
+def require_nonempty(packed: Packed, subsets: Sequence[str]) -> np.ndarray:
+  """Indices of the subsets; a split that ends empty is an error naming the split file."""
+  idx = packed.indices(subsets)
+  if len(idx) == 0:
+    raise DataError(f"{packed.split.path}: the {'+'.join(subsets)} split has no clips with features "
+                    f"({packed.split.counts()} entries; {len(packed.report['missing_features'])} without "
+                    "features)")
+  return idx

@@ -1,0 +1,131 @@
+"""From packed arrays on device to model batches, inside jit: gather by index, sample frames, augment.
+
+The training set lives on device (`DeviceData`, replicated over the mesh). A batch is an index vector;
+`make_batch` gathers the clips, decides per clip which (fractional) source frames fill the model's
+`num_frames` slots, interpolates, augments and assembles the model inputs. No host work per step.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from asl_jax import augment as aug_lib
+from asl_jax.data import layouts
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """Packed clips as (device) arrays; see `data.packed.Packed` for the shapes."""
+
+  points: jnp.ndarray
+  parts: jnp.ndarray
+  lengths: jnp.ndarray
+  labels: jnp.ndarray
+  visual: jnp.ndarray | None = None
+  visual_lengths: jnp.ndarray | None = None
+
+  @property
+  def size(self) -> int:
+    return int(self.labels.shape[0])
+
+
+def select(packed, indices: np.ndarray) -> DeviceData:
+  """Host (numpy) DeviceData of the given clips of a Packed; put it on devices with `jax.device_put`."""
+  take = lambda a: None if a is None else np.ascontiguousarray(a[indices])  # noqa: E731
+  return DeviceData(points=take(packed.points), parts=take(packed.parts), lengths=take(packed.lengths),
+                    labels=take(packed.labels), visual=take(packed.visual),
+                    visual_lengths=take(packed.visual_lengths))
+
+
+def eval_positions(lengths, num_frames: int):
+  """Uniform sampling: every frame of short clips, `num_frames` evenly spaced ones of long clips.
+
+  Returns positions (B, F) float32 in frame units and valid (B, F) bool (a prefix per row).
+  """
+  n = lengths.astype(jnp.float32)[:, None]
+  out = jnp.minimum(n, num_frames)
+  return _segment_positions(jnp.zeros_like(n), n - 1, out, num_frames)
+
+
+def _segment_positions(start, end, count, num_frames: int):
+  k = jnp.arange(num_frames, dtype=jnp.float32)[None]
+  step = jnp.where(count > 1, (end - start) / jnp.maximum(count - 1, 1), 0.0)
+  valid = k < count
+  return jnp.where(valid, start + k * step, 0.0), valid
+
+
+def train_positions(rng, lengths, num_frames: int, cfg: aug_lib.AugmentConfig):
+  """Random crop + speed resampling (+ adjacent swaps) of the sampling positions."""
+  k_seg, k_swap = jax.random.split(rng)
+  start, end, count = aug_lib.crop_and_speed(k_seg, lengths, num_frames, cfg)
+  pos, valid = _segment_positions(start[:, None], end[:, None], count[:, None].astype(jnp.float32), num_frames)
+  if cfg.temporal_jitter:
+    pos = aug_lib.swap_adjacent(k_swap, pos, valid)
+  return pos, valid
+
+
+def _interp(x, pos, length, present=None):
+  """Linear interpolation of x (B, T, ...) at pos (B, F) clamped to [0, length-1].
+
+  With `present` (B, T, P) and a point->part map, parts missing at either neighbour take the nearest
+  frame instead of a blend with zeros. Returns (values (B, F, ...), present (B, F, P) or None).
+  """
+  pos = jnp.clip(pos, 0.0, (length - 1).astype(jnp.float32)[:, None])
+  i0 = jnp.floor(pos).astype(jnp.int32)
+  i1 = jnp.minimum(i0 + 1, length[:, None] - 1)
+  w = pos - i0
+  take = lambda a, i: jnp.take_along_axis(a, i.reshape(i.shape + (1,) * (a.ndim - 2)), axis=1)  # noqa: E731
+  x0, x1 = take(x, i0), take(x, i1)
+  wx = w.reshape(w.shape + (1,) * (x.ndim - 2))
+  blend = (1 - wx) * x0 + wx * x1
+  if present is None:
+    return blend, None
+  p0, p1 = take(present, i0), take(present, i1)
+  nearest_is_1 = (w >= 0.5)[..., None]
+  p_near = jnp.where(nearest_is_1, p1, p0)
+  x_near = jnp.where(nearest_is_1[..., None], x1, x0)  # points (B, F, 54, 3)
+  both = (p0 & p1)[:, :, layouts.POINT_PART][..., None]
+  return jnp.where(both, blend, x_near), p_near
+
+
+def landmark_features(points, parts, valid):
+  """Model input (B, F, 54*3 + 4): normalised xyz (zero where missing) and the part-presence flags."""
+  parts = parts & valid[..., None]
+  points = points * parts[:, :, layouts.POINT_PART][..., None]
+  b, f = valid.shape
+  return jnp.concatenate([points.reshape(b, f, -1), parts.astype(points.dtype)], -1)
+
+
+def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.AugmentConfig | None,
+               use_landmarks: bool = True, use_visual: bool = False):
+  """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view."""
+  lengths = data.lengths[idx]
+  train = aug is not None and aug.enabled
+  k_pos, k_spatial, k_drop_l, k_drop_v, k_noise = jax.random.split(rng, 5)
+  if train:
+    pos, valid = train_positions(k_pos, lengths, num_frames, aug)
+  else:
+    pos, valid = eval_positions(lengths, num_frames)
+  batch = {"labels": data.labels[idx], "mask": valid}
+  if use_landmarks:
+    points, parts = _interp(data.points[idx], pos, lengths, data.parts[idx])
+    if train:
+      points, parts = aug_lib.spatial(k_spatial, points, parts, valid, aug)
+    feats = landmark_features(points, parts, valid)
+    if train and aug.feature_dropout > 0:
+      n_xyz = layouts.NUM_POINTS * 3
+      feats = feats.at[..., :n_xyz].set(aug_lib.feature_dropout(k_drop_l, feats[..., :n_xyz], aug.feature_dropout))
+    batch["landmarks"] = feats
+  if use_visual:
+    vlen = data.visual_lengths[idx]
+    vpos = pos * ((vlen - 1) / jnp.maximum(lengths - 1, 1)).astype(jnp.float32)[:, None]
+    vis, _ = _interp(data.visual[idx].astype(jnp.float32), vpos, vlen)
+    if train:
+      vis = aug_lib.feature_dropout(k_drop_v, vis, aug.feature_dropout)
+      vis = vis + aug.feature_noise * jax.random.normal(k_noise, vis.shape)
+    batch["visual"] = vis * valid[..., None]
+    batch["visual_mask"] = valid
+  return batch

@@ -1,0 +1,41 @@
+"""Class weights and the class-weighted, label-smoothed cross-entropy (torch.nn.CrossEntropyLoss
+semantics: `CrossEntropyLoss(weight=w, label_smoothing=s)` with mean reduction)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """The seed's weights from the training labels actually used: counts + 0.1, inverse, scaled to sum to
+  C, clipped to [0.1, 10] (not renormalised after clipping, as the seed)."""
+  counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64) + 0.1
+  w = 1.0 / counts
+  w = w * num_classes / w.sum()
+  return np.clip(w, 0.1, 10.0).astype(np.float32)
+
+
+def weighted_ce_terms(logits, labels, weights=None, smoothing: float = 0.0, valid=None):
+  """(numerator, denominator) of the weighted smoothed CE so that sums over batches / devices combine
+  exactly: loss = num / den.
+
+  Per sample i with target y: (1 - s) * w[y] * -log p[y] + s / C * sum_c w[c] * -log p[c];
+  den = sum_i w[y_i] (torch's mean reduction with weights). `valid` (B,) drops padded samples.
+  """
+  num_classes = logits.shape[-1]
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  w = jnp.ones((num_classes,), jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+  nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+  w_y = w[labels]
+  smooth = -(logp * w).sum(-1)
+  per_sample = (1 - smoothing) * w_y * nll + smoothing / num_classes * smooth
+  if valid is not None:
+    per_sample, w_y = per_sample * valid, w_y * valid
+  return per_sample.sum(), w_y.sum()
+
+
+def weighted_cross_entropy(logits, labels, weights=None, smoothing: float = 0.0):
+  num, den = weighted_ce_terms(logits, labels, weights, smoothing)
+  return num / den

@@ -1,0 +1,101 @@
+"""The full recognizer and its factory: landmark and/or visual streams -> fusion -> head."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from asl_jax.models.encoders import LSTMLandmarkEncoder, TransformerLandmarkEncoder, VisualEncoder
+from asl_jax.models.fusion import make_fusion
+from asl_jax.models.heads import ClassifierHead
+
+ENCODERS = ("lstm", "transformer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  tokens: jnp.ndarray  # (B, T, H)
+  pooled: jnp.ndarray  # (B, H)
+  mask: jnp.ndarray  # (B, T) bool
+
+
+class HybridModel(nn.Module):
+  """Logits (B, C) from a batch dict with `landmarks` (B, T, F) + `mask` (B, T) and/or `visual`
+  (B, Tv, G) + `visual_mask` (B, Tv). Which streams exist is fixed by `use_landmarks` / `use_visual`."""
+
+  num_classes: int
+  hidden_dim: int = 512
+  dropout: float = 0.5
+  encoder: str = "lstm"
+  fusion_type: str = "concat"
+  use_landmarks: bool = True
+  use_visual: bool = True
+  lstm_layers: int = 2
+  transformer_layers: int = 2
+  num_heads: int = 4
+  ff_mult: int = 4
+  pooling: str = "mean"
+
+  def setup(self):
+    h, p = self.hidden_dim, self.dropout
+    if not (self.use_landmarks or self.use_visual):
+      raise ValueError("the model needs landmarks, visual features or both")
+    if self.use_landmarks:
+      if self.encoder == "lstm":
+        self.landmark_encoder = LSTMLandmarkEncoder(h, p, self.lstm_layers)
+      elif self.encoder == "transformer":
+        self.landmark_encoder = TransformerLandmarkEncoder(h, p, self.transformer_layers, self.num_heads,
+                                                           self.ff_mult, self.pooling)
+      else:
+        raise ValueError(f"encoder={self.encoder!r}: expected one of {ENCODERS}")
+    if self.use_visual:
+      self.visual_encoder = VisualEncoder(h, p, self.num_heads)
+    if self.use_landmarks and self.use_visual:
+      self.fusion = make_fusion(self.fusion_type, h, p, self.num_heads)
+    self.head = ClassifierHead(self.num_classes, h, p)
+
+  def encode(self, batch: dict[str, Any], train: bool = False) -> jnp.ndarray:
+    """The fused (B, H) representation before the head."""
+    streams = {}
+    if self.use_landmarks:
+      tokens, pooled = self.landmark_encoder(batch["landmarks"], batch["mask"], train)
+      streams["l"] = Stream(tokens, pooled, batch["mask"])
+    if self.use_visual:
+      tokens, pooled = self.visual_encoder(batch["visual"], batch["visual_mask"], train)
+      streams["v"] = Stream(tokens, pooled, batch["visual_mask"])
+    if len(streams) == 2:
+      return self.fusion(streams["v"], streams["l"], train)
+    return next(iter(streams.values())).pooled
+
+  def __call__(self, batch: dict[str, Any], train: bool = False) -> jnp.ndarray:
+    return self.head(self.encode(batch, train), train)
+
+
+MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
+                "num_heads", "ff_mult", "pooling")
+
+
+def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:
+  """The model a config asks for (fields listed in MODEL_FIELDS; missing ones keep their defaults)."""
+  kwargs = {k: config[k] for k in MODEL_FIELDS if k in config}
+  return HybridModel(num_classes=num_classes, use_landmarks=use_landmarks, use_visual=use_visual, **kwargs)
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+
+
+def example_batch(batch_size: int, frames: int, landmark_dim: int, visual_dim: int = 0,
+                  visual_frames: int | None = None) -> dict[str, jnp.ndarray]:
+  """A zero batch of the right shapes (for init and shape tracing)."""
+  batch = {"landmarks": jnp.zeros((batch_size, frames, landmark_dim)),
+           "mask": jnp.ones((batch_size, frames), bool)}
+  if visual_dim:
+    vf = visual_frames or frames
+    batch.update(visual=jnp.zeros((batch_size, vf, visual_dim)), visual_mask=jnp.ones((batch_size, vf), bool))
+  return batch

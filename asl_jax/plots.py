@@ -1,0 +1,72 @@
+"""Report plots (matplotlib, Agg): confusion matrix, per-class accuracy, training curves."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> None:
+  """Row-normalised confusion matrix of the `top` most frequent classes of the split."""
+  counts = cm.sum(1)
+  keep = np.argsort(-counts, kind="stable")[:min(top, int((counts > 0).sum()) or 1)]
+  sub = cm[np.ix_(keep, keep)].astype(float)
+  sub /= np.maximum(counts[keep][:, None], 1)
+  n = len(keep)
+  fig, ax = plt.subplots(figsize=(4 + 0.18 * n, 3.5 + 0.18 * n))
+  im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1)
+  labels = [glosses[i] for i in keep]
+  ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
+  ax.set_yticks(range(n), labels, fontsize=6)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(f"Confusion matrix (row-normalised), {n} most frequent classes")
+  fig.colorbar(im, ax=ax, fraction=0.04)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> None:
+  """Bar chart of per-class top-1; with more than 2*show classes, the bottom and top `show`."""
+  present = np.flatnonzero(~np.isnan(acc))
+  order = present[np.argsort(acc[present], kind="stable")]
+  if len(order) > 2 * show:
+    order = np.concatenate([order[:show], order[-show:]])
+  vals = acc[order]
+  colors = ["tab:red" if v < 0.5 else "tab:orange" if v < 0.75 else "tab:green" for v in vals]
+  fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(order)), 4))
+  ax.bar(range(len(order)), 100 * vals, color=colors)
+  ax.set_xticks(range(len(order)), [glosses[i] for i in order], rotation=90, fontsize=6)
+  ax.set_ylabel("top-1 accuracy (%)")
+  ax.set_ylim(0, 100)
+  ax.set_title(f"Per-class accuracy ({len(present)} classes; mean {100 * np.nanmean(acc):.1f}%)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def training_curves(metrics_jsonl: str, path: str) -> None:
+  with open(metrics_jsonl, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  if not rows:
+    return
+  ep = [r["epoch"] for r in rows]
+  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+  for key in ("train_loss", "val_loss"):
+    a.plot(ep, [r.get(key, np.nan) for r in rows], label=key)
+  a.set_xlabel("epoch")
+  a.legend()
+  for key in ("train_top1", "val_top1", "val_top5", "val_class_top1"):
+    b.plot(ep, [100 * r.get(key, np.nan) for r in rows], label=key)
+  b.set_xlabel("epoch")
+  b.set_ylabel("%")
+  b.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

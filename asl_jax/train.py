@@ -1,0 +1,347 @@
+"""Training: TrainState, the jitted data-parallel step, the epoch loop, validation, checkpoints, logs.
+
+Determinism: every random number derives from `config.seed` and the step (dropout, augmentation) or the
+epoch (data order), so a run restored from a checkpoint continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from asl_jax import augment as aug_lib
+from asl_jax import config as config_lib
+from asl_jax import evaluate as eval_lib
+from asl_jax import input_pipeline, losses, metrics, models
+from asl_jax.checkpoints import Checkpoints
+from asl_jax.data import layouts, packed as packed_lib, splits as splits_lib
+from asl_jax.errors import ConfigError, TrainingDivergedError
+from asl_jax.sharding import DataParallel, initialize_distributed
+
+
+class TrainState(train_state.TrainState):
+  # Running sums over the current epoch: [loss numerator, loss denominator, correct, samples].
+  epoch_sums: jnp.ndarray = flax.struct.field(default_factory=lambda: jnp.zeros(4, jnp.float32))
+
+
+def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+  """Linear warmup from ~0 to lr over warmup_epochs, then cosine to lr * min_lr_ratio, per batch.
+
+  Step s (0-based) uses the value at s + 1, so the first batch already learns (the seed's ran at lr 0).
+  """
+  total = max(1, config.epochs * steps_per_epoch)
+  warmup = config.warmup_epochs * steps_per_epoch
+  end = config.lr * config.min_lr_ratio
+  if warmup > 0:
+    base = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total, end)
+  else:
+    base = optax.cosine_decay_schedule(config.lr, total, alpha=config.min_lr_ratio)
+  return lambda step: base(step + 1)
+
+
+def make_optimizer(config, schedule) -> optax.GradientTransformation:
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                     optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run derives from the config and the data before the first step."""
+
+  packed: packed_lib.Packed
+  train_idx: np.ndarray
+  val_idx: np.ndarray
+  test_idx: np.ndarray
+  model: models.HybridModel
+  class_weights: np.ndarray | None
+  steps_per_epoch: int
+
+
+def prepare(config) -> Setup:
+  """Loads the data (cached), checks the splits, builds the model; no devices touched."""
+  config_lib.validate(config)
+  subsets = splits_lib.train_subsets(config.train_subsets)
+  spec = packed_lib.DataSpec.from_config(config)
+  packed = packed_lib.load_packed(spec, subsets)
+  train_idx = packed_lib.require_nonempty(packed, subsets)
+  val_idx = packed.indices(["val"]) if config.train_subsets == "train" else np.zeros(0, np.int32)
+  test_idx = packed.indices(["test"])
+  use_visual = bool(config.gemma_features_dir)
+  model = models.create_model(config, packed.num_classes, use_landmarks=config.use_landmarks,
+                              use_visual=use_visual)
+  weights = losses.class_weights(packed.labels[train_idx], packed.num_classes) if config.use_class_weights else None
+  steps = math.ceil(len(train_idx) / config.batch_size)
+  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
+
+
+def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
+  model = setup.model
+  batch = models.hybrid.example_batch(1, config.num_frames, layouts.FEATURE_DIM, setup.packed.visual_dim)
+  schedule = make_schedule(config, setup.steps_per_epoch)
+  tx = make_optimizer(config, schedule)
+
+  def create(key):
+    params = model.init({"params": key, "dropout": key}, batch, train=False)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  key = jax.random.fold_in(jax.random.key(config.seed), 0)
+  return jax.jit(create, out_shardings=parallel.replicated)(key)
+
+
+def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel):
+  """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss)."""
+  aug = aug_lib.AugmentConfig.from_config(config)
+  base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  smoothing, num_frames = config.label_smoothing, config.num_frames
+
+  def step(state: TrainState, data, order, class_weights):
+    key = jax.random.fold_in(base_key, state.step)
+    k_batch, k_dropout = jax.random.split(key)
+    idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
+    batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual)
+
+    def loss_fn(params):
+      logits = model.apply({"params": params}, batch, train=True, rngs={"dropout": k_dropout})
+      num, den = losses.weighted_ce_terms(logits, batch["labels"], class_weights, smoothing)
+      return num / den, (logits, num, den)
+
+    (loss, (logits, num, den)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    correct = (jnp.argmax(logits, -1) == batch["labels"]).sum()
+    sums = jnp.stack([num, den, correct.astype(jnp.float32), jnp.float32(idx.shape[0])])
+    return state.replace(epoch_sums=state.epoch_sums + sums), loss
+
+  return jax.jit(step, out_shardings=(parallel.replicated, parallel.replicated), donate_argnums=(0,))
+
+
+def epoch_order(config, train_labels: np.ndarray, epoch: int, steps: int) -> np.ndarray:
+  """(steps, batch_size) indices into the training set for one epoch (a function of seed and epoch)."""
+  rng = np.random.default_rng([config.seed, epoch])
+  n, b = len(train_labels), config.batch_size
+  if config.balanced_sampling:  # class-balanced, with replacement (the seed's WeightedRandomSampler)
+    counts = np.bincount(train_labels)
+    p = 1.0 / counts[train_labels]
+    return rng.choice(n, size=(steps, b), p=p / p.sum()).astype(np.int32)
+  perm = rng.permutation(n)
+  reps = math.ceil(steps * b / n)
+  return np.concatenate([perm] + [rng.permutation(n) for _ in range(reps - 1)])[:steps * b].reshape(steps, b).astype(np.int32)
+
+
+class _StopFlag:
+  """Set by SIGTERM; the loop checkpoints at the next step boundary and returns."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: no handler
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _save_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, default=str)
+  os.replace(tmp, path)
+
+
+def _prepare_workdir(config, workdir: str) -> None:
+  """Saves the resolved config; on resume, refuses a config that conflicts with the saved one."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    conflicts = config_lib.resume_conflicts(saved, config)
+    if conflicts:
+      raise ConfigError(f"{path}: this workdir holds a run with another configuration; use a new --workdir "
+                        "or the same settings to resume:\n  " + "\n  ".join(conflicts))
+  _save_json(path, config.to_dict())
+
+
+def _truncate_jsonl(path: str, before_epoch: int) -> None:
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    rows = [line for line in f if line.strip() and json.loads(line)["epoch"] < before_epoch]
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(rows)
+
+
+def _better(metric: str, value: float, best: float | None) -> bool:
+  if best is None:
+    return True
+  return value < best if metric == "val_loss" else value > best
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains (resuming from workdir when it holds a checkpoint), validates each epoch, evaluates the best
+  checkpoint on test. Returns {"status": "done"|"interrupted", "best": ..., "test_report": path|None}."""
+  initialize_distributed(config)
+  setup = prepare(config)
+  packed, model = setup.packed, setup.model
+  parallel = DataParallel()
+  parallel.check_batch(config.batch_size)
+  is_main = jax.process_index() == 0
+  if is_main:
+    _prepare_workdir(config, workdir)
+    _save_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
+    _save_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
+    _save_json(os.path.join(workdir, "data_report.json"), packed.report)
+
+  state = init_state(config, setup, parallel)
+  n_params = models.count_params(state.params)
+  streams = ("landmarks+visual (" + config.fusion_type + " fusion)" if model.use_visual and model.use_landmarks
+             else "visual only" if model.use_visual else "landmarks only")
+  _say(is_main, f"data: {packed.report['packed']} clips with features from {packed.split.path} "
+       f"({len(packed.report['missing_features'])} without features, {len(packed.report['skipped'])} skipped)")
+  _say(is_main, f"model: {config.encoder} encoder, {streams}, {packed.num_classes} classes, "
+       f"{n_params / 1e6:.2f} M parameters; {parallel.num_devices} device(s), {setup.steps_per_epoch} steps/epoch")
+  ckpt = Checkpoints(workdir, config.max_to_keep)
+  info = {"epoch": -1, "best_value": None, "best_epoch": None}
+  if ckpt.latest_step() is not None:
+    state, info = ckpt.restore("latest", state)
+    state = jax.device_put(state, parallel.replicated)
+    _say(is_main, f"resuming from step {int(state.step)} (epoch {int(state.step) // setup.steps_per_epoch + 1})")
+
+  train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
+  val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
+  weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
+  step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel)
+  evaluator = eval_lib.Evaluator(model, config.num_frames, parallel, config.eval_batch_size,
+                                 setup.class_weights, config.label_smoothing)
+  schedule = make_schedule(config, setup.steps_per_epoch)
+  train_labels = packed.labels[setup.train_idx]
+  steps = setup.steps_per_epoch
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  start_step = int(state.step)
+  if is_main:
+    _truncate_jsonl(metrics_path, start_step // steps)
+  writer = _summary_writer(workdir) if is_main else None
+  status = "done"
+  try:
+    with _StopFlag() as stop:
+      for epoch in range(start_step // steps, config.epochs):
+        first = start_step - epoch * steps if epoch == start_step // steps else 0
+        if first == 0:
+          state = state.replace(epoch_sums=parallel.replicate(np.zeros(4, np.float32)))
+        order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
+        t0 = time.time()
+        bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
+        for s in range(first, steps):
+          state, loss = step_fn(state, train_data, order, weights)
+          if bar is not None:
+            bar.update(1)
+          if (s + 1) % config.log_every == 0 or s + 1 == steps:
+            sums = np.asarray(jax.device_get(state.epoch_sums))
+            _check_finite(sums, float(loss), epoch, int(state.step))
+            if bar is not None:
+              bar.set_postfix(loss=f"{sums[0] / sums[1]:.3f}", acc=f"{sums[2] / sums[3]:.3f}",
+                              lr=f"{float(schedule(int(state.step) - 1)):.2e}")
+          if stop.requested:
+            break
+        if bar is not None:
+          bar.close()
+        if stop.requested and s + 1 < steps:
+          ckpt.save("latest", int(state.step), state, info)
+          _say(is_main, f"SIGTERM: saved a checkpoint at step {int(state.step)}; rerun the same command to resume")
+          status = "interrupted"
+          break
+        sums = np.asarray(jax.device_get(state.epoch_sums))
+        _check_finite(sums, float(sums[0] / sums[1]), epoch, int(state.step))
+        row = {"epoch": epoch, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
+               "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
+               "epoch_time_s": round(time.time() - t0, 3)}
+        if val_data is not None:
+          val = evaluator.evaluate(state.params, val_data, packed.labels[setup.val_idx], packed.num_classes)
+          row.update(eval_lib.flat_metrics(val, "val"))
+        metric = config.best_metric if val_data is not None else None
+        improved = metric is None or _better(metric, row[metric], info["best_value"])
+        if improved:
+          info = {**info, "best_value": row.get(metric), "best_epoch": epoch}
+        info["epoch"] = epoch
+        if is_main:
+          _log_epoch(metrics_path, writer, row)
+        if improved:
+          ckpt.save("best", int(state.step), state, info)
+        ckpt.save("latest", int(state.step), state, info)
+        if stop.requested:
+          status = "interrupted"
+          break
+  finally:
+    if writer is not None:
+      writer.close()
+  result = {"status": status, "best_epoch": info["best_epoch"], "best_value": info["best_value"],
+            "num_params": n_params, "test_report": None}
+  if status == "done" and config.evaluate_test and len(setup.test_idx):
+    best_state, _ = ckpt.restore("best", state)
+    test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
+    summary = evaluator.evaluate(best_state.params, test, packed.labels[setup.test_idx], packed.num_classes)
+    if is_main:
+      report = eval_lib.build_report(summary, "test", int(best_state.step), packed.split.glosses)
+      result["test_report"] = eval_lib.write_report(os.path.join(workdir, "eval_test"), report, summary,
+                                                    packed.labels[setup.test_idx], packed.split.glosses,
+                                                    metrics_path)
+      result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
+  ckpt.close()
+  return result
+
+
+def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:
+  if not (np.isfinite(sums).all() and np.isfinite(loss)):
+    raise TrainingDivergedError(
+        f"the training loss became {loss} at epoch {epoch + 1}, step {step}; stopped without saving. The last "
+        "good checkpoint is kept: lower config.lr, check the features for extreme values, or keep "
+        "config.grad_clip")
+
+
+def _progress(config, is_main: bool, total: int, initial: int, desc: str):
+  if not (config.progress_bar and is_main):
+    return None
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _summary_writer(workdir: str):
+  from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+  return SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+
+def _log_epoch(path: str, writer, row: dict) -> None:
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(row) + "\n")
+  for k, v in row.items():
+    if k not in ("epoch", "step"):
+      writer.add_scalar(k, v, row["epoch"] + 1)
+  writer.flush()
+  _say(True, f"epoch {row['epoch'] + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                                       if k not in ("epoch", "step")))
+
+
+def _say(is_main: bool, message: str) -> None:
+  """A user-facing progress line (main process only)."""
+  if is_main:
+    print(message, flush=True)

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from asl_jax import losses
+
+
+def test_class_weights_as_seed():
+  labels = np.array([0] * 50 + [1] * 10 + [2] * 5)
+  w = losses.class_weights(labels, 3)
+  inv = 1 / np.array([50.1, 10.1, 5.1])
+  np.testing.assert_allclose(w, np.clip(inv * 3 / inv.sum(), 0.1, 10), rtol=1e-6)
+  assert w[2] > w[1] > w[0]
+  many = losses.class_weights(np.repeat(np.arange(1000), np.where(np.arange(1000) % 2, 5, 50)), 1000)
+  assert many.min() >= 0.1 and many.max() <= 10
+  # A class absent from training gets the largest weight, clipped at 10.
+  assert losses.class_weights(np.array([0, 0, 1]), 3)[2] == pytest.approx(min(10, (1 / .1) * 3 / (1 / 2.1 + 1 / 1.1 + 10)))
+
+
+def test_hand_computed_weighted_smoothed_ce():
+  logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]], np.float32)
+  labels = np.array([0, 2])
+  w = np.array([1.0, 2.0, 0.5], np.float32)
+  s = 0.1
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  num = sum((1 - s) * w[y] * -logp[i, y] + s / 3 * (-(logp[i] * w).sum()) for i, y in enumerate(labels))
+  expected = num / (w[0] + w[2])
+  got = float(losses.weighted_cross_entropy(logits, labels, w, s))
+  assert got == pytest.approx(expected, rel=1e-5)
+  # Pinned, worked out by hand: log-sum-exp 2.16985 and 1.55144; nll 0.16985 (w 1) and 1.55144 (w 0.5);
+  # smoothing terms 6.09448 and 3.43004; (0.9 * 0.94557 + 0.1 / 3 * 9.52452) / 1.5 = 0.77900.
+  assert got == pytest.approx(0.77900, abs=1e-4)
+  assert float(losses.weighted_cross_entropy(logits, labels)) == pytest.approx(
+      -(logp[0, 0] + logp[1, 2]) / 2, rel=1e-5)
+
+
+def test_matches_torch():
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(16, 10)).astype(np.float32)
+  labels = rng.integers(0, 10, 16)
+  w = rng.uniform(0.1, 10, 10).astype(np.float32)
+  ref = torch.nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=0.1)(
+      torch.tensor(logits), torch.tensor(labels))
+  assert float(losses.weighted_cross_entropy(logits, labels, w, 0.1)) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_padded_samples_do_not_count():
+  logits = np.array([[1.0, 0.0], [0.0, 3.0], [9.0, -9.0]], np.float32)
+  labels = np.array([0, 1, 1])
+  num, den = losses.weighted_ce_terms(logits, labels, None, 0.0, np.array([1.0, 1.0, 0.0]))
+  assert float(num / den) == pytest.approx(float(losses.weighted_cross_entropy(logits[:2], labels[:2])), rel=1e-6)

@@ -1,0 +1,108 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from asl_jax.data import layouts
+from asl_jax.models import hybrid, layers
+from asl_jax.models.heads import DEEP_HEAD_ABOVE
+
+F = layouts.FEATURE_DIM
+
+
+def test_sinusoidal_values_match_formula():
+  table = layers.sinusoidal_table(50, 8)
+  for pos in (0, 1, 7, 49):
+    for i in range(4):
+      angle = pos / 10000 ** (2 * i / 8)
+      assert table[pos, 2 * i] == pytest.approx(np.sin(angle), abs=1e-6)
+      assert table[pos, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-6)
+  assert layers.sinusoidal_table(3000, 6).shape == (3000, 6)  # any length
+  x = jnp.zeros((2, 5, 8))
+  y = layers.SinusoidalPositionalEncoding().apply({}, x)
+  np.testing.assert_allclose(y[1], table[:5], atol=1e-6)
+
+
+def _batch(rng, b, t, lengths, visual_dim=0, vis_t=None):
+  x = rng.normal(size=(b, t, F)).astype(np.float32)
+  mask = np.arange(t)[None] < np.asarray(lengths)[:, None]
+  batch = {"landmarks": x * mask[..., None], "mask": mask}
+  if visual_dim:
+    vt = vis_t or t
+    vmask = np.arange(vt)[None] < np.minimum(np.asarray(lengths), vt)[:, None]
+    batch["visual"] = rng.normal(size=(b, vt, visual_dim)).astype(np.float32) * vmask[..., None]
+    batch["visual_mask"] = vmask
+  return batch
+
+
+def _pad(batch, t):
+  out = {}
+  for k, v in batch.items():
+    extra = np.zeros((v.shape[0], t - v.shape[1]) + v.shape[2:], v.dtype)
+    if v.dtype != bool:
+      extra += 5.0  # garbage in the padding must not matter
+    out[k] = np.concatenate([v, extra], 1)
+  return out
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("fusion", ["concat", "attention", "gated", "landmarks_only", "visual_only"])
+def test_padding_invariance(encoder, fusion):
+  rng = np.random.default_rng(0)
+  use_visual = fusion != "landmarks_only"
+  model = hybrid.HybridModel(num_classes=7, hidden_dim=32, dropout=0.3, encoder=encoder,
+                             fusion_type=fusion if fusion in ("concat", "attention", "gated") else "concat",
+                             use_landmarks=fusion != "visual_only", use_visual=use_visual)
+  b16 = _batch(rng, 3, 16, [16, 9, 1], visual_dim=24 if use_visual else 0)
+  params = model.init(jax.random.key(0), b16)
+  logits16 = model.apply(params, b16)
+  logits64 = model.apply(params, _pad(b16, 64))
+  assert logits16.shape == (3, 7)
+  np.testing.assert_allclose(logits16, logits64, atol=2e-5)
+  assert np.abs(np.asarray(logits16[0] - logits16[1])).max() > 1e-4  # the inputs do matter
+
+
+def test_lstm_reads_true_last_frame():
+  """The backward direction starts at the last real frame: changing a real frame changes the output."""
+  rng = np.random.default_rng(1)
+  model = hybrid.HybridModel(num_classes=5, hidden_dim=16, dropout=0.0, use_visual=False)
+  b = _batch(rng, 1, 10, [6])
+  params = model.init(jax.random.key(0), b)
+  base = model.apply(params, b)
+  changed = {**b, "landmarks": b["landmarks"].copy()}
+  changed["landmarks"][0, 5] += 1.0  # the last real frame
+  assert np.abs(np.asarray(model.apply(params, changed) - base)).max() > 1e-4
+
+
+def test_head_depth_switches_at_500_and_final_init_scale():
+  for classes, depth in ((DEEP_HEAD_ABOVE, 2), (DEEP_HEAD_ABOVE + 1, 3)):
+    model = hybrid.HybridModel(num_classes=classes, hidden_dim=64, dropout=0.5, use_visual=False)
+    params = model.init(jax.random.key(0), hybrid.example_batch(1, 4, F))["params"]
+    head = params["head"]
+    dense = [k for k in head if k.startswith("DenseBlock")] + ["logits"]
+    assert len(dense) == depth
+    if depth == 3:
+      k = np.asarray(head["logits"]["kernel"])
+      assert k.shape == (128, classes)
+      bound = 0.1 * np.sqrt(6.0 / (128 + classes))  # Xavier uniform, gain 0.1
+      assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
+      assert head["DenseBlock_0"]["Dense_0"]["kernel"].shape == (64, 128)
+
+
+@pytest.mark.parametrize("classes,expected", [(100, 15.76e6), (1000, 18.05e6)])
+def test_seed_parameter_count(classes, expected):
+  model = hybrid.HybridModel(num_classes=classes, hidden_dim=512, dropout=0.5, fusion_type="concat")
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), hybrid.example_batch(1, 16, F, 1152)))
+  n = hybrid.count_params(shapes["params"])
+  assert abs(n - expected) / expected < 0.01, n
+
+
+def test_dropout_only_in_training():
+  rng = np.random.default_rng(2)
+  model = hybrid.HybridModel(num_classes=4, hidden_dim=16, dropout=0.5, use_visual=False)
+  b = _batch(rng, 2, 8, [8, 5])
+  params = model.init(jax.random.key(0), b)
+  np.testing.assert_array_equal(model.apply(params, b), model.apply(params, b))
+  t1 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(1)})
+  t2 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(2)})
+  assert np.abs(np.asarray(t1 - t2)).max() > 1e-4

@@ -42,13 +42,16 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   Step s (0-based) uses the value at s + 1, so the first batch already learns (the seed's ran at lr 0).
   """
   total = max(1, config.epochs * steps_per_epoch)
-  warmup = config.warmup_epochs * steps_per_epoch
-  end = config.lr * config.min_lr_ratio
-  if warmup > 0:
-    base = optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total, end)
-  else:
-    base = optax.cosine_decay_schedule(config.lr, total, alpha=config.min_lr_ratio)
-  return lambda step: base(step + 1)
+  warmup = min(config.warmup_epochs * steps_per_epoch, total)
+  peak, end = config.lr, config.lr * config.min_lr_ratio
+
+  def schedule(step):
+    s = jnp.asarray(step, jnp.float32) + 1
+    progress = jnp.clip((s - warmup) / max(total - warmup, 1), 0.0, 1.0)
+    cosine = end + (peak - end) * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+    return jnp.where(s < warmup, peak * s / max(warmup, 1), cosine)
+
+  return schedule
 
 
 def make_optimizer(config, schedule) -> optax.GradientTransformation:
@@ -289,6 +292,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
           ckpt.save("best", int(state.step), state, info)
         ckpt.save("latest", int(state.step), state, info)
         if stop.requested:
+          _say(is_main, f"SIGTERM: saved a checkpoint at step {int(state.step)}; rerun the same command to resume")
           status = "interrupted"
           break
   finally:

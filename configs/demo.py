@@ -10,7 +10,7 @@ def get_config():
   c.hidden_dim = 128
   c.dropout = 0.2
   c.num_frames = 24
-  c.epochs = 30
+  c.epochs = 40
   c.warmup_epochs = 2
   c.lr = 2e-3
   c.weight_decay = 1e-4

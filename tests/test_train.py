@@ -1,0 +1,185 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from asl_jax import train
+from asl_jax.checkpoints import Checkpoints
+from asl_jax.errors import ConfigError, TrainingDivergedError
+from conftest import REPO, tiny_config
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(l) for l in f]
+  for r in rows:
+    r.pop("epoch_time_s")
+  return rows
+
+
+def _cli(data, workdir, env_extra=None, **overrides):
+  """The train command line for tiny_config(data, **overrides)."""
+  cfg = tiny_config(data, **overrides)
+  args = [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={REPO}/configs/default.py",
+          f"--workdir={workdir}"]
+  defaults = train.config_lib.default_config()
+  for k, v in cfg.items():
+    if v != defaults[k]:
+      args.append(f"--config.{k}={v}")
+  env = {**os.environ, **(env_extra or {})}
+  return args, env
+
+
+def test_schedule_warmup_then_cosine():
+  cfg = tiny_config({"data_dir": "", "subset": ""}, lr=1e-3, epochs=10, warmup_epochs=2, min_lr_ratio=0.0)
+  sched = train.make_schedule(cfg, steps_per_epoch=100)
+  assert float(sched(0)) == pytest.approx(1e-3 / 200, rel=1e-4)  # the first batch already learns
+  assert float(sched(199)) == pytest.approx(1e-3, rel=1e-5)  # end of warmup: the peak
+  assert float(sched(199 + 400)) == pytest.approx(0.5e-3, rel=1e-3)  # half-way through the cosine
+  assert float(sched(999)) == pytest.approx(0.0, abs=1e-9)  # the end
+  assert float(sched(99)) == pytest.approx(0.5e-3, rel=1e-5)
+
+
+def test_learns_tiny_problem(small_data, tmp_path):
+  cfg = tiny_config(small_data, epochs=12, hidden_dim=48, dropout=0.1, lr=3e-3, num_frames=16)
+  result = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  rows = _rows(tmp_path / "run")
+  assert rows[-1]["train_loss"] < 0.7 * rows[0]["train_loss"]
+  assert result["best_value"] > 0.4  # 12 classes: chance is 0.083
+  report = json.load(open(result["test_report"]))
+  assert report["per_instance"]["top1"] > 0.35 and report["per_instance"]["top5"] >= report["per_instance"]["top1"]
+  for name in ("config.json", "label_mapping.json", "data_report.json", "metrics.jsonl"):
+    assert os.path.exists(tmp_path / "run" / name)
+  assert os.listdir(tmp_path / "run" / "tensorboard")
+  mapping = json.load(open(tmp_path / "run" / "label_mapping.json"))
+  assert mapping["0"] == "sign0000" and len(mapping) == 12
+
+
+def test_determinism_and_seed(tiny_data, tmp_path):
+  runs = {}
+  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+    train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False), str(tmp_path / name))
+    runs[name] = _rows(tmp_path / name)
+  assert runs["a"] == runs["b"]
+  assert runs["a"] != runs["c"]
+
+
+def test_resume_conflict_is_refused(tiny_data, tmp_path):
+  train.train_and_evaluate(tiny_config(tiny_data, epochs=1, evaluate_test=False), str(tmp_path / "r"))
+  with pytest.raises(ConfigError, match="hidden_dim: saved 32, now 64"):
+    train.train_and_evaluate(tiny_config(tiny_data, epochs=1, hidden_dim=64), str(tmp_path / "r"))
+
+
+def test_nan_loss_stops_with_message_and_no_checkpoint(tiny_data, tmp_path):
+  cfg = tiny_config(tiny_data, lr=1e30, warmup_epochs=0, grad_clip=1e30, epochs=3, log_every=1)
+  with pytest.raises(TrainingDivergedError, match="loss became nan"):
+    train.train_and_evaluate(cfg, str(tmp_path / "nan"))
+  assert Checkpoints(str(tmp_path / "nan")).latest_step() is None
+
+
+def test_eight_devices_match_one(tiny_data, tmp_path):
+  """The same run on 1 and on 8 (virtual CPU) devices gives the same losses."""
+  losses = {}
+  for n in (1, 8):
+    args, env = _cli(tiny_data, tmp_path / f"d{n}", {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
+                     epochs=2, evaluate_test=False)
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{n} device(s)" in out.stdout
+    losses[n] = _rows(tmp_path / f"d{n}")
+  for r1, r8 in zip(losses[1], losses[8]):
+    for k in ("train_loss", "train_top1", "val_loss", "val_top1", "val_class_top5"):
+      assert r1[k] == pytest.approx(r8[k], rel=1e-4, abs=1e-5), k
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=240):
+  latest = os.path.join(workdir, "checkpoints", "latest")
+  t0 = time.time()
+  while time.time() - t0 < timeout:
+    if os.path.isdir(latest) and any(d.isdigit() for d in os.listdir(latest)):
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f"training ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
+    time.sleep(0.02)
+  raise AssertionError("no checkpoint appeared")
+
+
+RESUME_RUN = dict(epochs=8, evaluate_test=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("full")
+  args, env = _cli(tiny_data, workdir, **RESUME_RUN)
+  assert subprocess.run(args, env=env, capture_output=True, timeout=300).returncode == 0
+  return _rows(workdir)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_exactly(tiny_data, tmp_path, sig, uninterrupted):
+  """A run killed after its first checkpoint (SIGKILL: no warning; SIGTERM: saves first) and restarted
+  with the same command ends with exactly the metrics of an uninterrupted run."""
+  overrides = RESUME_RUN
+  args, env = _cli(tiny_data, tmp_path / "killed", **overrides)
+  proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(str(tmp_path / "killed"), proc)
+  proc.send_signal(sig)
+  out, err = proc.communicate(timeout=120)
+  if sig == signal.SIGKILL:
+    assert proc.returncode == -signal.SIGKILL
+  else:
+    assert proc.returncode == 0, err[-2000:]
+    assert '"status": "interrupted"' in out and "rerun the same command to resume" in out
+  assert len(_rows(tmp_path / "killed")) < 8
+  done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "resuming from step" in done.stdout
+  assert _rows(tmp_path / "killed") == uninterrupted
+
+
+def test_cli_rejects_unknown_field_and_bad_data(tiny_data, tmp_path):
+  args, env = _cli(tiny_data, tmp_path / "x", epochs=1)
+  bad = subprocess.run(args + ["--config.hiden_dim=3"], env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "hiden_dim" in bad.stderr
+  args, env = _cli({**tiny_data, "data_dir": str(tmp_path / "nowhere")}, tmp_path / "y", epochs=1)
+  bad = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith("error: ") and "nowhere" in bad.stderr
+  assert "Traceback" not in bad.stderr
+  assert not os.path.exists(tmp_path / "y")  # nothing half-written
+
+
+def test_stop_mid_epoch_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+  """A stop request in the middle of an epoch (what SIGTERM sets) saves the step and the running epoch
+  sums; the resumed run equals an uninterrupted one."""
+  cfg = tiny_config(tiny_data, epochs=3, evaluate_test=False)
+  train.train_and_evaluate(cfg, str(tmp_path / "full"))
+
+  class StopAfter(train._StopFlag):  # pylint: disable=protected-access
+    checks = 0
+
+    @property
+    def requested(self):
+      StopAfter.checks += 1
+      # The loop asks once per step and twice at the end of an epoch: the 8th question comes after the
+      # first step of epoch 2 (5 steps per epoch), i.e. mid-epoch at step 6.
+      return StopAfter.checks >= 8
+
+    @requested.setter
+    def requested(self, value):
+      pass
+
+  monkeypatch.setattr(train, "_StopFlag", StopAfter)
+  result = train.train_and_evaluate(cfg, str(tmp_path / "stopped"))
+  assert result["status"] == "interrupted"
+  assert Checkpoints(str(tmp_path / "stopped")).latest_step() == 6
+  assert len(_rows(tmp_path / "stopped")) == 1
+  monkeypatch.undo()
+  assert train.train_and_evaluate(cfg, str(tmp_path / "stopped"))["status"] == "done"
+  assert _rows(tmp_path / "stopped") == _rows(tmp_path / "full")

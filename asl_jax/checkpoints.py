@@ -21,8 +21,11 @@ KINDS = ("latest", "best")
 
 def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
   path = os.path.abspath(os.path.join(workdir, "checkpoints", kind))
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-                                         enable_async_checkpointing=False, cleanup_tmp_directories=True)
+  if read_only:
+    options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
   return ocp.CheckpointManager(path, options=options, item_names=("state", "info"))
 
 

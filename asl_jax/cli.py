@@ -50,5 +50,71 @@ def train_main(argv=None):
   app.run(main, argv=argv)
 
 
+def evaluate_main(argv=None):
+  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_enum("split", "test", ["test", "val", "train"], "which subset of the run's split file")
+  flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.DEFINE_integer("batch_size", 0, "evaluation batch size (0: the run's eval_batch_size)")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv_):
+    if len(argv_) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+    from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+
+    def go():
+      f = flags.FLAGS
+      report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size)
+      print(evaluate.format_table(report))
+      print(f"report: {report['path']}")
+    run_guarded(go)
+
+  app.run(main, argv=argv)
+
+
+def predict_main(argv=None):
+  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_multi_string("landmarks", None, "landmark .npy files, directories of them, or videos "
+                            "(videos need the extract extra); repeat or list after the flags")
+  flags.DEFINE_string("gemma", None, "visual features: a file (one input) or a directory of {id}_gemma.npy")
+  flags.DEFINE_integer("top_k", 5, "how many classes to print per input")
+  flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv_):
+    from asl_jax import predict  # pylint: disable=import-outside-toplevel
+
+    def go():
+      f = flags.FLAGS
+      inputs = list(f.landmarks or []) + list(argv_[1:])
+      if not inputs:
+        raise app.UsageError("give --landmarks=FILE.npy (or files / directories after the flags)")
+      for row in predict.predict_files(f.workdir, inputs, f.gemma, f.top_k, f.checkpoint):
+        print(json.dumps(row))
+    run_guarded(go)
+
+  app.run(main, argv=argv)
+
+
+def export_main(argv=None):
+  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_string("out_dir", None, "where to write model.jax_export and meta.json (default DIR/export)")
+  flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv_):
+    if len(argv_) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+    from asl_jax import export  # pylint: disable=import-outside-toplevel
+
+    def go():
+      f = flags.FLAGS
+      out = export.export_run(f.workdir, f.out_dir or f"{f.workdir}/export", f.checkpoint)
+      print(f"exported to {out}")
+    run_guarded(go)
+
+  app.run(main, argv=argv)
+
+
 if __name__ == "__main__":
   train_main()

@@ -34,20 +34,32 @@ class Evaluator:
 
     self._step = jax.jit(step)
 
-  def predict(self, params, data: input_pipeline.DeviceData):
-    """(top_k (N, k) numpy, loss) over all clips of `data`, in order."""
+  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
+    """(top_k (N, k) numpy, loss) over all clips of `data`, in order.
+
+    Device-resident data is used as is; host (numpy / memory-mapped) data is streamed to the devices in
+    chunks of `chunk_batches` batches, so splits larger than device memory evaluate too.
+    """
     n = data.size
+    on_device = isinstance(data.labels, jax.Array)
+    chunk = n if on_device else self.batch_size * chunk_batches
     tops, nums, dens = [], [], []
-    for start in range(0, n, self.batch_size):
-      idx = np.arange(start, start + self.batch_size)
-      valid = idx < n
-      idx = np.where(valid, idx, 0).astype(np.int32)
-      top, num, den = self._step(params, data, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid))
-      tops.append(top)
-      nums.append(num)
-      dens.append(den)
+    for c0 in range(0, n, chunk):
+      part = data if on_device else self.parallel.replicate(
+          jax.tree_util.tree_map(lambda a, c0=c0: np.ascontiguousarray(a[c0:c0 + chunk]), data))
+      m = min(chunk, n - c0)
+      for start in range(0, m, self.batch_size):
+        idx = np.arange(start, start + self.batch_size)
+        valid = idx < m
+        idx = np.where(valid, idx, 0).astype(np.int32)
+        top, num, den = self._step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid))
+        tops.append(top)
+        nums.append(num)
+        dens.append(den)
+      if not on_device:  # keep at most one chunk on the devices
+        tops, nums, dens = jax.device_get((tops, nums, dens))
     tops, nums, dens = jax.device_get((tops, nums, dens))
-    top_k = np.concatenate(tops)[:n]
+    top_k = np.concatenate(tops)[:n] if on_device else _trim_chunks(tops, n, chunk, self.batch_size)
     return top_k, float(np.sum(nums) / max(np.sum(dens), 1e-12))
 
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
@@ -56,6 +68,17 @@ class Evaluator:
     summary["loss"] = loss
     summary["top_k"] = top_k
     return summary
+
+
+def _trim_chunks(tops, n: int, chunk: int, batch: int) -> np.ndarray:
+  """Concatenates per-batch predictions of chunked evaluation, dropping each chunk's padding."""
+  out, i = [], 0
+  for c0 in range(0, n, chunk):
+    m = min(chunk, n - c0)
+    k = -(-m // batch)
+    out.append(np.concatenate(tops[i:i + k])[:m])
+    i += k
+  return np.concatenate(out)
 
 
 def flat_metrics(summary: dict, prefix: str) -> dict:
@@ -110,3 +133,41 @@ def format_table(report: dict) -> str:
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
   ])
 
+
+
+SPLITS = ("test", "val", "train")
+
+
+def evaluate_workdir(workdir: str, split: str = "test", checkpoint: str = "best", batch_size: int = 0) -> dict:
+  """Restores a run, evaluates it on a split of its data and writes DIR/eval_<split>/ (report + plots).
+
+  Returns the report dict (with "path")."""
+  from asl_jax import train, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from asl_jax.errors import ConfigError, DataError  # pylint: disable=import-outside-toplevel
+  if split not in SPLITS:
+    raise ConfigError(f"--split={split!r}: expected one of {list(SPLITS)}")
+  run = workdir_lib.load_run(workdir, checkpoint)
+  setup = train.prepare(run.config)
+  idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
+  if split == "val" and not len(idx):
+    idx = setup.packed.indices(["val"])
+  if not len(idx):
+    raise DataError(f"{setup.packed.split.path}: the {split} split has no clips with features")
+  if setup.packed.num_classes != len(run.glosses):
+    raise DataError(f"{setup.packed.split.path}: {setup.packed.num_classes} classes, but the run in {workdir} "
+                    f"was trained on {len(run.glosses)}")
+  parallel = DataParallel()
+  weights = setup.class_weights
+  evaluator = Evaluator(run.model, run.config.num_frames, parallel, batch_size or run.config.eval_batch_size,
+                        weights, run.config.label_smoothing)
+  labels = setup.packed.labels[idx]
+  summary = evaluator.evaluate(parallel.replicate(run.params), input_pipeline.select(setup.packed, idx), labels,
+                               setup.packed.num_classes)
+  report = build_report(summary, split, run.step, run.glosses)
+  report["path"] = write_report(os.path.join(workdir, f"eval_{split}"), report, summary, labels, run.glosses,
+                                os.path.join(workdir, "metrics.jsonl"))
+  predictions = {vid: run.glosses[int(p)] for vid, p in
+                 zip((setup.packed.video_ids[i] for i in idx), summary["predictions"])}
+  with open(os.path.join(workdir, f"eval_{split}", "predictions.json"), "w", encoding="utf-8") as f:
+    json.dump(predictions, f, indent=1)
+  return report

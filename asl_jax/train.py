@@ -89,17 +89,17 @@ def prepare(config) -> Setup:
   return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
 
 
+def create_state(config, model: models.HybridModel, visual_dim: int, steps_per_epoch: int, key) -> TrainState:
+  """A fresh TrainState (works under jit and jax.eval_shape)."""
+  batch = models.hybrid.example_batch(1, config.num_frames, layouts.FEATURE_DIM, visual_dim)
+  params = model.init({"params": key, "dropout": key}, batch, train=False)["params"]
+  tx = make_optimizer(config, make_schedule(config, steps_per_epoch))
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
 def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
-  model = setup.model
-  batch = models.hybrid.example_batch(1, config.num_frames, layouts.FEATURE_DIM, setup.packed.visual_dim)
-  schedule = make_schedule(config, setup.steps_per_epoch)
-  tx = make_optimizer(config, schedule)
-
-  def create(key):
-    params = model.init({"params": key, "dropout": key}, batch, train=False)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
+  create = lambda k: create_state(config, setup.model, setup.packed.visual_dim, setup.steps_per_epoch, k)  # noqa: E731
   return jax.jit(create, out_shardings=parallel.replicated)(key)
 
 

@@ -8,7 +8,9 @@ from asl_jax.config import default_config
 from asl_jax.data.synthetic import make_synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(REPO, "..", "shared", "data")
+# The workplace's shared data (read-only, never copied): beside the checkout, or named by $ASL_JAX_SHARED_DATA.
+SHARED = next((p for p in (os.environ.get("ASL_JAX_SHARED_DATA", ""), os.path.join(REPO, "..", "shared", "data"),
+                           "/work/shared/data") if p and os.path.isdir(p)), "")
 
 
 @pytest.fixture(autouse=True)

@@ -99,6 +99,34 @@ def _resample_index(length: int, max_frames: int) -> np.ndarray:
   return np.round(np.linspace(0, length - 1, max_frames)).astype(np.int64)
 
 
+def prepare_clip(raw: np.ndarray, layout: str, max_frames: int, visual: np.ndarray | None = None,
+                 visual_frames: int | None = None):
+  """One validated clip -> (points (t, 54, 3), parts (t, 4), visual (tv, G) or None), t <= max_frames:
+  canonical, normalised, long clips resampled uniformly. Packing and prediction share it."""
+  points, parts = layouts.to_canonical(raw, layout)
+  points = layouts.normalize(points, parts)
+  idx = _resample_index(len(points), max_frames)
+  if visual is not None:
+    visual = visual[_resample_index(len(visual), visual_frames or max_frames)]
+  return points[idx], parts[idx], visual
+
+
+def pack_clips(clips, max_frames: int, visual_frames: int = 0, visual_dim: int = 0):
+  """Padded arrays (points, parts, lengths, visual, visual_lengths) of prepared clips (a list of
+  `prepare_clip` results)."""
+  n = len(clips)
+  points = np.zeros((n, max_frames, layouts.NUM_POINTS, 3), np.float32)
+  parts = np.zeros((n, max_frames, layouts.NUM_PARTS), bool)
+  lengths = np.zeros(n, np.int32)
+  visual = np.zeros((n, visual_frames, visual_dim), np.float32) if visual_dim else None
+  vis_lengths = np.zeros(n, np.int32) if visual_dim else None
+  for i, (p, pa, v) in enumerate(clips):
+    points[i, :len(p)], parts[i, :len(p)], lengths[i] = p, pa, len(p)
+    if v is not None:
+      visual[i, :len(v)], vis_lengths[i] = v, len(v)
+  return points, parts, lengths, visual, vis_lengths
+
+
 def _cache_root(spec: DataSpec) -> str | None:
   if spec.cache_dir == "none":
     return None
@@ -253,21 +281,9 @@ def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dic
       vis = features_lib.load_array(vp, vis_dim) if vp else None
     except DataError as err:
       return e, str(err)
-    points, parts = layouts.to_canonical(raw, layout)
-    points = layouts.normalize(points, parts)
-    idx = _resample_index(len(points), spec.max_frames)
-    if vis is not None:
-      vis = vis[_resample_index(len(vis), vis_frames)]
-    return e, (points[idx], parts[idx], vis)
+    return e, prepare_clip(raw, layout, spec.max_frames, vis, vis_frames)
 
-  t, n = spec.max_frames, len(candidates)
-  points = np.zeros((n, t, layouts.NUM_POINTS, 3), np.float32)
-  parts = np.zeros((n, t, layouts.NUM_PARTS), bool)
-  lengths = np.zeros(n, np.int32)
-  visual = np.zeros((n, vis_frames, vis_dim), np.float32) if vis_dir else None
-  vis_lengths = np.zeros(n, np.int32) if vis_dir else None
-  errors, kept = [], []
-  lut = split.label_of()
+  errors, kept, clips = [], [], []
   with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
     for e, result in pool.map(load_one, candidates, chunksize=64):
       if result is None:
@@ -275,12 +291,8 @@ def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dic
       if isinstance(result, str):
         errors.append(result)
         continue
-      i = len(kept)
-      p, pa, v = result
-      points[i, :len(p)], parts[i, :len(p)], lengths[i] = p, pa, len(p)
-      if v is not None:
-        visual[i, :len(v)], vis_lengths[i] = v, len(v)
       kept.append(e)
+      clips.append(result)
   if errors:
     if not skip:
       raise DataError(f"{len(errors)} feature file(s) cannot be used (set on_bad_file=skip to drop them "
@@ -288,17 +300,19 @@ def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dic
     for msg in errors:
       path, _, why = msg.partition(": ")
       report["skipped"][path] = why
+  lut = split.label_of()
   if not kept:
     raise DataError(f"{split.path}: no clip has usable features in {lm_dir}"
                     + (f" and {vis_dir}" if vis_dir else "") + f" ({len(report['missing_features'])} missing, "
                     f"{len(report['skipped'])} skipped)")
-  m = len(kept)
+  points, parts, lengths, visual, vis_lengths = pack_clips(clips, spec.max_frames, vis_frames, vis_dim)
+  del clips
   packed = Packed(
-      points=points[:m], parts=parts[:m], lengths=lengths[:m],
+      points=points, parts=parts, lengths=lengths,
       labels=np.asarray([lut[e.class_id] for e in kept], np.int32),
       subsets=np.asarray([SUBSET_CODES[e.subset] for e in kept], np.int8),
       video_ids=tuple(e.video_id for e in kept), split=split, report=report,
-      visual=None if visual is None else visual[:m], visual_lengths=None if vis_lengths is None else vis_lengths[:m])
+      visual=visual, visual_lengths=vis_lengths)
   report["packed"] = {s: int((packed.subsets == c).sum()) for s, c in SUBSET_CODES.items()}
   if report["missing_features"] or report["skipped"]:
     logging.warning("%s: %d clips without features, %d skipped (listed in the data report)", split.path,

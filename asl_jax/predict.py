@@ -1,0 +1,129 @@
+"""Predictions for new clips from a trained run: top-k glosses with probabilities.
+
+The checkpoint is restored once; each clip goes through the same preprocessing as training (layout ->
+canonical frames -> normalisation -> uniform sampling) and one jitted forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import jax
+import numpy as np
+
+from asl_jax import input_pipeline
+from asl_jax.data import features as features_lib
+from asl_jax.data import layouts, packed as packed_lib
+from asl_jax.errors import DataError
+from asl_jax.workdir import TrainedRun, load_run
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+class Predictor:
+  """Restores a run once and predicts batches of clips."""
+
+  def __init__(self, workdir: str, checkpoint: str = "best", batch_size: int = 32):
+    self.run: TrainedRun = load_run(workdir, checkpoint)
+    self.batch_size = batch_size
+    config, model = self.run.config, self.run.model
+
+    def forward(params, data, idx):
+      batch = input_pipeline.make_batch(data, idx, jax.random.key(0), config.num_frames, None,
+                                        model.use_landmarks, model.use_visual)
+      return jax.nn.softmax(model.apply({"params": params}, batch, train=False), -1)
+
+    self._forward = jax.jit(forward)
+
+  @property
+  def glosses(self) -> tuple[str, ...]:
+    return self.run.glosses
+
+  def load_clip(self, landmarks: str | np.ndarray, gemma: str | np.ndarray | None = None):
+    """A prepared clip from files (or arrays) in the run's landmark layout and visual dimension."""
+    layout = self.run.layout
+    dim = layouts.LAYOUT_DIMS[layout]
+    raw = features_lib.load_array(landmarks, dim) if isinstance(landmarks, str) else _check(landmarks, dim, "landmarks")
+    vis = None
+    if self.run.visual_dim:
+      if gemma is None:
+        raise DataError(f"{landmarks if isinstance(landmarks, str) else 'clip'}: this model also needs visual "
+                        f"features ({self.run.visual_dim}-d {features_lib.VISUAL_SUFFIX}); pass --gemma")
+      vis = features_lib.load_array(gemma, self.run.visual_dim) if isinstance(gemma, str) else _check(
+          gemma, self.run.visual_dim, "visual features")
+    return packed_lib.prepare_clip(raw, layout, self.run.config.max_frames, vis, self.run.config.max_frames)
+
+  def predict_clips(self, clips: Sequence) -> np.ndarray:
+    """(N, C) class probabilities for prepared clips."""
+    out = []
+    cfg = self.run.config
+    for start in range(0, len(clips), self.batch_size):
+      chunk = list(clips[start:start + self.batch_size])
+      pad = self.batch_size - len(chunk)
+      points, parts, lengths, visual, vlen = packed_lib.pack_clips(
+          chunk + [chunk[0]] * pad, cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
+      data = input_pipeline.DeviceData(points=points, parts=parts, lengths=lengths,
+                                       labels=np.zeros(len(lengths), np.int32), visual=visual,
+                                       visual_lengths=vlen)
+      probs = self._forward(self.run.params, data, np.arange(self.batch_size, dtype=np.int32))
+      out.append(np.asarray(probs)[:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, len(self.glosses)), np.float32)
+
+  def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[dict]]:
+    k = min(k, probs.shape[-1])
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    return [[{"gloss": self.glosses[c], "class": int(c), "prob": float(p[c])} for c in row]
+            for row, p in zip(order, probs)]
+
+
+def _check(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+  x = np.asarray(x, np.float32)
+  if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != dim:
+    raise DataError(f"{what}: shape {x.shape}, expected (frames >= 1, {dim})")
+  if not np.isfinite(x).all():
+    raise DataError(f"{what}: NaN/Inf values")
+  return x
+
+
+def expand_inputs(paths: Iterable[str]) -> list[str]:
+  """Files as given; a directory stands for its *_landmarks.npy (else *.npy) and video files, sorted."""
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      names = sorted(os.listdir(p))
+      lm = [n for n in names if n.endswith(features_lib.LANDMARK_SUFFIX)]
+      npy = lm or [n for n in names if n.endswith(".npy") and not n.endswith(features_lib.VISUAL_SUFFIX)]
+      out += [os.path.join(p, n) for n in npy + [n for n in names if n.lower().endswith(VIDEO_SUFFIXES)]]
+      if not npy and not any(n.lower().endswith(VIDEO_SUFFIXES) for n in names):
+        raise DataError(f"{p}: no .npy landmark files or videos in this directory")
+    elif os.path.exists(p):
+      out.append(p)
+    else:
+      raise DataError(f"{p}: file not found")
+  return out
+
+
+def gemma_for(landmarks_path: str, gemma: str | None) -> str | None:
+  """The visual file for a landmarks file: `gemma` itself, or {id}_gemma.npy inside a `gemma` directory."""
+  if gemma is None or not os.path.isdir(gemma):
+    return gemma
+  base = os.path.basename(landmarks_path)
+  vid = base[:-len(features_lib.LANDMARK_SUFFIX)] if base.endswith(features_lib.LANDMARK_SUFFIX) else os.path.splitext(base)[0]
+  return features_lib.visual_path(gemma, vid)
+
+
+def predict_files(workdir: str, landmarks: Sequence[str], gemma: str | None = None, top_k: int = 5,
+                  checkpoint: str = "best") -> list[dict]:
+  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}."""
+  files = expand_inputs(landmarks)
+  predictor = Predictor(workdir, checkpoint)
+  clips = []
+  for f in files:
+    if f.lower().endswith(VIDEO_SUFFIXES):
+      from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
+      clips.append(predictor.load_clip(landmarks_from_video(f, predictor.run.layout)))
+    else:
+      clips.append(predictor.load_clip(f, gemma_for(f, gemma)))
+  probs = predictor.predict_clips(clips)
+  return [{"file": f, "top_k": t} for f, t in zip(files, predictor.top_k(probs, top_k))]

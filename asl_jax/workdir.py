@@ -1,0 +1,84 @@
+"""A trained run directory: its saved config, label mapping, data layout and restored parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+
+from asl_jax import config as config_lib
+from asl_jax import models
+from asl_jax.checkpoints import Checkpoints
+from asl_jax.errors import CheckpointError, ConfigError
+
+
+@dataclasses.dataclass
+class TrainedRun:
+  workdir: str
+  config: ml_collections.ConfigDict
+  model: models.HybridModel
+  params: dict
+  step: int
+  glosses: tuple[str, ...]
+  layout: str  # landmark layout of the training data
+  visual_dim: int  # 0: landmarks only
+
+
+def _read_json(path: str, what: str):
+  if not os.path.isfile(path):
+    raise CheckpointError(f"{path}: missing ({what}); is this a training workdir?")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's saved config, on top of today's defaults (fields added since keep their defaults)."""
+  saved = _read_json(os.path.join(workdir, "config.json"), "the run's configuration")
+  config = config_lib.default_config()
+  unknown = sorted(set(saved) - set(config))
+  if unknown:
+    raise ConfigError(f"{workdir}/config.json: unknown fields {unknown}")
+  config.update(saved)
+  return config
+
+
+def parse_checkpoint(spec: str) -> tuple[str, int | None]:
+  """"best" | "latest" | a step number -> (kind, step)."""
+  if spec in ("best", "latest"):
+    return spec, None
+  if str(spec).isdigit():
+    return "step", int(spec)
+  raise ConfigError(f"--checkpoint={spec!r}: expected best, latest or a step number")
+
+
+def load_run(workdir: str, checkpoint: str = "best") -> TrainedRun:
+  """Restores the parameters of `checkpoint` (best, latest or a step) of the run in workdir."""
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f"{workdir}: workdir not found")
+  config = load_config(workdir)
+  mapping = _read_json(os.path.join(workdir, "label_mapping.json"), "the class names")
+  report = _read_json(os.path.join(workdir, "data_report.json"), "the data layout")
+  glosses = tuple(mapping[str(i)] for i in range(len(mapping)))
+  visual_dim = int(report.get("visual_dim", 0))
+  model = models.create_model(config, len(glosses), use_landmarks=config.use_landmarks,
+                              use_visual=visual_dim > 0)
+  from asl_jax import train  # pylint: disable=import-outside-toplevel  (train imports this module's users)
+  abstract = jax.eval_shape(lambda: train.create_state(config, model, visual_dim, 1, jax.random.key(0)))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  ckpts = Checkpoints(workdir, read_only=True)
+  try:
+    kind, step = parse_checkpoint(checkpoint)
+    if kind == "step":
+      kind = next((k for k in ("latest", "best") if step in ckpts.all_steps(k)), None)
+      if kind is None:
+        raise CheckpointError(f"{workdir}: no checkpoint at step {step} (latest: {ckpts.all_steps('latest')}, "
+                              f"best: {ckpts.all_steps('best')})")
+    state, _ = ckpts.restore(kind, abstract, step)
+  finally:
+    ckpts.close()
+  return TrainedRun(workdir, config, model, state.params, int(state.step), glosses,
+                    report.get("landmark_layout", "seed162"), visual_dim)

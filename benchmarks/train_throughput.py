@@ -1,0 +1,131 @@
+"""Train-step throughput: asl_jax vs the PyTorch seed model, same shapes, same run, alternating.
+
+  python benchmarks/train_throughput.py [--repeats 5] [--steps 20] [--configs lstm100,lstm1000,transformer1000]
+
+For each config it times `steps` train steps per repeat, alternating PyTorch and JAX, and reports the
+median samples/s. The JAX step is the real training step: it gathers the batch from the on-device
+dataset, augments it (all augmentations on) and updates the TrainState; `jax_noaug` is the same step with
+augmentation off (the PyTorch step gets ready tensors and augments nothing). Writes
+benchmarks/results/train_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+from asl_jax import input_pipeline, models, train  # noqa: E402
+from asl_jax.config import default_config  # noqa: E402
+from asl_jax.data import layouts  # noqa: E402
+from asl_jax.sharding import DataParallel  # noqa: E402
+
+CONFIGS = {"lstm100": ("lstm", 100), "lstm1000": ("lstm", 1000), "transformer1000": ("transformer", 1000)}
+
+
+def jax_stepper(encoder: str, classes: int, batch: int, frames: int, gdim: int, augmentation: bool, n_clips=512):
+  cfg = default_config()
+  cfg.encoder, cfg.hidden_dim, cfg.dropout, cfg.num_frames, cfg.batch_size = encoder, 512, 0.5, frames, batch
+  cfg.augmentation = augmentation
+  rng = np.random.default_rng(0)
+  parallel = DataParallel()
+  data = input_pipeline.DeviceData(
+      points=rng.normal(size=(n_clips, frames, 54, 3)).astype(np.float32),
+      parts=np.ones((n_clips, frames, 4), bool), lengths=np.full(n_clips, frames, np.int32),
+      labels=rng.integers(0, classes, n_clips).astype(np.int32),
+      visual=rng.normal(size=(n_clips, frames, gdim)).astype(np.float32),
+      visual_lengths=np.full(n_clips, frames, np.int32))
+  data = parallel.replicate(data)
+  model = models.create_model(cfg, classes, use_landmarks=True, use_visual=True)
+  steps = n_clips // batch
+  state = jax.jit(lambda k: train.create_state(cfg, model, gdim, steps, k),
+                  out_shardings=parallel.replicated)(jax.random.key(0))
+  weights = parallel.replicate(rng.uniform(0.1, 10, classes).astype(np.float32))
+  order = parallel.shard_order(rng.permutation(steps * batch).reshape(steps, batch).astype(np.int32))
+  step_fn = train.make_train_step(cfg, model, steps, parallel)
+  box = {"state": state}
+
+  def run(n):
+    s = box["state"]
+    for _ in range(n):
+      s, loss = step_fn(s, data, order, weights)
+    jax.block_until_ready(loss)
+    box["state"] = s
+
+  return run, models.count_params(state.params)
+
+
+def torch_stepper(classes, batch, frames, gdim):
+  import torch  # pylint: disable=import-outside-toplevel
+  import torch_seed  # pylint: disable=import-outside-toplevel
+  step, n_params = torch_seed.make_step(classes, gdim, class_weights=np.random.default_rng(0).uniform(0.1, 10, classes))
+  vis, lm = torch.randn(batch, frames, gdim), torch.randn(batch, frames, 162)
+  y = torch.randint(0, classes, (batch,))
+
+  def run(n):
+    for _ in range(n):
+      step(vis, lm, y)
+
+  return run, n_params
+
+
+def timed(run, n):
+  t0 = time.perf_counter()
+  run(n)
+  return time.perf_counter() - t0
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--configs", default=",".join(CONFIGS))
+  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--frames", type=int, default=16)
+  ap.add_argument("--gemma_dim", type=int, default=1152)
+  ap.add_argument("--steps", type=int, default=20)
+  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--no_torch", action="store_true")
+  a = ap.parse_args()
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(os.cpu_count())
+    have_torch = not a.no_torch
+  except ImportError:
+    have_torch = False
+  results = {"machine": common.machine(), "batch": a.batch, "frames": a.frames, "gemma_dim": a.gemma_dim,
+             "steps_per_repeat": a.steps, "repeats": a.repeats, "rows": []}
+  print(f"{'config':18s}{'impl':12s}{'params':>12s}{'samples/s':>12s}{'step ms':>10s}")
+  for name in a.configs.split(","):
+    encoder, classes = CONFIGS[name]
+    runners = {}
+    runners["jax"] = jax_stepper(encoder, classes, a.batch, a.frames, a.gemma_dim, True)
+    runners["jax_noaug"] = jax_stepper(encoder, classes, a.batch, a.frames, a.gemma_dim, False)
+    if have_torch and encoder == "lstm":
+      runners["torch"] = torch_stepper(classes, a.batch, a.frames, a.gemma_dim)
+    times = {k: [] for k in runners}
+    for run, _ in runners.values():
+      run(3)  # compile / warm up
+    for _ in range(a.repeats):
+      for k, (run, _) in runners.items():  # alternating, so drifts hit every implementation alike
+        times[k].append(timed(run, a.steps))
+    for k, (run, n_params) in runners.items():
+      dt = common.median(times[k]) / a.steps
+      row = {"config": name, "impl": k, "encoder": encoder, "classes": classes, "params": n_params,
+             "samples_per_s": round(a.batch / dt, 1), "step_ms": round(dt * 1e3, 2)}
+      results["rows"].append(row)
+      print(f"{name:18s}{k:12s}{n_params:12d}{row['samples_per_s']:12.1f}{row['step_ms']:10.2f}")
+    if "torch" in times:
+      ratio = common.median(times["torch"]) / common.median(times["jax"])
+      results.setdefault("speedup_vs_torch", {})[name] = round(ratio, 2)
+      print(f"{name}: asl_jax (with augmentation) is {ratio:.2f}x the PyTorch seed step")
+  print("wrote", common.save("train_throughput", results))
+
+
+if __name__ == "__main__":
+  main()

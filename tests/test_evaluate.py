@@ -1,0 +1,107 @@
+"""Evaluation, prediction and export on one tiny trained run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import evaluate, export, predict, train, workdir as workdir_lib
+from asl_jax.errors import CheckpointError, DataError
+from conftest import REPO, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+  run = str(tmp_path_factory.mktemp("trained") / "run")
+  cfg = tiny_config(tiny_data, epochs=3, gemma_features_dir=tiny_data["gemma_features_dir"],
+                    fusion_type="attention", cache_dir=str(tmp_path_factory.mktemp("cache")))
+  result = train.train_and_evaluate(cfg, run)
+  return {"workdir": run, "result": result, "data": tiny_data}
+
+
+def test_report_keys_and_values(trained):
+  report = evaluate.evaluate_workdir(trained["workdir"], "test")
+  for key in ("split", "checkpoint_step", "num_samples", "num_classes", "per_instance", "per_class",
+              "per_class_accuracy", "worst", "best"):
+    assert key in report
+  assert report["split"] == "test" and report["num_classes"] == 8
+  for kind in ("per_instance", "per_class"):
+    assert 0 <= report[kind]["top1"] <= report[kind]["top5"] <= 1
+  acc = report["per_class_accuracy"]
+  assert report["per_class"]["top1"] == pytest.approx(np.mean(list(acc.values())))
+  assert report["worst"][0]["accuracy"] <= report["best"][0]["accuracy"]
+  # Same checkpoint, same numbers as the end-of-training test report.
+  assert report["per_instance"] == trained["result"]["test"]["per_instance"]
+  out = os.path.dirname(report["path"])
+  for png in ("confusion_matrix.png", "per_class_accuracy.png", "training_curves.png"):
+    data = open(os.path.join(out, png), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_val_report_matches_training_validation(trained):
+  report = evaluate.evaluate_workdir(trained["workdir"], "val", "best")
+  rows = [json.loads(l) for l in open(os.path.join(trained["workdir"], "metrics.jsonl"))]
+  best = max(rows, key=lambda r: r["val_top1"])
+  assert report["per_instance"]["top1"] == pytest.approx(best["val_top1"])
+  assert report["per_class"]["top5"] == pytest.approx(best["val_class_top5"])
+
+
+def test_predict_agrees_with_evaluate(trained):
+  evaluate.evaluate_workdir(trained["workdir"], "test")
+  preds = json.load(open(os.path.join(trained["workdir"], "eval_test", "predictions.json")))
+  data = trained["data"]
+  vids = sorted(preds)[:4]
+  files = [os.path.join(data["landmarks_dir"], v + "_landmarks.npy") for v in vids]
+  rows = predict.predict_files(trained["workdir"], files, data["gemma_features_dir"], top_k=3)
+  for v, row in zip(vids, rows):
+    assert row["top_k"][0]["gloss"] == preds[v]
+    probs = [t["prob"] for t in row["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_predict_bad_inputs(trained, tmp_path):
+  data = trained["data"]
+  wrong = tmp_path / "w_landmarks.npy"
+  np.save(wrong, np.zeros((10, 170), np.float32))
+  with pytest.raises(DataError, match=r"w_landmarks\.npy: shape \(10, 170\): expected \(frames, 162\)"):
+    predict.predict_files(trained["workdir"], [str(wrong)], data["gemma_features_dir"])
+  lm = os.path.join(data["landmarks_dir"], "00001_landmarks.npy")
+  with pytest.raises(DataError, match="also needs visual features"):
+    predict.predict_files(trained["workdir"], [lm])
+  with pytest.raises(CheckpointError, match="no checkpoints directory"):
+    os.makedirs(tmp_path / "empty")
+    for name in ("config.json", "label_mapping.json", "data_report.json"):
+      with open(os.path.join(trained["workdir"], name)) as src, open(tmp_path / "empty" / name, "w") as dst:
+        dst.write(src.read())
+    workdir_lib.load_run(str(tmp_path / "empty"))
+  with pytest.raises(CheckpointError, match="no checkpoint at step 999"):
+    workdir_lib.load_run(trained["workdir"], "999")
+
+
+def test_export_round_trip(trained, tmp_path):
+  out = export.export_run(trained["workdir"], str(tmp_path / "export"))
+  call, meta = export.load_exported(out)
+  run = workdir_lib.load_run(trained["workdir"])
+  assert meta["glosses"] == list(run.glosses) and meta["inputs"] == ["landmarks", "mask", "visual", "visual_mask"]
+  rng = np.random.default_rng(0)
+  for b in (1, 3):
+    f = meta["num_frames"]
+    mask = np.arange(f)[None] < rng.integers(1, f + 1, (b, 1))
+    inputs = [rng.normal(size=(b, f, meta["feature_dim"])).astype(np.float32), mask,
+              rng.normal(size=(b, f, meta["visual_dim"])).astype(np.float32), mask]
+    expected = run.model.apply({"params": run.params}, dict(zip(meta["inputs"], inputs)), train=False)
+    np.testing.assert_allclose(call(*inputs), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_cli(trained):
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"),
+                        f"--workdir={trained['workdir']}", "--split=val"], capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "per-instance" in out.stdout and "eval_val/report.json" in out.stdout
+  bad = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--workdir=/nonexistent"],
+                       capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 1 and "error: /nonexistent: workdir not found" in bad.stderr

@@ -6,7 +6,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from asl_jax.models.layers import (AttentionBlock, DenseBlock, SinusoidalPositionalEncoding, masked_mean)
+from asl_jax.models.layers import (AttentionBlock, DenseBlock, Dropout, SinusoidalPositionalEncoding,
+                                   masked_mean)
 from asl_jax.models.lstm import BiLSTM
 
 
@@ -47,7 +48,7 @@ class TransformerLandmarkEncoder(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.hidden)), x], 1)
       mask = jnp.concatenate([jnp.ones((mask.shape[0], 1), bool), mask], 1)
     attn_mask = nn.make_attention_mask(mask, mask)
-    drop = nn.Dropout(self.dropout, deterministic=not train)
+    drop = Dropout(self.dropout, deterministic=not train)
     for _ in range(self.num_layers):
       y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
                                           deterministic=not train)(nn.LayerNorm()(x), mask=attn_mask)

@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
+_DROPOUT_LEVELS = 1 << 16
+
+
+class Dropout(nn.Module):
+  """Inverted dropout drawing 16 random bits per element instead of flax's 32-bit uniforms.
+
+  On CPU, generating the random numbers dominates dropout's cost; half the bits halve it. The rate is
+  rounded to a multiple of 1/65536. Uses the "dropout" rng collection, like nn.Dropout.
+  """
+
+  rate: float
+  deterministic: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool | None = None) -> jnp.ndarray:
+    deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+    threshold = round(self.rate * _DROPOUT_LEVELS)
+    if deterministic or threshold == 0:
+      return x
+    if threshold >= _DROPOUT_LEVELS:
+      return jnp.zeros_like(x)
+    keep = jax.random.bits(self.make_rng("dropout"), x.shape, jnp.uint16) >= threshold
+    return jnp.where(keep, x * (_DROPOUT_LEVELS / (_DROPOUT_LEVELS - threshold)), 0).astype(x.dtype)
 
 
 def sinusoidal_table(length: int, dim: int) -> np.ndarray:
@@ -27,7 +51,7 @@ class SinusoidalPositionalEncoding(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     x = x + jnp.asarray(sinusoidal_table(x.shape[-2], x.shape[-1]), x.dtype)
-    return nn.Dropout(self.dropout, deterministic=not train)(x)
+    return Dropout(self.dropout, deterministic=not train)(x)
 
 
 class DenseBlock(nn.Module):
@@ -40,7 +64,7 @@ class DenseBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     x = nn.LayerNorm()(nn.Dense(self.features)(x))
-    return nn.Dropout(self.dropout, deterministic=not train)(ACTIVATIONS[self.activation](x))
+    return Dropout(self.dropout, deterministic=not train)(ACTIVATIONS[self.activation](x))
 
 
 def masked_mean(x: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
@@ -60,4 +84,4 @@ class AttentionBlock(nn.Module):
     mask = nn.make_attention_mask(q_mask, kv_mask)
     y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
                                         deterministic=not train)(q, kv, mask=mask)
-    return nn.LayerNorm()(q + nn.Dropout(self.dropout, deterministic=not train)(y))
+    return nn.LayerNorm()(q + Dropout(self.dropout, deterministic=not train)(y))

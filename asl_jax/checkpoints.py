@@ -43,9 +43,9 @@ class Checkpoints:
       self.managers[kind].save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                               info=ocp.args.JsonSave(info)), force=True)
       self.managers[kind].wait_until_finished()
-    except OSError as e:
+    except Exception as e:  # ENOSPC and friends arrive as OSError or as tensorstore's ValueError
       raise CheckpointError(f"{self.managers[kind].directory}: cannot write checkpoint at step {step} "
-                            f"({e}); the previous checkpoint is intact") from None
+                            f"({type(e).__name__}: {e}); the previous checkpoint is intact") from None
 
   def latest_step(self, kind: str = "latest") -> int | None:
     return self.managers[kind].latest_step()

@@ -29,6 +29,10 @@ def run_guarded(fn) -> None:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except OSError as e:  # a full disk, a read-only workdir, ...: the file and the reason, not a traceback
+    logging.flush()
+    print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    sys.exit(1)
 
 
 def train_main(argv=None):

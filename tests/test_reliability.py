@@ -1,0 +1,203 @@
+"""What asl_jax guarantees when inputs are bad, jobs are killed or disks fill up.
+
+Read this file as the list of guarantees; each is proven by the test named beside it (here or in the
+module's own test file).
+
+Bad inputs: one clear message naming the file or field, exit status 1 from the CLI, no partial outputs
+  - missing data dir / split file, malformed json, unknown subset, bad class ids, a class with no training
+    clips, truncated / non-npy / object / wrong-ndim / zero-frame / NaN / mixed-dimension files, a visual
+    file missing beside its landmarks:        test_cli_bad_input (below), test_splits.py, test_features.py,
+                                               test_packed.py
+  - unknown config fields:                     test_train.py::test_cli_rejects_unknown_field_and_bad_data
+  - a workdir whose saved config conflicts:    test_train.py::test_resume_conflict_is_refused
+  - NaN values can instead be dropped with a report (on_bad_file=skip): test_packed.py::test_nan_file_error_and_skip
+Faults
+  - SIGKILL during an epoch -> the restarted run ends bit-identical:  test_train.py::test_killed_run_resumes_exactly
+  - SIGTERM -> checkpoint, clean exit, exact resume (also mid-epoch): same test, test_stop_mid_epoch_resumes_exactly
+  - killed during a checkpoint write -> the previous one restores:    test_interrupted_checkpoint_write
+  - disk full during a save -> clear error, previous checkpoint intact: test_disk_full_during_save
+  - NaN/Inf loss -> stops with a message, no bad checkpoint:          test_train.py::test_nan_loss_stops_with_message_and_no_checkpoint
+Determinism
+  - same config and seed -> identical metrics.jsonl; another seed differs: test_train.py::test_determinism_and_seed
+  - 1 or 8 devices -> the same losses:                                 test_train.py::test_eight_devices_match_one
+Load
+  - evaluation streams host data to the devices in chunks, same results as on device: test_streamed_evaluation
+  - the packed cache is memory-mapped, not copied:                     test_packed.py::test_cache_hit_is_memory_mapped_and_invalidated
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import evaluate, input_pipeline, train
+from asl_jax.checkpoints import Checkpoints
+from asl_jax.errors import CheckpointError
+from asl_jax.sharding import DataParallel
+from conftest import REPO, tiny_config
+
+
+def _train_cmd(data_dir, subset, workdir, *extra):
+  return [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={REPO}/configs/default.py",
+          f"--workdir={workdir}", f"--config.data_dir={data_dir}", f"--config.subset={subset}",
+          "--config.hidden_dim=16", "--config.epochs=1", "--config.warmup_epochs=0", "--config.batch_size=8",
+          "--config.progress_bar=False",
+          *extra]
+
+
+def _break_first_clip(d, how):
+  lm = os.path.join(d, "landmarks")
+  path = os.path.join(lm, sorted(f for f in os.listdir(lm) if f.endswith("_landmarks.npy"))[0])
+  if how == "truncated":
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])
+  elif how == "not_npy":
+    open(path, "w").write("this is not an array")
+  elif how == "object":
+    np.save(path, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+  elif how == "ndim":
+    np.save(path, np.zeros((4, 54, 3), np.float32))
+  elif how == "zero_frames":
+    np.save(path, np.zeros((0, 162), np.float32))
+  elif how == "nan":
+    a = np.load(path)
+    a[0, 0] = np.nan
+    np.save(path, a)
+  elif how == "mixed_dims":
+    np.save(path, np.zeros((10, 170), np.float32))
+  return os.path.basename(path)
+
+
+def _edit_split(d, subset, how):
+  path = os.path.join(d, subset)
+  split = json.load(open(path))
+  first = sorted(split)[0]
+  if how == "malformed_json":
+    open(path, "w").write(json.dumps(split)[:-10])
+    return subset
+  if how == "unknown_subset":
+    split[first]["subset"] = "validation"
+  elif how == "negative_class":
+    split[first]["action"][0] = -3
+  elif how == "class_not_in_list":
+    split[first]["action"][0] = 5000
+  elif how == "class_without_training":
+    for v in split.values():
+      if v["action"][0] == 0 and v["subset"] == "train":
+        v["subset"] = "test"
+  json.dump(split, open(path, "w"))
+  return subset
+
+
+CASES = {
+    "truncated": ("npy", "truncated"), "not_npy": ("npy", "not a readable .npy"),
+    "object": ("npy", "Python objects"), "ndim": ("npy", "expected 2-D"), "zero_frames": ("npy", "zero frames"),
+    "nan": ("npy", "NaN/Inf"), "mixed_dims": ("npy", "have the wrong shape"),  # metadata says 162
+    "malformed_json": ("split", "not valid JSON"), "unknown_subset": ("split", "unknown subset 'validation'"),
+    "negative_class": ("split", "negative class id"), "class_not_in_list": ("split", "not in the class list"),
+    "class_without_training": ("split", "have no clip in the training subsets"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cli_bad_input(tiny_data, tmp_path, case):
+  d = str(tmp_path / "data")
+  shutil.copytree(tiny_data["data_dir"], d)
+  kind, expected = CASES[case]
+  named = _break_first_clip(d, case) if kind == "npy" else _edit_split(d, tiny_data["subset"], case)
+  workdir = tmp_path / "run"
+  out = subprocess.run(_train_cmd(d, tiny_data["subset"], workdir, "--config.cache_dir=none"), capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode == 1, out.stderr[-1500:]
+  err = out.stderr.strip()
+  assert "Traceback" not in err
+  assert err.startswith("error: ") and expected in err and named in err
+  assert not workdir.exists()  # nothing half-written
+
+
+def test_missing_data_dir_and_split_file(tmp_path):
+  for data_dir, subset, expected in ((tmp_path / "none", "nslt_100.json", "data_dir does not exist"),
+                                     (tmp_path, "nslt_100.json", "split file not found")):
+    out = subprocess.run(_train_cmd(data_dir, subset, tmp_path / "run"), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
+
+
+class _StopAtFirstChance(train._StopFlag):  # pylint: disable=protected-access
+  """A stop request that is always pending: the run saves and returns at the end of its first step."""
+
+  @property
+  def requested(self):
+    return True
+
+  @requested.setter
+  def requested(self, value):
+    pass
+
+
+def _rows(workdir):
+  rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+
+def test_interrupted_checkpoint_write(tiny_data, tmp_path, monkeypatch):
+  """Orbax writes into a temporary directory and renames it when complete: what a kill mid-save leaves
+  behind is ignored, the previous checkpoint restores and training resumes from it exactly."""
+  cfg = tiny_config(tiny_data, epochs=3, evaluate_test=False)
+  train.train_and_evaluate(cfg, str(tmp_path / "full"))
+  workdir = str(tmp_path / "run")
+  with monkeypatch.context() as m:
+    m.setattr(train, "_StopFlag", _StopAtFirstChance)
+    assert train.train_and_evaluate(cfg, workdir)["status"] == "interrupted"
+  good = Checkpoints(workdir).latest_step()
+  assert good == 1
+  partial = os.path.join(workdir, "checkpoints", "latest", f"{good + 5}.orbax-checkpoint-tmp")
+  os.makedirs(os.path.join(partial, "state"))
+  with open(os.path.join(partial, "state", "garbage"), "wb") as f:
+    f.write(b"\0" * 100)
+  assert Checkpoints(workdir).latest_step() == good
+  assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
+  assert _rows(workdir) == _rows(tmp_path / "full")
+
+
+def test_disk_full_during_save(tiny_data, tmp_path, monkeypatch):
+  mount = tmp_path / "small_disk"
+  mount.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16M", "tmpfs", str(mount)], capture_output=True).returncode:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  try:
+    workdir = str(mount / "run")
+    cfg = tiny_config(tiny_data, epochs=3, evaluate_test=False)
+    with monkeypatch.context() as m:
+      m.setattr(train, "_StopFlag", _StopAtFirstChance)
+      train.train_and_evaluate(cfg, workdir)
+    good = Checkpoints(workdir).latest_step()
+    filler = mount / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)  # fills the disk
+    with pytest.raises((CheckpointError, OSError)) as e:
+      train.train_and_evaluate(cfg, workdir)
+    assert "No space left" in str(e.value) or getattr(e.value, "errno", 0) == 28, str(e.value)
+    filler.unlink()
+    assert Checkpoints(workdir).latest_step() == good  # the previous checkpoint is intact and restores
+    assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
+  finally:
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_streamed_evaluation(tiny_data, tmp_path):
+  """Host (memory-mapped) data is evaluated chunk by chunk with the same result as device data."""
+  cfg = tiny_config(tiny_data, epochs=1, evaluate_test=False)
+  setup = train.prepare(cfg)
+  parallel = DataParallel()
+  state = train.init_state(cfg, setup, parallel)
+  idx = np.arange(len(setup.packed.labels))
+  host = input_pipeline.select(setup.packed, idx)
+  ev = evaluate.Evaluator(setup.model, cfg.num_frames, parallel, batch_size=4)
+  on_device = ev.predict(state.params, parallel.replicate(host))
+  streamed = ev.predict(state.params, host, chunk_batches=2)  # 8 clips per chunk
+  np.testing.assert_array_equal(on_device[0], streamed[0])
+  assert on_device[1] == pytest.approx(streamed[1], rel=1e-6)

@@ -32,7 +32,7 @@ class Evaluator:
       num, den = losses.weighted_ce_terms(logits, batch["labels"], w, smoothing, valid)
       return metrics.top_k_predictions(logits), num, den
 
-    self._step = jax.jit(step)
+    self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
 
   def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
     """(top_k (N, k) numpy, loss) over all clips of `data`, in order.

@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+EXTRACT_VENV := .venv-extract
+EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
+
+.PHONY: demo test venv extract-env clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +17,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Landmark extraction has its own environment: mediapipe 0.10.21 (the last wheel that bundles the Holistic
+# models) needs numpy < 2, the core runs on current JAX with numpy 2. asl_jax is installed without its
+# dependencies: the extraction code imports no JAX.
+$(EXTRACT_STAMP): pyproject.toml
+	test -x $(EXTRACT_VENV)/bin/python || $(PYTHON) -m venv $(EXTRACT_VENV)
+	$(EXTRACT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EXTRACT_VENV)/bin/python -m pip install --quiet 'mediapipe==0.10.21' opencv-python-headless absl-py \
+	  ml-collections tqdm pytest
+	$(EXTRACT_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(EXTRACT_STAMP)
+
+extract-env: $(EXTRACT_STAMP)
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py --data_dir demo_data --workdir demo_run
 
-test: $(STAMP)
+test: $(STAMP) $(EXTRACT_STAMP)
 	$(PY) -m pytest tests
+	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
 
 clean:
 	rm -rf demo_data demo_run

@@ -1,0 +1,110 @@
+"""Extract landmarks for every video of a split file: parallel, resumable, with metadata and failures."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+from asl_jax.data import splits as splits_lib
+from asl_jax.data.features import LANDMARK_SUFFIX
+
+FAILURES_FILE = "failed_videos.txt"
+METADATA_FILE = "extraction_metadata.json"
+
+
+def _one(job):
+  """Worker: (video_id, path, out_path, layout, start, end, num_frames) -> a result dict."""
+  from asl_jax.extract.holistic import extract_video  # pylint: disable=import-outside-toplevel
+  vid, path, out_path, layout, start, end, num_frames = job
+  t0 = time.perf_counter()
+  if not os.path.exists(path):
+    return {"id": vid, "error": "video not found"}
+  try:
+    arr = extract_video(path, layout, start, end, num_frames)
+  except Exception as e:  # a corrupt or unreadable video: reported, never fatal for the run
+    return {"id": vid, "error": f"{type(e).__name__}: {e}"}
+  tmp = out_path + ".tmp.npy"
+  np.save(tmp, arr)
+  os.replace(tmp, out_path)  # a killed run never leaves a half-written landmarks file
+  hands = arr[:, :126] if layout == "seed162" else np.concatenate([arr[:, 1404:1467], arr[:, 1566:1629]], 1)
+  pose = arr[:, 126:] if layout == "seed162" else arr[:, 1467:1566]
+  left, right = (hands[:, :63] != 0).any(1), (hands[:, 63:] != 0).any(1)
+  return {"id": vid, "frames": len(arr), "seconds": time.perf_counter() - t0,
+          "left_hand": int(left.sum()), "right_hand": int(right.sum()), "any_hand": int((left | right).sum()),
+          "pose": int((pose != 0).any(1).sum())}
+
+
+def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",
+                    num_frames: int = 0, workers: int = 1, skip_existing: bool = False,
+                    progress: bool = True) -> dict:
+  """Writes output_dir/{id}_landmarks.npy for every entry of the split file, plus extraction_metadata.json
+  and failed_videos.txt; returns the metadata dict."""
+  split = splits_lib.read_split(splits_lib.resolve_split_path(data_dir, subset))
+  os.makedirs(output_dir, exist_ok=True)
+  jobs, skipped = [], 0
+  for e in split.entries:
+    out_path = os.path.join(output_dir, e.video_id + LANDMARK_SUFFIX)
+    if skip_existing and os.path.exists(out_path):
+      skipped += 1
+      continue
+    jobs.append((e.video_id, os.path.join(data_dir, "videos", e.video_id + ".mp4"), out_path, layout, e.start,
+                 e.end, num_frames))
+  t0 = time.perf_counter()
+  results = []
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+    bar = tqdm(total=len(jobs), desc="extracting", unit="video")
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(max(1, workers)) if workers > 1 else _Serial() as pool:
+    for r in pool.imap_unordered(_one, jobs):
+      results.append(r)
+      if bar is not None:
+        bar.update(1)
+  if bar is not None:
+    bar.close()
+  elapsed = time.perf_counter() - t0
+  ok = [r for r in results if "error" not in r]
+  failed = sorted((r for r in results if "error" in r), key=lambda r: r["id"])
+  no_person = sorted(r["id"] for r in ok if r["any_hand"] == 0 and r["pose"] == 0)
+  frames = sum(r["frames"] for r in ok)
+  from asl_jax.extract.holistic import LAYOUT_DIMS, MODEL_COMPLEXITY  # pylint: disable=import-outside-toplevel
+  meta = {
+      "layout": layout, "feature_dim": LAYOUT_DIMS[layout], "num_frames": num_frames, "subset": subset,
+      "extractor": f"mediapipe holistic, model_complexity={MODEL_COMPLEXITY}, un-mirrored (anatomical left/right)",
+      "success_count": len(ok), "error_count": len(failed), "skipped_existing": skipped,
+      "no_detection": no_person, "frames": frames, "seconds": round(elapsed, 1), "workers": workers,
+      "frames_per_s": round(frames / elapsed, 1) if elapsed > 0 else None,
+      "frames_per_s_per_worker": round(frames / max(sum(r["seconds"] for r in ok), 1e-9), 1) if ok else None,
+      "fraction_frames_left_hand": _frac(ok, "left_hand"), "fraction_frames_right_hand": _frac(ok, "right_hand"),
+      "fraction_frames_any_hand": _frac(ok, "any_hand"), "fraction_frames_pose": _frac(ok, "pose"),
+  }
+  with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+    json.dump(meta, f, indent=1)
+  with open(os.path.join(output_dir, FAILURES_FILE), "w", encoding="utf-8") as f:
+    f.writelines(f"{r['id']}\t{r['error']}\n" for r in failed)
+    f.writelines(f"{vid}\tno person detected (all-zero landmarks written)\n" for vid in no_person)
+  return meta
+
+
+def _frac(rows, key):
+  frames = sum(r["frames"] for r in rows)
+  return round(sum(r[key] for r in rows) / frames, 4) if frames else None
+
+
+class _Serial:
+  """The Pool interface, in-process (workers=1)."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  @staticmethod
+  def imap_unordered(fn, jobs):
+    return map(fn, jobs)

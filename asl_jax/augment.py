@@ -33,12 +33,12 @@ class AugmentConfig:
   feature_dropout: float = 0.1
   feature_noise: float = 0.05
   landmark_jitter: float = 0.02
-  flip_prob: float = 0.5
-  affine_prob: float = 0.75
+  flip_prob: float = 0.0
+  affine_prob: float = 0.5
   affine_scale: float = 0.1
-  affine_rotate: float = 15.0
-  affine_shear: float = 0.1
-  affine_shift: float = 0.1
+  affine_rotate: float = 10.0
+  affine_shear: float = 0.05
+  affine_shift: float = 0.05
 
   @classmethod
   def from_config(cls, config) -> "AugmentConfig":

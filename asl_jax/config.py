@@ -61,12 +61,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.feature_dropout = 0.1
   c.feature_noise = 0.05
   c.landmark_jitter = 0.02
-  c.flip_prob = 0.5
-  c.affine_prob = 0.75
+  c.flip_prob = 0.0  # opt-in: mirrors signers (left-handed <-> right-handed); hurt on small real sets
+  c.affine_prob = 0.5
   c.affine_scale = 0.1
-  c.affine_rotate = 15.0
-  c.affine_shear = 0.1
-  c.affine_shift = 0.1
+  c.affine_rotate = 10.0
+  c.affine_shear = 0.05
+  c.affine_shift = 0.05
 
   # Run.
   c.eval_batch_size = 256

@@ -13,4 +13,8 @@ def get_config():
   c.warmup_epochs = 5
   c.epochs = 50
   c.batch_size = 32
+  # Not among the seed's settings: on the real WLASL landmark sets the Transformer encoder at lr 1e-3 learns
+  # far faster than the seed's LSTM at 1e-4 (README, "Results on real data"); encoder=lstm restores it.
+  c.encoder = "transformer"
+  c.lr = 1e-3
   return c

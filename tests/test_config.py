@@ -1,0 +1,47 @@
+import os
+
+import pytest
+
+from asl_jax import config as config_lib
+from asl_jax.errors import ConfigError
+from conftest import REPO
+
+
+@pytest.mark.parametrize("k,weights,warmup,epochs", [(100, False, 5, 50), (300, False, 5, 50),
+                                                     (1000, True, 10, 100), (2000, True, 10, 100)])
+def test_nslt_configs_carry_the_seed_settings(k, weights, warmup, epochs):
+  c = config_lib.load_config_file(os.path.join(REPO, "configs", f"nslt_{k}.py"))
+  assert c.subset == f"nslt_{k}.json"
+  assert (c.hidden_dim, c.dropout, c.label_smoothing, c.batch_size) == (512, 0.5, 0.1, 32)
+  assert (c.use_class_weights, c.warmup_epochs, c.epochs) == (weights, warmup, epochs)
+  config_lib.validate(c)
+
+
+def test_every_config_file_is_valid_and_complete():
+  fields = set(config_lib.default_config())
+  for name in sorted(os.listdir(os.path.join(REPO, "configs"))):
+    if name.endswith(".py"):
+      c = config_lib.load_config_file(os.path.join(REPO, "configs", name))
+      assert set(c) == fields, name
+      config_lib.validate(c)
+
+
+def test_seed_flag_names_exist():
+  c = config_lib.default_config()
+  for name in ("data_dir", "subset", "landmarks_dir", "gemma_features_dir", "gemma_feature_dim", "hidden_dim",
+               "num_frames", "fusion_type", "dropout", "batch_size", "epochs", "lr", "weight_decay", "seed",
+               "label_smoothing", "warmup_epochs", "use_class_weights", "balanced_sampling", "augmentation",
+               "temporal_jitter", "feature_dropout", "feature_noise", "temporal_mask_prob", "landmark_jitter"):
+    assert name in c, name
+  assert (c.lr, c.weight_decay, c.seed, c.num_frames, c.feature_noise) == (1e-4, 1e-4, 42, 16, 0.05)
+
+
+@pytest.mark.parametrize("field,value,match", [("encoder", "gru", "encoder"), ("dropout", 1.5, "dropout"),
+                                               ("warmup_epochs", 500, "warmup_epochs"),
+                                               ("best_metric", "val_f1", "best_metric"),
+                                               ("hidden_dim", 30, "divisible by num_heads")])
+def test_invalid_values_are_rejected(field, value, match):
+  c = config_lib.default_config()
+  c[field] = value
+  with pytest.raises(ConfigError, match=match):
+    config_lib.validate(c)

@@ -35,23 +35,29 @@ def run_guarded(fn) -> None:
     sys.exit(1)
 
 
+def _serve(action, argv=None, positional: bool = False) -> None:
+  """app.run a main that rejects stray arguments (unless `positional`) and calls action(FLAGS, args)
+  under run_guarded."""
+
+  def main(argv_):
+    if len(argv_) > 1 and not positional:
+      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+    run_guarded(lambda: action(flags.FLAGS, argv_[1:]))
+
+  app.run(main, argv=argv)
+
+
 def train_main(argv=None):
   config_flags.DEFINE_config_file("config", None, "ml_collections config file (configs/*.py)",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "run directory: checkpoints, logs, reports")
   flags.mark_flags_as_required(["config", "workdir"])
 
-  def main(argv_):
-    if len(argv_) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+  def action(f, _):
     from asl_jax import train  # pylint: disable=import-outside-toplevel
+    print(json.dumps(train.train_and_evaluate(f.config, f.workdir)))
 
-    def go():
-      result = train.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-      print(json.dumps(result))
-    run_guarded(go)
-
-  app.run(main, argv=argv)
+  _serve(action, argv)
 
 
 def evaluate_main(argv=None):
@@ -61,19 +67,13 @@ def evaluate_main(argv=None):
   flags.DEFINE_integer("batch_size", 0, "evaluation batch size (0: the run's eval_batch_size)")
   flags.mark_flags_as_required(["workdir"])
 
-  def main(argv_):
-    if len(argv_) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+  def action(f, _):
     from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size)
+    print(evaluate.format_table(report))
+    print(f"report: {report['path']}")
 
-    def go():
-      f = flags.FLAGS
-      report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size)
-      print(evaluate.format_table(report))
-      print(f"report: {report['path']}")
-    run_guarded(go)
-
-  app.run(main, argv=argv)
+  _serve(action, argv)
 
 
 def predict_main(argv=None):
@@ -85,19 +85,15 @@ def predict_main(argv=None):
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.mark_flags_as_required(["workdir"])
 
-  def main(argv_):
+  def action(f, args):
     from asl_jax import predict  # pylint: disable=import-outside-toplevel
+    inputs = list(f.landmarks or []) + list(args)
+    if not inputs:
+      raise app.UsageError("give --landmarks=FILE.npy (or files / directories after the flags)")
+    for row in predict.predict_files(f.workdir, inputs, f.gemma, f.top_k, f.checkpoint):
+      print(json.dumps(row))
 
-    def go():
-      f = flags.FLAGS
-      inputs = list(f.landmarks or []) + list(argv_[1:])
-      if not inputs:
-        raise app.UsageError("give --landmarks=FILE.npy (or files / directories after the flags)")
-      for row in predict.predict_files(f.workdir, inputs, f.gemma, f.top_k, f.checkpoint):
-        print(json.dumps(row))
-    run_guarded(go)
-
-  app.run(main, argv=argv)
+  _serve(action, argv, positional=True)
 
 
 def export_main(argv=None):
@@ -106,18 +102,11 @@ def export_main(argv=None):
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.mark_flags_as_required(["workdir"])
 
-  def main(argv_):
-    if len(argv_) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+  def action(f, _):
     from asl_jax import export  # pylint: disable=import-outside-toplevel
+    print(f"exported to {export.export_run(f.workdir, f.out_dir or f'{f.workdir}/export', f.checkpoint)}")
 
-    def go():
-      f = flags.FLAGS
-      out = export.export_run(f.workdir, f.out_dir or f"{f.workdir}/export", f.checkpoint)
-      print(f"exported to {out}")
-    run_guarded(go)
-
-  app.run(main, argv=argv)
+  _serve(action, argv)
 
 
 if __name__ == "__main__":

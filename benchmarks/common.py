@@ -34,3 +34,13 @@ def save(name: str, payload: dict) -> str:
   with open(path, "w", encoding="utf-8") as f:
     json.dump(payload, f, indent=1)
   return path
+
+
+def report(name: str, payload: dict) -> str:
+  """Prints the scalar results (one per line) and saves the JSON; returns its path."""
+  for k, v in payload.items():
+    if k != "machine":
+      print(f"{k:28s} {v}")
+  path = save(name, payload)
+  print("wrote", path)
+  return path

@@ -38,10 +38,7 @@ def main():
   out = {"machine": common.machine(), "num_classes": a.num_classes, "clips": int(len(p.labels)),
          "sizes": info["sizes"], "generate_s": round(gen, 1), "first_pack_s": round(first, 1),
          "cached_start_s": round(cached, 2), "packed_mb": round(p.points.nbytes / 2**20)}
-  for k, v in out.items():
-    if k != "machine":
-      print(f"{k:16s} {v}")
-  print("wrote", common.save(f"data_pipeline_{a.num_classes}", out))
+  common.report(f"data_pipeline_{a.num_classes}", out)
 
 
 if __name__ == "__main__":

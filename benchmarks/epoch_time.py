@@ -160,10 +160,7 @@ def main():
     out["epoch_speedup"] = round(out["torch_epoch_s"] / out["jax_epoch_s"], 2)
     out["pipeline_speedup_vs_w0"] = round(out["pipeline_jax_sps"] / out["pipeline_torch_w0_sps"], 1)
     out["pipeline_speedup_vs_w2"] = round(out["pipeline_jax_sps"] / out["pipeline_torch_w2_sps"], 1)
-  for k, v in out.items():
-    if k != "machine":
-      print(f"{k:28s} {v}")
-  print("wrote", common.save("epoch_time", out))
+  common.report("epoch_time", out)
 
 
 if __name__ == "__main__":

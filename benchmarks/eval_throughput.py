@@ -61,10 +61,7 @@ def main():
   out.update(clips=len(idx), eval_s=round(dt, 1), clips_per_s=round(len(idx) / dt, 1),
              peak_rss_mb=round(peak_rss_mb()), packed_mb=round(setup.packed.points.nbytes / 2**20),
              top_k_shape=list(top_k.shape))
-  for k, v in out.items():
-    if k != "machine":
-      print(f"{k:22s} {v}")
-  print("wrote", common.save("eval_throughput", out))
+  common.report("eval_throughput", out)
 
 
 if __name__ == "__main__":

@@ -48,19 +48,19 @@ class Evaluator:
       part = data if on_device else self.parallel.replicate(
           jax.tree_util.tree_map(lambda a, c0=c0: np.ascontiguousarray(a[c0:c0 + chunk]), data))
       m = min(chunk, n - c0)
+      chunk_tops = []
       for start in range(0, m, self.batch_size):
         idx = np.arange(start, start + self.batch_size)
         valid = idx < m
         idx = np.where(valid, idx, 0).astype(np.int32)
         top, num, den = self._step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid))
-        tops.append(top)
+        chunk_tops.append(top)
         nums.append(num)
         dens.append(den)
-      if not on_device:  # keep at most one chunk on the devices
-        tops, nums, dens = jax.device_get((tops, nums, dens))
-    tops, nums, dens = jax.device_get((tops, nums, dens))
-    top_k = np.concatenate(tops)[:n] if on_device else _trim_chunks(tops, n, chunk, self.batch_size)
-    return top_k, float(np.sum(nums) / max(np.sum(dens), 1e-12))
+      # Fetching each chunk's results keeps at most one chunk on the devices; padding rows are dropped.
+      tops.append(np.concatenate(jax.device_get(chunk_tops))[:m])
+    nums, dens = jax.device_get((nums, dens))
+    return np.concatenate(tops), float(np.sum(nums) / max(np.sum(dens), 1e-12))
 
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
     top_k, loss = self.predict(params, data)
@@ -68,17 +68,6 @@ class Evaluator:
     summary["loss"] = loss
     summary["top_k"] = top_k
     return summary
-
-
-def _trim_chunks(tops, n: int, chunk: int, batch: int) -> np.ndarray:
-  """Concatenates per-batch predictions of chunked evaluation, dropping each chunk's padding."""
-  out, i = [], 0
-  for c0 in range(0, n, chunk):
-    m = min(chunk, n - c0)
-    k = -(-m // batch)
-    out.append(np.concatenate(tops[i:i + k])[:m])
-    i += k
-  return np.concatenate(out)
 
 
 def flat_metrics(summary: dict, prefix: str) -> dict:

@@ -44,14 +44,15 @@ class Predictor:
     """A prepared clip from files (or arrays) in the run's landmark layout and visual dimension."""
     layout = self.run.layout
     dim = layouts.LAYOUT_DIMS[layout]
-    raw = features_lib.load_array(landmarks, dim) if isinstance(landmarks, str) else _check(landmarks, dim, "landmarks")
+    raw = features_lib.load_array(landmarks, dim) if isinstance(landmarks, str) else features_lib.validate_array(
+        landmarks, dim, "landmarks")
     vis = None
     if self.run.visual_dim:
       if gemma is None:
         raise DataError(f"{landmarks if isinstance(landmarks, str) else 'clip'}: this model also needs visual "
                         f"features ({self.run.visual_dim}-d {features_lib.VISUAL_SUFFIX}); pass --gemma")
-      vis = features_lib.load_array(gemma, self.run.visual_dim) if isinstance(gemma, str) else _check(
-          gemma, self.run.visual_dim, "visual features")
+      vis = features_lib.load_array(gemma, self.run.visual_dim) if isinstance(gemma, str) else (
+          features_lib.validate_array(gemma, self.run.visual_dim, "visual features"))
     return packed_lib.prepare_clip(raw, layout, self.run.config.max_frames, vis, self.run.config.max_frames)
 
   def predict_clips(self, clips: Sequence) -> np.ndarray:
@@ -75,15 +76,6 @@ class Predictor:
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return [[{"gloss": self.glosses[c], "class": int(c), "prob": float(p[c])} for c in row]
             for row, p in zip(order, probs)]
-
-
-def _check(x: np.ndarray, dim: int, what: str) -> np.ndarray:
-  x = np.asarray(x, np.float32)
-  if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != dim:
-    raise DataError(f"{what}: shape {x.shape}, expected (frames >= 1, {dim})")
-  if not np.isfinite(x).all():
-    raise DataError(f"{what}: NaN/Inf values")
-  return x
 
 
 def expand_inputs(paths: Iterable[str]) -> list[str]:

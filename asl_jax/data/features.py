@@ -143,6 +143,11 @@ def load_array(path: str, dim: int) -> np.ndarray:
     raise DataError(f"{path}: file not found") from None
   except Exception as e:  # truncated, corrupt, pickled object arrays, not an npy at all
     raise DataError(f"{path}: cannot read .npy file ({type(e).__name__}: {e})") from None
+  return validate_array(x, dim, path)
+
+
+def validate_array(x, dim: int, path: str) -> np.ndarray:
+  """A (T >= 1, dim) finite float32 array, or a DataError naming `path` (a file or a description)."""
   if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
     raise DataError(f"{path}: expected a numeric array, got dtype {getattr(x, 'dtype', type(x))}")
   if x.ndim != 2:

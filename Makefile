@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Landmark extraction has its own environment: mediapipe 0.10.21 (the last wheel that bundles the Holistic
-# models) needs numpy < 2, the core runs on current JAX with numpy 2. asl_jax is installed without its
-# dependencies: the extraction code imports no JAX.
+# Extraction has its own environment: mediapipe 0.10.21 (the last wheel that bundles the Holistic models)
+# needs numpy < 2, the core runs on current JAX with numpy 2. It also holds torch + transformers for the
+# SigLIP visual features. asl_jax is installed without its dependencies: the extraction code imports no JAX.
 $(EXTRACT_STAMP): pyproject.toml
 	test -x $(EXTRACT_VENV)/bin/python || $(PYTHON) -m venv $(EXTRACT_VENV)
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet 'mediapipe==0.10.21' opencv-python-headless absl-py \
-	  ml-collections tqdm pytest
+	  ml-collections tqdm pytest 'torch==2.13.0' 'transformers>=4.51' safetensors huggingface_hub
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(EXTRACT_STAMP)
 

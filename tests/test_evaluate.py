@@ -1,5 +1,6 @@
 """Evaluation, prediction and export on one tiny trained run."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from asl_jax import evaluate, export, predict, train, workdir as workdir_lib
 from asl_jax.errors import CheckpointError, DataError
+from asl_jax.extract import extract_python, landmarks_from_video
 from conftest import REPO, tiny_config
 
 
@@ -105,3 +107,20 @@ def test_evaluate_cli(trained):
   bad = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--workdir=/nonexistent"],
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode == 1 and "error: /nonexistent: workdir not found" in bad.stderr
+
+
+@pytest.mark.skipif(not (importlib.util.find_spec("mediapipe") or extract_python()),
+                    reason="no extraction environment (`make extract-env`, which `make test` builds)")
+def test_predict_on_a_video_uses_the_extraction_environment(tiny_data, tmp_path):
+  run = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config(tiny_data, epochs=1, cache_dir=str(tmp_path / "cache")), run)
+  video = os.path.join(REPO, "tests", "data", "test_video.mp4")
+  lm = landmarks_from_video(video, "seed162")  # mediapipe in a subprocess when this env lacks it
+  assert lm.shape == (58, 162) and (lm[:, 126:] != 0).any(1).all()  # the pose is found in every frame
+  row, = predict.predict_files(run, [video], top_k=3)
+  predictor = predict.Predictor(run)
+  expected = predictor.predict_clips([predictor.load_clip(lm)])[0]
+  assert row["file"] == video and row["top_k"][0]["class"] == int(np.argmax(expected))
+  assert row["top_k"][0]["prob"] == pytest.approx(float(expected.max()), rel=1e-5)
+  with pytest.raises(DataError, match="nothing.mp4: video not found"):
+    landmarks_from_video(str(tmp_path / "nothing.mp4"))

@@ -110,3 +110,96 @@ def test_video_without_person(tmp_path):
   assert arr.shape == (12, 162) and (arr == 0).all()
   assert meta["no_detection"] == ["00009"]
   assert "00009\tno person detected" in (d / "landmarks" / "failed_videos.txt").read_text()
+
+
+try:
+  import torch  # noqa: F401
+  import transformers  # noqa: F401
+  HAVE_VISUAL = HAVE_EXTRACT
+except ImportError:
+  HAVE_VISUAL = False
+needs_visual = pytest.mark.skipif(not HAVE_VISUAL, reason="the visual extra (torch, transformers) is not "
+                                  "installed here; `make test` runs these in .venv-extract")
+
+
+def _tiny_vision_config():
+  from transformers import SiglipVisionConfig
+  return SiglipVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                            image_size=32, patch_size=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_paligemma(tmp_path_factory):
+  """A randomly initialised PaliGemma of the real checkpoint's family and file format (tiny SigLIP tower,
+  tiny Gemma), saved with its image processor, plus the full model for reference."""
+  import torch
+  from transformers import (GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration,
+                            SiglipImageProcessor)
+  torch.manual_seed(0)
+  text = GemmaConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=1, head_dim=8)
+  config = PaliGemmaConfig(vision_config=_tiny_vision_config().to_dict(), text_config=text.to_dict(),
+                           projection_dim=16, image_token_index=299)
+  model = PaliGemmaForConditionalGeneration(config).eval()
+  path = tmp_path_factory.mktemp("paligemma")
+  model.save_pretrained(path)
+  SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+  tower = model.model.vision_tower if hasattr(model, "model") else model.vision_tower
+  return str(path), tower
+
+
+@needs_visual
+def test_vision_tower_loads_from_paligemma_and_siglip_checkpoints(tiny_paligemma, tmp_path):
+  import torch
+  from transformers import SiglipImageProcessor, SiglipVisionModel
+  from asl_jax.extract.visual import VisualEncoder, load_vision_tower
+  path, reference = tiny_paligemma
+  tower, processor = load_vision_tower(path)
+  assert tower.config.hidden_size == 24 and processor.size == {"height": 32, "width": 32}
+  pixels = torch.randn(3, 3, 32, 32)
+  with torch.inference_mode():
+    np.testing.assert_allclose(tower(pixel_values=pixels).last_hidden_state.numpy(),
+                               reference(pixel_values=pixels).last_hidden_state.numpy(), atol=1e-5)
+  # A SigLIP vision-only checkpoint works the same way.
+  torch.manual_seed(1)
+  solo = SiglipVisionModel(_tiny_vision_config()).eval()
+  solo.save_pretrained(tmp_path / "siglip")
+  SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "siglip")
+  frames = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(5)]
+  feats = VisualEncoder(str(tmp_path / "siglip"), "cpu", batch_size=2)(frames)  # 3 batches
+  with torch.inference_mode():
+    px = SiglipImageProcessor(size={"height": 32, "width": 32})(images=frames, return_tensors="pt")["pixel_values"]
+    expected = solo(pixel_values=px).last_hidden_state.mean(1).numpy()
+  assert feats.shape == (5, 24) and feats.dtype == np.float32
+  np.testing.assert_allclose(feats, expected, atol=1e-5)
+  # Not a SigLIP family checkpoint: one clear error naming it.
+  from transformers import GemmaConfig
+  GemmaConfig(vocab_size=10, hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+              num_key_value_heads=1, head_dim=8).save_pretrained(tmp_path / "gemma")
+  from asl_jax.errors import DataError
+  with pytest.raises(DataError, match="gemma.*no SigLIP vision tower"):
+    load_vision_tower(str(tmp_path / "gemma"))
+
+
+@needs_visual
+def test_visual_features_for_a_split(tiny_paligemma, video_dir):
+  from asl_jax.extract.dataset import extract_visual_dataset
+  from asl_jax.extract.frames import read_frames
+  from asl_jax.extract.visual import VisualEncoder
+  path, _ = tiny_paligemma
+  out = video_dir / "gemma_features"
+  meta = extract_visual_dataset(str(video_dir), str(out), "nslt_1.json", path, num_frames=16, device="cpu",
+                                batch_size=8, progress=False)
+  full, trimmed = np.load(out / "00001_gemma.npy"), np.load(out / "00002_gemma.npy")
+  assert full.shape == (16, 24) and trimmed.shape == (16, 24) and full.dtype == np.float32
+  assert np.isfinite(full).all() and np.abs(full - full[0]).max() > 1e-4  # frames differ: real per-frame work
+  # Frame 11 (1-based) starts clip 00002; it is the 11th frame of the untrimmed video.
+  frame = next(read_frames(str(video_dir / "videos" / "00002.mp4"), 11, 11))
+  np.testing.assert_allclose(trimmed[0], VisualEncoder(path, "cpu")([frame])[0], atol=1e-5)
+  saved = json.loads((out / "extraction_metadata.json").read_text())
+  assert saved["model_name"] == path and saved["feature_dim"] == 24 and saved["num_frames"] == 16
+  assert meta["success_count"] == 2 and meta["error_count"] == 1 and meta["subset"] == "nslt_1.json"
+  assert "00003\tvideo not found" in (out / "failed_videos.txt").read_text()
+  again = extract_visual_dataset(str(video_dir), str(out), "nslt_1.json", path, device="cpu", skip_existing=True,
+                                 progress=False)
+  assert again["skipped_existing"] == 2 and again["success_count"] == 0

@@ -1,4 +1,5 @@
-"""Extract landmarks for every video of a split file: parallel, resumable, with metadata and failures."""
+"""Extract landmarks or visual features for every video of a split file: resumable, with metadata and
+failures (landmarks in parallel processes, visual features batched on one device)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ FAILURES_FILE = "failed_videos.txt"
 METADATA_FILE = "extraction_metadata.json"
 
 
+def _save(out_path: str, arr: np.ndarray) -> None:
+  tmp = out_path + ".tmp.npy"
+  np.save(tmp, arr)
+  os.replace(tmp, out_path)  # a killed run never leaves a half-written feature file
+
+
 def _one(job):
   """Worker: (video_id, path, out_path, layout, start, end, num_frames) -> a result dict."""
   from asl_jax.extract.holistic import extract_video  # pylint: disable=import-outside-toplevel
@@ -27,9 +34,7 @@ def _one(job):
     arr = extract_video(path, layout, start, end, num_frames)
   except Exception as e:  # a corrupt or unreadable video: reported, never fatal for the run
     return {"id": vid, "error": f"{type(e).__name__}: {e}"}
-  tmp = out_path + ".tmp.npy"
-  np.save(tmp, arr)
-  os.replace(tmp, out_path)  # a killed run never leaves a half-written landmarks file
+  _save(out_path, arr)
   hands = arr[:, :126] if layout == "seed162" else np.concatenate([arr[:, 1404:1467], arr[:, 1566:1629]], 1)
   pose = arr[:, 126:] if layout == "seed162" else arr[:, 1467:1566]
   left, right = (hands[:, :63] != 0).any(1), (hands[:, 63:] != 0).any(1)
@@ -38,27 +43,55 @@ def _one(job):
           "pose": int((pose != 0).any(1).sum())}
 
 
+def _jobs(data_dir: str, output_dir: str, subset: str, suffix: str, skip_existing: bool):
+  """([(entry, video path, output path)], skipped count) for every entry of the split file."""
+  split = splits_lib.read_split(splits_lib.resolve_split_path(data_dir, subset))
+  os.makedirs(output_dir, exist_ok=True)
+  jobs, skipped = [], 0
+  for e in split.entries:
+    out_path = os.path.join(output_dir, e.video_id + suffix)
+    if skip_existing and os.path.exists(out_path):
+      skipped += 1
+      continue
+    jobs.append((e, os.path.join(data_dir, "videos", e.video_id + ".mp4"), out_path))
+  return jobs, skipped
+
+
+def _progress(total: int, enabled: bool):
+  if not enabled:
+    return None
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(total=total, desc="extracting", unit="video")
+
+
+def _counts(results, elapsed: float, skipped: int) -> tuple[dict, list, list]:
+  """(summary fields, ok results, failed results sorted by id)."""
+  ok = [r for r in results if "error" not in r]
+  failed = sorted((r for r in results if "error" in r), key=lambda r: r["id"])
+  frames = sum(r["frames"] for r in ok)
+  return ({"success_count": len(ok), "error_count": len(failed), "skipped_existing": skipped, "frames": frames,
+           "seconds": round(elapsed, 1), "frames_per_s": round(frames / elapsed, 1) if elapsed > 0 else None},
+          ok, failed)
+
+
+def _write_reports(output_dir: str, meta: dict, failed: list, extra_lines=()) -> None:
+  with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+    json.dump(meta, f, indent=1)
+  with open(os.path.join(output_dir, FAILURES_FILE), "w", encoding="utf-8") as f:
+    f.writelines(f"{r['id']}\t{r['error']}\n" for r in failed)
+    f.writelines(extra_lines)
+
+
 def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",
                     num_frames: int = 0, workers: int = 1, skip_existing: bool = False,
                     progress: bool = True) -> dict:
   """Writes output_dir/{id}_landmarks.npy for every entry of the split file, plus extraction_metadata.json
   and failed_videos.txt; returns the metadata dict."""
-  split = splits_lib.read_split(splits_lib.resolve_split_path(data_dir, subset))
-  os.makedirs(output_dir, exist_ok=True)
-  jobs, skipped = [], 0
-  for e in split.entries:
-    out_path = os.path.join(output_dir, e.video_id + LANDMARK_SUFFIX)
-    if skip_existing and os.path.exists(out_path):
-      skipped += 1
-      continue
-    jobs.append((e.video_id, os.path.join(data_dir, "videos", e.video_id + ".mp4"), out_path, layout, e.start,
-                 e.end, num_frames))
+  jobs, skipped = _jobs(data_dir, output_dir, subset, LANDMARK_SUFFIX, skip_existing)
+  jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs]
   t0 = time.perf_counter()
   results = []
-  bar = None
-  if progress:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=len(jobs), desc="extracting", unit="video")
+  bar = _progress(len(jobs), progress)
   ctx = multiprocessing.get_context("spawn")
   with ctx.Pool(max(1, workers)) if workers > 1 else _Serial() as pool:
     for r in pool.imap_unordered(_one, jobs):
@@ -67,27 +100,57 @@ def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json
         bar.update(1)
   if bar is not None:
     bar.close()
-  elapsed = time.perf_counter() - t0
-  ok = [r for r in results if "error" not in r]
-  failed = sorted((r for r in results if "error" in r), key=lambda r: r["id"])
+  summary, ok, failed = _counts(results, time.perf_counter() - t0, skipped)
   no_person = sorted(r["id"] for r in ok if r["any_hand"] == 0 and r["pose"] == 0)
-  frames = sum(r["frames"] for r in ok)
   from asl_jax.extract.holistic import LAYOUT_DIMS, MODEL_COMPLEXITY  # pylint: disable=import-outside-toplevel
   meta = {
       "layout": layout, "feature_dim": LAYOUT_DIMS[layout], "num_frames": num_frames, "subset": subset,
       "extractor": f"mediapipe holistic, model_complexity={MODEL_COMPLEXITY}, un-mirrored (anatomical left/right)",
-      "success_count": len(ok), "error_count": len(failed), "skipped_existing": skipped,
-      "no_detection": no_person, "frames": frames, "seconds": round(elapsed, 1), "workers": workers,
-      "frames_per_s": round(frames / elapsed, 1) if elapsed > 0 else None,
-      "frames_per_s_per_worker": round(frames / max(sum(r["seconds"] for r in ok), 1e-9), 1) if ok else None,
+      **summary, "no_detection": no_person, "workers": workers,
+      "frames_per_s_per_worker": round(summary["frames"] / max(sum(r["seconds"] for r in ok), 1e-9), 1) if ok else None,
       "fraction_frames_left_hand": _frac(ok, "left_hand"), "fraction_frames_right_hand": _frac(ok, "right_hand"),
       "fraction_frames_any_hand": _frac(ok, "any_hand"), "fraction_frames_pose": _frac(ok, "pose"),
   }
-  with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-    json.dump(meta, f, indent=1)
-  with open(os.path.join(output_dir, FAILURES_FILE), "w", encoding="utf-8") as f:
-    f.writelines(f"{r['id']}\t{r['error']}\n" for r in failed)
-    f.writelines(f"{vid}\tno person detected (all-zero landmarks written)\n" for vid in no_person)
+  _write_reports(output_dir, meta, failed,
+                 [f"{vid}\tno person detected (all-zero landmarks written)\n" for vid in no_person])
+  return meta
+
+
+def extract_visual_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json",
+                           model_name: str = "google/paligemma-3b-pt-224", num_frames: int = 16,
+                           device: str = "auto", batch_size: int = 32, skip_existing: bool = False,
+                           progress: bool = True) -> dict:
+  """Writes output_dir/{id}_gemma.npy (T, D) per-frame SigLIP features for every entry of the split file
+  (the same trimmed, evenly spaced frames as the landmarks), extraction_metadata.json (the seed's keys) and
+  failed_videos.txt; returns the metadata dict. One model on one device, frames batched."""
+  from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
+  from asl_jax.extract.visual import VISUAL_SUFFIX, VisualEncoder  # pylint: disable=import-outside-toplevel
+  encoder = VisualEncoder(model_name, device, batch_size)
+  jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing)
+  t0 = time.perf_counter()
+  results = []
+  bar = _progress(len(jobs), progress)
+  for e, path, out_path in jobs:
+    if not os.path.exists(path):
+      results.append({"id": e.video_id, "error": "video not found"})
+    else:
+      try:
+        clip = list(frames_lib.read_frames(path, e.start, e.end, num_frames))
+        if not clip:
+          raise ValueError(f"no decodable frames in the segment [{e.start}, {e.end}]")
+        _save(out_path, encoder(clip))
+        results.append({"id": e.video_id, "frames": len(clip)})
+      except Exception as ex:  # a corrupt or unreadable video: reported, never fatal for the run
+        results.append({"id": e.video_id, "error": f"{type(ex).__name__}: {ex}"})
+    if bar is not None:
+      bar.update(1)
+  if bar is not None:
+    bar.close()
+  summary, _, failed = _counts(results, time.perf_counter() - t0, skipped)
+  meta = {"model_name": model_name, "num_frames": num_frames, "feature_dim": encoder.feature_dim,
+          "subset": subset, "extractor": "SigLIP vision tower, mean over patches per frame",
+          "device": encoder.device, **summary}
+  _write_reports(output_dir, meta, failed)
   return meta
 
 

@@ -35,6 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_heads = 4
   c.ff_mult = 4
   c.pooling = "mean"  # mean | cls (transformer)
+  c.transformer_dropout = 0.1  # inside the Transformer encoder's layers; `dropout` everywhere else
 
   # Optimisation (seed: --batch_size, --epochs, --lr, --weight_decay, --seed, --label_smoothing,
   # --warmup_epochs, --use_class_weights / --no_class_weights, --balanced_sampling).
@@ -104,8 +105,9 @@ def validate(config) -> None:
   for field in ("batch_size", "epochs", "num_frames", "max_frames", "hidden_dim", "eval_batch_size"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")
-  if not 0 <= config.dropout < 1:
-    raise ConfigError(f"config.dropout={config.dropout}: must be in [0, 1)")
+  for field in ("dropout", "transformer_dropout"):
+    if not 0 <= config[field] < 1:
+      raise ConfigError(f"config.{field}={config[field]}: must be in [0, 1)")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   if config.lr <= 0:

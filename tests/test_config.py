@@ -37,6 +37,7 @@ def test_seed_flag_names_exist():
 
 
 @pytest.mark.parametrize("field,value,match", [("encoder", "gru", "encoder"), ("dropout", 1.5, "dropout"),
+                                               ("transformer_dropout", 1.0, "transformer_dropout"),
                                                ("warmup_epochs", 500, "warmup_epochs"),
                                                ("best_metric", "val_f1", "best_metric"),
                                                ("hidden_dim", 30, "divisible by num_heads")])

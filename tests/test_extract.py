@@ -2,6 +2,7 @@
 MediaPipe parts run in the extraction environment (`make extract-env`, which CI installs) and are skipped
 with that reason elsewhere."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,13 +14,13 @@ from asl_jax.extract.frames import frame_indices
 from asl_jax.extract.holistic import assemble_frame
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-try:
-  import cv2  # noqa: F401
-  import mediapipe  # noqa: F401
-  HAVE_EXTRACT = True
-except ImportError:
-  HAVE_EXTRACT = False
-needs_extract = pytest.mark.skipif(not HAVE_EXTRACT, reason="the extract extra (mediapipe, opencv) is not "
+
+
+def _have(*modules: str) -> bool:
+  return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+needs_extract = pytest.mark.skipif(not _have("cv2", "mediapipe"), reason="the extract extra (mediapipe, opencv) is not "
                                    "installed here; `make test` runs these in .venv-extract")
 
 
@@ -112,13 +113,7 @@ def test_video_without_person(tmp_path):
   assert "00009\tno person detected" in (d / "landmarks" / "failed_videos.txt").read_text()
 
 
-try:
-  import torch  # noqa: F401
-  import transformers  # noqa: F401
-  HAVE_VISUAL = HAVE_EXTRACT
-except ImportError:
-  HAVE_VISUAL = False
-needs_visual = pytest.mark.skipif(not HAVE_VISUAL, reason="the visual extra (torch, transformers) is not "
+needs_visual = pytest.mark.skipif(not _have("cv2", "torch", "transformers", "safetensors"), reason="the visual extra (torch, transformers) is not "
                                   "installed here; `make test` runs these in .venv-extract")
 
 

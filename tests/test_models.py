@@ -108,6 +108,23 @@ def test_dropout_only_in_training():
   assert np.abs(np.asarray(t1 - t2)).max() > 1e-4
 
 
+def test_transformer_layer_dropout_is_separate():
+  """`dropout` for the seed's blocks, `transformer_dropout` inside the Transformer's layers only."""
+  rng = np.random.default_rng(3)
+  b = _batch(rng, 2, 8, [8, 5])
+
+  def spread(dropout, layer_dropout):
+    model = hybrid.HybridModel(num_classes=4, hidden_dim=16, dropout=dropout, encoder="transformer",
+                               use_visual=False, transformer_dropout=layer_dropout)
+    params = model.init(jax.random.key(0), b)
+    t1 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(1)})
+    t2 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(2)})
+    return float(np.abs(np.asarray(t1 - t2)).max())
+
+  assert spread(0.0, 0.0) == 0.0
+  assert spread(0.0, 0.3) > 1e-4 and spread(0.3, 0.0) > 1e-4
+
+
 def test_lstm_recurrence_gradient_matches_autodiff():
   """The hand-written backward pass of the fused recurrence equals autodiff of the same scan."""
   from asl_jax.models import lstm

@@ -40,6 +40,7 @@ class HybridModel(nn.Module):
   num_heads: int = 4
   ff_mult: int = 4
   pooling: str = "mean"
+  transformer_dropout: float = 0.1
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -50,7 +51,8 @@ class HybridModel(nn.Module):
         self.landmark_encoder = LSTMLandmarkEncoder(h, p, self.lstm_layers)
       elif self.encoder == "transformer":
         self.landmark_encoder = TransformerLandmarkEncoder(h, p, self.transformer_layers, self.num_heads,
-                                                           self.ff_mult, self.pooling)
+                                                           self.ff_mult, self.pooling,
+                                                           self.transformer_dropout)
       else:
         raise ValueError(f"encoder={self.encoder!r}: expected one of {ENCODERS}")
     if self.use_visual:
@@ -77,7 +79,7 @@ class HybridModel(nn.Module):
 
 
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
-                "num_heads", "ff_mult", "pooling")
+                "num_heads", "ff_mult", "pooling", "transformer_dropout")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:

@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.epochs = 100
   c.lr = 1e-4
   c.weight_decay = 1e-4
-  c.grad_clip = 1.0
+  c.grad_clip = 1.0  # global gradient-norm clip; 0 turns it off
   c.warmup_epochs = 5
   c.min_lr_ratio = 0.0  # the cosine decays to lr * min_lr_ratio
   c.label_smoothing = 0.1

@@ -24,7 +24,7 @@ from flax.training import train_state
 from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, losses, metrics, models
+from asl_jax import input_pipeline, losses, metrics, models, optim
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import layouts, packed as packed_lib, splits as splits_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError
@@ -55,8 +55,8 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(config, schedule) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                     optax.adamw(schedule, weight_decay=config.weight_decay))
+  """AdamW with global-norm clipping (the seed's), fused into one pass per parameter (asl_jax.optim)."""
+  return optim.clipped_adamw(schedule, config.grad_clip, weight_decay=config.weight_decay)
 
 
 @dataclasses.dataclass

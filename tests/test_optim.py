@@ -1,0 +1,40 @@
+"""The fused AdamW + clipping equals the optax chain it replaces."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from asl_jax.optim import clipped_adamw
+
+
+@pytest.mark.parametrize("grad_scale,max_norm", [(1e-3, 1.0), (10.0, 1.0), (10.0, 0.0)])
+def test_matches_optax_chain(grad_scale, max_norm):
+  """Small gradients (no clipping), large ones (clipped) and clipping off, over a warmup-cosine schedule."""
+  rng = np.random.default_rng(0)
+  params = {"a": jnp.asarray(rng.normal(size=(7, 5)), jnp.float32), "b": {"c": jnp.asarray(rng.normal(size=3),
+                                                                                          jnp.float32)}}
+  schedule = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 10)
+  ref = optax.adamw(schedule, weight_decay=0.05)
+  if max_norm > 0:
+    ref = optax.chain(optax.clip_by_global_norm(max_norm), ref)
+  fused = clipped_adamw(schedule, max_norm, weight_decay=0.05)
+
+  @jax.jit
+  def run(p):
+    def body(carry, g):
+      (pr, sr), (pf, sf) = carry
+      ur, sr = ref.update(g, sr, pr)
+      uf, sf = fused.update(g, sf, pf)
+      return ((optax.apply_updates(pr, ur), sr), (optax.apply_updates(pf, uf), sf)), None
+    grads = jax.tree.map(lambda x: grad_scale * jax.random.normal(jax.random.key(1), (8,) + x.shape), p)
+    (out_ref, out_fused), _ = jax.lax.scan(body, ((p, ref.init(p)), (p, fused.init(p))), grads)
+    return out_ref, out_fused
+
+  (pr, _), (pf, sf) = run(params)
+  assert int(sf.count) == 8
+  moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(pr), jax.tree.leaves(params)))
+  assert moved > 1e-3  # the comparison is over real updates
+  for a, b in zip(jax.tree.leaves(pr), jax.tree.leaves(pf)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)

@@ -125,7 +125,7 @@ def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.Augment
     vis, _ = _interp(data.visual[idx].astype(jnp.float32), vpos, vlen)
     if train:
       vis = aug_lib.feature_dropout(k_drop_v, vis, aug.feature_dropout)
-      vis = vis + aug.feature_noise * jax.random.normal(k_noise, vis.shape)
+      vis = vis + aug.feature_noise * aug_lib.normal_noise(k_noise, vis.shape)
     batch["visual"] = vis * valid[..., None]
     batch["visual_mask"] = valid
   return batch

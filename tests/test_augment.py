@@ -124,3 +124,16 @@ def test_disabled_augmentation_equals_eval_view():
   e = input_pipeline.make_batch(d, jnp.arange(6), jax.random.key(9), 16, None, True, True)
   for k in a:
     np.testing.assert_array_equal(a[k], e[k])
+
+
+def test_normal_noise_is_standard_normal_and_keyed():
+  x = np.asarray(augment.normal_noise(jax.random.key(0), (64, 16, 115)))  # 117,760 values, not a multiple of 4
+  assert x.shape == (64, 16, 115) and x.dtype == np.float32
+  assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
+  assert abs(((x ** 4).mean()) - 3) < 0.15  # Gaussian kurtosis, not uniform (1.8)
+  assert abs((np.abs(x) < 1).mean() - 0.6827) < 0.01  # the 68 % within one sigma
+  assert len(np.unique(x)) == 256 and np.allclose(np.sort(np.unique(x)), -np.sort(np.unique(x))[::-1])
+  np.testing.assert_array_equal(x, np.asarray(augment.normal_noise(jax.random.key(0), (64, 16, 115))))
+  y = np.asarray(augment.normal_noise(jax.random.key(1), (64, 16, 115)))
+  assert abs(np.corrcoef(x.ravel(), y.ravel())[0, 1]) < 0.02
+  assert abs(np.corrcoef(x.ravel()[:-1], x.ravel()[1:])[0, 1]) < 0.02  # neighbours (same word) independent

@@ -28,14 +28,18 @@ def render() -> str:
                "PyTorch and asl_jax in the same run with the same thread count.")
   lines.append("")
   if tt:
-    lines += ["| train step (B=32, T=16, G=1152, H=512) | params | asl_jax samples/s | PyTorch seed samples/s | ratio |",
+    lines += ["| train step (B=32, T=16, G=1152, H=512) | params | asl_jax samples/s (ratio) | asl_jax, LSTM "
+              "matmuls in bfloat16 (ratio) | PyTorch seed samples/s |",
               "|---|---|---|---|---|"]
     rows = {(r["config"], r["impl"]): r for r in tt["rows"]}
+
+    def cell(r, t):
+      return "-" if r is None else f"{r['samples_per_s']}" + (f" ({t['step_ms'] / r['step_ms']:.2f}x)" if t else "")
+
     for cfg in dict.fromkeys(r["config"] for r in tt["rows"]):
       j, t = rows.get((cfg, "jax")), rows.get((cfg, "torch"))
-      ratio = f"{t['step_ms'] / j['step_ms']:.2f}x" if t else "-"
-      lines.append(f"| {cfg} | {j['params'] / 1e6:.2f} M | {j['samples_per_s']} | "
-                   f"{t['samples_per_s'] if t else '-'} | {ratio} |")
+      lines.append(f"| {cfg} | {j['params'] / 1e6:.2f} M | {cell(j, t)} | {cell(rows.get((cfg, 'jax_bf16')), t)} | "
+                   f"{t['samples_per_s'] if t else '-'} |")
     lines.append("")
   if et:
     lines += ["| nslt_1000-shaped epoch (landmarks + visual) | asl_jax | PyTorch seed pipeline |", "|---|---|---|",

@@ -5,7 +5,8 @@
 For each config it times `steps` train steps per repeat, alternating PyTorch and JAX, and reports the
 median samples/s. The JAX step is the real training step: it gathers the batch from the on-device
 dataset, augments it (all augmentations on) and updates the TrainState; `jax_noaug` is the same step with
-augmentation off (the PyTorch step gets ready tensors and augments nothing). Writes
+augmentation off (the PyTorch step gets ready tensors and augments nothing); `jax_bf16` is the real step
+with `lstm_matmul_dtype=bfloat16` (float32 parameters, bfloat16 LSTM matmuls). Writes
 benchmarks/results/train_throughput.json.
 """
 
@@ -30,10 +31,11 @@ from asl_jax.sharding import DataParallel  # noqa: E402
 CONFIGS = {"lstm100": ("lstm", 100), "lstm1000": ("lstm", 1000), "transformer1000": ("transformer", 1000)}
 
 
-def jax_stepper(encoder: str, classes: int, batch: int, frames: int, gdim: int, augmentation: bool, n_clips=512):
+def jax_stepper(encoder: str, classes: int, batch: int, frames: int, gdim: int, augmentation: bool, n_clips=512,
+                matmul_dtype: str = "float32"):
   cfg = default_config()
   cfg.encoder, cfg.hidden_dim, cfg.dropout, cfg.num_frames, cfg.batch_size = encoder, 512, 0.5, frames, batch
-  cfg.augmentation = augmentation
+  cfg.augmentation, cfg.lstm_matmul_dtype = augmentation, matmul_dtype
   rng = np.random.default_rng(0)
   parallel = DataParallel()
   data = input_pipeline.DeviceData(
@@ -106,6 +108,9 @@ def main():
     runners = {}
     runners["jax"] = jax_stepper(encoder, classes, a.batch, a.frames, a.gemma_dim, True)
     runners["jax_noaug"] = jax_stepper(encoder, classes, a.batch, a.frames, a.gemma_dim, False)
+    if encoder == "lstm":
+      runners["jax_bf16"] = jax_stepper(encoder, classes, a.batch, a.frames, a.gemma_dim, True,
+                                        matmul_dtype="bfloat16")
     if have_torch and encoder == "lstm":
       runners["torch"] = torch_stepper(classes, a.batch, a.frames, a.gemma_dim)
     times = {k: [] for k in runners}
@@ -124,6 +129,10 @@ def main():
       ratio = common.median(times["torch"]) / common.median(times["jax"])
       results.setdefault("speedup_vs_torch", {})[name] = round(ratio, 2)
       print(f"{name}: asl_jax (with augmentation) is {ratio:.2f}x the PyTorch seed step")
+      if "jax_bf16" in times:
+        ratio = common.median(times["torch"]) / common.median(times["jax_bf16"])
+        results.setdefault("speedup_bf16_vs_torch", {})[name] = round(ratio, 2)
+        print(f"{name}: asl_jax with lstm_matmul_dtype=bfloat16 is {ratio:.2f}x the PyTorch seed step")
   print("wrote", common.save("train_throughput", results))
 
 

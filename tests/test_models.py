@@ -140,10 +140,39 @@ def test_lstm_recurrence_gradient_matches_autodiff():
     return (ys * weights).sum() + (h_last ** 3).sum()
 
   ours = jax.grad(lambda xs, w: loss(lstm.recurrence, xs, w), argnums=(0, 1))(xs, w)
-  ref = jax.grad(lambda xs, w: loss(lstm._recurrence_scan, xs, w), argnums=(0, 1))(xs, w)  # pylint: disable=protected-access
+  scan = lambda xs, w, m: lstm._recurrence_scan(jnp.float32, xs, w, m)  # noqa: E731  # pylint: disable=protected-access
+  ref = jax.grad(lambda xs, w: loss(scan, xs, w), argnums=(0, 1))(xs, w)
   for a, r in zip(ours, ref):
     np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)
   assert np.abs(np.asarray(ours[1])).max() > 1e-3
+
+
+def test_lstm_bfloat16_matmuls_track_float32():
+  """lstm_matmul_dtype=bfloat16: same parameters, outputs and gradients within bfloat16 rounding, padding
+  still exact, and the matmuls really run in bfloat16 (forward and backward)."""
+  from asl_jax.models import lstm
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(3, 9, 24)), jnp.float32)
+  mask = jnp.asarray(np.arange(9)[None] < np.array([[9], [5], [2]]))
+  f32, b16 = lstm.BiLSTM(16, 2), lstm.BiLSTM(16, 2, matmul_dtype="bfloat16")
+  params = f32.init(jax.random.key(0), x, mask)
+
+  def loss(model, p, x):
+    out, final = model.apply(p, x, mask)
+    return (out ** 2).sum() + final.sum(), (out, final)
+
+  (l32, (o32, h32)), g32 = jax.value_and_grad(lambda p: loss(f32, p, x), has_aux=True)(params)
+  (l16, (o16, h16)), g16 = jax.value_and_grad(lambda p: loss(b16, p, x), has_aux=True)(params)
+  np.testing.assert_allclose(o16, o32, atol=3e-2)
+  np.testing.assert_allclose(h16, h32, atol=3e-2)
+  assert abs(float(l16 - l32)) < 2e-2 * abs(float(l32)) and float(jnp.abs(o16 - o32).max()) > 0
+  for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+    assert float(jnp.linalg.norm(a - b)) < 0.05 * float(jnp.linalg.norm(b))
+  padded = jnp.concatenate([x, jnp.asarray(rng.normal(size=(3, 7, 24)), jnp.float32)], 1)
+  pmask = jnp.concatenate([mask, jnp.zeros((3, 7), bool)], 1)
+  np.testing.assert_array_equal(b16.apply(params, padded, pmask)[1], h16)
+  hlo = jax.jit(jax.grad(lambda p: loss(b16, p, x)[0])).lower(params).as_text()
+  assert hlo.count("bf16") > 10 and "dot_general" in hlo
 
 
 def test_reverse_frames_gradient_is_the_reverse_gather():

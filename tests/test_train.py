@@ -46,8 +46,10 @@ def test_schedule_warmup_then_cosine():
   assert float(sched(99)) == pytest.approx(0.5e-3, rel=1e-5)
 
 
-def test_learns_tiny_problem(small_data, tmp_path):
-  cfg = tiny_config(small_data, epochs=12, hidden_dim=48, dropout=0.1, lr=3e-3, num_frames=16)
+@pytest.mark.parametrize("matmul_dtype", ["float32", "bfloat16"])
+def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype):
+  cfg = tiny_config(small_data, epochs=12, hidden_dim=48, dropout=0.1, lr=3e-3, num_frames=16,
+                    lstm_matmul_dtype=matmul_dtype)
   result = train.train_and_evaluate(cfg, str(tmp_path / "run"))
   rows = _rows(tmp_path / "run")
   assert rows[-1]["train_loss"] < 0.7 * rows[0]["train_loss"]

@@ -20,11 +20,12 @@ class LSTMLandmarkEncoder(nn.Module):
   hidden: int
   dropout: float
   num_layers: int = 2
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False):
     x = DenseBlock(self.hidden, self.dropout, "relu")(x, train)
-    outputs, final = BiLSTM(self.hidden, self.num_layers, self.dropout)(x, mask, train)
+    outputs, final = BiLSTM(self.hidden, self.num_layers, self.dropout, self.matmul_dtype)(x, mask, train)
     out = DenseBlock(self.hidden, self.dropout, "relu", name="out")
     return out(outputs, train), out(final, train)
 

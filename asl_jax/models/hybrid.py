@@ -41,6 +41,7 @@ class HybridModel(nn.Module):
   ff_mult: int = 4
   pooling: str = "mean"
   transformer_dropout: float = 0.1
+  lstm_matmul_dtype: str = "float32"
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -48,7 +49,7 @@ class HybridModel(nn.Module):
       raise ValueError("the model needs landmarks, visual features or both")
     if self.use_landmarks:
       if self.encoder == "lstm":
-        self.landmark_encoder = LSTMLandmarkEncoder(h, p, self.lstm_layers)
+        self.landmark_encoder = LSTMLandmarkEncoder(h, p, self.lstm_layers, self.lstm_matmul_dtype)
       elif self.encoder == "transformer":
         self.landmark_encoder = TransformerLandmarkEncoder(h, p, self.transformer_layers, self.num_heads,
                                                            self.ff_mult, self.pooling,
@@ -79,7 +80,8 @@ class HybridModel(nn.Module):
 
 
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
-                "num_heads", "ff_mult", "pooling", "transformer_dropout")
+                "num_heads", "ff_mult", "pooling", "transformer_dropout",
+                "lstm_matmul_dtype")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:

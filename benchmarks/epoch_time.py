@@ -15,6 +15,7 @@ Writes benchmarks/results/epoch_time.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -104,20 +105,29 @@ def main():
   jax.block_until_ready(b)
   out["pipeline_jax_sps"] = round(len(order) * 32 / (time.perf_counter() - t0), 1)
 
-  # Training: the real step, over `batches` batches.
-  state = train.init_state(cfg, setup, parallel)
+  # Training: the real step, over `batches` batches (and again with the LSTM's matmuls in bfloat16).
   steps = setup.steps_per_epoch
-  step_fn = train.make_train_step(cfg, setup.model, steps, parallel)
   weights = parallel.replicate(setup.class_weights)
   epoch_order = parallel.shard_order(train.epoch_order(cfg, setup.packed.labels[setup.train_idx], 0, steps))
-  for _ in range(3):
-    state, loss = step_fn(state, data, epoch_order, weights)
-  jax.block_until_ready(loss)
-  t0 = time.perf_counter()
-  for _ in range(a.batches):
-    state, loss = step_fn(state, data, epoch_order, weights)
-  jax.block_until_ready(loss)
-  full = (time.perf_counter() - t0) / a.batches
+
+  def time_real_step(config, model):
+    state = train.init_state(config, dataclasses.replace(setup, model=model), parallel)
+    step_fn = train.make_train_step(config, model, steps, parallel)
+    for _ in range(3):
+      state, loss = step_fn(state, data, epoch_order, weights)
+    jax.block_until_ready(loss)
+    t0 = time.perf_counter()
+    for _ in range(a.batches):
+      state, loss = step_fn(state, data, epoch_order, weights)
+    jax.block_until_ready(loss)
+    return state, (time.perf_counter() - t0) / a.batches
+
+  cfg16 = config_for(a.data_dir)
+  cfg16.lstm_matmul_dtype = "bfloat16"
+  _, full16 = time_real_step(cfg16, models.create_model(cfg16, setup.packed.num_classes, use_visual=True))
+  out["jax_bf16_train_sps"] = round(32 / full16, 1)
+  out["jax_bf16_epoch_s"] = round(steps * full16 + out["cached_start_s"] + out["device_put_s"], 1)
+  state, full = time_real_step(cfg, setup.model)
   # Model-only step on a ready batch: the same update without gather/augment.
   batch = jax.jit(lambda d, idx: input_pipeline.make_batch(d, idx, jax.random.key(0), 16, None, True, True))(
       data, order[0])
@@ -158,6 +168,7 @@ def main():
     out["torch_train_sps"] = round(torch_pipeline(items, gdir, ldir, a.batches, 2, step), 1)
     out["torch_epoch_s"] = round(n_train / out["torch_train_sps"], 1)
     out["epoch_speedup"] = round(out["torch_epoch_s"] / out["jax_epoch_s"], 2)
+    out["epoch_speedup_bf16"] = round(out["torch_epoch_s"] / out["jax_bf16_epoch_s"], 2)
     out["pipeline_speedup_vs_w0"] = round(out["pipeline_jax_sps"] / out["pipeline_torch_w0_sps"], 1)
     out["pipeline_speedup_vs_w2"] = round(out["pipeline_jax_sps"] / out["pipeline_torch_w2_sps"], 1)
   common.report("epoch_time", out)

@@ -47,6 +47,8 @@ def render() -> str:
               f"(0 workers), {et.get('pipeline_torch_w2_sps', '-')} (2 workers) |",
               f"| training, samples/s | {et['jax_train_sps']} | {et.get('torch_train_sps', '-')} |",
               f"| epoch over {et['train_clips']} clips, s | {et['jax_epoch_s']} | {et.get('torch_epoch_s', '-')} |",
+              f"| the same with `lstm_matmul_dtype=bfloat16`: training samples/s, epoch s | "
+              f"{et.get('jax_bf16_train_sps', '-')}, {et.get('jax_bf16_epoch_s', '-')} | - |",
               f"| start-up: first pack / from cache, s | {et.get('first_pack_s', '-')} / {et['cached_start_s']} | - |",
               f"| pipeline overhead over the pure model step | {100 * et['pipeline_overhead']:.1f} % | - |", ""]
   if ev:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -52,4 +51,4 @@ def landmarks_from_video(path: str, layout: str = "seed162") -> np.ndarray:
     return np.load(out)
 
 
-__all__ = ["EXTRACT_PYTHON_ENV", "extract_python", "landmarks_from_video", "sys"]
+__all__ = ["EXTRACT_PYTHON_ENV", "extract_python", "landmarks_from_video"]

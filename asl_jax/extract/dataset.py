@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from asl_jax.data import splits as splits_lib
-from asl_jax.data.features import LANDMARK_SUFFIX
+from asl_jax.data.features import LANDMARK_SUFFIX, VISUAL_SUFFIX
+from asl_jax.extract.visual import DEFAULT_MODEL
 
 FAILURES_FILE = "failed_videos.txt"
 METADATA_FILE = "extraction_metadata.json"
@@ -117,14 +118,14 @@ def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json
 
 
 def extract_visual_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json",
-                           model_name: str = "google/paligemma-3b-pt-224", num_frames: int = 16,
+                           model_name: str = DEFAULT_MODEL, num_frames: int = 16,
                            device: str = "auto", batch_size: int = 32, skip_existing: bool = False,
                            progress: bool = True) -> dict:
   """Writes output_dir/{id}_gemma.npy (T, D) per-frame SigLIP features for every entry of the split file
   (the same trimmed, evenly spaced frames as the landmarks), extraction_metadata.json (the seed's keys) and
   failed_videos.txt; returns the metadata dict. One model on one device, frames batched."""
   from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
-  from asl_jax.extract.visual import VISUAL_SUFFIX, VisualEncoder  # pylint: disable=import-outside-toplevel
+  from asl_jax.extract.visual import VisualEncoder  # pylint: disable=import-outside-toplevel
   encoder = VisualEncoder(model_name, device, batch_size)
   jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing)
   t0 = time.perf_counter()

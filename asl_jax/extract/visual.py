@@ -18,7 +18,6 @@ import numpy as np
 
 from asl_jax.errors import DataError
 
-VISUAL_SUFFIX = "_gemma.npy"
 DEFAULT_MODEL = "google/paligemma-3b-pt-224"
 
 

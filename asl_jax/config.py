@@ -51,6 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.min_lr_ratio = 0.0  # the cosine decays to lr * min_lr_ratio
   c.label_smoothing = 0.1
   c.use_class_weights = False
+  # Epoch (0-based) from which the class weights apply; before it the loss is unweighted. 0 = from the
+  # start, as the seed. Deferring them to the last epochs (deferred re-weighting, Cao et al. 2019) lets the
+  # encoder learn from every clip at full weight first; README "Class weights at 1000 classes".
+  c.class_weights_start_epoch = 0
   c.balanced_sampling = False
   c.seed = 42
 
@@ -118,6 +122,9 @@ def validate(config) -> None:
     raise ConfigError(f"config.lr={config.lr}: must be > 0")
   if config.warmup_epochs < 0 or config.warmup_epochs > config.epochs:
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be in [0, epochs={config.epochs}]")
+  if not 0 <= config.class_weights_start_epoch < max(config.epochs, 1):
+    raise ConfigError(f"config.class_weights_start_epoch={config.class_weights_start_epoch}: must be in "
+                      f"[0, epochs={config.epochs})")
   if config.hidden_dim % config.num_heads:
     raise ConfigError(f"config.hidden_dim={config.hidden_dim} must be divisible by num_heads={config.num_heads}")
   if not config.use_landmarks and not config.gemma_features_dir:

@@ -233,6 +233,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
   val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
+  unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
   step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel)
   evaluator = eval_lib.Evaluator(model, config.num_frames, parallel, config.eval_batch_size,
                                  setup.class_weights, config.label_smoothing)
@@ -252,10 +253,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if first == 0:
           state = state.replace(epoch_sums=parallel.replicate(np.zeros(4, np.float32)))
         order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
+        epoch_weights = weights if epoch >= config.class_weights_start_epoch else unit_weights
         t0 = time.time()
         bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
         for s in range(first, steps):
-          state, loss = step_fn(state, train_data, order, weights)
+          state, loss = step_fn(state, train_data, order, epoch_weights)
           if bar is not None:
             bar.update(1)
           if (s + 1) % config.log_every == 0 or s + 1 == steps:

@@ -72,6 +72,20 @@ def test_determinism_and_seed(tiny_data, tmp_path):
   assert runs["a"] != runs["c"]
 
 
+def test_class_weights_start_epoch_defers_the_weights(tiny_data, tmp_path):
+  """Before class_weights_start_epoch the step is the unweighted one; from it on, the weighted one."""
+  rows = {}
+  for name, kw in (("plain", {"use_class_weights": False}), ("weighted", {"use_class_weights": True}),
+                   ("deferred", {"use_class_weights": True, "class_weights_start_epoch": 1})):
+    train.train_and_evaluate(tiny_config(tiny_data, evaluate_test=False, **kw), str(tmp_path / name))
+    rows[name] = _rows(tmp_path / name)
+  same_step = ("train_loss", "train_top1", "val_top1", "val_top5", "val_class_top1")
+  assert rows["weighted"][0]["train_loss"] != rows["plain"][0]["train_loss"]  # the tiny set is imbalanced
+  assert {k: rows["deferred"][0][k] for k in same_step} == {k: rows["plain"][0][k] for k in same_step}
+  # Epoch 1 starts from the same state in both runs (epoch 0 was the same step), so only the weights differ.
+  assert rows["deferred"][1]["train_loss"] != pytest.approx(rows["plain"][1]["train_loss"], rel=1e-3)
+
+
 def test_resume_conflict_is_refused(tiny_data, tmp_path):
   train.train_and_evaluate(tiny_config(tiny_data, epochs=1, evaluate_test=False), str(tmp_path / "r"))
   with pytest.raises(ConfigError, match="hidden_dim: saved 32, now 64"):

@@ -137,8 +137,10 @@ def validate(config) -> None:
 
 
 def resume_conflicts(saved: dict, config) -> list[str]:
-  """Fields whose value differs between a workdir's saved config and the new one."""
+  """Fields whose value differs between a workdir's saved config and the new one. A field the saved
+  config lacks (written before the field existed) counts as its default, which is what that run used."""
   new = config.to_dict()
+  saved = {**{k: v for k, v in default_config().to_dict().items() if k not in saved}, **saved}
   out = []
   for k in sorted(set(saved) | set(new)):
     if k in RESUME_SAFE_FIELDS:

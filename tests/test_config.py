@@ -48,3 +48,14 @@ def test_invalid_values_are_rejected(field, value, match):
   c[field] = value
   with pytest.raises(ConfigError, match=match):
     config_lib.validate(c)
+
+
+def test_resume_check_treats_fields_added_later_as_their_default():
+  c = config_lib.default_config()
+  saved = c.to_dict()
+  del saved["class_weights_start_epoch"]  # a workdir written before the field existed
+  assert config_lib.resume_conflicts(saved, c) == []
+  c.class_weights_start_epoch = 3
+  assert config_lib.resume_conflicts(saved, c) == ["class_weights_start_epoch: saved 0, now 3"]
+  saved["hidden_dim"] = 64
+  assert "hidden_dim: saved 64, now 512" in config_lib.resume_conflicts(saved, c)

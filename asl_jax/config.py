@@ -53,7 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.use_class_weights = False
   # Epoch (0-based) from which the class weights apply; before it the loss is unweighted. 0 = from the
   # start, as the seed. Deferring them to the last epochs (deferred re-weighting, Cao et al. 2019) lets the
-  # encoder learn from every clip at full weight first; README "Class weights at 1000 classes".
+  # encoder learn from every clip at full weight first; README "Class weights: does the seed's claim hold?".
   c.class_weights_start_epoch = 0
   c.balanced_sampling = False
   c.seed = 42

@@ -25,6 +25,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import numpy as np  # noqa: E402
+
+from asl_jax.data import splits as splits_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
@@ -48,23 +51,17 @@ def command(args, name: str) -> list[str]:
 
 
 def by_train_count(workdir: str, per_class_accuracy: dict) -> dict:
-  """Mean test accuracy of the classes grouped by their number of training clips."""
+  """Mean test accuracy of the classes grouped by their number of training clips (in the split file, as the
+  seed's class weights count them)."""
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     config = json.load(f)
-  with open(os.path.join(config["data_dir"], config["subset"]), encoding="utf-8") as f:
-    split = json.load(f)
-  with open(os.path.join(workdir, "class_mapping.json"), encoding="utf-8") as f:
-    class_ids = {int(c): i for i, c in json.load(f).items()}
-  with open(os.path.join(workdir, "label_mapping.json"), encoding="utf-8") as f:
-    glosses = json.load(f)
-  counts: dict = {}
-  for entry in split.values():
-    if entry["subset"] == "train":
-      counts[entry["action"][0]] = counts.get(entry["action"][0], 0) + 1
+  split = splits_lib.read_split(os.path.join(config["data_dir"], config["subset"]),
+                                splits_lib.read_class_names(config["data_dir"]))
+  train = [e.subset == "train" for e in split.entries]
+  counts = np.bincount(split.labels()[train], minlength=split.num_classes)
   groups: dict = {}
-  for class_id, n in counts.items():
-    gloss = glosses.get(class_ids.get(class_id, ""))
-    if gloss in per_class_accuracy:
+  for gloss, n in zip(split.glosses, counts):
+    if n and gloss in per_class_accuracy:
       key = "<=6" if n <= 6 else "7-10" if n <= 10 else "11-20" if n <= 20 else ">20"
       groups.setdefault(key, []).append(per_class_accuracy[gloss])
   order = ["<=6", "7-10", "11-20", ">20"]
@@ -82,7 +79,7 @@ def summarise(workdir: str) -> dict:
     if rows:
       last = rows[-1]
       out["epochs_done"] = len(rows)
-      out["epoch_time_s_median"] = sorted(r["epoch_time_s"] for r in rows)[len(rows) // 2]
+      out["epoch_time_s_median"] = common.median([r["epoch_time_s"] for r in rows])
       out["val_last"] = {k: last[k] for k in ("val_top1", "val_top5", "val_class_top1", "val_class_top5")}
       out["val_best_top1"] = max(r["val_top1"] for r in rows)
       out["val_best_class_top1"] = max(r["val_class_top1"] for r in rows)

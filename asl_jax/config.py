@@ -122,7 +122,7 @@ def validate(config) -> None:
     raise ConfigError(f"config.lr={config.lr}: must be > 0")
   if config.warmup_epochs < 0 or config.warmup_epochs > config.epochs:
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be in [0, epochs={config.epochs}]")
-  if not 0 <= config.class_weights_start_epoch < max(config.epochs, 1):
+  if not 0 <= config.class_weights_start_epoch < config.epochs:
     raise ConfigError(f"config.class_weights_start_epoch={config.class_weights_start_epoch}: must be in "
                       f"[0, epochs={config.epochs})")
   if config.hidden_dim % config.num_heads:

@@ -20,8 +20,9 @@ def _have(*modules: str) -> bool:
   return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-needs_extract = pytest.mark.skipif(not _have("cv2", "mediapipe"), reason="the extract extra (mediapipe, opencv) is not "
-                                   "installed here; `make test` runs these in .venv-extract")
+needs_extract = pytest.mark.skipif(not _have("cv2", "mediapipe"),
+                                   reason="the extract extra (mediapipe, opencv) is not installed here; "
+                                   "`make test` runs these in .venv-extract")
 
 
 def test_frame_indices_trim_one_based_inclusive():
@@ -113,8 +114,9 @@ def test_video_without_person(tmp_path):
   assert "00009\tno person detected" in (d / "landmarks" / "failed_videos.txt").read_text()
 
 
-needs_visual = pytest.mark.skipif(not _have("cv2", "torch", "transformers", "safetensors"), reason="the visual extra (torch, transformers) is not "
-                                  "installed here; `make test` runs these in .venv-extract")
+needs_visual = pytest.mark.skipif(not _have("cv2", "torch", "transformers", "safetensors"),
+                                  reason="the visual extra (torch, transformers) is not installed here; "
+                                  "`make test` runs these in .venv-extract")
 
 
 def _tiny_vision_config():

@@ -81,7 +81,10 @@ def swap_adjacent(rng, positions, valid, prob: float = 0.2, apply_prob: float = 
 
 
 def flip(rng, points, parts, prob: float):
-  """Horizontal flip with left/right swap for a random subset of clips (a left-handed signer)."""
+  """Horizontal flip with left/right swap for a random subset of clips (a left-handed signer); every
+  clip when prob >= 1 (rng unused)."""
+  if prob >= 1:
+    return points[:, :, layouts.FLIP_POINTS] * jnp.array([-1.0, 1.0, 1.0]), parts[:, :, layouts.FLIP_PARTS]
   do = jax.random.uniform(rng, (points.shape[0],)) < prob
   fp = points[:, :, layouts.FLIP_POINTS] * jnp.array([-1.0, 1.0, 1.0])
   fparts = parts[:, :, layouts.FLIP_PARTS]

@@ -61,7 +61,10 @@ def train_main(argv=None):
 
 
 def evaluate_main(argv=None):
-  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, evaluate their "
+                      "ensemble (averaged probabilities)")
+  flags.DEFINE_string("out_dir", "", "where to write the report (default WORKDIR/eval_SPLIT, or "
+                      "FIRST/eval_SPLIT_ensemble for several runs)")
   flags.DEFINE_enum("split", "test", ["test", "val", "train"], "which subset of the run's split file")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.DEFINE_integer("batch_size", 0, "evaluation batch size (0: the run's eval_batch_size)")
@@ -69,7 +72,7 @@ def evaluate_main(argv=None):
 
   def action(f, _):
     from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
-    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size)
+    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir)
     print(evaluate.format_table(report))
     print(f"report: {report['path']}")
 
@@ -77,7 +80,8 @@ def evaluate_main(argv=None):
 
 
 def predict_main(argv=None):
-  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, average their "
+                      "probabilities (an ensemble)")
   flags.DEFINE_multi_string("landmarks", None, "landmark .npy files, directories of them, or videos "
                             "(videos need the extract extra); repeat or list after the flags")
   flags.DEFINE_string("gemma", None, "visual features: a file (one input) or a directory of {id}_gemma.npy")

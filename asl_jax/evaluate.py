@@ -12,30 +12,52 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import input_pipeline, losses, metrics
+from asl_jax import input_pipeline, landmark_features, losses, metrics
 from asl_jax.sharding import DataParallel
+
+
+def log_probs(model, params, data, idx, num_frames: int, features, tta_flip: bool = False):
+  """(B, C) log class probabilities of clips `idx` in the deterministic evaluation view; with `tta_flip`,
+  the log of the mean probability of the clip and its mirror image."""
+  def view(flip):
+    batch = input_pipeline.make_batch(data, idx, jax.random.key(0), num_frames, None, model.use_landmarks,
+                                      model.use_visual, features, flip=flip)
+    return jax.nn.log_softmax(model.apply({"params": params}, batch, train=False), -1)
+  out = view(False)
+  if tta_flip and model.use_landmarks:
+    out = jnp.logaddexp(out, view(True)) - jnp.log(2.0)
+  return out
 
 
 class Evaluator:
   """Logits -> ranked top-k predictions and loss terms for every clip of a DeviceData."""
 
   def __init__(self, model, num_frames: int, parallel: DataParallel, batch_size: int, class_weights=None,
-               smoothing: float = 0.0):
+               smoothing: float = 0.0, features=input_pipeline.DEFAULT_FEATURES, tta_flip: bool = False):
     self.parallel = parallel
     self.batch_size = parallel.round_batch(batch_size)
     w = None if class_weights is None else jnp.asarray(class_weights)
 
     def step(params, data, idx, valid):
-      batch = input_pipeline.make_batch(data, idx, jax.random.key(0), num_frames, None,
-                                        model.use_landmarks, model.use_visual)
-      logits = model.apply({"params": params}, batch, train=False)
-      num, den = losses.weighted_ce_terms(logits, batch["labels"], w, smoothing, valid)
+      logits = log_probs(model, params, data, idx, num_frames, features, tta_flip)
+      num, den = losses.weighted_ce_terms(logits, data.labels[idx], w, smoothing, valid)
       return metrics.top_k_predictions(logits), num, den
 
-    self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
+    def probs(params, data, idx, valid):  # pylint: disable=unused-argument
+      return jnp.exp(log_probs(model, params, data, idx, num_frames, features, tta_flip))
 
-  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
-    """(top_k (N, k) numpy, loss) over all clips of `data`, in order.
+    self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
+    self._probs = jax.jit(probs, out_shardings=parallel.replicated)
+
+  @classmethod
+  def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0):
+    return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size, class_weights,
+               config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
+               bool(config.get("tta_flip", False)))
+
+  def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
+    """Runs `step(params, data, idx, valid)` over every clip of `data` in fixed-size batches; returns the
+    per-batch outputs of each chunk (fetched to the host), padding included.
 
     Device-resident data is used as is; host (numpy / memory-mapped) data is streamed to the devices in
     chunks of `chunk_batches` batches, so splits larger than device memory evaluate too.
@@ -43,24 +65,33 @@ class Evaluator:
     n = data.size
     on_device = isinstance(data.labels, jax.Array)
     chunk = n if on_device else self.batch_size * chunk_batches
-    tops, nums, dens = [], [], []
+    out = []
     for c0 in range(0, n, chunk):
       part = data if on_device else self.parallel.replicate(
           jax.tree_util.tree_map(lambda a, c0=c0: np.ascontiguousarray(a[c0:c0 + chunk]), data))
       m = min(chunk, n - c0)
-      chunk_tops = []
+      chunk_out = []
       for start in range(0, m, self.batch_size):
         idx = np.arange(start, start + self.batch_size)
         valid = idx < m
         idx = np.where(valid, idx, 0).astype(np.int32)
-        top, num, den = self._step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid))
-        chunk_tops.append(top)
-        nums.append(num)
-        dens.append(den)
-      # Fetching each chunk's results keeps at most one chunk on the devices; padding rows are dropped.
-      tops.append(np.concatenate(jax.device_get(chunk_tops))[:m])
-    nums, dens = jax.device_get((nums, dens))
-    return np.concatenate(tops), float(np.sum(nums) / max(np.sum(dens), 1e-12))
+        chunk_out.append((step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid)),
+                          np.minimum(self.batch_size, m - start)))
+      # Fetching each chunk's results keeps at most one chunk on the devices.
+      out += jax.device_get(chunk_out)
+    return out
+
+  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
+    """(top_k (N, k) numpy, loss) over all clips of `data`, in order."""
+    out = self._map(self._step, params, data, chunk_batches)
+    tops = np.concatenate([top[:k] for (top, _, _), k in out])
+    num, den = sum(float(o[0][1]) for o in out), sum(float(o[0][2]) for o in out)
+    return tops, num / max(den, 1e-12)
+
+  def probabilities(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(N, C) class probabilities of every clip of `data`, in order (for ensembles)."""
+    out = self._map(self._probs, params, data, chunk_batches)
+    return np.concatenate([p[:k] for p, k in out])
 
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
     top_k, loss = self.predict(params, data)
@@ -127,36 +158,69 @@ def format_table(report: dict) -> str:
 SPLITS = ("test", "val", "train")
 
 
-def evaluate_workdir(workdir: str, split: str = "test", checkpoint: str = "best", batch_size: int = 0) -> dict:
+def split_workdirs(workdirs) -> list[str]:
+  """"a,b" or ["a", "b"] -> ["a", "b"] (an ensemble); one workdir -> [it]."""
+  items = workdirs.split(",") if isinstance(workdirs, str) else list(workdirs)
+  return [w.strip() for w in items if w.strip()]
+
+
+def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", batch_size: int = 0,
+                     out_dir: str = "") -> dict:
   """Restores a run, evaluates it on a split of its data and writes DIR/eval_<split>/ (report + plots).
 
-  Returns the report dict (with "path")."""
+  `workdir` may name several runs ("a,b,c" or a list) trained on the same classes: their class
+  probabilities are averaged (an ensemble), the report lists them under "runs" and goes to
+  FIRST/eval_<split>_ensemble/ unless `out_dir` is given. Returns the report dict (with "path")."""
   from asl_jax import train, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from asl_jax.errors import ConfigError, DataError  # pylint: disable=import-outside-toplevel
   if split not in SPLITS:
     raise ConfigError(f"--split={split!r}: expected one of {list(SPLITS)}")
-  run = workdir_lib.load_run(workdir, checkpoint)
-  setup = train.prepare(run.config)
-  idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
-  if split == "val" and not len(idx):
-    idx = setup.packed.indices(["val"])
-  if not len(idx):
-    raise DataError(f"{setup.packed.split.path}: the {split} split has no clips with features")
-  if setup.packed.num_classes != len(run.glosses):
-    raise DataError(f"{setup.packed.split.path}: {setup.packed.num_classes} classes, but the run in {workdir} "
-                    f"was trained on {len(run.glosses)}")
+  workdirs = split_workdirs(workdir)
+  if not workdirs:
+    raise ConfigError("--workdir: no run directory given")
   parallel = DataParallel()
-  weights = setup.class_weights
-  evaluator = Evaluator(run.model, run.config.num_frames, parallel, batch_size or run.config.eval_batch_size,
-                        weights, run.config.label_smoothing)
+  probs, first = None, None
+  for wd in workdirs:
+    run = workdir_lib.load_run(wd, checkpoint)
+    setup = train.prepare(run.config)
+    idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
+    if split == "val" and not len(idx):
+      idx = setup.packed.indices(["val"])
+    if not len(idx):
+      raise DataError(f"{setup.packed.split.path}: the {split} split has no clips with features")
+    if setup.packed.num_classes != len(run.glosses):
+      raise DataError(f"{setup.packed.split.path}: {setup.packed.num_classes} classes, but the run in {wd} "
+                      f"was trained on {len(run.glosses)}")
+    ids = [setup.packed.video_ids[i] for i in idx]
+    if first is not None and (ids != first[2] or run.glosses != first[0].glosses):
+      raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs differ in their classes or "
+                      f"{split} clips")
+    evaluator = Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size)
+    data = input_pipeline.select(setup.packed, idx)
+    if len(workdirs) == 1:
+      summary = evaluator.evaluate(parallel.replicate(run.params), data, setup.packed.labels[idx],
+                                   setup.packed.num_classes)
+    else:
+      p = evaluator.probabilities(parallel.replicate(run.params), data)
+      probs = p if probs is None else probs + p
+    if first is None:
+      first = (run, setup, ids, idx)
+  run, setup, ids, idx = first
   labels = setup.packed.labels[idx]
-  summary = evaluator.evaluate(parallel.replicate(run.params), input_pipeline.select(setup.packed, idx), labels,
-                               setup.packed.num_classes)
+  if len(workdirs) > 1:
+    probs /= len(workdirs)
+    summary = metrics.summarize(np.argsort(-probs, -1, kind="stable")[:, :metrics.TOP_K], labels,
+                                setup.packed.num_classes)
+    p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
+    summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = build_report(summary, split, run.step, run.glosses)
-  report["path"] = write_report(os.path.join(workdir, f"eval_{split}"), report, summary, labels, run.glosses,
-                                os.path.join(workdir, "metrics.jsonl"))
-  predictions = {vid: run.glosses[int(p)] for vid, p in
-                 zip((setup.packed.video_ids[i] for i in idx), summary["predictions"])}
-  with open(os.path.join(workdir, f"eval_{split}", "predictions.json"), "w", encoding="utf-8") as f:
+  if len(workdirs) > 1:
+    report["runs"] = [os.path.abspath(w) for w in workdirs]
+    report["checkpoint"] = checkpoint
+  out_dir = out_dir or os.path.join(workdirs[0], f"eval_{split}" + ("_ensemble" if len(workdirs) > 1 else ""))
+  report["path"] = write_report(out_dir, report, summary, labels, run.glosses,
+                                os.path.join(workdirs[0], "metrics.jsonl") if len(workdirs) == 1 else None)
+  predictions = {vid: run.glosses[int(p)] for vid, p in zip(ids, summary["predictions"])}
+  with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
     json.dump(predictions, f, indent=1)
   return report

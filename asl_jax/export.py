@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax.data import layouts
+from asl_jax import landmark_features
 from asl_jax.workdir import load_run
 
 EXPORT_FILE = "model.jax_export"
@@ -28,9 +28,10 @@ def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
   run = load_run(workdir, checkpoint)
   model, params, cfg = run.model, run.params, run.config
   f = cfg.num_frames
+  feature_dim = landmark_features.FeatureConfig.from_config(cfg).dim
   (b,) = jax.export.symbolic_shape("b")
   names = ["landmarks", "mask"] + (["visual", "visual_mask"] if run.visual_dim else [])
-  specs = [jax.ShapeDtypeStruct((b, f, layouts.FEATURE_DIM), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
+  specs = [jax.ShapeDtypeStruct((b, f, feature_dim), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
   if run.visual_dim:
     specs += [jax.ShapeDtypeStruct((b, f, run.visual_dim), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
 
@@ -41,7 +42,7 @@ def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, EXPORT_FILE), "wb") as fh:
     fh.write(exported.serialize())
-  meta = {"inputs": names, "num_frames": f, "feature_dim": layouts.FEATURE_DIM, "visual_dim": run.visual_dim,
+  meta = {"inputs": names, "num_frames": f, "feature_dim": feature_dim, "visual_dim": run.visual_dim,
           "glosses": list(run.glosses), "checkpoint_step": run.step, "landmark_layout": run.layout,
           "max_frames": cfg.max_frames}
   with open(os.path.join(out_dir, META_FILE), "w", encoding="utf-8") as fh:

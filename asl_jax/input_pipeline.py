@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from asl_jax import augment as aug_lib
+from asl_jax import landmark_features
 from asl_jax.data import layouts
 
 
@@ -40,14 +41,16 @@ def select(packed, indices: np.ndarray) -> DeviceData:
                     visual_lengths=take(packed.visual_lengths))
 
 
-def eval_positions(lengths, num_frames: int):
+def eval_positions(lengths, num_frames: int, first=None):
   """Uniform sampling: every frame of short clips, `num_frames` evenly spaced ones of long clips.
 
-  Returns positions (B, F) float32 in frame units and valid (B, F) bool (a prefix per row).
+  `lengths` (B,) frames to sample from, starting at frame `first` (B,) (default 0). Returns positions
+  (B, F) float32 in frame units and valid (B, F) bool (a prefix per row).
   """
   n = lengths.astype(jnp.float32)[:, None]
+  start = jnp.zeros_like(n) if first is None else first.astype(jnp.float32)[:, None]
   out = jnp.minimum(n, num_frames)
-  return _segment_positions(jnp.zeros_like(n), n - 1, out, num_frames)
+  return _segment_positions(start, start + n - 1, out, num_frames)
 
 
 def _segment_positions(start, end, count, num_frames: int):
@@ -57,10 +60,13 @@ def _segment_positions(start, end, count, num_frames: int):
   return jnp.where(valid, start + k * step, 0.0), valid
 
 
-def train_positions(rng, lengths, num_frames: int, cfg: aug_lib.AugmentConfig):
-  """Random crop + speed resampling (+ adjacent swaps) of the sampling positions."""
+def train_positions(rng, lengths, num_frames: int, cfg: aug_lib.AugmentConfig, first=None):
+  """Random crop + speed resampling (+ adjacent swaps) of the sampling positions (within the `lengths`
+  frames from `first`, as `eval_positions`)."""
   k_seg, k_swap = jax.random.split(rng)
   start, end, count = aug_lib.crop_and_speed(k_seg, lengths, num_frames, cfg)
+  if first is not None:
+    start, end = start + first, end + first
   pos, valid = _segment_positions(start[:, None], end[:, None], count[:, None].astype(jnp.float32), num_frames)
   if cfg.temporal_jitter:
     pos = aug_lib.swap_adjacent(k_swap, pos, valid)
@@ -91,33 +97,38 @@ def _interp(x, pos, length, present=None):
   return jnp.where(both, blend, x_near), p_near
 
 
-def landmark_features(points, parts, valid):
-  """Model input (B, F, 54*3 + 4): normalised xyz (zero where missing) and the part-presence flags."""
-  parts = parts & valid[..., None]
-  points = points * parts[:, :, layouts.POINT_PART][..., None]
-  b, f = valid.shape
-  return jnp.concatenate([points.reshape(b, f, -1), parts.astype(points.dtype)], -1)
+DEFAULT_FEATURES = landmark_features.FeatureConfig()
 
 
 def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.AugmentConfig | None,
-               use_landmarks: bool = True, use_visual: bool = False):
-  """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view."""
+               use_landmarks: bool = True, use_visual: bool = False,
+               features: landmark_features.FeatureConfig = DEFAULT_FEATURES, flip: bool = False):
+  """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view;
+  `flip=True` mirrors every clip (test-time augmentation). With `features.trim_no_hands`, frames before
+  the first and after the last detected hand are left out (clips without any hand keep every frame)."""
   lengths = data.lengths[idx]
   train = aug is not None and aug.enabled
   k_pos, k_spatial, k_drop_l, k_drop_v, k_noise = jax.random.split(rng, 5)
+  first = None
+  span = lengths
+  if features.trim_no_hands:
+    first, last = landmark_features.hand_span(data.parts[idx], lengths)
+    span = last - first + 1
   if train:
-    pos, valid = train_positions(k_pos, lengths, num_frames, aug)
+    pos, valid = train_positions(k_pos, span, num_frames, aug, first)
   else:
-    pos, valid = eval_positions(lengths, num_frames)
+    pos, valid = eval_positions(span, num_frames, first)
   batch = {"labels": data.labels[idx], "mask": valid}
   if use_landmarks:
     points, parts = _interp(data.points[idx], pos, lengths, data.parts[idx])
+    if flip:
+      points, parts = aug_lib.flip(None, points, parts, 1.0)
     if train:
       points, parts = aug_lib.spatial(k_spatial, points, parts, valid, aug)
-    feats = landmark_features(points, parts, valid)
-    if train and aug.feature_dropout > 0:
-      n_xyz = layouts.NUM_POINTS * 3
-      feats = feats.at[..., :n_xyz].set(aug_lib.feature_dropout(k_drop_l, feats[..., :n_xyz], aug.feature_dropout))
+    feats = landmark_features.derive(points, parts, valid, features)
+    if train and aug.feature_dropout > 0 and "pos" in features.blocks:
+      sl = features.slices()["pos"]
+      feats = feats.at[..., sl].set(aug_lib.feature_dropout(k_drop_l, feats[..., sl], aug.feature_dropout))
     batch["landmarks"] = feats
   if use_visual:
     vlen = data.visual_lengths[idx]

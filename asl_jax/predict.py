@@ -10,9 +10,11 @@ import os
 from typing import Iterable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import input_pipeline
+from asl_jax import evaluate as eval_lib
+from asl_jax import input_pipeline, landmark_features
 from asl_jax.data import features as features_lib
 from asl_jax.data import layouts, packed as packed_lib
 from asl_jax.errors import DataError
@@ -29,10 +31,11 @@ class Predictor:
     self.batch_size = batch_size
     config, model = self.run.config, self.run.model
 
+    features = landmark_features.FeatureConfig.from_config(config)
+    tta = bool(config.get("tta_flip", False))
+
     def forward(params, data, idx):
-      batch = input_pipeline.make_batch(data, idx, jax.random.key(0), config.num_frames, None,
-                                        model.use_landmarks, model.use_visual)
-      return jax.nn.softmax(model.apply({"params": params}, batch, train=False), -1)
+      return jnp.exp(eval_lib.log_probs(model, params, data, idx, config.num_frames, features, tta))
 
     self._forward = jax.jit(forward)
 
@@ -105,17 +108,36 @@ def gemma_for(landmarks_path: str, gemma: str | None) -> str | None:
   return features_lib.visual_path(gemma, vid)
 
 
-def predict_files(workdir: str, landmarks: Sequence[str], gemma: str | None = None, top_k: int = 5,
+def predict_files(workdir, landmarks: Sequence[str], gemma: str | None = None, top_k: int = 5,
                   checkpoint: str = "best") -> list[dict]:
-  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}."""
+  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}. `workdir` may name
+  several runs ("a,b" or a list) with the same classes: their probabilities are averaged, and each result
+  lists them under "runs"."""
   files = expand_inputs(landmarks)
-  predictor = Predictor(workdir, checkpoint)
-  clips = []
-  for f in files:
-    if f.lower().endswith(VIDEO_SUFFIXES):
-      from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
-      clips.append(predictor.load_clip(landmarks_from_video(f, predictor.run.layout)))
-    else:
-      clips.append(predictor.load_clip(f, gemma_for(f, gemma)))
-  probs = predictor.predict_clips(clips)
-  return [{"file": f, "top_k": t} for f, t in zip(files, predictor.top_k(probs, top_k))]
+  workdirs = eval_lib.split_workdirs(workdir)
+  if not workdirs:
+    raise DataError("--workdir: no run directory given")
+  probs, first, raw_cache = None, None, {}
+  for wd in workdirs:
+    predictor = Predictor(wd, checkpoint)
+    if first is not None and predictor.glosses != first.glosses:
+      raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
+    clips = []
+    for f in files:
+      if f.lower().endswith(VIDEO_SUFFIXES):
+        key = (f, predictor.run.layout)
+        if key not in raw_cache:  # extract each video once per layout
+          from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
+          raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
+        clips.append(predictor.load_clip(raw_cache[key]))
+      else:
+        clips.append(predictor.load_clip(f, gemma_for(f, gemma)))
+    p = predictor.predict_clips(clips)
+    probs = p if probs is None else probs + p
+    first = first or predictor
+  probs /= len(workdirs)
+  rows = [{"file": f, "top_k": t} for f, t in zip(files, first.top_k(probs, top_k))]
+  if len(workdirs) > 1:
+    for r in rows:
+      r["runs"] = [os.path.abspath(w) for w in workdirs]
+  return rows

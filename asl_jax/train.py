@@ -24,7 +24,7 @@ from flax.training import train_state
 from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, losses, metrics, models, optim
+from asl_jax import input_pipeline, landmark_features, losses, metrics, models, optim
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import layouts, packed as packed_lib, splits as splits_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError
@@ -34,6 +34,20 @@ from asl_jax.sharding import DataParallel, initialize_distributed
 class TrainState(train_state.TrainState):
   # Running sums over the current epoch: [loss numerator, loss denominator, correct, samples].
   epoch_sums: jnp.ndarray = flax.struct.field(default_factory=lambda: jnp.zeros(4, jnp.float32))
+  # Exponential moving average of params (config.ema_decay > 0), else None.
+  ema_params: Any = None
+
+  @property
+  def eval_params(self):
+    """The weights to validate, test and export: the moving average when there is one."""
+    return self.params if self.ema_params is None else self.ema_params
+
+
+def ema_update(ema, params, decay: float, step):
+  """One EMA step with the usual warm-up of the decay (min(decay, (1 + step) / (10 + step))), so early
+  averages are not dominated by the random initialisation."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
 
 
 def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
@@ -91,10 +105,12 @@ def prepare(config) -> Setup:
 
 def create_state(config, model: models.HybridModel, visual_dim: int, steps_per_epoch: int, key) -> TrainState:
   """A fresh TrainState (works under jit and jax.eval_shape)."""
-  batch = models.hybrid.example_batch(1, config.num_frames, layouts.FEATURE_DIM, visual_dim)
+  feature_dim = landmark_features.FeatureConfig.from_config(config).dim
+  batch = models.hybrid.example_batch(1, config.num_frames, feature_dim, visual_dim)
   params = model.init({"params": key, "dropout": key}, batch, train=False)["params"]
   tx = make_optimizer(config, make_schedule(config, steps_per_epoch))
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  ema = params if config.get("ema_decay", 0.0) > 0 else None
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema)
 
 
 def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
@@ -106,14 +122,16 @@ def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
 def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel):
   """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss)."""
   aug = aug_lib.AugmentConfig.from_config(config)
+  features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  smoothing, num_frames = config.label_smoothing, config.num_frames
+  smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
 
   def step(state: TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
     k_batch, k_dropout = jax.random.split(key)
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
-    batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual)
+    batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
+                                      features)
 
     def loss_fn(params):
       logits = model.apply({"params": params}, batch, train=True, rngs={"dropout": k_dropout})
@@ -121,7 +139,10 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel)
       return num / den, (logits, num, den)
 
     (loss, (logits, num, den)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads)
+    new_state = state.apply_gradients(grads=grads)
+    if ema_decay > 0:
+      new_state = new_state.replace(ema_params=ema_update(state.ema_params, new_state.params, ema_decay, state.step))
+    state = new_state
     correct = (jnp.argmax(logits, -1) == batch["labels"]).sum()
     sums = jnp.stack([num, den, correct.astype(jnp.float32), jnp.float32(idx.shape[0])])
     return state.replace(epoch_sums=state.epoch_sums + sums), loss
@@ -235,8 +256,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
   unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
   step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel)
-  evaluator = eval_lib.Evaluator(model, config.num_frames, parallel, config.eval_batch_size,
-                                 setup.class_weights, config.label_smoothing)
+  evaluator = eval_lib.Evaluator.from_config(config, model, parallel, setup.class_weights)
   schedule = make_schedule(config, setup.steps_per_epoch)
   train_labels = packed.labels[setup.train_idx]
   steps = setup.steps_per_epoch
@@ -281,7 +301,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
                "epoch_time_s": round(time.time() - t0, 3)}
         if val_data is not None:
-          val = evaluator.evaluate(state.params, val_data, packed.labels[setup.val_idx], packed.num_classes)
+          val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
           row.update(eval_lib.flat_metrics(val, "val"))
         metric = config.best_metric if val_data is not None else None
         improved = metric is None or _better(metric, row[metric], info["best_value"])
@@ -305,7 +325,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if status == "done" and config.evaluate_test and len(setup.test_idx):
     best_state, _ = ckpt.restore("best", state)
     test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
-    summary = evaluator.evaluate(best_state.params, test, packed.labels[setup.test_idx], packed.num_classes)
+    summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
     if is_main:
       report = eval_lib.build_report(summary, "test", int(best_state.step), packed.split.glosses)
       result["test_report"] = eval_lib.write_report(os.path.join(workdir, "eval_test"), report, summary,

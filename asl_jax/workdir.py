@@ -80,5 +80,5 @@ def load_run(workdir: str, checkpoint: str = "best") -> TrainedRun:
     state, _ = ckpts.restore(kind, abstract, step)
   finally:
     ckpts.close()
-  return TrainedRun(workdir, config, model, state.params, int(state.step), glosses,
+  return TrainedRun(workdir, config, model, state.eval_params, int(state.step), glosses,
                     report.get("landmark_layout", "seed162"), visual_dim)

@@ -1,4 +1,5 @@
-"""WLASL100 (nslt_100.json): the recommended settings, see asl_jax.config.nslt_config."""
+"""WLASL100 (nslt_100.json): the recommended settings, see asl_jax.config.nslt_config
+(configs/seed_nslt_100.py is the seed's own recipe)."""
 
 from asl_jax.config import nslt_config
 

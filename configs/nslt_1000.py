@@ -1,4 +1,5 @@
-"""WLASL1000 (nslt_1000.json): the recommended settings, see asl_jax.config.nslt_config."""
+"""WLASL1000 (nslt_1000.json): the recommended settings, see asl_jax.config.nslt_config
+(configs/seed_nslt_1000.py is the seed's own recipe)."""
 
 from asl_jax.config import nslt_config
 

@@ -7,13 +7,23 @@ from asl_jax.errors import ConfigError
 from conftest import REPO
 
 
-@pytest.mark.parametrize("k,weights,warmup,epochs", [(100, False, 5, 50), (300, False, 5, 50),
-                                                     (1000, True, 10, 100), (2000, True, 10, 100)])
-def test_nslt_configs_carry_the_seed_settings(k, weights, warmup, epochs):
+@pytest.mark.parametrize("k,weights,warmup,epochs", [(100, False, 5, 50), (1000, True, 10, 100)])
+def test_seed_configs_carry_the_seed_settings(k, weights, warmup, epochs):
+  c = config_lib.load_config_file(os.path.join(REPO, "configs", f"seed_nslt_{k}.py"))
+  assert c.subset == f"nslt_{k}.json"
+  assert (c.encoder, c.hidden_dim, c.dropout, c.lr, c.label_smoothing, c.batch_size) == ("lstm", 512, 0.5, 1e-4,
+                                                                                        0.1, 32)
+  assert (c.use_class_weights, c.warmup_epochs, c.epochs) == (weights, warmup, epochs)
+  assert (c.features, c.use_z, c.num_frames) == ("pos,presence", True, 16)
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("k", [100, 300, 1000, 2000])
+def test_recommended_configs(k):
   c = config_lib.load_config_file(os.path.join(REPO, "configs", f"nslt_{k}.py"))
   assert c.subset == f"nslt_{k}.json"
-  assert (c.hidden_dim, c.dropout, c.label_smoothing, c.batch_size) == (512, 0.5, 0.1, 32)
-  assert (c.use_class_weights, c.warmup_epochs, c.epochs) == (weights, warmup, epochs)
+  assert c.encoder != "lstm" and "hand" in c.features and c.trim_no_hands and c.num_frames > 16
+  assert not c.use_class_weights and c.feature_dropout == 0
   config_lib.validate(c)
 
 
@@ -42,7 +52,10 @@ def test_seed_flag_names_exist():
                                                ("class_weights_start_epoch", 100, "class_weights_start_epoch"),
                                                ("class_weights_start_epoch", -1, "class_weights_start_epoch"),
                                                ("best_metric", "val_f1", "best_metric"),
-                                               ("hidden_dim", 30, "divisible by num_heads")])
+                                               ("hidden_dim", 30, "divisible by num_heads"),
+                                               ("features", "pos,depth", "features"),
+                                               ("ema_decay", 1.0, "ema_decay"), ("conv_layers", 0, "conv_layers"),
+                                               ("drop_path", -0.1, "drop_path")])
 def test_invalid_values_are_rejected(field, value, match):
   c = config_lib.default_config()
   c[field] = value

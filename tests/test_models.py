@@ -45,7 +45,7 @@ def _pad(batch, t):
   return out
 
 
-@pytest.mark.parametrize("encoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("encoder", ["lstm", "transformer", "conv_transformer"])
 @pytest.mark.parametrize("fusion", ["concat", "attention", "gated", "landmarks_only", "visual_only"])
 def test_padding_invariance(encoder, fusion):
   rng = np.random.default_rng(0)
@@ -195,3 +195,27 @@ def test_dropout_rate_and_scaling():
   assert abs(kept.mean() - 0.7) < 0.005
   np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-4)  # inverted dropout keeps the expectation
   np.testing.assert_array_equal(layers.Dropout(0.3).apply({}, x, deterministic=True), x)
+
+
+def test_depthwise_conv_matches_a_direct_convolution():
+  from asl_jax.models.encoders import DepthwiseConv1D  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 11, 5)).astype(np.float32)
+  for k in (1, 4, 5):
+    conv = DepthwiseConv1D(k)
+    params = conv.init(jax.random.key(k), x)
+    w, b = np.asarray(params["params"]["kernel"]), np.asarray(params["params"]["bias"])
+    left = (k - 1) // 2
+    xp = np.pad(x, ((0, 0), (left, k - 1 - left), (0, 0)))
+    expected = sum(xp[:, j:j + 11] * w[j] for j in range(k)) + b
+    np.testing.assert_allclose(conv.apply(params, x), expected, atol=1e-5)
+
+
+def test_drop_path_drops_whole_samples():
+  x = jnp.ones((4000, 3, 2))
+  y = np.asarray(layers.DropPath(0.25).apply({}, x, True, rngs={"dropout": jax.random.key(0)}))
+  per_sample = y.reshape(4000, -1)
+  np.testing.assert_allclose(np.unique(per_sample), [0.0, 1 / 0.75], rtol=1e-6)
+  assert (per_sample == per_sample[:, :1]).all()  # all or nothing per sample
+  assert abs((per_sample[:, 0] == 0).mean() - 0.25) < 0.03
+  np.testing.assert_array_equal(layers.DropPath(0.25).apply({}, x, False), x)

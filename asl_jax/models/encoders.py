@@ -1,12 +1,13 @@
-"""Landmark encoders (BiLSTM, Transformer) and the visual stream. Each returns frame tokens and a pooled
+"""Landmark encoders (BiLSTM, Transformer, convolution + Transformer) and the visual stream. Each returns frame tokens and a pooled
 vector: (tokens (B, T, H), pooled (B, H)); padding (mask False) never affects either at real frames."""
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from asl_jax.models.layers import (AttentionBlock, DenseBlock, Dropout, SinusoidalPositionalEncoding,
+from asl_jax.models.layers import (AttentionBlock, DenseBlock, Dropout, DropPath, SinusoidalPositionalEncoding,
                                    masked_mean)
 from asl_jax.models.lstm import BiLSTM
 
@@ -64,6 +65,106 @@ class TransformerLandmarkEncoder(nn.Module):
     x = nn.LayerNorm()(x) * mask[..., None].astype(x.dtype)
     if self.pooling == "cls":
       return x[:, 1:], x[:, 0]
+    return x, masked_mean(x, mask)
+
+
+class DepthwiseConv1D(nn.Module):
+  """Depthwise temporal convolution ("SAME", zero padding) of (B, T, C): one batched matmul with a banded
+  (T, T) Toeplitz matrix per channel. On a 2-core CPU (B 32, T 32, C 384, k 17, forward + backward) this
+  takes 2.6 ms, a sum of k shifted copies 4.5 ms and XLA's grouped convolution (nn.Conv with
+  feature_group_count=C) about 25 ms."""
+
+  kernel: int
+
+  @nn.compact
+  def __call__(self, x):
+    t, c = x.shape[1], x.shape[2]
+    w = self.param("kernel", nn.initializers.lecun_normal(in_axis=0, out_axis=()), (self.kernel, c))
+    b = self.param("bias", nn.initializers.zeros, (c,))
+    tap = jnp.arange(t)[None, :] - jnp.arange(t)[:, None] + (self.kernel - 1) // 2  # (T out, T in)
+    band = (tap >= 0) & (tap < self.kernel)
+    toeplitz = jnp.where(band[..., None], w[jnp.clip(tap, 0, self.kernel - 1)], 0.0)  # (T, T, C)
+    return jnp.einsum("tsc,bsc->btc", toeplitz.astype(x.dtype), x) + b
+
+
+class _ConvBlock(nn.Module):
+  """Pre-LN residual block: Dense (expand) -> swish -> masked depthwise temporal convolution -> LN ->
+  squeeze-excite channel gate (masked mean) -> Dense back -> dropout -> drop path."""
+
+  hidden: int
+  kernel: int
+  expand: int
+  dropout: float
+  drop_path: float
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    m = mask[..., None].astype(x.dtype)
+    width = self.expand * self.hidden
+    y = nn.swish(nn.Dense(width)(nn.LayerNorm()(x))) * m  # padding is zero before the convolution
+    y = DepthwiseConv1D(self.kernel)(y)
+    y = nn.LayerNorm()(y)
+    gate = nn.Dense(width)(nn.swish(nn.Dense(max(8, width // 8))(masked_mean(y, mask))))
+    y = y * jax.nn.sigmoid(gate)[:, None]
+    y = Dropout(self.dropout, deterministic=not train)(nn.Dense(self.hidden)(y))
+    return (x + DropPath(self.drop_path)(y, train)) * m
+
+
+class _TransformerBlock(nn.Module):
+  """Pre-LN masked self-attention and feed-forward (ff_mult x), each with dropout and drop path."""
+
+  hidden: int
+  num_heads: int
+  ff_mult: int
+  dropout: float
+  drop_path: float
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    drop = Dropout(self.dropout, deterministic=not train)
+    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
+                                        deterministic=not train)(nn.LayerNorm()(x),
+                                                                 mask=nn.make_attention_mask(mask, mask))
+    x = x + DropPath(self.drop_path)(drop(y), train)
+    y = nn.Dense(self.hidden)(drop(nn.swish(nn.Dense(self.ff_mult * self.hidden)(nn.LayerNorm()(x)))))
+    x = x + DropPath(self.drop_path)(drop(y), train)
+    return x * mask[..., None].astype(x.dtype)
+
+
+class ConvTransformerLandmarkEncoder(nn.Module):
+  """Depthwise temporal convolutions + Transformer blocks, the landmark model of the Kaggle ISLR 2023
+  winners (a stem, then `num_blocks` x [`convs_per_block` conv blocks, one Transformer block]; masked
+  mean pooling). Convolutions carry the relative timing, so no positional encoding. Padding frames are
+  zero before every convolution and attention is masked, so padding never changes real frames.
+
+  `dropout` acts on the stem output; `layer_dropout` inside the blocks; `drop_path` is the stochastic
+  depth of the last block's branches, growing linearly from 0 for the first."""
+
+  hidden: int
+  dropout: float
+  num_blocks: int = 2
+  num_heads: int = 4
+  ff_mult: int = 2
+  layer_dropout: float = 0.1
+  kernel: int = 17
+  convs_per_block: int = 3
+  drop_path: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    m = mask[..., None].astype(x.dtype)
+    x = nn.LayerNorm()(nn.Dense(self.hidden, use_bias=False, name="stem")(x)) * m
+    x = Dropout(self.dropout, deterministic=not train)(x)
+    total = self.num_blocks * (self.convs_per_block + 1)
+    k = 0
+    for _ in range(self.num_blocks):
+      for _ in range(self.convs_per_block):
+        k += 1
+        x = _ConvBlock(self.hidden, self.kernel, 2, self.layer_dropout, self.drop_path * k / total)(x, mask, train)
+      k += 1
+      x = _TransformerBlock(self.hidden, self.num_heads, self.ff_mult, self.layer_dropout,
+                            self.drop_path * k / total)(x, mask, train)
+    x = nn.LayerNorm()(x) * m
     return x, masked_mean(x, mask)
 
 

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax.models.encoders import LSTMLandmarkEncoder, TransformerLandmarkEncoder, VisualEncoder
+from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder,
+                                     TransformerLandmarkEncoder, VisualEncoder)
 from asl_jax.models.fusion import make_fusion
 from asl_jax.models.heads import ClassifierHead
 
-ENCODERS = ("lstm", "transformer")
+ENCODERS = ("lstm", "transformer", "conv_transformer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,9 @@ class HybridModel(nn.Module):
   pooling: str = "mean"
   transformer_dropout: float = 0.1
   lstm_matmul_dtype: str = "float32"
+  conv_kernel: int = 17
+  conv_layers: int = 3
+  drop_path: float = 0.1
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -54,6 +58,10 @@ class HybridModel(nn.Module):
         self.landmark_encoder = TransformerLandmarkEncoder(h, p, self.transformer_layers, self.num_heads,
                                                            self.ff_mult, self.pooling,
                                                            self.transformer_dropout)
+      elif self.encoder == "conv_transformer":
+        self.landmark_encoder = ConvTransformerLandmarkEncoder(
+            h, p, self.transformer_layers, self.num_heads, self.ff_mult, self.transformer_dropout,
+            self.conv_kernel, self.conv_layers, self.drop_path)
       else:
         raise ValueError(f"encoder={self.encoder!r}: expected one of {ENCODERS}")
     if self.use_visual:
@@ -81,7 +89,7 @@ class HybridModel(nn.Module):
 
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
                 "num_heads", "ff_mult", "pooling", "transformer_dropout",
-                "lstm_matmul_dtype")
+                "lstm_matmul_dtype", "conv_kernel", "conv_layers", "drop_path")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:

@@ -85,3 +85,17 @@ class AttentionBlock(nn.Module):
     y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
                                         deterministic=not train)(q, kv, mask=mask)
     return nn.LayerNorm()(q + Dropout(self.dropout, deterministic=not train)(y))
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops a residual branch for whole samples with prob `rate` (rescaling the kept
+  ones); identity at evaluation."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    if not train or self.rate <= 0:
+      return x
+    keep = jax.random.bernoulli(self.make_rng("dropout"), 1 - self.rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(keep, x / (1 - self.rate), 0).astype(x.dtype)

@@ -1,0 +1,8 @@
+"""WLASL1000 (nslt_1000.json) with the seed project's exact recommendations (BiLSTM, hidden 512, dropout
+0.5, lr 1e-4, class weights): see asl_jax.config.seed_nslt_config. For comparison with configs/nslt_1000.py."""
+
+from asl_jax.config import seed_nslt_config
+
+
+def get_config():
+  return seed_nslt_config(1000)

@@ -36,6 +36,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.dropout = 0.5
   c.fusion_type = "concat"  # concat | attention | gated (used when visual features are given)
   c.use_landmarks = True  # False with gemma_features_dir set: visual-only model
+  # The visual stream (README, "Visual features and fusion"): seed = the seed's projections + self-attention;
+  # pooled = one per-frame projection and a masked mean over time, which learns a weak signal.
+  c.visual_stream = "seed"
+  c.visual_standardize = False  # standardise visual features with training-set statistics (saved with the run)
+  c.visual_dropout = 0.1  # pooled stream: dropout on the (standardised) input features
+  c.aux_loss_weight = 0.0  # > 0 (both streams): a linear head per stream, its loss added with this weight
+  c.modality_dropout = 0.0  # training, both streams: per clip, drop the visual or the landmark stream
+  c.fusion_residual = False  # fused = landmark vector + zero-initialised projection of the fusion output
   c.lstm_layers = 2
   c.transformer_layers = 2
   c.num_heads = 4
@@ -111,7 +119,7 @@ CHOICES = {
     "encoder": ("lstm", "transformer", "conv_transformer"), "fusion_type": ("concat", "attention", "gated"),
     "landmark_layout": ("auto", "seed162", "holistic170", "holistic543"),
     "train_subsets": ("train", "train+val"), "on_bad_file": ("error", "skip"), "pooling": ("mean", "cls"),
-    "lstm_matmul_dtype": ("float32", "bfloat16"),
+    "lstm_matmul_dtype": ("float32", "bfloat16"), "visual_stream": ("seed", "pooled"),
 }
 
 
@@ -134,7 +142,9 @@ def validate(config) -> None:
   for field in ("conv_kernel", "conv_layers"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")
-  for field in ("dropout", "transformer_dropout", "drop_path"):
+  if config.aux_loss_weight < 0:
+    raise ConfigError(f"config.aux_loss_weight={config.aux_loss_weight}: must be >= 0")
+  for field in ("dropout", "transformer_dropout", "drop_path", "visual_dropout", "modality_dropout"):
     if not 0 <= config[field] < 1:
       raise ConfigError(f"config.{field}={config[field]}: must be in [0, 1)")
   if not 0 <= config.label_smoothing < 1:
@@ -206,7 +216,7 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   the real landmark sets (README, "Results on real data"; benchmarks/accuracy.py): features derived on
   device (body xy, wrist-relative hand shapes, velocities, presence; no z), frames between the first and
   last detected hand, 32 frames, a width-192 Transformer encoder with dropout 0.2 and weight decay 0.05,
-  lr 1e-3, no class weights (they cost 11-25 points of per-class top-1 on nslt_1000-shaped data: README,
+  lr 1e-3, horizontal flips in training and as test-time augmentation, an EMA of the weights, no class weights (they cost 11-25 points of per-class top-1 on nslt_1000-shaped data: README,
   "Class weights"). More classes get more warmup and epochs."""
   c = default_config()
   large = num_classes > 300
@@ -216,5 +226,12 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   c.lr, c.weight_decay, c.label_smoothing, c.batch_size = 1e-3, 0.05, 0.1, 32
   c.use_class_weights = False
   c.feature_dropout = 0.0  # it zeroes whole coordinates for a whole clip: information lost, not noise
+  c.flip_prob, c.tta_flip = 0.5, True  # mirrored signers in training, and both views averaged at test
+  c.ema_decay = 0.99
   c.warmup_epochs, c.epochs = (10, 100) if large else (10, 150)
+  # With visual features (gemma_features_dir): the pooled, standardised visual stream, per-stream
+  # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
+  # features and fusion"); none of these change a landmarks-only run.
+  c.visual_stream, c.visual_standardize, c.visual_dropout = "pooled", True, 0.1
+  c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
   return c

@@ -16,12 +16,12 @@ from asl_jax import input_pipeline, landmark_features, losses, metrics
 from asl_jax.sharding import DataParallel
 
 
-def log_probs(model, params, data, idx, num_frames: int, features, tta_flip: bool = False):
+def log_probs(model, params, data, idx, num_frames: int, features, tta_flip: bool = False, visual_norm=None):
   """(B, C) log class probabilities of clips `idx` in the deterministic evaluation view; with `tta_flip`,
   the log of the mean probability of the clip and its mirror image."""
   def view(flip):
     batch = input_pipeline.make_batch(data, idx, jax.random.key(0), num_frames, None, model.use_landmarks,
-                                      model.use_visual, features, flip=flip)
+                                      model.use_visual, features, flip=flip, visual_norm=visual_norm)
     return jax.nn.log_softmax(model.apply({"params": params}, batch, train=False), -1)
   out = view(False)
   if tta_flip and model.use_landmarks:
@@ -33,27 +33,29 @@ class Evaluator:
   """Logits -> ranked top-k predictions and loss terms for every clip of a DeviceData."""
 
   def __init__(self, model, num_frames: int, parallel: DataParallel, batch_size: int, class_weights=None,
-               smoothing: float = 0.0, features=input_pipeline.DEFAULT_FEATURES, tta_flip: bool = False):
+               smoothing: float = 0.0, features=input_pipeline.DEFAULT_FEATURES, tta_flip: bool = False,
+               visual_norm=None):
     self.parallel = parallel
     self.batch_size = parallel.round_batch(batch_size)
     w = None if class_weights is None else jnp.asarray(class_weights)
 
     def step(params, data, idx, valid):
-      logits = log_probs(model, params, data, idx, num_frames, features, tta_flip)
+      logits = log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
       num, den = losses.weighted_ce_terms(logits, data.labels[idx], w, smoothing, valid)
       return metrics.top_k_predictions(logits), num, den
 
     def probs(params, data, idx, valid):  # pylint: disable=unused-argument
-      return jnp.exp(log_probs(model, params, data, idx, num_frames, features, tta_flip))
+      return jnp.exp(log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm))
 
     self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
     self._probs = jax.jit(probs, out_shardings=parallel.replicated)
 
   @classmethod
-  def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0):
+  def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
+                  visual_norm=None):
     return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size, class_weights,
                config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
-               bool(config.get("tta_flip", False)))
+               bool(config.get("tta_flip", False)), visual_norm)
 
   def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
     """Runs `step(params, data, idx, valid)` over every clip of `data` in fixed-size batches; returns the
@@ -195,7 +197,8 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     if first is not None and (ids != first[2] or run.glosses != first[0].glosses):
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs differ in their classes or "
                       f"{split} clips")
-    evaluator = Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size)
+    evaluator = Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size,
+                                      run.visual_norm)
     data = input_pipeline.select(setup.packed, idx)
     if len(workdirs) == 1:
       summary = evaluator.evaluate(parallel.replicate(run.params), data, setup.packed.labels[idx],

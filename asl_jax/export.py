@@ -36,7 +36,10 @@ def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
     specs += [jax.ShapeDtypeStruct((b, f, run.visual_dim), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
 
   def infer(*inputs):
-    return model.apply({"params": params}, dict(zip(names, inputs)), train=False)
+    batch = dict(zip(names, inputs))
+    if run.visual_norm is not None:  # the run's visual standardisation is part of the artifact
+      batch["visual"] = (batch["visual"] - run.visual_norm[0]) / run.visual_norm[1]
+    return model.apply({"params": params}, batch, train=False)
 
   exported = jax.export.export(jax.jit(infer))(*specs)
   os.makedirs(out_dir, exist_ok=True)

@@ -102,7 +102,8 @@ DEFAULT_FEATURES = landmark_features.FeatureConfig()
 
 def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.AugmentConfig | None,
                use_landmarks: bool = True, use_visual: bool = False,
-               features: landmark_features.FeatureConfig = DEFAULT_FEATURES, flip: bool = False):
+               features: landmark_features.FeatureConfig = DEFAULT_FEATURES, flip: bool = False,
+               visual_norm=None):
   """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view;
   `flip=True` mirrors every clip (test-time augmentation). With `features.trim_no_hands`, frames before
   the first and after the last detected hand are left out (clips without any hand keep every frame)."""
@@ -134,6 +135,8 @@ def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.Augment
     vlen = data.visual_lengths[idx]
     vpos = pos * ((vlen - 1) / jnp.maximum(lengths - 1, 1)).astype(jnp.float32)[:, None]
     vis, _ = _interp(data.visual[idx].astype(jnp.float32), vpos, vlen)
+    if visual_norm is not None:
+      vis = (vis - visual_norm[0]) / visual_norm[1]
     if train:
       vis = aug_lib.feature_dropout(k_drop_v, vis, aug.feature_dropout)
       vis = vis + aug.feature_noise * aug_lib.normal_noise(k_noise, vis.shape)

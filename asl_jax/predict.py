@@ -35,7 +35,8 @@ class Predictor:
     tta = bool(config.get("tta_flip", False))
 
     def forward(params, data, idx):
-      return jnp.exp(eval_lib.log_probs(model, params, data, idx, config.num_frames, features, tta))
+      return jnp.exp(eval_lib.log_probs(model, params, data, idx, config.num_frames, features, tta,
+                                        self.run.visual_norm))
 
     self._forward = jax.jit(forward)
 

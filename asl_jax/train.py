@@ -84,6 +84,7 @@ class Setup:
   model: models.HybridModel
   class_weights: np.ndarray | None
   steps_per_epoch: int
+  visual_norm: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) of the training visual features
 
 
 def prepare(config) -> Setup:
@@ -100,7 +101,8 @@ def prepare(config) -> Setup:
                               use_visual=use_visual)
   weights = losses.class_weights(packed.labels[train_idx], packed.num_classes) if config.use_class_weights else None
   steps = math.ceil(len(train_idx) / config.batch_size)
-  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
+  norm = packed_lib.visual_stats(packed, train_idx) if use_visual and config.visual_standardize else None
+  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps, norm)
 
 
 def create_state(config, model: models.HybridModel, visual_dim: int, steps_per_epoch: int, key) -> TrainState:
@@ -119,24 +121,32 @@ def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
   return jax.jit(create, out_shardings=parallel.replicated)(key)
 
 
-def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel):
-  """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss)."""
+def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None):
+  """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss).
+
+  With per-stream heads (aux_loss_weight > 0), the loss is the fused head's plus aux_loss_weight times the
+  mean of the two streams' own losses, so each stream learns to classify by itself."""
   aug = aug_lib.AugmentConfig.from_config(config)
   features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
+  aux_weight = config.aux_loss_weight
 
   def step(state: TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
     k_batch, k_dropout = jax.random.split(key)
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
-                                      features)
+                                      features, visual_norm=visual_norm)
 
     def loss_fn(params):
-      logits = model.apply({"params": params}, batch, train=True, rngs={"dropout": k_dropout})
+      logits, aux = model.apply({"params": params}, batch, train=True, aux=True, rngs={"dropout": k_dropout})
       num, den = losses.weighted_ce_terms(logits, batch["labels"], class_weights, smoothing)
-      return num / den, (logits, num, den)
+      loss = num / den
+      if aux:
+        terms = [losses.weighted_ce_terms(a, batch["labels"], class_weights, smoothing) for a in aux.values()]
+        loss = loss + aux_weight * sum(n / d for n, d in terms) / len(terms)
+      return loss, (logits, num, den)
 
     (loss, (logits, num, den)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads=grads)
@@ -235,6 +245,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     _save_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
     _save_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
     _save_json(os.path.join(workdir, "data_report.json"), packed.report)
+    if setup.visual_norm is not None:
+      save_visual_norm(workdir, setup.visual_norm)
 
   state = init_state(config, setup, parallel)
   n_params = models.count_params(state.params)
@@ -255,8 +267,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
   unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
-  step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel)
-  evaluator = eval_lib.Evaluator.from_config(config, model, parallel, setup.class_weights)
+  step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel, setup.visual_norm)
+  evaluator = eval_lib.Evaluator.from_config(config, model, parallel, setup.class_weights, visual_norm=setup.visual_norm)
   schedule = make_schedule(config, setup.steps_per_epoch)
   train_labels = packed.labels[setup.train_idx]
   steps = setup.steps_per_epoch
@@ -334,6 +346,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
       result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
   ckpt.close()
   return result
+
+
+VISUAL_NORM_FILE = "visual_norm.npz"
+
+
+def save_visual_norm(workdir: str, norm) -> None:
+  """The visual standardisation statistics of a run (evaluate / predict / export read them back)."""
+  path = os.path.join(workdir, VISUAL_NORM_FILE)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, mean=norm[0], std=norm[1])
+  os.replace(tmp, path)
 
 
 def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:

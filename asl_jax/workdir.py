@@ -8,6 +8,7 @@ import os
 
 import jax
 import ml_collections
+import numpy as np
 
 from asl_jax import config as config_lib
 from asl_jax import models
@@ -25,6 +26,7 @@ class TrainedRun:
   glosses: tuple[str, ...]
   layout: str  # landmark layout of the training data
   visual_dim: int  # 0: landmarks only
+  visual_norm: tuple | None = None  # (mean, std) standardising the visual features, if the run used it
 
 
 def _read_json(path: str, what: str):
@@ -80,5 +82,12 @@ def load_run(workdir: str, checkpoint: str = "best") -> TrainedRun:
     state, _ = ckpts.restore(kind, abstract, step)
   finally:
     ckpts.close()
+  norm = None
+  if visual_dim and config.visual_standardize:
+    path = os.path.join(workdir, "visual_norm.npz")
+    if not os.path.isfile(path):
+      raise CheckpointError(f"{path}: missing (the run standardises its visual features with these statistics)")
+    with np.load(path) as z:
+      norm = (z["mean"], z["std"])
   return TrainedRun(workdir, config, model, state.eval_params, int(state.step), glosses,
-                    report.get("landmark_layout", "seed162"), visual_dim)
+                    report.get("landmark_layout", "seed162"), visual_dim, norm)

@@ -140,11 +140,11 @@ def table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def update_readme(text: str) -> None:
+def update_readme(text: str, marker: str = "ACCURACY") -> None:
   path = os.path.join(ROOT, "README.md")
   with open(path, encoding="utf-8") as f:
     readme = f.read()
-  start, end = "<!-- ACCURACY:START -->", "<!-- ACCURACY:END -->"
+  start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
   if start not in readme or end not in readme:
     print("README has no accuracy markers; table not written")
     return

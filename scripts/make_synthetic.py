@@ -11,12 +11,14 @@ flags.DEFINE_integer("num_classes", 50, "number of classes (long-tailed counts l
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_bool("with_visual", False, "also write {id}_gemma.npy (16, 1152) visual features")
 flags.DEFINE_float("train_scale", 1.0, "scale the per-class clip counts")
+flags.DEFINE_float("visual_strength", 1.0, "class signal in the visual features: 1 strong, 0.1 weak, 0 none")
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  info = make_synthetic(f.out_dir, f.num_classes, f.seed, f.with_visual, f.train_scale)
+  info = make_synthetic(f.out_dir, f.num_classes, f.seed, f.with_visual, f.train_scale,
+                        visual_strength=f.visual_strength)
   print(json.dumps(info))
 
 

@@ -320,6 +320,24 @@ def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dic
   return packed
 
 
+def visual_stats(packed: Packed, idx: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+  """Per-dimension mean and standard deviation (G,) float32 of the visual features over the real frames
+  of clips `idx` (the training split), streamed in chunks from the (memory-mapped) packed array."""
+  g = packed.visual_dim
+  total, sq, n = np.zeros(g), np.zeros(g), 0
+  for c0 in range(0, len(idx), chunk):
+    sel = np.sort(idx[c0:c0 + chunk])
+    vis = np.asarray(packed.visual[sel], np.float64)
+    valid = np.arange(vis.shape[1])[None] < packed.visual_lengths[sel][:, None]
+    frames = vis[valid]
+    total += frames.sum(0)
+    sq += (frames ** 2).sum(0)
+    n += len(frames)
+  mean = total / max(n, 1)
+  std = np.sqrt(np.maximum(sq / max(n, 1) - mean ** 2, 0.0))
+  return mean.astype(np.float32), np.maximum(std, 1e-3 * max(float(std.mean()), 1e-6)).astype(np.float32)
+
+
 def require_nonempty(packed: Packed, subsets: Sequence[str]) -> np.ndarray:
   """Indices of the subsets; a split that ends empty is an error naming the split file."""
   idx = packed.indices(subsets)

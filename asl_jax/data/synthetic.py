@@ -138,19 +138,26 @@ def train_counts(num_classes: int, rng: np.random.Generator) -> np.ndarray:
   return np.round(lo + (hi - lo) * (1 - u) ** power).astype(int)
 
 
-def _visual(projection: np.ndarray, class_code: np.ndarray, clip: np.ndarray, rng) -> np.ndarray:
+def _visual(projection: np.ndarray, class_code: np.ndarray, clip: np.ndarray, rng, strength: float = 1.0,
+            offset: np.ndarray | float = 0.0, scale: np.ndarray | float = 1.0) -> np.ndarray:
   idx = np.round(np.linspace(0, len(clip) - 1, VISUAL_FRAMES)).astype(int)
   state = clip[idx][:, [0, 1, 63, 64, 24, 25, 87, 88]]  # wrists and finger tips: what a camera sees
-  v = np.tanh(state @ projection + 0.5 * class_code + rng.normal(0, 0.8, (VISUAL_FRAMES, VISUAL_DIM)))
+  signal = strength * (state @ projection + 0.5 * class_code)
+  v = offset + scale * np.tanh(signal + rng.normal(0, 0.8, (VISUAL_FRAMES, VISUAL_DIM)))
   return v.astype(np.float32)
 
 
 def make_synthetic(out_dir: str, num_classes: int = 50, seed: int = 0, with_visual: bool = False,
-                   train_scale: float = 1.0, split_name: str | None = None) -> dict:
+                   train_scale: float = 1.0, split_name: str | None = None, visual_strength: float = 1.0) -> dict:
   """Writes a synthetic WLASL-shaped data dir; returns a summary (paths and split sizes).
 
   Args:
     train_scale: multiplies the per-class train counts (val / test follow), for tiny test sets.
+    visual_strength: how much class signal the visual features carry (1: a strong one, the default; 0.1:
+      a weak per-frame signal like frozen image features of a signer, where a nearest-centroid classifier
+      on time-pooled features gets far less than the landmarks; 0: none). With visual features, every
+      dimension also gets its own offset and scale (as frozen network features do), so a model that does
+      not standardise its inputs sees a few large dimensions drown the rest.
   """
   rng = np.random.default_rng(seed)
   lm_dir = os.path.join(out_dir, "landmarks")
@@ -160,6 +167,9 @@ def make_synthetic(out_dir: str, num_classes: int = 50, seed: int = 0, with_visu
     os.makedirs(vis_dir, exist_ok=True)
     projection = rng.normal(0, 1.0, (8, VISUAL_DIM))
     codes = rng.normal(0, 1.0, (num_classes, VISUAL_DIM))
+    vis_rng = np.random.default_rng([seed, 7])  # its own stream: the landmarks do not depend on it
+    offset = vis_rng.normal(0, 2.0, VISUAL_DIM).astype(np.float32)
+    scale = np.exp(vis_rng.normal(0, 1.0, VISUAL_DIM)).astype(np.float32)
   motions = [class_motion(np.random.default_rng([seed, c])) for c in range(num_classes)]
   n_train = np.maximum(1, np.round(train_counts(num_classes, rng) * train_scale)).astype(int)
   split, vid = {}, 0
@@ -173,7 +183,8 @@ def make_synthetic(out_dir: str, num_classes: int = 50, seed: int = 0, with_visu
         clip = synth_clip(motions[c], rng, length)
         np.save(os.path.join(lm_dir, video_id + "_landmarks.npy"), clip)
         if with_visual:
-          np.save(os.path.join(vis_dir, video_id + "_gemma.npy"), _visual(projection, codes[c], clip, rng))
+          np.save(os.path.join(vis_dir, video_id + "_gemma.npy"),
+                  _visual(projection, codes[c], clip, vis_rng, visual_strength, offset, scale).astype(np.float32))
         split[video_id] = {"subset": subset, "action": [c, 1, length]}
   name = split_name or f"nslt_{num_classes}.json"
   with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:

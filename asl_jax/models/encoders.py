@@ -184,3 +184,22 @@ class VisualEncoder(nn.Module):
     x = AttentionBlock(self.num_heads, self.dropout)(x, x, mask, mask, train)
     x = x * mask[..., None].astype(x.dtype)
     return x, masked_mean(x, mask)
+
+
+class PooledVisualEncoder(nn.Module):
+  """A light stream for frozen per-frame features (standardised upstream): input dropout, one shared
+  projection per frame (Dense -> LayerNorm -> gelu), masked mean over time. Averaging over frames is what
+  makes a weak per-frame signal usable (the frame noise averages out, as in a nearest-centroid classifier
+  on time-pooled features); the seed's stream, with two 0.5-dropout blocks and self-attention on 1152-d
+  inputs, memorises the noise instead (README, "Visual features and fusion")."""
+
+  hidden: int
+  dropout: float
+  input_dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool = False):
+    x = Dropout(self.input_dropout, deterministic=not train)(x)
+    x = nn.gelu(nn.LayerNorm()(nn.Dense(self.hidden)(x)))
+    x = Dropout(self.dropout, deterministic=not train)(x) * mask[..., None].astype(x.dtype)
+    return x, masked_mean(x, mask)

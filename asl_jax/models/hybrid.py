@@ -10,12 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder,
+from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder, PooledVisualEncoder,
                                      TransformerLandmarkEncoder, VisualEncoder)
 from asl_jax.models.fusion import make_fusion
 from asl_jax.models.heads import ClassifierHead
 
 ENCODERS = ("lstm", "transformer", "conv_transformer")
+VISUAL_STREAMS = ("seed", "pooled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,13 @@ class HybridModel(nn.Module):
   conv_kernel: int = 17
   conv_layers: int = 3
   drop_path: float = 0.1
+  visual_stream: str = "seed"  # seed: projections + self-attention; pooled: PooledVisualEncoder
+  visual_dropout: float = 0.1
+  aux_heads: bool = False  # a linear head per stream (both streams only), for the auxiliary losses
+  modality_dropout: float = 0.0  # training: per clip, drop the visual (p/2) or the landmark (p/2) stream
+  # Fused vector = landmark vector + a zero-initialised projection of the fusion's output: training starts
+  # from the landmark model and adds what the visual stream contributes.
+  fusion_residual: bool = False
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -65,36 +73,68 @@ class HybridModel(nn.Module):
       else:
         raise ValueError(f"encoder={self.encoder!r}: expected one of {ENCODERS}")
     if self.use_visual:
-      self.visual_encoder = VisualEncoder(h, p, self.num_heads)
+      if self.visual_stream == "seed":
+        self.visual_encoder = VisualEncoder(h, p, self.num_heads)
+      elif self.visual_stream == "pooled":
+        self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout)
+      else:
+        raise ValueError(f"visual_stream={self.visual_stream!r}: expected one of {VISUAL_STREAMS}")
+    if self.aux_heads and self.use_landmarks and self.use_visual:
+      self.aux_landmarks = nn.Dense(self.num_classes, name="aux_landmarks")
+      self.aux_visual = nn.Dense(self.num_classes, name="aux_visual")
     if self.use_landmarks and self.use_visual:
       self.fusion = make_fusion(self.fusion_type, h, p, self.num_heads)
+      if self.fusion_residual:
+        self.fusion_out = nn.Dense(h, kernel_init=nn.initializers.zeros)
     self.head = ClassifierHead(self.num_classes, h, p)
+
+  def encode_streams(self, batch: dict[str, Any], train: bool = False) -> dict[str, Stream]:
+    out = {}
+    if self.use_landmarks:
+      tokens, pooled = self.landmark_encoder(batch["landmarks"], batch["mask"], train)
+      out["l"] = Stream(tokens, pooled, batch["mask"])
+    if self.use_visual:
+      tokens, pooled = self.visual_encoder(batch["visual"], batch["visual_mask"], train)
+      out["v"] = Stream(tokens, pooled, batch["visual_mask"])
+    if len(out) == 2 and train and self.modality_dropout > 0:
+      u = jax.random.uniform(self.make_rng("dropout"), (batch["mask"].shape[0],))
+      keep = {"v": u >= self.modality_dropout / 2,
+              "l": (u < self.modality_dropout / 2) | (u >= self.modality_dropout)}
+      out = {k: Stream(s.tokens * keep[k][:, None, None], s.pooled * keep[k][:, None], s.mask)
+             for k, s in out.items()}
+    return out
 
   def encode(self, batch: dict[str, Any], train: bool = False) -> jnp.ndarray:
     """The fused (B, H) representation before the head."""
-    streams = {}
-    if self.use_landmarks:
-      tokens, pooled = self.landmark_encoder(batch["landmarks"], batch["mask"], train)
-      streams["l"] = Stream(tokens, pooled, batch["mask"])
-    if self.use_visual:
-      tokens, pooled = self.visual_encoder(batch["visual"], batch["visual_mask"], train)
-      streams["v"] = Stream(tokens, pooled, batch["visual_mask"])
+    return self._fuse(self.encode_streams(batch, train), train)
+
+  def _fuse(self, streams, train):
     if len(streams) == 2:
-      return self.fusion(streams["v"], streams["l"], train)
+      fused = self.fusion(streams["v"], streams["l"], train)
+      return streams["l"].pooled + self.fusion_out(fused) if self.fusion_residual else fused
     return next(iter(streams.values())).pooled
 
-  def __call__(self, batch: dict[str, Any], train: bool = False) -> jnp.ndarray:
-    return self.head(self.encode(batch, train), train)
+  def __call__(self, batch: dict[str, Any], train: bool = False, aux: bool = False):
+    """Logits (B, C); with `aux=True` also {"landmarks": (B, C), "visual": (B, C)} from the per-stream
+    heads (empty without them), for the auxiliary losses."""
+    streams = self.encode_streams(batch, train)
+    logits = self.head(self._fuse(streams, train), train)
+    extra = {}
+    if self.aux_heads and len(streams) == 2:  # computed (cheap) even when not returned, so init creates them
+      extra = {"landmarks": self.aux_landmarks(streams["l"].pooled), "visual": self.aux_visual(streams["v"].pooled)}
+    return (logits, extra) if aux else logits
 
 
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
                 "num_heads", "ff_mult", "pooling", "transformer_dropout",
-                "lstm_matmul_dtype", "conv_kernel", "conv_layers", "drop_path")
+                "lstm_matmul_dtype", "conv_kernel", "conv_layers", "drop_path", "visual_stream", "visual_dropout",
+                "modality_dropout", "fusion_residual")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:
   """The model a config asks for (fields listed in MODEL_FIELDS; missing ones keep their defaults)."""
   kwargs = {k: config[k] for k in MODEL_FIELDS if k in config}
+  kwargs["aux_heads"] = config.get("aux_loss_weight", 0.0) > 0
   return HybridModel(num_classes=num_classes, use_landmarks=use_landmarks, use_visual=use_visual, **kwargs)
 
 

@@ -1,0 +1,124 @@
+"""Visual stream and fusion: landmarks only / visual only / each fusion type, on synthetic sets whose
+visual features carry a weak or a strong class signal, through the public training API.
+
+  python benchmarks/fusion.py [--config configs/nslt_100.py] [--strengths 0.06,1.0] [--num_classes 100]
+      [--seeds 1,2,3] [--variants landmarks,visual,concat,attention,gated] [--epochs 0] [--jobs 2]
+      [--override FIELD=VALUE ...] [--name fusion] [--readme]
+
+For each strength it writes a seed-format data set (`make_synthetic(..., with_visual=True,
+visual_strength=S)`: landmarks whose classes differ in one handshape / location / movement, visual
+features = class code x strength + per-frame noise, with per-dimension offsets and scales), reports a
+nearest-centroid classifier on time-pooled, standardised visual features (the floor a visual stream should
+reach), then trains every variant for every seed with the config (best checkpoint on val, test report).
+Real WLASL visual features need PaliGemma's weights (`scripts/extract_visual_features.py`), which cannot be
+downloaded here: the real-data rows of README's table say so.
+Writes benchmarks/results/<name>.json; `--readme` rewrites README between <!-- FUSION:START/END -->.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import accuracy  # noqa: E402
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = {
+    "landmarks": {"gemma_features_dir": ""},
+    "visual": {"use_landmarks": False},
+    "concat": {"fusion_type": "concat"},
+    "attention": {"fusion_type": "attention"},
+    "gated": {"fusion_type": "gated"},
+}
+
+
+def nearest_centroid(data: dict) -> dict:
+  """Test / val accuracy of nearest class centroid on time-pooled, standardised visual features."""
+  with open(os.path.join(data["data_dir"], data["subset"]), encoding="utf-8") as f:
+    split = json.load(f)
+  feats = {s: ([], []) for s in ("train", "val", "test")}
+  for vid, e in split.items():
+    v = np.load(os.path.join(data["gemma_features_dir"], vid + "_gemma.npy")).mean(0)
+    feats[e["subset"]][0].append(v)
+    feats[e["subset"]][1].append(e["action"][0])
+  xtr, ytr = np.asarray(feats["train"][0]), np.asarray(feats["train"][1])
+  mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+  z = lambda a: (np.asarray(a) - mu) / sd  # noqa: E731
+  centroids = np.stack([z(xtr)[ytr == c].mean(0) for c in range(data["num_classes"])])
+  out = {}
+  for s in ("val", "test"):
+    d = ((z(feats[s][0])[:, None] - centroids[None]) ** 2).sum(-1)
+    out[s] = float((d.argmin(1) == np.asarray(feats[s][1])).mean())
+  return out
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--config", default="configs/nslt_100.py")
+  ap.add_argument("--strengths", default="0.06,1.0")
+  ap.add_argument("--num_classes", type=int, default=100)
+  ap.add_argument("--train_scale", type=float, default=1.0)
+  ap.add_argument("--seeds", default="1,2,3")
+  ap.add_argument("--variants", default=",".join(VARIANTS))
+  ap.add_argument("--epochs", type=int, default=0)
+  ap.add_argument("--jobs", type=int, default=1)
+  ap.add_argument("--override", action="append", default=[])
+  ap.add_argument("--name", default="fusion")
+  ap.add_argument("--workdir_root", default="/tmp/asl_jax_fusion")
+  ap.add_argument("--readme", action="store_true")
+  args = ap.parse_args()
+  from asl_jax.data.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
+  overrides = {k: accuracy._parse_value(v) for k, v in (o.split("=", 1) for o in args.override)}  # pylint: disable=protected-access
+  config = args.config if os.path.isabs(args.config) else os.path.join(ROOT, args.config)
+  jobs, floors = [], {}
+  for strength in (float(s) for s in args.strengths.split(",")):
+    d = os.path.join(args.workdir_root, args.name, f"data_s{strength}")
+    data = make_synthetic(d, args.num_classes, seed=0, with_visual=True, train_scale=args.train_scale,
+                          visual_strength=strength)
+    floors[strength] = nearest_centroid(data)
+    set_args = {"data_dir": data["data_dir"], "subset": data["subset"], "landmarks_dir": data["landmarks_dir"],
+                "gemma_features_dir": data["gemma_features_dir"], "landmark_layout": "seed162"}
+    for variant in args.variants.split(","):
+      for seed in (int(s) for s in args.seeds.split(",")):
+        wd = os.path.join(args.workdir_root, args.name, f"s{strength}_{variant}_seed{seed}")
+        jobs.append({"config": config, "set": f"strength {strength}", "seed": seed, "workdir": wd,
+                     "set_args": {**set_args, **VARIANTS[variant]}, "overrides": overrides, "epochs": args.epochs,
+                     "threads": args.jobs > 1, "variant": variant, "strength": strength})
+  runs = []
+  with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    for job, r in zip(jobs, pool.map(accuracy.run_one, jobs)):
+      r.update(variant=job["variant"], strength=job["strength"])
+      print(f"strength {r['strength']} {r['variant']} seed {r['seed']}: val top-1 {r['val']['top1']:.3f} | test top-1 "
+            f"{r['test']['top1']:.3f} top-5 {r['test']['top5']:.3f} | {r['seconds']:.0f} s", flush=True)
+      runs.append(r)
+  lines = ["| visual signal | nearest-centroid floor (test) | " + " | ".join(args.variants.split(",")) + " |",
+           "|---|---|" + "---|" * len(args.variants.split(","))]
+  summary = {}
+  for strength, floor in floors.items():
+    cells = []
+    for variant in args.variants.split(","):
+      xs = [r["test"]["top1"] for r in runs if r["strength"] == strength and r["variant"] == variant]
+      mean, sd = statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+      summary[f"{strength}/{variant}"] = {"test_top1_mean": mean, "test_top1_std": sd, "n": len(xs)}
+      cells.append(f"{100 * mean:.1f} ± {100 * sd:.1f}")
+    lines.append(f"| strength {strength} | {100 * floor['test']:.1f} | " + " | ".join(cells) + " |")
+  text = "\n".join(lines)
+  print(text)
+  path = common.save(args.name, {"machine": common.machine(), "config": os.path.relpath(config, ROOT),
+                                 "overrides": overrides, "num_classes": args.num_classes, "floors": floors,
+                                 "summary": summary, "runs": runs})
+  print("wrote", path)
+  if args.readme:
+    accuracy.update_readme(text, "FUSION")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,81 @@
+"""The hybrid model on seed-format data whose visual features carry only a weak class signal: the visual
+stream must learn at least what a nearest-centroid classifier on time-pooled features learns, and fusing
+it must not cost the landmark stream's accuracy, for every fusion type."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import train
+from asl_jax.data.synthetic import make_synthetic
+from conftest import REPO, tiny_config
+
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from fusion import nearest_centroid  # noqa: E402  pylint: disable=wrong-import-position
+
+# The recommended hybrid settings (configs/nslt_*.py), on a small fast model.
+HYBRID = dict(visual_stream="pooled", visual_standardize=True, aux_loss_weight=0.5, modality_dropout=0.2,
+              fusion_residual=True)
+
+
+@pytest.fixture(scope="module")
+def weak(tmp_path_factory):
+  data = make_synthetic(str(tmp_path_factory.mktemp("weak")), num_classes=12, seed=0, with_visual=True,
+                        train_scale=0.8, visual_strength=0.05)
+  return data, nearest_centroid(data)
+
+
+def _accuracy(data, workdir, **overrides):
+  cfg = tiny_config(data, epochs=20, hidden_dim=64, num_frames=16, encoder="transformer",
+                    features="pos,hand,vel,presence", use_z=False, lr=2e-3, weight_decay=0.05, dropout=0.2,
+                    **{**HYBRID, **overrides})
+  result = train.train_and_evaluate(cfg, str(workdir))
+  report = json.load(open(result["test_report"]))
+  return report["per_instance"]["top1"]
+
+
+@pytest.fixture(scope="module")
+def singles(weak, tmp_path_factory):
+  data, _ = weak
+  root = tmp_path_factory.mktemp("singles")
+  return {"landmarks": _accuracy(data, root / "l", gemma_features_dir=""),
+          "visual": _accuracy(data, root / "v", gemma_features_dir=data["gemma_features_dir"], use_landmarks=False)}
+
+
+def test_weak_signal_set_is_weak(weak):
+  _, floor = weak
+  assert 0.2 < floor["test"] < 0.6  # 12 classes: chance 0.083; the landmarks are far stronger
+
+
+def test_visual_stream_reaches_the_nearest_centroid_floor(weak, singles):
+  _, floor = weak
+  assert singles["visual"] >= floor["test"] - 1e-9
+  assert singles["landmarks"] >= 0.9
+
+
+@pytest.mark.parametrize("fusion", ["concat", "attention", "gated"])
+def test_fusion_never_costs_more_than_a_point(weak, singles, fusion, tmp_path):
+  data, _ = weak
+  fused = _accuracy(data, tmp_path / fusion, gemma_features_dir=data["gemma_features_dir"], fusion_type=fusion)
+  assert fused >= max(singles.values()) - 0.01, (fusion, fused, singles)
+
+
+def test_visual_statistics_are_saved_and_used(weak, tmp_path):
+  """Standardisation uses training-set statistics stored with the run; evaluation reads them back."""
+  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  data, _ = weak
+  wd = tmp_path / "run"
+  cfg = tiny_config(data, epochs=1, gemma_features_dir=data["gemma_features_dir"], **HYBRID)
+  result = train.train_and_evaluate(cfg, str(wd))
+  with np.load(wd / "visual_norm.npz") as z:
+    mean, std = z["mean"], z["std"]
+  assert mean.shape == std.shape == (1152,) and (std > 0).all()
+  vis = np.stack([np.load(os.path.join(data["gemma_features_dir"], f)) for f in
+                  sorted(os.listdir(data["gemma_features_dir"])) if f.endswith("_gemma.npy")][:50])
+  assert np.abs(mean).mean() > 0.5  # the synthetic features have per-dimension offsets to remove
+  assert np.corrcoef(mean, vis.mean((0, 1)))[0, 1] > 0.9
+  report = evaluate.evaluate_workdir(str(wd), "test")
+  assert report["per_instance"] == result["test"]["per_instance"]

@@ -115,14 +115,22 @@ class HybridModel(nn.Module):
     return next(iter(streams.values())).pooled
 
   def __call__(self, batch: dict[str, Any], train: bool = False, aux: bool = False):
-    """Logits (B, C); with `aux=True` also {"landmarks": (B, C), "visual": (B, C)} from the per-stream
-    heads (empty without them), for the auxiliary losses."""
+    """Logits (B, C); with `aux=True` the fused head's logits and {"landmarks": (B, C), "visual": (B, C)}
+    from the per-stream heads (empty without them), each for its own loss.
+
+    With per-stream heads, the logits returned otherwise (evaluation, prediction, export) are the sum of
+    the three heads' log-probabilities, a product of experts: each head was trained on its own, and a
+    stream without signal gives a nearly flat distribution that barely moves the sum."""
     streams = self.encode_streams(batch, train)
     logits = self.head(self._fuse(streams, train), train)
     extra = {}
     if self.aux_heads and len(streams) == 2:  # computed (cheap) even when not returned, so init creates them
       extra = {"landmarks": self.aux_landmarks(streams["l"].pooled), "visual": self.aux_visual(streams["v"].pooled)}
-    return (logits, extra) if aux else logits
+    if aux:
+      return logits, extra
+    if extra:
+      return sum(jax.nn.log_softmax(x, -1) for x in (logits, *extra.values()))
+    return logits
 
 
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",

@@ -6,6 +6,7 @@ A user-facing error (AslJaxError) prints one line `error: ...` on stderr and exi
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -29,6 +30,9 @@ def run_guarded(fn) -> None:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except KeyboardInterrupt:  # Ctrl-C outside training (loading, evaluation, ...): no traceback
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
   except OSError as e:  # a full disk, a read-only workdir, ...: the file and the reason, not a traceback
     logging.flush()
     print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
@@ -55,7 +59,10 @@ def train_main(argv=None):
 
   def action(f, _):
     from asl_jax import train  # pylint: disable=import-outside-toplevel
-    print(json.dumps(train.train_and_evaluate(f.config, f.workdir)))
+    result = train.train_and_evaluate(f.config, f.workdir)
+    print(json.dumps(result))
+    if result["status"] == "interrupted":  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them
+      sys.exit(128 + (result.get("signal") or signal.SIGTERM))
 
   _serve(action, argv)
 

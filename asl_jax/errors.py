@@ -19,3 +19,7 @@ class CheckpointError(AslJaxError, RuntimeError):
 
 class TrainingDivergedError(AslJaxError, FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class WorkdirBusyError(AslJaxError, RuntimeError):
+  """Another training process holds the workdir's lock."""

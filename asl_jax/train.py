@@ -6,6 +6,7 @@ epoch (data order), so a run restored from a checkpoint continues exactly as if 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,7 +28,7 @@ from asl_jax import evaluate as eval_lib
 from asl_jax import input_pipeline, landmark_features, losses, metrics, models, optim
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import layouts, packed as packed_lib, splits as splits_lib
-from asl_jax.errors import ConfigError, TrainingDivergedError
+from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
 
 
@@ -174,25 +175,69 @@ def epoch_order(config, train_labels: np.ndarray, epoch: int, steps: int) -> np.
 
 
 class _StopFlag:
-  """Set by SIGTERM; the loop checkpoints at the next step boundary and returns."""
+  """Set by SIGTERM or SIGINT (Ctrl-C); the loop checkpoints at the next step boundary and returns.
+  `signum` is the signal received (the CLI exits with 128 + signum)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signum = None
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: no handler
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: no handler
+        pass
     return self
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    if self.requested:  # a second Ctrl-C / SIGTERM: leave now, without saving
+      print(f"{signal.Signals(signum).name} again: exiting without saving", flush=True)
+      raise SystemExit(128 + signum)
     self.requested = True
+    self.signum = signum
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
+
+
+def _fault(point: str) -> None:
+  """A named point of the save sequence; tests replace this to simulate a kill exactly there."""
+  del point
+
+
+class WorkdirLock:
+  """An exclusive OS lock (flock) on DIR/.lock for the life of a training process: a second writer fails
+  at once with the holder's PID; the kernel releases the lock when the holder dies, so a stale lock file
+  from a killed run never blocks."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, ".lock")
+    self._fd = None
+
+  def __enter__(self):
+    import fcntl  # pylint: disable=import-outside-toplevel
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+      os.close(fd)
+      raise WorkdirBusyError(f"{os.path.dirname(self.path)}: workdir in use by another training process "
+                             f"(PID {holder}); wait for it to finish or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    self._fd = fd
+    return self
+
+  def __exit__(self, *exc):
+    if self._fd is not None:
+      os.close(self._fd)  # releases the flock
+      self._fd = None
 
 
 def _save_json(path: str, obj: Any) -> None:
@@ -202,9 +247,14 @@ def _save_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def _make_workdir(workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"{workdir}: --workdir is an existing file, not a directory; choose another path")
+  os.makedirs(workdir, exist_ok=True)
+
+
 def _prepare_workdir(config, workdir: str) -> None:
   """Saves the resolved config; on resume, refuses a config that conflicts with the saved one."""
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
     with open(path, encoding="utf-8") as f:
@@ -233,9 +283,25 @@ def _better(metric: str, value: float, best: float | None) -> bool:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming from workdir when it holds a checkpoint), validates each epoch, evaluates the best
-  checkpoint on test. Returns {"status": "done"|"interrupted", "best": ..., "test_report": path|None}."""
-  initialize_distributed(config)
-  setup = prepare(config)
+  checkpoint on test. Returns {"status": "done"|"interrupted", "best": ..., "test_report": path|None,
+  "signal": signum when interrupted by a signal}.
+
+  Crash consistency: at the end of an epoch the state is saved to `latest` first (its info carries the
+  epoch's metrics row and which step is the best), then to `best` if the epoch improved, then the row is
+  appended to metrics.jsonl. A process killed anywhere in that sequence resumes from the newest complete
+  checkpoint of either kind and repairs what the sequence had not written yet (`_reconcile`), so a rerun
+  ends with exactly the metrics of an uninterrupted run. One process at a time: the workdir is locked."""
+  with _StopFlag() as stop:
+    initialize_distributed(config)
+    setup = prepare(config)
+    is_main = jax.process_index() == 0
+    if is_main:
+      _make_workdir(workdir)
+    with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
+      return _train_locked(config, workdir, setup, stop)
+
+
+def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
   packed, model = setup.packed, setup.model
   parallel = DataParallel()
   parallel.check_batch(config.batch_size)
@@ -257,10 +323,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   _say(is_main, f"model: {config.encoder} encoder, {streams}, {packed.num_classes} classes, "
        f"{n_params / 1e6:.2f} M parameters; {parallel.num_devices} device(s), {setup.steps_per_epoch} steps/epoch")
   ckpt = Checkpoints(workdir, config.max_to_keep)
-  info = {"epoch": -1, "best_value": None, "best_epoch": None}
-  if ckpt.latest_step() is not None:
-    state, info = ckpt.restore("latest", state)
-    state = jax.device_put(state, parallel.replicated)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  state, info = _reconcile(ckpt, state, setup.steps_per_epoch, metrics_path if is_main else None)
+  state = jax.device_put(state, parallel.replicated)
+  if int(state.step):
     _say(is_main, f"resuming from step {int(state.step)} (epoch {int(state.step) // setup.steps_per_epoch + 1})")
 
   train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
@@ -272,70 +338,63 @@ def train_and_evaluate(config, workdir: str) -> dict:
   schedule = make_schedule(config, setup.steps_per_epoch)
   train_labels = packed.labels[setup.train_idx]
   steps = setup.steps_per_epoch
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
   start_step = int(state.step)
-  if is_main:
-    _truncate_jsonl(metrics_path, start_step // steps)
   writer = _summary_writer(workdir) if is_main else None
   status = "done"
   try:
-    with _StopFlag() as stop:
-      for epoch in range(start_step // steps, config.epochs):
-        first = start_step - epoch * steps if epoch == start_step // steps else 0
-        if first == 0:
-          state = state.replace(epoch_sums=parallel.replicate(np.zeros(4, np.float32)))
-        order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
-        epoch_weights = weights if epoch >= config.class_weights_start_epoch else unit_weights
-        t0 = time.time()
-        bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
-        for s in range(first, steps):
-          state, loss = step_fn(state, train_data, order, epoch_weights)
-          if bar is not None:
-            bar.update(1)
-          if (s + 1) % config.log_every == 0 or s + 1 == steps:
-            sums = np.asarray(jax.device_get(state.epoch_sums))
-            _check_finite(sums, float(loss), epoch, int(state.step))
-            if bar is not None:
-              bar.set_postfix(loss=f"{sums[0] / sums[1]:.3f}", acc=f"{sums[2] / sums[3]:.3f}",
-                              lr=f"{float(schedule(int(state.step) - 1)):.2e}")
-          if stop.requested:
-            break
+    for epoch in range(start_step // steps, config.epochs):
+      first = start_step - epoch * steps if epoch == start_step // steps else 0
+      if first == 0:
+        state = state.replace(epoch_sums=parallel.replicate(np.zeros(4, np.float32)))
+      order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
+      epoch_weights = weights if epoch >= config.class_weights_start_epoch else unit_weights
+      t0 = time.time()
+      bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
+      for s in range(first, steps):
+        state, loss = step_fn(state, train_data, order, epoch_weights)
         if bar is not None:
-          bar.close()
-        if stop.requested and s + 1 < steps:
-          ckpt.save("latest", int(state.step), state, info)
-          _say(is_main, f"SIGTERM: saved a checkpoint at step {int(state.step)}; rerun the same command to resume")
-          status = "interrupted"
-          break
-        sums = np.asarray(jax.device_get(state.epoch_sums))
-        _check_finite(sums, float(sums[0] / sums[1]), epoch, int(state.step))
-        row = {"epoch": epoch, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
-               "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
-               "epoch_time_s": round(time.time() - t0, 3)}
-        if val_data is not None:
-          val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
-          row.update(eval_lib.flat_metrics(val, "val"))
-        metric = config.best_metric if val_data is not None else None
-        improved = metric is None or _better(metric, row[metric], info["best_value"])
-        if improved:
-          info = {**info, "best_value": row.get(metric), "best_epoch": epoch}
-        info["epoch"] = epoch
-        if is_main:
-          _log_epoch(metrics_path, writer, row)
-        if improved:
-          ckpt.save("best", int(state.step), state, info)
-        ckpt.save("latest", int(state.step), state, info)
+          bar.update(1)
+        if (s + 1) % config.log_every == 0 or s + 1 == steps:
+          sums = np.asarray(jax.device_get(state.epoch_sums))
+          _check_finite(sums, float(loss), epoch, int(state.step))
+          if bar is not None:
+            bar.set_postfix(loss=f"{sums[0] / sums[1]:.3f}", acc=f"{sums[2] / sums[3]:.3f}",
+                            lr=f"{float(schedule(int(state.step) - 1)):.2e}")
         if stop.requested:
-          _say(is_main, f"SIGTERM: saved a checkpoint at step {int(state.step)}; rerun the same command to resume")
-          status = "interrupted"
           break
+      if bar is not None:
+        bar.close()
+      if stop.requested and s + 1 < steps:
+        ckpt.save("latest", int(state.step), state, info)
+        status = "interrupted"
+        break
+      sums = np.asarray(jax.device_get(state.epoch_sums))
+      _check_finite(sums, float(sums[0] / sums[1]), epoch, int(state.step))
+      row = {"epoch": epoch, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
+             "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
+             "epoch_time_s": round(time.time() - t0, 3)}
+      if val_data is not None:
+        val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
+        row.update(eval_lib.flat_metrics(val, "val"))
+      info = _end_of_epoch(ckpt, state, info, row, config.best_metric if val_data is not None else None)
+      if is_main:
+        _log_epoch(metrics_path, writer, row)
+      if stop.requested:
+        status = "interrupted"
+        break
   finally:
     if writer is not None:
       writer.close()
   result = {"status": status, "best_epoch": info["best_epoch"], "best_value": info["best_value"],
             "num_params": n_params, "test_report": None}
+  if status == "interrupted":
+    result["signal"] = stop.signum
+    name = signal.Signals(stop.signum).name if stop.signum else "stop request"
+    _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun the "
+         "same command to resume")
   if status == "done" and config.evaluate_test and len(setup.test_idx):
     best_state, _ = ckpt.restore("best", state)
+    _fault("test_evaluation")
     test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
     summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
     if is_main:
@@ -346,6 +405,60 @@ def train_and_evaluate(config, workdir: str) -> dict:
       result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
   ckpt.close()
   return result
+
+
+def _end_of_epoch(ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None) -> dict:
+  """The save sequence of a finished epoch: latest (with the row), then best if it improved."""
+  improved = metric is None or _better(metric, row[metric], info["best_value"])
+  step = int(state.step)
+  info = {**info, "epoch": row["epoch"], "row": row}
+  if improved:
+    info.update(best_value=row.get(metric), best_epoch=row["epoch"], best_step=step)
+  ckpt.save("latest", step, state, info)
+  _fault("between_saves")
+  if improved:
+    ckpt.save("best", step, state, info)
+  _fault("after_saves")
+  return info
+
+
+def _reconcile(ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str | None):
+  """(state, info) to resume from, after repairing an interrupted save sequence:
+
+  - resume from the newest complete checkpoint, latest or best (a best newer than every latest, as when a
+    latest folder was lost, is copied to latest);
+  - a latest whose info names itself as the best step, with no best checkpoint at that step yet (killed
+    between the two saves), is copied to best;
+  - metrics.jsonl keeps the rows of finished epochs only, and gets the last finished epoch's row back from
+    the checkpoint when the process died before appending it."""
+  info = {"epoch": -1, "best_value": None, "best_epoch": None}
+  latest, best = ckpt.latest_step("latest"), ckpt.latest_step("best")
+  if latest is None and best is None:
+    if metrics_path:
+      _truncate_jsonl(metrics_path, 0)
+    return state, info
+  if latest is None or (best is not None and best > latest):
+    state, info = ckpt.restore("best", state)
+    ckpt.save("latest", int(state.step), state, info)
+  else:
+    state, info = ckpt.restore("latest", state)
+    if info.get("best_step") == latest and best != latest:
+      ckpt.save("best", latest, state, info)
+  if metrics_path:
+    done = int(state.step) // steps_per_epoch  # epochs finished
+    _truncate_jsonl(metrics_path, done)
+    row = info.get("row")
+    if row is not None and row["epoch"] == done - 1 and not _has_epoch(metrics_path, row["epoch"]):
+      with open(metrics_path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+  return state, info
+
+
+def _has_epoch(path: str, epoch: int) -> bool:
+  if not os.path.exists(path):
+    return False
+  with open(path, encoding="utf-8") as f:
+    return any(json.loads(line)["epoch"] == epoch for line in f if line.strip())
 
 
 VISUAL_NORM_FILE = "visual_norm.npz"

@@ -15,6 +15,13 @@ Faults
   - SIGKILL during an epoch -> the restarted run ends bit-identical:  test_train.py::test_killed_run_resumes_exactly
   - SIGTERM -> checkpoint, clean exit, exact resume (also mid-epoch): same test, test_stop_mid_epoch_resumes_exactly
   - killed during a checkpoint write -> the previous one restores:    test_interrupted_checkpoint_write
+  - killed at any point of the end-of-epoch sequence (during / between the latest and best saves, before
+    metrics.jsonl, during the test evaluation) -> a rerun ends exactly as an uninterrupted run:
+                                                                       test_killed_anywhere_in_the_save_sequence
+  - a lost latest/<step> folder (best newer than latest) -> resumes:   test_lost_latest_checkpoint_resumes
+  - two trainings on one workdir -> the second exits at once naming the holder; a stale lock never blocks:
+                                                                       test_workdir_lock
+  - SIGINT (Ctrl-C) like SIGTERM, exit 130 / 143, no traceback:       test_train.py::test_killed_run_resumes_exactly
   - disk full during a save -> clear error, previous checkpoint intact: test_disk_full_during_save
   - NaN/Inf loss -> stops with a message, no bad checkpoint:          test_train.py::test_nan_loss_stops_with_message_and_no_checkpoint
 Determinism
@@ -201,3 +208,97 @@ def test_streamed_evaluation(tiny_data, tmp_path):
   streamed = ev.predict(state.params, host, chunk_batches=2)  # 8 clips per chunk
   np.testing.assert_array_equal(on_device[0], streamed[0])
   assert on_device[1] == pytest.approx(streamed[1], rel=1e-6)
+
+
+class _Killed(BaseException):
+  """Stands for a kill -9 at a point of the save sequence: nothing after it runs (BaseException, so no
+  handler in asl_jax catches it)."""
+
+
+def _final_state(workdir):
+  report = json.load(open(os.path.join(workdir, "eval_test", "report.json")))
+  return _rows(workdir), report["per_instance"], report["checkpoint_step"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data, tmp_path_factory):
+  cfg = tiny_config(tiny_data, epochs=4, cache_dir="none")
+  workdir = str(tmp_path_factory.mktemp("reference") / "run")
+  train.train_and_evaluate(cfg, workdir)
+  return cfg, _final_state(workdir)
+
+
+@pytest.mark.parametrize("point,epoch", [("latest_save", 1), ("between_saves", 1), ("best_save", 1),
+                                         ("after_saves", 1), ("after_saves", 3), ("test_evaluation", 3)])
+def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypatch, point, epoch):
+  """Fault injection at each point of the end-of-epoch sequence (latest save, best save, metrics row) and
+  during the final test evaluation; the rerun of the same call ends with the reference run's metrics."""
+  cfg, reference = reference_run
+  workdir = str(tmp_path / "run")
+  steps = len(reference[0]) and reference[0][0]["step"]  # steps per epoch
+  real_save = Checkpoints.save
+
+  def save(self, kind, step, state, info):
+    if point == f"{kind}_save" and step >= steps * (epoch + 1):  # the first such save at or after `epoch`
+      partial = os.path.join(self.workdir, "checkpoints", kind, f"{step}.orbax-checkpoint-tmp-1234")
+      os.makedirs(os.path.join(partial, "state"), exist_ok=True)  # what a kill mid-write leaves
+      raise _Killed(point)
+    real_save(self, kind, step, state, info)
+
+  calls = {"n": 0}
+
+  def fault(name):
+    if name == point:
+      calls["n"] += 1
+      if name == "test_evaluation" or calls["n"] == epoch + 1:
+        raise _Killed(point)
+
+  with monkeypatch.context() as m:
+    m.setattr(Checkpoints, "save", save)
+    m.setattr(train, "_fault", fault)
+    with pytest.raises(_Killed):
+      train.train_and_evaluate(cfg, workdir)
+  assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
+  assert _final_state(workdir) == reference
+
+
+def test_lost_latest_checkpoint_resumes(reference_run, tmp_path):
+  """The reproduction of the report: a finished run loses its last latest/<step> (and the metrics row of
+  that epoch); rerunning the same command resumes (from the best checkpoint when it is newer than every
+  remaining latest, else from the older latest) and ends as before."""
+  cfg, reference = reference_run
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(cfg, workdir)
+  ckpt = Checkpoints(workdir)
+  last = ckpt.latest_step()
+  ckpt.close()
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "latest", str(last)))
+  rows = open(os.path.join(workdir, "metrics.jsonl")).readlines()
+  open(os.path.join(workdir, "metrics.jsonl"), "w").writelines(rows[:-1])
+  assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
+  assert _final_state(workdir) == reference
+
+
+def test_workdir_lock(tiny_data, tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  with train.WorkdirLock(str(workdir)):  # another training process holds the workdir
+    out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], workdir, "--config.epochs=1"),
+                         capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  err = out.stderr.strip().splitlines()[-1]
+  assert err.startswith("error: ") and str(workdir) in err and f"PID {os.getpid()}" in err
+  assert not (workdir / "metrics.jsonl").exists()
+  # A lock file left by a killed process (no one holds the flock) does not block.
+  (workdir / ".lock").write_text("999999\n")
+  out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], workdir, "--config.epochs=1"),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-1500:]
+
+
+def test_workdir_that_is_a_file(tiny_data, tmp_path):
+  path = tmp_path / "run"
+  path.write_text("not a directory")
+  out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], path, "--config.epochs=1"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "is an existing file, not a directory" in out.stderr

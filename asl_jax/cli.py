@@ -75,11 +75,15 @@ def evaluate_main(argv=None):
   flags.DEFINE_enum("split", "test", ["test", "val", "train"], "which subset of the run's split file")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.DEFINE_integer("batch_size", 0, "evaluation batch size (0: the run's eval_batch_size)")
+  flags.DEFINE_string("data_dir", "", "the split file's directory, if it moved since training (default: saved)")
+  flags.DEFINE_string("landmarks_dir", "", "the landmark files, if they moved (default: saved)")
+  flags.DEFINE_string("gemma_features_dir", "", "the visual features, if they moved (default: saved)")
   flags.mark_flags_as_required(["workdir"])
 
   def action(f, _):
     from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
-    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir)
+    moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
+    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
     print(evaluate.format_table(report))
     print(f"report: {report['path']}")
 
@@ -92,16 +96,23 @@ def predict_main(argv=None):
   flags.DEFINE_multi_string("landmarks", None, "landmark .npy files, directories of them, or videos "
                             "(videos need the extract extra); repeat or list after the flags")
   flags.DEFINE_string("gemma", None, "visual features: a file (one input) or a directory of {id}_gemma.npy")
+  flags.DEFINE_string("landmarks_dir", None, "a directory of {id}_landmarks.npy files to predict (all of them)")
+  flags.DEFINE_string("gemma_features_dir", None, "the directory of {id}_gemma.npy for them (same as --gemma DIR)")
   flags.DEFINE_integer("top_k", 5, "how many classes to print per input")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.mark_flags_as_required(["workdir"])
 
   def action(f, args):
     from asl_jax import predict  # pylint: disable=import-outside-toplevel
-    inputs = list(f.landmarks or []) + list(args)
+    inputs = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else []) + list(args)
+    if f.gemma and f.gemma_features_dir:
+      raise app.UsageError("give --gemma or --gemma_features_dir, not both")
+    gemma = f.gemma or f.gemma_features_dir
     if not inputs:
       raise app.UsageError("give --landmarks=FILE.npy (or files / directories after the flags)")
-    for row in predict.predict_files(f.workdir, inputs, f.gemma, f.top_k, f.checkpoint):
+    for row in predict.predict_files(f.workdir, inputs, gemma, f.top_k, f.checkpoint):
+      if "warning" in row:
+        print(f"warning: {row['file']}: {row['warning']}", file=sys.stderr)
       print(json.dumps(row))
 
   _serve(action, argv, positional=True)

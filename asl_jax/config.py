@@ -147,6 +147,9 @@ def validate(config) -> None:
   for field in ("dropout", "transformer_dropout", "drop_path", "visual_dropout", "modality_dropout"):
     if not 0 <= config[field] < 1:
       raise ConfigError(f"config.{field}={config[field]}: must be in [0, 1)")
+  if config.max_frames < config.num_frames:
+    raise ConfigError(f"config.max_frames={config.max_frames} is below config.num_frames={config.num_frames}: "
+                      "clips are stored with at most max_frames frames, so the model could never see num_frames")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   if config.lr <= 0:

@@ -103,6 +103,13 @@ class Evaluator:
     return summary
 
 
+def clips_without_hands(packed, idx) -> int:
+  """How many of the clips `idx` have no detected hand in any frame (their predictions are guesses)."""
+  parts, lengths = np.asarray(packed.parts[idx]), np.asarray(packed.lengths[idx])
+  real = np.arange(parts.shape[1])[None] < lengths[:, None]
+  return int((~((parts[..., 0] | parts[..., 1]) & real).any(1)).sum())
+
+
 def flat_metrics(summary: dict, prefix: str) -> dict:
   """The scalar metrics as metrics.jsonl keys: {prefix}_loss, _top1, _top5, _class_top1, _class_top5."""
   return {f"{prefix}_loss": summary["loss"], f"{prefix}_top1": summary["per_instance"]["top1"],
@@ -153,7 +160,8 @@ def format_table(report: dict) -> str:
       f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
       f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
-  ])
+  ] + ([f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
+        "guesses)"] if report.get("clips_without_hands") else []))
 
 
 
@@ -167,12 +175,13 @@ def split_workdirs(workdirs) -> list[str]:
 
 
 def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", batch_size: int = 0,
-                     out_dir: str = "") -> dict:
+                     out_dir: str = "", data_overrides: dict | None = None) -> dict:
   """Restores a run, evaluates it on a split of its data and writes DIR/eval_<split>/ (report + plots).
 
   `workdir` may name several runs ("a,b,c" or a list) trained on the same classes: their class
   probabilities are averaged (an ensemble), the report lists them under "runs" and goes to
-  FIRST/eval_<split>_ensemble/ unless `out_dir` is given. Returns the report dict (with "path")."""
+  FIRST/eval_<split>_ensemble/ unless `out_dir` is given. `data_overrides` (data_dir, landmarks_dir,
+  gemma_features_dir) points the runs at data that moved. Returns the report dict (with "path")."""
   from asl_jax import train, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from asl_jax.errors import ConfigError, DataError  # pylint: disable=import-outside-toplevel
   if split not in SPLITS:
@@ -183,7 +192,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   parallel = DataParallel()
   probs, first = None, None
   for wd in workdirs:
-    run = workdir_lib.load_run(wd, checkpoint)
+    run = workdir_lib.load_run(wd, checkpoint, data_overrides)
     setup = train.prepare(run.config)
     idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
     if split == "val" and not len(idx):
@@ -217,6 +226,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = build_report(summary, split, run.step, run.glosses)
+  report["clips_without_hands"] = clips_without_hands(setup.packed, idx)
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint

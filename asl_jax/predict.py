@@ -82,6 +82,17 @@ class Predictor:
             for row, p in zip(order, probs)]
 
 
+def signal_warning(clip) -> str | None:
+  """Why a prepared clip carries no usable landmark signal, or None: nothing detected in any frame (an
+  all-zero file, or a video where MediaPipe found nobody), or no hand in any frame."""
+  parts = np.asarray(clip[1])
+  if not parts.any():
+    return "no landmarks detected in any frame (all zeros): the prediction is a guess"
+  if not parts[:, :2].any():
+    return "no hands detected in any frame: the prediction is a guess"
+  return None
+
+
 def expand_inputs(paths: Iterable[str]) -> list[str]:
   """Files as given; a directory stands for its *_landmarks.npy (else *.npy) and video files, sorted."""
   out = []
@@ -138,6 +149,10 @@ def predict_files(workdir, landmarks: Sequence[str], gemma: str | None = None, t
     first = first or predictor
   probs /= len(workdirs)
   rows = [{"file": f, "top_k": t} for f, t in zip(files, first.top_k(probs, top_k))]
+  for row, clip in zip(rows, clips):
+    warning = signal_warning(clip) if first.run.config.use_landmarks else None
+    if warning:
+      row["warning"] = warning
   if len(workdirs) > 1:
     for r in rows:
       r["runs"] = [os.path.abspath(w) for w in workdirs]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -97,6 +98,7 @@ def prepare(config) -> Setup:
   train_idx = packed_lib.require_nonempty(packed, subsets)
   val_idx = packed.indices(["val"]) if config.train_subsets == "train" else np.zeros(0, np.int32)
   test_idx = packed.indices(["test"])
+  _cap_batch(config, len(train_idx))
   use_visual = bool(config.gemma_features_dir)
   model = models.create_model(config, packed.num_classes, use_landmarks=config.use_landmarks,
                               use_visual=use_visual)
@@ -104,6 +106,18 @@ def prepare(config) -> Setup:
   steps = math.ceil(len(train_idx) / config.batch_size)
   norm = packed_lib.visual_stats(packed, train_idx) if use_visual and config.visual_standardize else None
   return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps, norm)
+
+
+def _cap_batch(config, n_train: int) -> None:
+  """A batch larger than the training set would repeat clips within a batch: it is capped (in `config`,
+  so config.json records it) at the training-set size, rounded down to a multiple of the devices."""
+  if config.batch_size <= n_train:
+    return
+  devices = jax.device_count()
+  capped = max(devices, n_train - n_train % devices)
+  print(f"warning: config.batch_size={config.batch_size} is larger than the {n_train} training clips; using "
+        f"batch_size={capped}", file=sys.stderr, flush=True)
+  config.batch_size = capped
 
 
 def create_state(config, model: models.HybridModel, visual_dim: int, steps_per_epoch: int, key) -> TrainState:
@@ -247,6 +261,9 @@ def _save_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+DATA_PATH_FIELDS = ("data_dir", "landmarks_dir", "gemma_features_dir")
+
+
 def _make_workdir(workdir: str) -> None:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f"{workdir}: --workdir is an existing file, not a directory; choose another path")
@@ -263,7 +280,11 @@ def _prepare_workdir(config, workdir: str) -> None:
     if conflicts:
       raise ConfigError(f"{path}: this workdir holds a run with another configuration; use a new --workdir "
                         "or the same settings to resume:\n  " + "\n  ".join(conflicts))
-  _save_json(path, config.to_dict())
+  saved = config.to_dict()
+  for key in DATA_PATH_FIELDS:  # absolute, so evaluate / predict work from any directory
+    if saved.get(key):
+      saved[key] = os.path.abspath(saved[key])
+  _save_json(path, saved)
 
 
 def _truncate_jsonl(path: str, before_epoch: int) -> None:
@@ -399,6 +420,7 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
     summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
     if is_main:
       report = eval_lib.build_report(summary, "test", int(best_state.step), packed.split.glosses)
+      report["clips_without_hands"] = eval_lib.clips_without_hands(packed, setup.test_idx)
       result["test_report"] = eval_lib.write_report(os.path.join(workdir, "eval_test"), report, summary,
                                                     packed.labels[setup.test_idx], packed.split.glosses,
                                                     metrics_path)

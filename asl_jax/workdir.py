@@ -56,11 +56,19 @@ def parse_checkpoint(spec: str) -> tuple[str, int | None]:
   raise ConfigError(f"--checkpoint={spec!r}: expected best, latest or a step number")
 
 
-def load_run(workdir: str, checkpoint: str = "best") -> TrainedRun:
-  """Restores the parameters of `checkpoint` (best, latest or a step) of the run in workdir."""
+def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None = None) -> TrainedRun:
+  """Restores the parameters of `checkpoint` (best, latest or a step) of the run in workdir.
+
+  `data_overrides` replaces where the run's data is ({"data_dir": ..., "landmarks_dir": ...,
+  "gemma_features_dir": ...}; empty values keep the saved ones), for data that moved since training."""
   if not os.path.isdir(workdir):
     raise CheckpointError(f"{workdir}: workdir not found")
   config = load_config(workdir)
+  for key, value in (data_overrides or {}).items():
+    if value:
+      if key == "gemma_features_dir" and not config[key]:
+        raise ConfigError(f"--{key}: the run in {workdir} was trained without visual features")
+      config[key] = value
   mapping = _read_json(os.path.join(workdir, "label_mapping.json"), "the class names")
   report = _read_json(os.path.join(workdir, "data_report.json"), "the data layout")
   glosses = tuple(mapping[str(i)] for i in range(len(mapping)))

@@ -5,6 +5,7 @@
 """
 
 import json
+import sys
 
 from absl import app, flags
 
@@ -24,9 +25,18 @@ def main(argv):
   del argv
   f = flags.FLAGS
   from asl_jax.cli import run_guarded  # pylint: disable=import-outside-toplevel
-  run_guarded(lambda: print(json.dumps(extract_dataset(
-      f.data_dir, f.output_dir or f"{f.data_dir}/landmarks", f.subset, f.layout, f.num_frames, f.workers,
-      f.skip_existing), indent=1)))
+  from asl_jax.extract.dataset import nothing_extracted, summary_line  # pylint: disable=import-outside-toplevel
+  out = f.output_dir or f"{f.data_dir}/landmarks"
+
+  def action():
+    meta = extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing)
+    print(json.dumps(meta, indent=1))
+    print(summary_line(meta, out), file=sys.stderr)
+    if nothing_extracted(meta):
+      print(f"error: {out}: no video could be processed", file=sys.stderr)
+      sys.exit(1)
+
+  run_guarded(action)
 
 
 if __name__ == "__main__":

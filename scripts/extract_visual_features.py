@@ -6,6 +6,7 @@ videos (run in the extraction environment with the visual extra, see README):
 """
 
 import json
+import sys
 
 from absl import app, flags
 
@@ -28,9 +29,19 @@ def main(argv):
   del argv
   f = flags.FLAGS
   from asl_jax.cli import run_guarded  # pylint: disable=import-outside-toplevel
-  run_guarded(lambda: print(json.dumps(extract_visual_dataset(
-      f.data_dir, f.output_dir or f"{f.data_dir}/gemma_features", f.subset, f.model_name, f.num_frames,
-      f.device, f.batch_size, f.skip_existing), indent=1)))
+  from asl_jax.extract.dataset import nothing_extracted, summary_line  # pylint: disable=import-outside-toplevel
+  out = f.output_dir or f"{f.data_dir}/gemma_features"
+
+  def action():
+    meta = extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device,
+                                  f.batch_size, f.skip_existing)
+    print(json.dumps(meta, indent=1))
+    print(summary_line(meta, out), file=sys.stderr)
+    if nothing_extracted(meta):
+      print(f"error: {out}: no video could be processed", file=sys.stderr)
+      sys.exit(1)
+
+  run_guarded(action)
 
 
 if __name__ == "__main__":

@@ -200,3 +200,26 @@ def test_visual_features_for_a_split(tiny_paligemma, video_dir):
   again = extract_visual_dataset(str(video_dir), str(out), "nslt_1.json", path, device="cpu", skip_existing=True,
                                  progress=False)
   assert again["skipped_existing"] == 2 and again["success_count"] == 0
+
+
+def test_extraction_summary_line_and_exit_status(tmp_path):
+  """The CLI prints written / skipped / failed and exits non-zero when no video could be processed."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from asl_jax.extract.dataset import nothing_extracted, summary_line  # pylint: disable=import-outside-toplevel
+  meta = {"success_count": 3, "skipped_existing": 1, "error_count": 2, "no_detection": ["x"]}
+  line = summary_line(meta, "out")
+  assert line.startswith("out: 3 written, 1 skipped (already there), 2 failed, 1 with nobody detected")
+  assert "out/failed_videos.txt" in line and not nothing_extracted(meta)
+  assert nothing_extracted({"success_count": 0, "skipped_existing": 0, "error_count": 2})
+  assert not nothing_extracted({"success_count": 0, "skipped_existing": 5, "error_count": 0})
+  d = tmp_path / "wlasl"
+  (d / "videos").mkdir(parents=True)
+  (d / "nslt_1.json").write_text(json.dumps({"00009": {"subset": "train", "action": [0, 1, -1]}}))  # no video
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, os.path.join(repo, "scripts", "extract_landmarks.py"), f"--data_dir={d}",
+                        "--subset=nslt_1.json"], capture_output=True, text=True, timeout=300)
+  if "No module named" in out.stderr:
+    pytest.skip("the extract extra is not installed here")
+  assert out.returncode == 1, out.stderr[-1500:]
+  assert "0 written, 0 skipped (already there), 1 failed" in out.stderr and "no video could be processed" in out.stderr

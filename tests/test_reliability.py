@@ -302,3 +302,101 @@ def test_workdir_that_is_a_file(tiny_data, tmp_path):
   out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], path, "--config.epochs=1"),
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 1 and "is an existing file, not a directory" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def landmark_run(tiny_data, tmp_path_factory):
+  """A tiny landmarks-only run trained through the CLI, on a copy of the data (tests move and edit it)."""
+  root = tmp_path_factory.mktemp("lmrun")
+  d = str(root / "data")
+  shutil.copytree(tiny_data["data_dir"], d)
+  workdir = root / "run"
+  out = subprocess.run(_train_cmd(d, tiny_data["subset"], workdir, "--config.cache_dir=none"),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-1500:]
+  return {"workdir": str(workdir), "data_dir": d, "subset": tiny_data["subset"]}
+
+
+def _cli(script, *args, cwd=None):
+  return subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *args], capture_output=True,
+                        text=True, timeout=300, cwd=cwd)
+
+
+def test_predict_warns_on_clips_without_signal(landmark_run, tmp_path):
+  zeros = tmp_path / "zeros_landmarks.npy"
+  np.save(zeros, np.zeros((20, 162), np.float32))
+  no_hands = np.load(os.path.join(landmark_run["data_dir"], "landmarks", "00001_landmarks.npy"))
+  no_hands[:, :126] = 0  # the pose only
+  np.save(tmp_path / "nohands_landmarks.npy", no_hands)
+  good = os.path.join(landmark_run["data_dir"], "landmarks", "00002_landmarks.npy")
+  out = _cli("predict.py", f"--workdir={landmark_run['workdir']}", str(zeros), str(tmp_path / "nohands_landmarks.npy"),
+             good)
+  assert out.returncode == 0, out.stderr[-1500:]
+  rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+  assert "all zeros" in rows[0]["warning"] and "no hands detected" in rows[1]["warning"]
+  assert "warning" not in rows[2]
+  assert f"warning: {zeros}: no landmarks detected" in out.stderr
+
+
+def test_evaluate_counts_clips_without_hands_and_accepts_moved_data(landmark_run, tmp_path):
+  saved = json.load(open(os.path.join(landmark_run["workdir"], "config.json")))
+  assert os.path.isabs(saved["data_dir"])  # evaluate works from any directory
+  moved = str(tmp_path / "moved")
+  shutil.copytree(landmark_run["data_dir"], moved)
+  split = json.load(open(os.path.join(moved, landmark_run["subset"])))
+  test_id = next(v for v, e in split.items() if e["subset"] == "test")
+  clip = np.load(os.path.join(moved, "landmarks", f"{test_id}_landmarks.npy"))
+  clip[:, :126] = 0
+  np.save(os.path.join(moved, "landmarks", f"{test_id}_landmarks.npy"), clip)
+  out = _cli("evaluate.py", f"--workdir={landmark_run['workdir']}", f"--data_dir={moved}",
+             f"--landmarks_dir={moved}/landmarks", f"--out_dir={tmp_path / 'eval'}", cwd=str(tmp_path))
+  assert out.returncode == 0, out.stderr[-1500:]
+  assert "1 clip(s) have no detected hand" in out.stdout
+  report = json.load(open(tmp_path / "eval" / "report.json"))
+  assert report["clips_without_hands"] == 1
+  out = _cli("evaluate.py", f"--workdir={landmark_run['workdir']}", f"--gemma_features_dir={moved}")
+  assert out.returncode == 1 and "trained without visual features" in out.stderr
+
+
+def test_class_list_problems(tiny_data, tmp_path):
+  d = tmp_path / "data"
+  shutil.copytree(tiny_data["data_dir"], d)
+  names = (d / "wlasl_class_list.txt").read_bytes()
+  (d / "wlasl_class_list.txt").write_bytes(names.replace(b"sign0003", b"sign\xff03"))
+  out = subprocess.run(_train_cmd(d, tiny_data["subset"], tmp_path / "run", "--config.cache_dir=none"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert f"{d / 'wlasl_class_list.txt'}: not UTF-8 text (byte 0xff on line 4)" in out.stderr
+  from asl_jax.data import splits  # pylint: disable=import-outside-toplevel
+  (d / "wlasl_class_list.txt").write_bytes(names.replace(b"sign0003", b"sign0002"))
+  glosses = splits.read_class_names(str(d))
+  assert glosses[2] == "sign0002 (class 2)" and glosses[3] == "sign0002 (class 3)" and glosses[1] == "sign0001"
+
+
+def test_batch_larger_than_the_training_set_and_frames(tiny_data, tmp_path):
+  out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], tmp_path / "run",
+                                  "--config.batch_size=4096", "--config.evaluate_test=False"),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-1500:]
+  saved = json.load(open(tmp_path / "run" / "config.json"))
+  n_train = json.load(open(tmp_path / "run" / "data_report.json"))["packed"]["train"]
+  assert saved["batch_size"] == n_train and f"batch_size=4096 is larger than the {n_train} training clips" in out.stderr
+  out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], tmp_path / "run2",
+                                  "--config.max_frames=8", "--config.num_frames=16"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "config.max_frames=8 is below config.num_frames=16" in out.stderr
+
+
+def test_stale_cache_temp_folders_are_removed(tiny_data, tmp_path):
+  from asl_jax.data import packed  # pylint: disable=import-outside-toplevel
+  cache = tmp_path / "cache"
+  stale = cache / ".tmp-999999-abc"  # a writer that no longer exists
+  old_style = cache / ".tmp-xyz"
+  live = cache / f".tmp-{os.getpid()}-def"  # a writer still running
+  for p in (stale, old_style, live):
+    p.mkdir(parents=True)
+    (p / "points.npy").write_bytes(b"\0" * 1000)
+  spec = packed.DataSpec(data_dir=tiny_data["data_dir"], subset=tiny_data["subset"], cache_dir=str(cache))
+  packed.load_packed(spec)
+  assert not stale.exists() and not old_style.exists() and live.exists()
+  assert [n for n in os.listdir(cache) if n.startswith("packed-")]

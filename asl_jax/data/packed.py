@@ -150,10 +150,35 @@ def _cache_key(spec: DataSpec, split_path: str, files: Sequence[str]) -> str:
 _ARRAYS = ("points", "parts", "lengths", "labels", "subsets", "visual", "visual_lengths")
 
 
+def _remove_stale_temps(root: str) -> None:
+  """Removes half-written cache entries (.tmp-<pid>-*) whose writer process is gone (killed mid-write)."""
+  try:
+    names = os.listdir(root)
+  except OSError:
+    return
+  for name in names:
+    if not name.startswith(".tmp-"):
+      continue
+    pid = name.split("-")[1]
+    alive = False
+    if pid.isdigit():
+      try:
+        os.kill(int(pid), 0)
+        alive = True
+      except ProcessLookupError:
+        alive = False
+      except PermissionError:
+        alive = True
+    if not alive:  # also the pid-less names older versions wrote
+      shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+      logging.info("removed a half-written cache entry %s", name)
+
+
 def _save_cache(path: str, packed: Packed) -> None:
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+  _remove_stale_temps(parent)
+  tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=parent)
   try:
     for name in _ARRAYS:
       arr = getattr(packed, name)
@@ -226,6 +251,8 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
     candidates.append(e)
 
   root = _cache_root(spec)
+  if root:
+    _remove_stale_temps(root)
   cache_path = os.path.join(root, "packed-" + _cache_key(spec, split_path, files)) if root else None
   if cache_path and os.path.isdir(cache_path):
     packed = _load_cache(cache_path, split)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Mapping, Sequence
 
@@ -82,21 +83,43 @@ def _load_json(path: str):
     raise DataError(f"{path}: not a UTF-8 text file ({e.reason})") from None
 
 
+def _unique_glosses(names: dict[int, str], path: str) -> dict[int, str]:
+  """Class names must tell classes apart: a gloss used by several class ids gets " (class N)" appended
+  to each of them, with a warning naming the file (the ids stay what the split file says)."""
+  by_gloss: dict[str, list[int]] = {}
+  for cid, gloss in names.items():
+    by_gloss.setdefault(gloss, []).append(cid)
+  dups = {g: ids for g, ids in by_gloss.items() if len(ids) > 1}
+  if not dups:
+    return names
+  listed = ", ".join(f"{g!r} (ids {ids})" for g, ids in list(dups.items())[:5])
+  logging.warning("%s: %d gloss(es) name several classes: %s%s; they are reported as 'GLOSS (class N)'", path,
+                  len(dups), listed, " ..." if len(dups) > 5 else "")
+  return {cid: f"{g} (class {cid})" if g in dups else g for cid, g in names.items()}
+
+
 def read_class_names(data_dir: str) -> dict[int, str] | None:
   """Class id -> gloss from `wlasl_class_list.txt` (index TAB gloss) or `WLASL_v0.3.json`, else None."""
   txt = os.path.join(data_dir, "wlasl_class_list.txt")
   if os.path.isfile(txt):
     names = {}
-    with open(txt, encoding="utf-8") as f:
-      for n, line in enumerate(f, 1):
-        line = line.rstrip("\n\r")
-        if not line.strip():
-          continue
-        parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
-        if len(parts) != 2 or not parts[0].strip().lstrip("-").isdigit():
-          raise DataError(f"{txt}: line {n} is not 'index<TAB>gloss': {line[:80]!r}")
-        names[int(parts[0])] = parts[1].strip()
-    return names
+    with open(txt, "rb") as f:
+      raw = f.read()
+    try:
+      lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+      line_no = raw[:e.start].count(b"\n") + 1
+      raise DataError(f"{txt}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line_no}); save the class "
+                      "list as UTF-8") from None
+    for n, line in enumerate(lines, 1):
+      line = line.rstrip("\n\r")
+      if not line.strip():
+        continue
+      parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
+      if len(parts) != 2 or not parts[0].strip().lstrip("-").isdigit():
+        raise DataError(f"{txt}: line {n} is not 'index<TAB>gloss': {line[:80]!r}")
+      names[int(parts[0])] = parts[1].strip()
+    return _unique_glosses(names, txt)
   wlasl = os.path.join(data_dir, "WLASL_v0.3.json")
   if os.path.isfile(wlasl):
     data = _load_json(wlasl)
@@ -108,7 +131,7 @@ def read_class_names(data_dir: str) -> dict[int, str] | None:
       if not isinstance(item, dict) or "gloss" not in item:
         raise DataError(f"{wlasl}: item {i} has no 'gloss'")
       names[i] = str(item["gloss"])
-    return names
+    return _unique_glosses(names, wlasl)
   return None
 
 

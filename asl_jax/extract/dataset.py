@@ -83,6 +83,22 @@ def _write_reports(output_dir: str, meta: dict, failed: list, extra_lines=()) ->
     f.writelines(extra_lines)
 
 
+def summary_line(meta: dict, output_dir: str) -> str:
+  """One line for the console: written / skipped / failed, and where the failures are listed."""
+  line = (f"{output_dir}: {meta['success_count']} written, {meta.get('skipped_existing', 0)} skipped (already "
+          f"there), {meta['error_count']} failed")
+  if meta.get("no_detection"):
+    line += f", {len(meta['no_detection'])} with nobody detected"
+  if meta["error_count"] or meta.get("no_detection"):
+    line += f" (listed in {os.path.join(output_dir, FAILURES_FILE)})"
+  return line
+
+
+def nothing_extracted(meta: dict) -> bool:
+  """True when there was work and none of it succeeded (the CLI then exits non-zero)."""
+  return meta["success_count"] == 0 and meta["error_count"] > 0
+
+
 def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",
                     num_frames: int = 0, workers: int = 1, skip_existing: bool = False,
                     progress: bool = True) -> dict:

@@ -1,8 +1,8 @@
 """Visual stream and fusion: landmarks only / visual only / each fusion type, on synthetic sets whose
 visual features carry a weak or a strong class signal, through the public training API.
 
-  python benchmarks/fusion.py [--config configs/nslt_100.py] [--strengths 0.06,1.0] [--num_classes 100]
-      [--seeds 1,2,3] [--variants landmarks,visual,concat,attention,gated] [--epochs 0] [--jobs 2]
+  python benchmarks/fusion.py [--config configs/nslt_100.py] [--strengths 0.08,1.0] [--num_classes 100]
+      [--train_scale 0.5] [--seeds 1,2,3] [--variants landmarks,visual,concat,...] [--epochs 0] [--jobs 2]
       [--override FIELD=VALUE ...] [--name fusion] [--readme]
 
 For each strength it writes a seed-format data set (`make_synthetic(..., with_visual=True,
@@ -10,6 +10,8 @@ visual_strength=S)`: landmarks whose classes differ in one handshape / location 
 features = class code x strength + per-frame noise, with per-dimension offsets and scales), reports a
 nearest-centroid classifier on time-pooled, standardised visual features (the floor a visual stream should
 reach), then trains every variant for every seed with the config (best checkpoint on val, test report).
+Variants: landmarks only, visual only, each fusion type (the config's hybrid settings), and the seed's
+hybrid as it was (`seed_concat`, `seed_visual`: its visual stream on raw features, plain concat fusion).
 Real WLASL visual features need PaliGemma's weights (`scripts/extract_visual_features.py`), which cannot be
 downloaded here: the real-data rows of README's table say so.
 Writes benchmarks/results/<name>.json; `--readme` rewrites README between <!-- FUSION:START/END -->.
@@ -37,6 +39,10 @@ VARIANTS = {
     "concat": {"fusion_type": "concat"},
     "attention": {"fusion_type": "attention"},
     "gated": {"fusion_type": "gated"},
+    # The seed's hybrid as it was: its visual stream, raw features, concat fusion, no auxiliary heads.
+    "seed_concat": {"fusion_type": "concat", "visual_stream": "seed", "visual_standardize": False,
+                    "aux_loss_weight": 0.0, "modality_dropout": 0.0, "fusion_residual": False},
+    "seed_visual": {"use_landmarks": False, "visual_stream": "seed", "visual_standardize": False},
 }
 
 
@@ -63,9 +69,9 @@ def nearest_centroid(data: dict) -> dict:
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--config", default="configs/nslt_100.py")
-  ap.add_argument("--strengths", default="0.06,1.0")
+  ap.add_argument("--strengths", default="0.08,1.0")
   ap.add_argument("--num_classes", type=int, default=100)
-  ap.add_argument("--train_scale", type=float, default=1.0)
+  ap.add_argument("--train_scale", type=float, default=0.5)
   ap.add_argument("--seeds", default="1,2,3")
   ap.add_argument("--variants", default=",".join(VARIANTS))
   ap.add_argument("--epochs", type=int, default=0)

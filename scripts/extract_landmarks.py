@@ -4,8 +4,6 @@
       --subset nslt_100.json [--layout seed162|holistic543] [--num_frames 0] [--workers 2] [--skip_existing]
 """
 
-import json
-import sys
 
 from absl import app, flags
 
@@ -25,18 +23,10 @@ def main(argv):
   del argv
   f = flags.FLAGS
   from asl_jax.cli import run_guarded  # pylint: disable=import-outside-toplevel
-  from asl_jax.extract.dataset import nothing_extracted, summary_line  # pylint: disable=import-outside-toplevel
+  from asl_jax.extract.dataset import finish  # pylint: disable=import-outside-toplevel
   out = f.output_dir or f"{f.data_dir}/landmarks"
-
-  def action():
-    meta = extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing)
-    print(json.dumps(meta, indent=1))
-    print(summary_line(meta, out), file=sys.stderr)
-    if nothing_extracted(meta):
-      print(f"error: {out}: no video could be processed", file=sys.stderr)
-      sys.exit(1)
-
-  run_guarded(action)
+  run_guarded(lambda: finish(
+      extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing), out))
 
 
 if __name__ == "__main__":

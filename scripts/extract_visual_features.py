@@ -5,8 +5,6 @@ videos (run in the extraction environment with the visual extra, see README):
       --subset nslt_100.json [--model_name google/paligemma-3b-pt-224] [--num_frames 16] [--device auto]
 """
 
-import json
-import sys
 
 from absl import app, flags
 
@@ -29,19 +27,11 @@ def main(argv):
   del argv
   f = flags.FLAGS
   from asl_jax.cli import run_guarded  # pylint: disable=import-outside-toplevel
-  from asl_jax.extract.dataset import nothing_extracted, summary_line  # pylint: disable=import-outside-toplevel
+  from asl_jax.extract.dataset import finish  # pylint: disable=import-outside-toplevel
   out = f.output_dir or f"{f.data_dir}/gemma_features"
-
-  def action():
-    meta = extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device,
-                                  f.batch_size, f.skip_existing)
-    print(json.dumps(meta, indent=1))
-    print(summary_line(meta, out), file=sys.stderr)
-    if nothing_extracted(meta):
-      print(f"error: {out}: no video could be processed", file=sys.stderr)
-      sys.exit(1)
-
-  run_guarded(action)
+  run_guarded(lambda: finish(
+      extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device, f.batch_size,
+                             f.skip_existing), out))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 
 import numpy as np
@@ -97,6 +98,16 @@ def summary_line(meta: dict, output_dir: str) -> str:
 def nothing_extracted(meta: dict) -> bool:
   """True when there was work and none of it succeeded (the CLI then exits non-zero)."""
   return meta["success_count"] == 0 and meta["error_count"] > 0
+
+
+def finish(meta: dict, output_dir: str) -> None:
+  """What the extraction scripts end with: the metadata (stdout), the summary line (stderr), and exit
+  status 1 when no video could be processed."""
+  print(json.dumps(meta, indent=1))
+  print(summary_line(meta, output_dir), file=sys.stderr)
+  if nothing_extracted(meta):
+    print(f"error: {output_dir}: no video could be processed", file=sys.stderr)
+    sys.exit(1)
 
 
 def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",

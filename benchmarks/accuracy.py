@@ -128,8 +128,9 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def table(results: list[dict]) -> str:
+  n = max(len(r["runs"]) for r in results)
   lines = ["| config | set | seeds | val top-1 | test top-1 | test top-5 | test per-class top-1 | "
-           f"{'N'}-seed ensemble test top-1 / top-5 | minutes per run |", "|---|---|---|---|---|---|---|---|---|"]
+           f"{n}-seed ensemble test top-1 / top-5 | minutes per run |", "|---|---|---|---|---|---|---|---|---|"]
   pct = lambda s, k: f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['std']:.1f}"  # noqa: E731
   for r in results:
     s, e = r["summary"], r.get("ensemble")

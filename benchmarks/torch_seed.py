@@ -60,18 +60,24 @@ class SeedModel(nn.Module):
     return self.head(self.fusion(torch.cat([self.visual(visual), self.landmarks(landmarks)], dim=-1)))
 
 
-def make_step(classes, g=1152, h=512, class_weights=None, seed=0):
-  """A train-step closure (AdamW, clip 1.0, weighted smoothed CE) and the model's parameter count."""
+def make_step(classes, g=1152, h=512, class_weights=None, seed=0, device="cpu", autocast_dtype=None):
+  """A train-step closure (AdamW, clip 1.0, weighted smoothed CE) and the model's parameter count.
+
+  `device` "cuda" puts the model there (inputs must be there too); `autocast_dtype` (torch.bfloat16)
+  runs the forward pass under torch.autocast, as a mixed-precision PyTorch user would. The step returns
+  loss.item() like the seed's loop, which waits for the device every step."""
   torch.manual_seed(seed)
-  model = SeedModel(classes, g, 162, h)
+  model = SeedModel(classes, g, 162, h).to(device)
   w = torch.as_tensor(class_weights if class_weights is not None else np.ones(classes), dtype=torch.float32)
-  loss_fn = nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)
+  loss_fn = nn.CrossEntropyLoss(weight=w.to(device), label_smoothing=0.1)
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
   model.train()
+  device_type = torch.device(device).type
 
   def step(vis, lm, y):
     opt.zero_grad()
-    loss = loss_fn(model(vis, lm), y)
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+      loss = loss_fn(model(vis, lm), y)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()

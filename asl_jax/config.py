@@ -235,6 +235,6 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   # With visual features (gemma_features_dir): the pooled, standardised visual stream, per-stream
   # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
   # features and fusion"); none of these change a landmarks-only run.
-  c.visual_stream, c.visual_standardize, c.visual_dropout = "pooled", True, 0.1
+  c.visual_stream, c.visual_standardize, c.visual_dropout = "pooled", True, 0.5
   c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
   return c

@@ -187,11 +187,13 @@ class VisualEncoder(nn.Module):
 
 
 class PooledVisualEncoder(nn.Module):
-  """A light stream for frozen per-frame features (standardised upstream): input dropout, one shared
-  projection per frame (Dense -> LayerNorm -> gelu), masked mean over time. Averaging over frames is what
-  makes a weak per-frame signal usable (the frame noise averages out, as in a nearest-centroid classifier
-  on time-pooled features); the seed's stream, with two 0.5-dropout blocks and self-attention on 1152-d
-  inputs, memorises the noise instead (README, "Visual features and fusion")."""
+  """A light stream for frozen per-frame features (standardised upstream): input dropout, one linear
+  projection per frame, then LayerNorm + gelu; the pooled vector averages the *projections* over the real
+  frames before the nonlinearity (the projection is linear, so this is the projection of the time-mean).
+  Averaging before anything nonlinear is what makes a weak per-frame signal usable, as in a
+  nearest-centroid classifier on time-pooled features; the seed's stream (two 0.5-dropout blocks and
+  self-attention on 1152-d inputs) memorises the frame noise instead (README, "Visual features and
+  fusion"). Tokens (for cross-attention fusion) are the per-frame projections after the same LN + gelu."""
 
   hidden: int
   dropout: float
@@ -200,6 +202,9 @@ class PooledVisualEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, mask, train: bool = False):
     x = Dropout(self.input_dropout, deterministic=not train)(x)
-    x = nn.gelu(nn.LayerNorm()(nn.Dense(self.hidden)(x)))
-    x = Dropout(self.dropout, deterministic=not train)(x) * mask[..., None].astype(x.dtype)
-    return x, masked_mean(x, mask)
+    frames = nn.Dense(self.hidden)(x)
+    norm = nn.LayerNorm()
+    drop = Dropout(self.dropout, deterministic=not train)
+    pooled = drop(nn.gelu(norm(masked_mean(frames, mask))))
+    tokens = drop(nn.gelu(norm(frames))) * mask[..., None].astype(x.dtype)
+    return tokens, pooled

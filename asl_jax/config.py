@@ -236,5 +236,6 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
   # features and fusion"); none of these change a landmarks-only run.
   c.visual_stream, c.visual_standardize, c.visual_dropout = "pooled", True, 0.5
+  c.feature_noise = 1.0  # Gaussian noise on the standardised visual features (one standard deviation)
   c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
   return c

@@ -41,8 +41,9 @@ VARIANTS = {
     "gated": {"fusion_type": "gated"},
     # The seed's hybrid as it was: its visual stream, raw features, concat fusion, no auxiliary heads.
     "seed_concat": {"fusion_type": "concat", "visual_stream": "seed", "visual_standardize": False,
-                    "aux_loss_weight": 0.0, "modality_dropout": 0.0, "fusion_residual": False},
-    "seed_visual": {"use_landmarks": False, "visual_stream": "seed", "visual_standardize": False},
+                    "aux_loss_weight": 0.0, "modality_dropout": 0.0, "fusion_residual": False, "feature_noise": 0.05},
+    "seed_visual": {"use_landmarks": False, "visual_stream": "seed", "visual_standardize": False,
+                    "feature_noise": 0.05},
 }
 
 

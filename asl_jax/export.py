@@ -1,9 +1,10 @@
 """Export a trained run as a self-contained `jax.export` artifact (StableHLO with the weights inside).
 
 The exported function maps model inputs to logits with a symbolic batch size:
-  landmarks (B, F, 166) float32 and mask (B, F) bool [, visual (B, F, G) float32, visual_mask (B, F) bool]
-where F = num_frames and the 166 features are the canonical frame (54 points x xyz, normalised, then the
-4 part-presence flags; see asl_jax/data/layouts.py). `meta.json` beside it holds the glosses and shapes.
+  landmarks (B, F, D) float32 and mask (B, F) bool [, visual (B, F, G) float32, visual_mask (B, F) bool]
+where F = num_frames and D the run's per-frame features (asl_jax/landmark_features.py; 166 for the seed's
+`pos,presence` with z: 54 normalised points x xyz and 4 part-presence flags). The run's visual
+standardisation is inside the artifact. `meta.json` beside it holds the glosses and shapes.
 Loading needs only jax and numpy: `load_exported(dir)` below, or `jax.export.deserialize`.
 """
 

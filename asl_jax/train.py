@@ -28,7 +28,7 @@ from asl_jax import config as config_lib
 from asl_jax import evaluate as eval_lib
 from asl_jax import input_pipeline, landmark_features, losses, metrics, models, optim
 from asl_jax.checkpoints import Checkpoints
-from asl_jax.data import layouts, packed as packed_lib, splits as splits_lib
+from asl_jax.data import packed as packed_lib, splits as splits_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
 

@@ -86,7 +86,8 @@ class Setup:
   model: models.HybridModel
   class_weights: np.ndarray | None
   steps_per_epoch: int
-  visual_norm: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) of the training visual features
+  # (mean, std) of the training visual features; set by training only (evaluation reads the run's saved ones).
+  visual_norm: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def prepare(config) -> Setup:
@@ -104,8 +105,7 @@ def prepare(config) -> Setup:
                               use_visual=use_visual)
   weights = losses.class_weights(packed.labels[train_idx], packed.num_classes) if config.use_class_weights else None
   steps = math.ceil(len(train_idx) / config.batch_size)
-  norm = packed_lib.visual_stats(packed, train_idx) if use_visual and config.visual_standardize else None
-  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps, norm)
+  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
 
 
 def _cap_batch(config, n_train: int) -> None:
@@ -324,6 +324,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
   packed, model = setup.packed, setup.model
+  if model.use_visual and config.visual_standardize:
+    setup.visual_norm = packed_lib.visual_stats(packed, setup.train_idx)
   parallel = DataParallel()
   parallel.check_batch(config.batch_size)
   is_main = jax.process_index() == 0

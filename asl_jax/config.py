@@ -37,7 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.fusion_type = "concat"  # concat | attention | gated (used when visual features are given)
   c.use_landmarks = True  # False with gemma_features_dir set: visual-only model
   # The visual stream (README, "Visual features and fusion"): seed = the seed's projections + self-attention;
-  # pooled = one per-frame projection and a masked mean over time, which learns a weak signal.
+  # pooled = one per-frame projection and a masked mean over time, then LayerNorm + gelu; linear = the same
+  # without anything after the mean (a visual-only model's head is then one Dense layer: a linear probe on
+  # the time-mean), which learns a weak signal best.
   c.visual_stream = "seed"
   c.visual_standardize = False  # standardise visual features with training-set statistics (saved with the run)
   c.visual_dropout = 0.1  # pooled stream: dropout on the (standardised) input features
@@ -119,7 +121,7 @@ CHOICES = {
     "encoder": ("lstm", "transformer", "conv_transformer"), "fusion_type": ("concat", "attention", "gated"),
     "landmark_layout": ("auto", "seed162", "holistic170", "holistic543"),
     "train_subsets": ("train", "train+val"), "on_bad_file": ("error", "skip"), "pooling": ("mean", "cls"),
-    "lstm_matmul_dtype": ("float32", "bfloat16"), "visual_stream": ("seed", "pooled"),
+    "lstm_matmul_dtype": ("float32", "bfloat16"), "visual_stream": ("seed", "pooled", "linear"),
 }
 
 
@@ -235,7 +237,7 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   # With visual features (gemma_features_dir): the pooled, standardised visual stream, per-stream
   # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
   # features and fusion"); none of these change a landmarks-only run.
-  c.visual_stream, c.visual_standardize, c.visual_dropout = "pooled", True, 0.5
+  c.visual_stream, c.visual_standardize, c.visual_dropout = "linear", True, 0.5
   c.feature_noise = 1.0  # Gaussian noise on the standardised visual features (one standard deviation)
   c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
   return c

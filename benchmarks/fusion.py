@@ -8,8 +8,9 @@ visual features carry a weak or a strong class signal, through the public traini
 For each strength it writes a seed-format data set (`make_synthetic(..., with_visual=True,
 visual_strength=S)`: landmarks whose classes differ in one handshape / location / movement, visual
 features = class code x strength + per-frame noise, with per-dimension offsets and scales), reports a
-nearest-centroid classifier on time-pooled, standardised visual features (the floor a visual stream should
-reach), then trains every variant for every seed with the config (best checkpoint on val, test report).
+nearest-centroid classifier and a linear probe (logistic regression, L2 chosen on val) on time-pooled,
+standardised visual features (the floors a visual stream should reach), then trains every variant for
+every seed with the config (best checkpoint on val, test report).
 Variants: landmarks only, visual only, each fusion type (the config's hybrid settings), and the seed's
 hybrid as it was (`seed_concat`, `seed_visual`: its visual stream on raw features, plain concat fusion).
 Real WLASL visual features need PaliGemma's weights (`scripts/extract_visual_features.py`), which cannot be
@@ -36,6 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
     "landmarks": {"gemma_features_dir": ""},
     "visual": {"use_landmarks": False},
+    # The first pooled stream (LayerNorm + gelu after the time-mean): visual_stream=pooled.
+    "pooled_visual": {"use_landmarks": False, "visual_stream": "pooled"},
     "concat": {"fusion_type": "concat"},
     "attention": {"fusion_type": "attention"},
     "gated": {"fusion_type": "gated"},
@@ -47,8 +50,8 @@ VARIANTS = {
 }
 
 
-def nearest_centroid(data: dict) -> dict:
-  """Test / val accuracy of nearest class centroid on time-pooled, standardised visual features."""
+def pooled_features(data: dict) -> dict:
+  """{split: (x (N, D), y (N,))}: time-pooled visual features, standardised with training-set statistics."""
   with open(os.path.join(data["data_dir"], data["subset"]), encoding="utf-8") as f:
     split = json.load(f)
   feats = {s: ([], []) for s in ("train", "val", "test")}
@@ -56,15 +59,54 @@ def nearest_centroid(data: dict) -> dict:
     v = np.load(os.path.join(data["gemma_features_dir"], vid + "_gemma.npy")).mean(0)
     feats[e["subset"]][0].append(v)
     feats[e["subset"]][1].append(e["action"][0])
-  xtr, ytr = np.asarray(feats["train"][0]), np.asarray(feats["train"][1])
+  xtr = np.asarray(feats["train"][0])
   mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-  z = lambda a: (np.asarray(a) - mu) / sd  # noqa: E731
-  centroids = np.stack([z(xtr)[ytr == c].mean(0) for c in range(data["num_classes"])])
+  return {s: ((np.asarray(x) - mu) / sd, np.asarray(y)) for s, (x, y) in feats.items()}
+
+
+def nearest_centroid(data: dict) -> dict:
+  """Test / val accuracy of nearest class centroid on time-pooled, standardised visual features."""
+  feats = pooled_features(data)
+  xtr, ytr = feats["train"]
+  centroids = np.stack([xtr[ytr == c].mean(0) for c in range(data["num_classes"])])
   out = {}
   for s in ("val", "test"):
-    d = ((z(feats[s][0])[:, None] - centroids[None]) ** 2).sum(-1)
-    out[s] = float((d.argmin(1) == np.asarray(feats[s][1])).mean())
+    d = ((feats[s][0][:, None] - centroids[None]) ** 2).sum(-1)
+    out[s] = float((d.argmin(1) == feats[s][1]).mean())
   return out
+
+
+def linear_probe(data: dict, l2s=(1e-4, 1e-3, 1e-2, 1e-1), steps: int = 300) -> dict:
+  """Val / test accuracy of multinomial logistic regression (L-BFGS to convergence) on time-pooled,
+  standardised visual features, its L2 penalty chosen on val: what a visual stream should reach."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  feats = pooled_features(data)
+  x, y = jnp.asarray(feats["train"][0]), jnp.asarray(feats["train"][1])
+  k = data["num_classes"]
+
+  def fit(l2):
+    def loss(p):
+      logits = x @ p[0] + p[1]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean() + l2 * jnp.sum(p[0] ** 2)
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def step(p, state):
+      value, grad = value_and_grad(p, state=state)
+      updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+      return optax.apply_updates(p, updates), state
+    p = (jnp.zeros((x.shape[1], k)), jnp.zeros(k))
+    state = opt.init(p)
+    for _ in range(steps):
+      p, state = step(p, state)
+    return {s: float(((feats[s][0] @ np.asarray(p[0]) + np.asarray(p[1])).argmax(1) == feats[s][1]).mean())
+            for s in ("val", "test")}
+  results = {l2: fit(l2) for l2 in l2s}
+  best = max(l2s, key=lambda l2: results[l2]["val"])
+  return {**results[best], "l2": best}
 
 
 def main() -> None:
@@ -90,7 +132,7 @@ def main() -> None:
     d = os.path.join(args.workdir_root, args.name, f"data_s{strength}")
     data = make_synthetic(d, args.num_classes, seed=0, with_visual=True, train_scale=args.train_scale,
                           visual_strength=strength)
-    floors[strength] = nearest_centroid(data)
+    floors[strength] = {"nearest_centroid": nearest_centroid(data), "linear_probe": linear_probe(data)}
     set_args = {"data_dir": data["data_dir"], "subset": data["subset"], "landmarks_dir": data["landmarks_dir"],
                 "gemma_features_dir": data["gemma_features_dir"], "landmark_layout": "seed162"}
     for variant in args.variants.split(","):
@@ -106,8 +148,8 @@ def main() -> None:
       print(f"strength {r['strength']} {r['variant']} seed {r['seed']}: val top-1 {r['val']['top1']:.3f} | test top-1 "
             f"{r['test']['top1']:.3f} top-5 {r['test']['top5']:.3f} | {r['seconds']:.0f} s", flush=True)
       runs.append(r)
-  lines = ["| visual signal | nearest-centroid floor (test) | " + " | ".join(args.variants.split(",")) + " |",
-           "|---|---|" + "---|" * len(args.variants.split(","))]
+  lines = ["| visual signal | nearest centroid (test) | linear probe (test) | " + " | ".join(args.variants.split(","))
+           + " |", "|---|---|---|" + "---|" * len(args.variants.split(","))]
   summary = {}
   for strength, floor in floors.items():
     cells = []
@@ -116,7 +158,8 @@ def main() -> None:
       mean, sd = statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
       summary[f"{strength}/{variant}"] = {"test_top1_mean": mean, "test_top1_std": sd, "n": len(xs)}
       cells.append(f"{100 * mean:.1f} ± {100 * sd:.1f}")
-    lines.append(f"| strength {strength} | {100 * floor['test']:.1f} | " + " | ".join(cells) + " |")
+    lines.append(f"| strength {strength} | {100 * floor['nearest_centroid']['test']:.1f} | "
+                 f"{100 * floor['linear_probe']['test']:.1f} | " + " | ".join(cells) + " |")
   text = "\n".join(lines)
   print(text)
   path = common.save(args.name, {"machine": common.machine(), "config": os.path.relpath(config, ROOT),

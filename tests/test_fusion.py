@@ -16,8 +16,11 @@ from conftest import REPO, tiny_config
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from fusion import nearest_centroid  # noqa: E402  pylint: disable=wrong-import-position
 
-# The recommended hybrid settings (configs/nslt_*.py), on a small fast model.
-HYBRID = dict(visual_stream="pooled", visual_standardize=True, visual_dropout=0.5, feature_noise=1.0,
+# The recommended hybrid settings (configs/nslt_*.py), on a small fast model; lighter input dropout and
+# noise on the visual features than the configs' 0.5 / 1.0, which underfit the linear visual stream in this
+# 360-step run (visual-only test top-1 0.37 vs 0.47 here; on the 100-class benchmark set, 670 steps, val
+# top-1 53.3 vs 51.8 % the other way round).
+HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.2, feature_noise=0.3,
               aux_loss_weight=0.5, modality_dropout=0.2,
               fusion_residual=True)
 

@@ -16,7 +16,7 @@ from asl_jax.models.fusion import make_fusion
 from asl_jax.models.heads import ClassifierHead
 
 ENCODERS = ("lstm", "transformer", "conv_transformer")
-VISUAL_STREAMS = ("seed", "pooled")
+VISUAL_STREAMS = ("seed", "pooled", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,9 @@ class HybridModel(nn.Module):
   conv_kernel: int = 17
   conv_layers: int = 3
   drop_path: float = 0.1
-  visual_stream: str = "seed"  # seed: projections + self-attention; pooled: PooledVisualEncoder
+  # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the same with a linear pooled
+  # vector, and a visual-only model's head is then one Dense layer (a linear probe on the time-mean).
+  visual_stream: str = "seed"
   visual_dropout: float = 0.1
   aux_heads: bool = False  # a linear head per stream (both streams only), for the auxiliary losses
   modality_dropout: float = 0.0  # training: per clip, drop the visual (p/2) or the landmark (p/2) stream
@@ -75,8 +77,8 @@ class HybridModel(nn.Module):
     if self.use_visual:
       if self.visual_stream == "seed":
         self.visual_encoder = VisualEncoder(h, p, self.num_heads)
-      elif self.visual_stream == "pooled":
-        self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout)
+      elif self.visual_stream in ("pooled", "linear"):
+        self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout, linear=self.visual_stream == "linear")
       else:
         raise ValueError(f"visual_stream={self.visual_stream!r}: expected one of {VISUAL_STREAMS}")
     if self.aux_heads and self.use_landmarks and self.use_visual:
@@ -86,7 +88,10 @@ class HybridModel(nn.Module):
       self.fusion = make_fusion(self.fusion_type, h, p, self.num_heads)
       if self.fusion_residual:
         self.fusion_out = nn.Dense(h, kernel_init=nn.initializers.zeros)
-    self.head = ClassifierHead(self.num_classes, h, p)
+    if self.use_visual and not self.use_landmarks and self.visual_stream == "linear":
+      self.head = nn.Dense(self.num_classes)
+    else:
+      self.head = ClassifierHead(self.num_classes, h, p)
 
   def encode_streams(self, batch: dict[str, Any], train: bool = False) -> dict[str, Stream]:
     out = {}
@@ -122,7 +127,8 @@ class HybridModel(nn.Module):
     the three heads' log-probabilities, a product of experts: each head was trained on its own, and a
     stream without signal gives a nearly flat distribution that barely moves the sum."""
     streams = self.encode_streams(batch, train)
-    logits = self.head(self._fuse(streams, train), train)
+    fused = self._fuse(streams, train)
+    logits = self.head(fused) if isinstance(self.head, nn.Dense) else self.head(fused, train)
     extra = {}
     if self.aux_heads and len(streams) == 2:  # computed (cheap) even when not returned, so init creates them
       extra = {"landmarks": self.aux_landmarks(streams["l"].pooled), "visual": self.aux_visual(streams["v"].pooled)}

@@ -3,19 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 EXTRACT_VENV := .venv-extract
 EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
 
 .PHONY: demo test venv extract-env clean
 
+# The demo needs the core only (jax, flax, optax, orbax, ...); the tests add pytest and the PyTorch reference
+# (the `dev` extra).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
+venv: $(DEV_STAMP)
 
 # Extraction has its own environment: mediapipe 0.10.21 (the last wheel that bundles the Holistic models)
 # needs numpy < 2, the core runs on current JAX with numpy 2. It also holds torch + transformers for the
@@ -33,7 +40,7 @@ extract-env: $(EXTRACT_STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py --data_dir demo_data --workdir demo_run
 
-test: $(STAMP) $(EXTRACT_STAMP)
+test: $(DEV_STAMP) $(EXTRACT_STAMP)
 	$(PY) -m pytest tests
 	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
 

@@ -1,18 +1,23 @@
-"""Console entry points (asl-train, asl-evaluate, asl-predict): absl flags -> one library call.
+"""Console entry points (scripts/*.py and asl-train, asl-evaluate, ...): absl flags -> one library call.
 
-A user-facing error (AslJaxError) prints one line `error: ...` on stderr and exits with status 1.
+Every entry point's `--help` lists its own flags. A user-facing error (AslJaxError, a bad flag, a
+misspelled config field) prints one line `error: ...` on stderr and exits with status 1 (2 for usage).
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import signal
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from asl_jax.errors import AslJaxError
+
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def quiet_logs() -> None:
@@ -39,32 +44,134 @@ def run_guarded(fn) -> None:
     sys.exit(1)
 
 
-def _serve(action, argv=None, positional: bool = False) -> None:
-  """app.run a main that rejects stray arguments (unless `positional`) and calls action(FLAGS, args)
-  under run_guarded."""
+def _usage_error(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def flags_help() -> str:
+  """One line (plus default) per flag this entry point defined."""
+  lines = []
+  for flag in sorted(flags.FLAGS.get_flags_for_module(__name__), key=lambda f: f.name):
+    default = "" if flag.default in (None, "", [], False) or flag.name == "config" else f" (default: {flag.default})"
+    if isinstance(flag, flags.MultiFlag):
+      default = ""
+    lines.append(f"  --{flag.name}: {flag.help}{default}")
+  return "\n".join(lines)
+
+
+def _serve(action, usage: str, argv=None, positional: bool = False, extra_help: str = "", precheck=None) -> None:
+  """app.run a main that calls action(FLAGS, positional args) under run_guarded. `--help` prints `usage`,
+  this entry point's flags and `extra_help`; stray arguments are rejected unless `positional`."""
+  argv = list(sys.argv if argv is None else argv)
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    print(usage.strip() + "\n\nflags:\n" + flags_help() + ("\n\n" + extra_help.strip() if extra_help else ""))
+    print("\n(--helpfull also lists absl's own flags)")
+    sys.exit(0)
+  if precheck is not None:
+    precheck(argv)
+
+  def parse(args):
+    try:
+      return flags.FLAGS(args)
+    except flags.Error as e:
+      _usage_error(f"{e} (--help lists the flags)")
 
   def main(argv_):
     if len(argv_) > 1 and not positional:
-      raise app.UsageError(f"unexpected arguments: {argv_[1:]}")
+      _usage_error(f"unexpected arguments: {' '.join(argv_[1:])} (--help lists the flags)")
     run_guarded(lambda: action(flags.FLAGS, argv_[1:]))
 
-  app.run(main, argv=argv)
+  app.run(main, argv=argv, flags_parser=parse)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+TRAIN_USAGE = """
+Train a recognizer, evaluate its best checkpoint on test, write reports (resumes when WORKDIR holds a run):
+
+  python scripts/train.py --config=configs/nslt_100.py --workdir=runs/nslt100 [--config.FIELD=VALUE ...]
+  python scripts/train.py --list_config [--config=configs/nslt_100.py]   # every field: value, default, meaning
+"""
+
+
+def _config_files() -> list[str]:
+  return sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
+
+
+def _train_extra_help() -> str:
+  return ("config files: " + ", ".join(_config_files()) + "\n"
+          "  (nslt_K.py: the recommended recipe for K classes; seed_nslt_K.py: the seed project's; demo.py)\n"
+          "config fields: override any with --config.FIELD=VALUE; --list_config prints them all, grouped, with "
+          "defaults and meanings")
+
+
+def _check_train_argv(argv) -> None:
+  """Problems absl / ml_collections report with a traceback, as one line: a missing config file, a
+  misspelled --config.FIELD."""
+  from asl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  args = argv[1:]
+  for i, arg in enumerate(args):
+    if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(args)):
+      path = arg.split("=", 1)[1] if "=" in arg else args[i + 1]
+      if not os.path.isfile(path):
+        _usage_error(f"--config={path}: config file not found (configs: {', '.join(_config_files())})")
+    elif arg.startswith("--config."):
+      name = arg[len("--config."):].split("=", 1)[0].split(".", 1)[0]
+      if name not in config_lib.FIELDS:
+        close = config_lib.closest_field(name)
+        hint = f"; did you mean {close}?" if close else ""
+        _usage_error(f"--config.{name}: no such config field{hint} (scripts/train.py --list_config lists them)")
+
+
+def next_commands(workdir: str) -> str:
+  """What to run next on a finished run."""
+  w = workdir
+  return "\n".join([
+      "next:",
+      f"  python scripts/evaluate.py --workdir={w} --split=val        # another split or checkpoint",
+      f"  python scripts/predict.py --workdir={w} --landmarks=CLIP_landmarks.npy   # or --video=CLIP.mp4",
+      f"  python scripts/export.py --workdir={w}                      # a self-contained model for jax servers",
+      f"  tensorboard --logdir {w}/tensorboard                        # curves (pip install '.[tb]')",
+  ])
 
 
 def train_main(argv=None):
-  config_flags.DEFINE_config_file("config", None, "ml_collections config file (configs/*.py)",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", None, "run directory: checkpoints, logs, reports")
-  flags.mark_flags_as_required(["config", "workdir"])
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  config_flags.DEFINE_config_file("config", None, "ml_collections config file (configs/*.py)", lock_config=True)
+  flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics.jsonl, tensorboard/, reports")
+  flags.DEFINE_bool("list_config", False, "print every config field (value, default, meaning) and exit")
 
   def action(f, _):
-    from asl_jax import train  # pylint: disable=import-outside-toplevel
+    from asl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+    if f.list_config:
+      print(config_lib.describe(f.config))
+      return
+    if f.config is None or not f.workdir:
+      _usage_error("give --config=configs/FILE.py and --workdir=DIR (--help lists the flags)")
+    from asl_jax import evaluate, train  # pylint: disable=import-outside-toplevel
     result = train.train_and_evaluate(f.config, f.workdir)
-    print(json.dumps(result))
     if result["status"] == "interrupted":  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them
       sys.exit(128 + (result.get("signal") or signal.SIGTERM))
+    if result.get("test_report"):
+      with open(result["test_report"], encoding="utf-8") as fh:
+        print(evaluate.format_table(json.load(fh)))
+      print(f"report: {os.path.abspath(result['test_report'])}")
+    print(f"best epoch {result['best_epoch']}; run: {os.path.abspath(f.workdir)}")
+    print(next_commands(f.workdir))
 
-  _serve(action, argv)
+  _serve(action, TRAIN_USAGE, argv, extra_help=_train_extra_help(), precheck=_check_train_argv)
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+EVALUATE_USAGE = """
+Evaluate a trained run (or an ensemble of runs) on a split of its data; writes DIR/eval_SPLIT/report.json
+and plots:
+
+  python scripts/evaluate.py --workdir=runs/nslt100 [--split=test] [--checkpoint=best]
+  python scripts/evaluate.py --workdir=runs/a,runs/b,runs/c        # their averaged probabilities
+"""
 
 
 def evaluate_main(argv=None):
@@ -78,58 +185,155 @@ def evaluate_main(argv=None):
   flags.DEFINE_string("data_dir", "", "the split file's directory, if it moved since training (default: saved)")
   flags.DEFINE_string("landmarks_dir", "", "the landmark files, if they moved (default: saved)")
   flags.DEFINE_string("gemma_features_dir", "", "the visual features, if they moved (default: saved)")
-  flags.mark_flags_as_required(["workdir"])
 
   def action(f, _):
+    if not f.workdir:
+      _usage_error("give --workdir=DIR (--help lists the flags)")
     from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
     print(evaluate.format_table(report))
     print(f"report: {report['path']}")
 
-  _serve(action, argv)
+  _serve(action, EVALUATE_USAGE, argv)
+
+
+# -------------------------------------------------------------------------------------------- predict
+
+PREDICT_USAGE = """
+Top-k glosses for new clips, one JSON line per input:
+
+  python scripts/predict.py --workdir=runs/nslt100 --landmarks=clip_landmarks.npy [--landmarks=DIR ...]
+  python scripts/predict.py --workdir=runs/nslt100 --video=clip.mp4        # landmarks extracted first
+  python scripts/predict.py --workdir=runs/hybrid --landmarks=DIR --gemma=DIR   # runs with visual features
+"""
 
 
 def predict_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, average their "
                       "probabilities (an ensemble)")
-  flags.DEFINE_multi_string("landmarks", None, "landmark .npy files, directories of them, or videos "
-                            "(videos need the extract extra); repeat or list after the flags")
-  flags.DEFINE_string("gemma", None, "visual features: a file (one input) or a directory of {id}_gemma.npy")
-  flags.DEFINE_string("landmarks_dir", None, "a directory of {id}_landmarks.npy files to predict (all of them)")
-  flags.DEFINE_string("gemma_features_dir", None, "the directory of {id}_gemma.npy for them (same as --gemma DIR)")
+  flags.DEFINE_multi_string("landmarks", None, "landmark .npy files or directories of {id}_landmarks.npy "
+                            "(repeat the flag; .npy files after the flags count too)")
+  flags.DEFINE_multi_string("video", None, "video files or directories of videos: landmarks are extracted with "
+                            "MediaPipe first (the extract extra or `make extract-env`)")
+  flags.DEFINE_string("gemma", None, "visual features for runs trained with them: a {id}_gemma.npy file (one "
+                      "input) or a directory of them")
+  flags.DEFINE_string("landmarks_dir", None, "same as --landmarks=DIR")
+  flags.DEFINE_string("gemma_features_dir", None, "same as --gemma=DIR")
   flags.DEFINE_integer("top_k", 5, "how many classes to print per input")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
-  flags.mark_flags_as_required(["workdir"])
 
   def action(f, args):
+    if not f.workdir:
+      _usage_error("give --workdir=DIR (--help lists the flags)")
     from asl_jax import predict  # pylint: disable=import-outside-toplevel
-    inputs = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else []) + list(args)
     if f.gemma and f.gemma_features_dir:
-      raise app.UsageError("give --gemma or --gemma_features_dir, not both")
-    gemma = f.gemma or f.gemma_features_dir
-    if not inputs:
-      raise app.UsageError("give --landmarks=FILE.npy (or files / directories after the flags)")
-    for row in predict.predict_files(f.workdir, inputs, gemma, f.top_k, f.checkpoint):
+      _usage_error("give --gemma or --gemma_features_dir, not both")
+    landmarks = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else [])
+    videos = list(f.video or [])
+    for a in args:  # positional inputs: by their type
+      (videos if a.lower().endswith(predict.VIDEO_SUFFIXES) else landmarks).append(a)
+    if not landmarks and not videos:
+      _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
+    for row in predict.predict_files(f.workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k,
+                                     f.checkpoint, videos=videos):
       if "warning" in row:
         print(f"warning: {row['file']}: {row['warning']}", file=sys.stderr)
       print(json.dumps(row))
 
-  _serve(action, argv, positional=True)
+  _serve(action, PREDICT_USAGE, argv, positional=True)
+
+
+# --------------------------------------------------------------------------------------------- export
+
+EXPORT_USAGE = """
+Export a trained run as DIR/export/model.jax_export + meta.json: a jax.export artifact that takes a raw
+clip (T x D, as the landmark files hold it, any T; plus the visual clip for hybrid runs) and returns class
+probabilities; loading it needs only jax (README, "Export"):
+
+  python scripts/export.py --workdir=runs/nslt100 [--out_dir=DIR] [--checkpoint=best]
+"""
 
 
 def export_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory")
-  flags.DEFINE_string("out_dir", None, "where to write model.jax_export and meta.json (default DIR/export)")
+  flags.DEFINE_string("out_dir", None, "where to write model.jax_export and meta.json (default WORKDIR/export)")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
-  flags.mark_flags_as_required(["workdir"])
 
   def action(f, _):
+    if not f.workdir:
+      _usage_error("give --workdir=DIR (--help lists the flags)")
     from asl_jax import export  # pylint: disable=import-outside-toplevel
-    print(f"exported to {export.export_run(f.workdir, f.out_dir or f'{f.workdir}/export', f.checkpoint)}")
+    out = export.export_run(f.workdir, f.out_dir or os.path.join(f.workdir, "export"), f.checkpoint)
+    with open(os.path.join(out, export.META_FILE), encoding="utf-8") as fh:
+      meta = json.load(fh)
+    print(f"exported to {out}: {meta['signature']}")
 
-  _serve(action, argv)
+  _serve(action, EXPORT_USAGE, argv)
+
+
+# ----------------------------------------------------------------------------------------- extraction
+
+EXTRACT_LANDMARKS_USAGE = """
+Extract MediaPipe Holistic landmarks from WLASL videos (DATA_DIR/videos/{id}.mp4) for every entry of a split
+file, trimmed to its action frames; run in the extraction environment (`make extract-env`, README):
+
+  .venv-extract/bin/python scripts/extract_landmarks.py --data_dir=D [--output_dir=D/landmarks] \\
+      [--subset=nslt_100.json] [--layout=seed162] [--workers=2] [--skip_existing]
+"""
+
+
+def extract_landmarks_main(argv=None):
+  flags.DEFINE_string("data_dir", None, "directory with videos/{id}.mp4 and the split file")
+  flags.DEFINE_string("output_dir", None, "where {id}_landmarks.npy go (default DATA_DIR/landmarks)")
+  flags.DEFINE_string("subset", "nslt_100.json", "split file in data_dir: its entries' action frames trim the clips")
+  flags.DEFINE_enum("layout", "seed162", ["seed162", "holistic543"], "per-frame layout written")
+  flags.DEFINE_integer("num_frames", 0, "frames per clip, evenly spaced (0: every frame of the trimmed clip)")
+  flags.DEFINE_integer("workers", 1, "parallel processes (one video each)")
+  flags.DEFINE_bool("skip_existing", False, "keep landmark files already written (resume an interrupted run)")
+
+  def action(f, _):
+    if not f.data_dir:
+      _usage_error("give --data_dir=DIR (--help lists the flags)")
+    from asl_jax.extract.dataset import extract_dataset, finish  # pylint: disable=import-outside-toplevel
+    out = f.output_dir or os.path.join(f.data_dir, "landmarks")
+    finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing), out)
+
+  _serve(action, EXTRACT_LANDMARKS_USAGE, argv)
+
+
+EXTRACT_VISUAL_USAGE = """
+Extract per-frame SigLIP visual features ({id}_gemma.npy, the trainer's gemma_features_dir) from WLASL
+videos; run in the extraction environment with the visual extra (README):
+
+  .venv-extract/bin/python scripts/extract_visual_features.py --data_dir=D [--output_dir=D/gemma_features] \\
+      [--subset=nslt_100.json] [--model_name=google/paligemma-3b-pt-224] [--num_frames=16] [--device=auto]
+"""
+
+
+def extract_visual_main(argv=None):
+  from asl_jax.extract.visual import DEFAULT_MODEL  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string("data_dir", None, "directory with videos/{id}.mp4 and the split file")
+  flags.DEFINE_string("output_dir", None, "where {id}_gemma.npy go (default DATA_DIR/gemma_features)")
+  flags.DEFINE_string("subset", "nslt_100.json", "split file in data_dir: its entries' action frames trim the clips")
+  flags.DEFINE_string("model_name", DEFAULT_MODEL,
+                      "hub name or local directory of a PaliGemma, SigLIP or SigLIP vision checkpoint")
+  flags.DEFINE_integer("num_frames", 16, "frames per clip, evenly spaced (0: every frame of the trimmed clip)")
+  flags.DEFINE_enum("device", "auto", ["auto", "cpu", "cuda", "mps"], "torch device (auto: cuda, mps, cpu)")
+  flags.DEFINE_integer("batch_size", 32, "frames per forward pass")
+  flags.DEFINE_bool("skip_existing", False, "keep feature files already written (resume an interrupted run)")
+
+  def action(f, _):
+    if not f.data_dir:
+      _usage_error("give --data_dir=DIR (--help lists the flags)")
+    from asl_jax.extract.dataset import extract_visual_dataset, finish  # pylint: disable=import-outside-toplevel
+    out = f.output_dir or os.path.join(f.data_dir, "gemma_features")
+    finish(extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device, f.batch_size,
+                                  f.skip_existing), out)
+
+  _serve(action, EXTRACT_VISUAL_USAGE, argv)
 
 
 if __name__ == "__main__":
   train_main()
+

@@ -1,114 +1,156 @@
-"""Every field of asl_jax's configuration with its default, flat (the seed's flag names where it had one).
+"""Every field of asl_jax's configuration with its default and meaning, flat (the seed's flag names where
+it had one), grouped in sections; `scripts/train.py --list_config` prints this table.
 
 Config files in configs/ start from `default_config()`; override any field on the command line with
 `--config.FIELD=VALUE`. Unknown fields are rejected.
 """
 
+from __future__ import annotations
+
+import difflib
+from typing import Any, NamedTuple
+
 import ml_collections
+
+
+class Field(NamedTuple):
+  name: str
+  default: Any
+  help: str
+  choices: tuple | None = None
+
+
+SECTIONS: dict[str, tuple[Field, ...]] = {
+    "data (seed: --data_dir, --subset, --landmarks_dir, --gemma_features_dir, --gemma_feature_dim, "
+    "--num_frames)": (
+        Field("data_dir", "data/wlasl", "directory of the split file and wlasl_class_list.txt"),
+        Field("subset", "nslt_100.json", "the split file: {video_id: {subset, action: [class, start, end]}}"),
+        Field("landmarks_dir", "", "directory of {id}_landmarks.npy (empty: DATA_DIR/landmarks)"),
+        Field("gemma_features_dir", "", "directory of {id}_gemma.npy visual features (empty: landmarks only)"),
+        Field("gemma_feature_dim", 0, "visual feature size (0: from extraction_metadata.json or the files)"),
+        Field("landmark_layout", "auto", "layout of the landmark files (auto: from their width)",
+              ("auto", "seed162", "holistic170", "holistic543")),
+        Field("num_frames", 16, "frames the model sees per clip"),
+        Field("max_frames", 64, "frames stored per clip (longer clips are resampled uniformly when packed)"),
+        Field("features", "pos,presence", "per-frame landmark features derived on device after augmentation: "
+              "a comma-separated subset of pos, hand, vel, acc, presence (pos,presence with use_z = the "
+              "seed's 166 values)"),
+        Field("use_z", True, "include MediaPipe's relative depth in every feature block"),
+        Field("trim_no_hands", False, "sample frames only between the first and last frame with a hand"),
+        Field("train_subsets", "train", "what to train on (train+val: the I3D convention)", ("train", "train+val")),
+        Field("on_bad_file", "error", "unreadable / NaN / wrong-shape clips: stop, or skip them (listed in "
+              "the data report)", ("error", "skip")),
+        Field("cache_dir", "", "packed-array cache (empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; none: off)"),
+    ),
+    "model (seed: --hidden_dim, --fusion_type, --dropout)": (
+        Field("encoder", "lstm", "landmark encoder", ("lstm", "transformer", "conv_transformer")),
+        Field("hidden_dim", 512, "width of the encoders, fusion and head"),
+        Field("dropout", 0.5, "dropout outside the Transformer layers"),
+        Field("fusion_type", "concat", "how the landmark and visual streams are combined",
+              ("concat", "attention", "gated")),
+        Field("use_landmarks", True, "False with gemma_features_dir: a visual-only model"),
+        Field("visual_stream", "seed", "seed: projections + self-attention; pooled: a projection averaged over "
+              "time, then LayerNorm + gelu; linear: the time-mean's projection kept linear (a linear probe "
+              "when visual-only)", ("seed", "pooled", "linear")),
+        Field("visual_standardize", False, "standardise visual features with training-set statistics (saved "
+              "with the run)"),
+        Field("visual_dropout", 0.1, "pooled / linear stream: dropout on the input features"),
+        Field("aux_loss_weight", 0.0, "> 0 with both streams: a linear head per stream, its loss added with "
+              "this weight; predictions multiply the three heads"),
+        Field("modality_dropout", 0.0, "training with both streams: per clip, drop one stream (p/2 each)"),
+        Field("fusion_residual", False, "fused = landmark vector + zero-initialised projection of the fusion"),
+        Field("lstm_layers", 2, "lstm: bidirectional layers"),
+        Field("transformer_layers", 2, "transformer / conv_transformer: Transformer blocks"),
+        Field("num_heads", 4, "attention heads (hidden_dim must be divisible by it)"),
+        Field("ff_mult", 4, "Transformer feed-forward width / hidden_dim"),
+        Field("pooling", "mean", "transformer: how the sequence is pooled", ("mean", "cls")),
+        Field("transformer_dropout", 0.1, "dropout inside the Transformer layers"),
+        Field("lstm_matmul_dtype", "float32", "lstm: bfloat16 matmuls with float32 accumulation (faster on "
+              "CPUs with AVX512-BF16 and on GPUs)", ("float32", "bfloat16")),
+        Field("conv_kernel", 17, "conv_transformer: temporal kernel of the depthwise convolutions"),
+        Field("conv_layers", 3, "conv_transformer: convolution blocks before each Transformer block"),
+        Field("drop_path", 0.1, "conv_transformer: stochastic depth of the last block (linear from 0)"),
+    ),
+    "optimisation (seed: --batch_size, --epochs, --lr, --weight_decay, --seed, --label_smoothing, "
+    "--warmup_epochs, --use_class_weights, --balanced_sampling)": (
+        Field("batch_size", 32, "global batch (split over the devices; capped at the training-set size)"),
+        Field("epochs", 100, "training epochs"),
+        Field("lr", 1e-4, "peak learning rate (AdamW)"),
+        Field("weight_decay", 1e-4, "AdamW decoupled weight decay"),
+        Field("grad_clip", 1.0, "global gradient-norm clip (0: off)"),
+        Field("warmup_epochs", 5, "linear warmup epochs before the cosine decay (clamped to epochs)"),
+        Field("min_lr_ratio", 0.0, "the cosine decays to lr * min_lr_ratio"),
+        Field("label_smoothing", 0.1, "label smoothing of the cross-entropy"),
+        Field("use_class_weights", False, "weight the loss by inverse class frequency (the seed's weights)"),
+        Field("class_weights_start_epoch", 0, "epochs trained without the class weights before they apply "
+              "(0: from the start, as the seed; deferred re-weighting, README \"Class weights\")"),
+        Field("balanced_sampling", False, "sample training clips class-balanced instead of shuffling"),
+        Field("ema_decay", 0.0, "> 0: keep an exponential moving average of the weights; validate, test, "
+              "predict and export it"),
+        Field("seed", 42, "seeds initialisation, data order, augmentation and dropout"),
+    ),
+    "augmentation (seed: --no_augmentation, --temporal_jitter, --feature_dropout, --feature_noise, "
+    "--temporal_mask_prob, --landmark_jitter; 0 disables one)": (
+        Field("augmentation", True, "False: no augmentation at all"),
+        Field("temporal_jitter", True, "swap adjacent sampled frames at random"),
+        Field("temporal_crop_prob", 0.3, "probability of training on a random temporal crop"),
+        Field("crop_min", 0.7, "shortest crop, as a fraction of the clip"),
+        Field("speed_range", 0.2, "random playback speed change, +-"),
+        Field("temporal_mask_prob", 0.1, "probability per frame of masking it out"),
+        Field("feature_dropout", 0.1, "probability per coordinate of zeroing it for the whole clip"),
+        Field("feature_noise", 0.05, "Gaussian noise on the visual features (standard deviations when "
+              "standardised)"),
+        Field("landmark_jitter", 0.02, "Gaussian noise on the landmark points (body units)"),
+        Field("flip_prob", 0.0, "probability of mirroring a clip (left- <-> right-handed signer)"),
+        Field("affine_prob", 0.5, "probability of a random affine transform of the points"),
+        Field("affine_scale", 0.1, "affine: scale change, +-"),
+        Field("affine_rotate", 10.0, "affine: rotation, +- degrees"),
+        Field("affine_shear", 0.05, "affine: shear, +-"),
+        Field("affine_shift", 0.05, "affine: shift, +- body units"),
+    ),
+    "run": (
+        Field("eval_batch_size", 256, "batch size of validation and evaluation"),
+        Field("tta_flip", False, "evaluation and prediction average the clip and its mirror image"),
+        Field("best_metric", "val_top1", "the metric that picks the best checkpoint (higher is better except "
+              "val_loss)", ("val_top1", "val_top5", "val_class_top1", "val_class_top5", "val_loss")),
+        Field("max_to_keep", 2, "latest checkpoints kept"),
+        Field("log_every", 50, "steps between progress-bar refreshes (each one waits for the device)"),
+        Field("progress_bar", True, "show a progress bar per epoch"),
+        Field("evaluate_test", True, "evaluate the best checkpoint on the test split at the end"),
+        Field("distributed", False, "multi-host: call jax.distributed.initialize (README)"),
+        Field("coordinator_address", "", "multi-host: the coordinator's host:port"),
+        Field("num_processes", 0, "multi-host: processes (0: from the environment, e.g. SLURM)"),
+        Field("process_id", -1, "multi-host: this process (-1: from the environment)"),
+    ),
+}
+FIELDS: dict[str, Field] = {f.name: f for fields in SECTIONS.values() for f in fields}
+CHOICES = {f.name: f.choices for f in FIELDS.values() if f.choices}
 
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  # Data (seed: --data_dir, --subset, --landmarks_dir, --gemma_features_dir, --gemma_feature_dim,
-  # --num_frames). gemma_features_dir empty = landmarks only; gemma_feature_dim 0 = from
-  # extraction_metadata.json or whatever all files agree on.
-  c.data_dir = "data/wlasl"
-  c.subset = "nslt_100.json"
-  c.landmarks_dir = ""  # empty: {data_dir}/landmarks
-  c.gemma_features_dir = ""
-  c.gemma_feature_dim = 0
-  c.landmark_layout = "auto"  # auto | seed162 | holistic170 | holistic543
-  c.num_frames = 16  # frames the model sees per clip
-  c.max_frames = 64  # frames stored per clip (longer clips are resampled uniformly when packed)
-  # Per-frame landmark features, derived on device after augmentation (asl_jax/landmark_features.py):
-  # a comma-separated subset of pos, hand, vel, acc, presence. "pos,presence" with use_z is the seed's
-  # input (166 values); the recommended configs use "pos,hand,vel,presence" without z.
-  c.features = "pos,presence"
-  c.use_z = True  # MediaPipe's relative depth in every block
-  c.trim_no_hands = False  # sample frames only between the first and last frame with a detected hand
-  c.train_subsets = "train"  # or "train+val" (the I3D convention)
-  c.on_bad_file = "error"  # or "skip": drop unreadable / NaN / wrong-shape clips, listed in the data report
-  c.cache_dir = ""  # packed-array cache; empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; "none" disables
-
-  # Model (seed: --hidden_dim, --fusion_type, --dropout).
-  c.encoder = "lstm"  # lstm | transformer | conv_transformer
-  c.hidden_dim = 512
-  c.dropout = 0.5
-  c.fusion_type = "concat"  # concat | attention | gated (used when visual features are given)
-  c.use_landmarks = True  # False with gemma_features_dir set: visual-only model
-  # The visual stream (README, "Visual features and fusion"): seed = the seed's projections + self-attention;
-  # pooled = one per-frame projection and a masked mean over time, then LayerNorm + gelu; linear = the same
-  # without anything after the mean (a visual-only model's head is then one Dense layer: a linear probe on
-  # the time-mean), which learns a weak signal best.
-  c.visual_stream = "seed"
-  c.visual_standardize = False  # standardise visual features with training-set statistics (saved with the run)
-  c.visual_dropout = 0.1  # pooled stream: dropout on the (standardised) input features
-  c.aux_loss_weight = 0.0  # > 0 (both streams): a linear head per stream, its loss added with this weight
-  c.modality_dropout = 0.0  # training, both streams: per clip, drop the visual or the landmark stream
-  c.fusion_residual = False  # fused = landmark vector + zero-initialised projection of the fusion output
-  c.lstm_layers = 2
-  c.transformer_layers = 2
-  c.num_heads = 4
-  c.ff_mult = 4
-  c.pooling = "mean"  # mean | cls (transformer)
-  c.transformer_dropout = 0.1  # inside the Transformer encoder's layers; `dropout` everywhere else
-  # float32 | bfloat16: the LSTM's matmuls (most of its FLOPs) in bfloat16 with float32 accumulation and
-  # float32 parameters; 1.9x faster steps on CPUs with AVX512-BF16 (README, "Performance").
-  c.lstm_matmul_dtype = "float32"
-  c.conv_kernel = 17  # conv_transformer: temporal kernel of the depthwise convolutions
-  c.conv_layers = 3  # conv_transformer: convolution blocks before each Transformer block
-  c.drop_path = 0.1  # conv_transformer: stochastic depth of the last block (linear from 0)
-
-  # Optimisation (seed: --batch_size, --epochs, --lr, --weight_decay, --seed, --label_smoothing,
-  # --warmup_epochs, --use_class_weights / --no_class_weights, --balanced_sampling).
-  c.batch_size = 32
-  c.epochs = 100
-  c.lr = 1e-4
-  c.weight_decay = 1e-4
-  c.grad_clip = 1.0  # global gradient-norm clip; 0 turns it off
-  c.warmup_epochs = 5
-  c.min_lr_ratio = 0.0  # the cosine decays to lr * min_lr_ratio
-  c.label_smoothing = 0.1
-  c.use_class_weights = False
-  # Epoch (0-based) from which the class weights apply; before it the loss is unweighted. 0 = from the
-  # start, as the seed. Deferring them to the last epochs (deferred re-weighting, Cao et al. 2019) lets the
-  # encoder learn from every clip at full weight first; README "Class weights: does the seed's claim hold?".
-  c.class_weights_start_epoch = 0
-  c.balanced_sampling = False
-  c.ema_decay = 0.0  # > 0: keep an exponential moving average of the weights; validate, test, export it
-  c.seed = 42
-
-  # Augmentation (seed: --no_augmentation, --temporal_jitter, --feature_dropout, --feature_noise,
-  # --temporal_mask_prob, --landmark_jitter), plus the Kaggle ISLR 2023 ones. 0 disables one.
-  c.augmentation = True
-  c.temporal_jitter = True
-  c.temporal_crop_prob = 0.3
-  c.crop_min = 0.7
-  c.speed_range = 0.2
-  c.temporal_mask_prob = 0.1
-  c.feature_dropout = 0.1
-  c.feature_noise = 0.05
-  c.landmark_jitter = 0.02
-  c.flip_prob = 0.0  # opt-in: mirrors signers (left-handed <-> right-handed); hurt on small real sets
-  c.affine_prob = 0.5
-  c.affine_scale = 0.1
-  c.affine_rotate = 10.0
-  c.affine_shear = 0.05
-  c.affine_shift = 0.05
-
-  # Run.
-  c.eval_batch_size = 256
-  c.tta_flip = False  # evaluation and prediction average the clip and its mirror image
-  c.best_metric = "val_top1"  # any val_* key of metrics.jsonl; higher is better except val_loss
-  c.max_to_keep = 2
-  c.log_every = 50  # steps between progress-bar refreshes (each one waits for the device)
-  c.progress_bar = True
-  c.evaluate_test = True  # evaluate the best checkpoint on the test split at the end
-  c.distributed = False  # multi-host: call jax.distributed.initialize (see README)
-  c.coordinator_address = ""
-  c.num_processes = 0  # 0: from the environment (SLURM, ...)
-  c.process_id = -1
+  for f in FIELDS.values():
+    c[f.name] = f.default
   return c
+
+
+def describe(config=None) -> str:
+  """Every field grouped by section: name, value (the config's, else the default), meaning, choices."""
+  lines = []
+  for section, fields in SECTIONS.items():
+    lines.append(f"\n{section}:")
+    for f in fields:
+      value = f.default if config is None else config[f.name]
+      changed = "" if value == f.default else f"  (default {f.default!r})"
+      choices = f"  [{' | '.join(f.choices)}]" if f.choices else ""
+      lines.append(f"  {f.name} = {value!r}{changed}\n      {f.help}{choices}")
+  return "\n".join(lines).lstrip("\n")
+
+
+def closest_field(name: str) -> str | None:
+  """The valid field closest to a misspelled one, or None."""
+  match = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
+  return match[0] if match else None
 
 
 # Fields that may change when a run resumes in the same workdir; any other difference is a conflict.
@@ -117,12 +159,6 @@ RESUME_SAFE_FIELDS = frozenset({
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
     "gemma_features_dir",
 })
-CHOICES = {
-    "encoder": ("lstm", "transformer", "conv_transformer"), "fusion_type": ("concat", "attention", "gated"),
-    "landmark_layout": ("auto", "seed162", "holistic170", "holistic543"),
-    "train_subsets": ("train", "train+val"), "on_bad_file": ("error", "skip"), "pooling": ("mean", "cls"),
-    "lstm_matmul_dtype": ("float32", "bfloat16"), "visual_stream": ("seed", "pooled", "linear"),
-}
 
 
 def validate(config) -> None:
@@ -156,8 +192,8 @@ def validate(config) -> None:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   if config.lr <= 0:
     raise ConfigError(f"config.lr={config.lr}: must be > 0")
-  if config.warmup_epochs < 0 or config.warmup_epochs > config.epochs:
-    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be in [0, epochs={config.epochs}]")
+  if config.warmup_epochs < 0:  # more than `epochs` is clamped (a shortened trial run of a long recipe)
+    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be >= 0")
   if not 0 <= config.class_weights_start_epoch < config.epochs:
     raise ConfigError(f"config.class_weights_start_epoch={config.class_weights_start_epoch}: must be in "
                       f"[0, epochs={config.epochs})")
@@ -165,11 +201,6 @@ def validate(config) -> None:
     raise ConfigError(f"config.hidden_dim={config.hidden_dim} must be divisible by num_heads={config.num_heads}")
   if not config.use_landmarks and not config.gemma_features_dir:
     raise ConfigError("config.use_landmarks=False needs visual features: set config.gemma_features_dir")
-  metric = config.best_metric
-  if not metric.startswith("val_") or metric not in ("val_loss", "val_top1", "val_top5", "val_class_top1",
-                                                      "val_class_top5"):
-    raise ConfigError(f"config.best_metric={metric!r}: expected one of val_top1, val_top5, val_class_top1, "
-                      "val_class_top5, val_loss")
 
 
 def resume_conflicts(saved: dict, config) -> list[str]:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import input_pipeline, landmark_features, losses, metrics
+from asl_jax import atomic, input_pipeline, landmark_features, losses, metrics
 from asl_jax.sharding import DataParallel
 
 
@@ -140,10 +140,7 @@ def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, 
   from asl_jax import plots  # pylint: disable=import-outside-toplevel  (matplotlib only when reporting)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, "report.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  os.replace(tmp, path)
+  atomic.write_json(path, report)
   cm = metrics.confusion_matrix(labels, summary["predictions"], len(glosses))
   plots.confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"))
   plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"))

@@ -1,11 +1,24 @@
 """Export a trained run as a self-contained `jax.export` artifact (StableHLO with the weights inside).
 
-The exported function maps model inputs to logits with a symbolic batch size:
-  landmarks (B, F, D) float32 and mask (B, F) bool [, visual (B, F, G) float32, visual_mask (B, F) bool]
-where F = num_frames and D the run's per-frame features (asl_jax/landmark_features.py; 166 for the seed's
-`pos,presence` with z: 54 normalised points x xyz and 4 part-presence flags). The run's visual
-standardisation is inside the artifact. `meta.json` beside it holds the glosses and shapes.
-Loading needs only jax and numpy: `load_exported(dir)` below, or `jax.export.deserialize`.
+The exported function takes one raw clip exactly as the feature files hold it and returns class
+probabilities:
+
+    probs f32[C] = call(landmarks f32[T, D])                      # landmark runs
+    probs f32[C] = call(landmarks f32[T, D], visual f32[Tv, G])   # runs with the visual stream
+
+T >= 1 and Tv >= 1 are symbolic (any clip length). D is the width of the run's landmark layout (162 for
+seed162, 170 for holistic170, 1629 for holistic543) and G the visual feature size. Everything the trainer
+does to a clip happens inside: layout -> canonical points, body-centred normalisation, uniform
+resampling to max_frames, the run's frame sampling and per-frame features, its visual standardisation,
+the model (with test-time flips when the run uses them) and the softmax. Inputs must be finite (zeros mark
+a part MediaPipe did not find, as in the feature files). `meta.json` beside it lists the glosses, the
+layout, D, G and the call signature. A server needs only jax and numpy:
+
+    import json, jax, numpy as np
+    exported = jax.export.deserialize(bytearray(open("export/model.jax_export", "rb").read()))
+    glosses = json.load(open("export/meta.json"))["glosses"]
+    probs = np.asarray(exported.call(np.load("clip_landmarks.npy").astype(np.float32)))
+    print(glosses[int(probs.argmax())], float(probs.max()))
 """
 
 from __future__ import annotations
@@ -17,47 +30,67 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import landmark_features
+from asl_jax import atomic, clip_prep
+from asl_jax import evaluate as eval_lib
+from asl_jax import input_pipeline, landmark_features
+from asl_jax.data import layouts
 from asl_jax.workdir import load_run
 
 EXPORT_FILE = "model.jax_export"
 META_FILE = "meta.json"
 
 
+def _infer_fn(run):
+  """The exported computation: raw clip(s) -> probabilities f32[C]."""
+  cfg, model = run.config, run.model
+  features = landmark_features.FeatureConfig.from_config(cfg)
+  tta = bool(cfg.get("tta_flip", False))
+  max_frames = cfg.max_frames
+
+  def infer(landmarks, visual=None):
+    points, parts, length = clip_prep.prepare(landmarks, run.layout, max_frames)
+    data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
+                                     labels=jnp.zeros(1, jnp.int32))
+    if visual is not None:
+      vis, vlen = clip_prep.prepare_visual(visual, max_frames)
+      data = data.replace(visual=vis[None], visual_lengths=vlen[None])
+    logp = eval_lib.log_probs(model, run.params, data, jnp.zeros(1, jnp.int32), cfg.num_frames, features, tta,
+                              run.visual_norm)
+    return jnp.exp(logp[0])
+
+  return infer
+
+
 def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
-  """Serialises the run's inference function with its parameters baked in; returns out_dir."""
+  """Serialises the run's raw-clip -> probabilities function with its parameters baked in; returns out_dir."""
   run = load_run(workdir, checkpoint)
-  model, params, cfg = run.model, run.params, run.config
-  f = cfg.num_frames
-  feature_dim = landmark_features.FeatureConfig.from_config(cfg).dim
-  (b,) = jax.export.symbolic_shape("b")
-  names = ["landmarks", "mask"] + (["visual", "visual_mask"] if run.visual_dim else [])
-  specs = [jax.ShapeDtypeStruct((b, f, feature_dim), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
+  dim = layouts.LAYOUT_DIMS[run.layout]
   if run.visual_dim:
-    specs += [jax.ShapeDtypeStruct((b, f, run.visual_dim), jnp.float32), jax.ShapeDtypeStruct((b, f), jnp.bool_)]
-
-  def infer(*inputs):
-    batch = dict(zip(names, inputs))
-    if run.visual_norm is not None:  # the run's visual standardisation is part of the artifact
-      batch["visual"] = (batch["visual"] - run.visual_norm[0]) / run.visual_norm[1]
-    return model.apply({"params": params}, batch, train=False)
-
-  exported = jax.export.export(jax.jit(infer))(*specs)
+    t, tv = jax.export.symbolic_shape("t, tv", constraints=("t >= 1", "tv >= 1"))
+    specs = [jax.ShapeDtypeStruct((t, dim), jnp.float32), jax.ShapeDtypeStruct((tv, run.visual_dim), jnp.float32)]
+  else:
+    (t,) = jax.export.symbolic_shape("t", constraints=("t >= 1",))
+    specs = [jax.ShapeDtypeStruct((t, dim), jnp.float32)]
+  exported = jax.export.export(jax.jit(_infer_fn(run)))(*specs)
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, EXPORT_FILE), "wb") as fh:
-    fh.write(exported.serialize())
-  meta = {"inputs": names, "num_frames": f, "feature_dim": feature_dim, "visual_dim": run.visual_dim,
-          "glosses": list(run.glosses), "checkpoint_step": run.step, "landmark_layout": run.layout,
-          "max_frames": cfg.max_frames}
-  with open(os.path.join(out_dir, META_FILE), "w", encoding="utf-8") as fh:
-    json.dump(meta, fh, indent=1)
+  atomic.write_bytes(os.path.join(out_dir, EXPORT_FILE), exported.serialize())
+  c = len(run.glosses)
+  signature = f"probs f32[{c}] = call(landmarks f32[T, {dim}]" + (
+      f", visual f32[Tv, {run.visual_dim}])" if run.visual_dim else ")") + ", any T >= 1" + (
+          " and Tv >= 1" if run.visual_dim else "")
+  meta = {"signature": signature, "inputs": ["landmarks"] + (["visual"] if run.visual_dim else []),
+          "landmark_layout": run.layout, "landmark_dim": dim, "visual_dim": run.visual_dim,
+          "num_classes": c, "glosses": list(run.glosses), "checkpoint_step": run.step,
+          "max_frames": run.config.max_frames, "num_frames": run.config.num_frames,
+          "tta_flip": bool(run.config.get("tta_flip", False)), "workdir": os.path.abspath(workdir)}
+  atomic.write_json(os.path.join(out_dir, META_FILE), meta, indent=1)
   return out_dir
 
 
 def load_exported(out_dir: str):
-  """(call, meta): call(*inputs) -> logits, using only jax (no asl_jax model code)."""
+  """(call, meta): call(landmarks[, visual]) -> probabilities (C,), using only jax (no asl_jax model code)."""
   with open(os.path.join(out_dir, EXPORT_FILE), "rb") as fh:
     exported = jax.export.deserialize(bytearray(fh.read()))
   with open(os.path.join(out_dir, META_FILE), encoding="utf-8") as fh:
     meta = json.load(fh)
-  return (lambda *inputs: np.asarray(exported.call(*inputs))), meta
+  return (lambda *inputs: np.asarray(exported.call(*(np.asarray(x, np.float32) for x in inputs)))), meta

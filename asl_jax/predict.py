@@ -93,21 +93,38 @@ def signal_warning(clip) -> str | None:
   return None
 
 
-def expand_inputs(paths: Iterable[str]) -> list[str]:
-  """Files as given; a directory stands for its *_landmarks.npy (else *.npy) and video files, sorted."""
+def _is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_SUFFIXES)
+
+
+def expand_inputs(paths: Iterable[str], kind: str = "landmarks") -> list[str]:
+  """Files as given; a directory stands for its landmark files (*_landmarks.npy, else *.npy) or, with
+  kind="video", its video files, sorted. A file of the other kind is one clear error naming the flag."""
   out = []
   for p in paths:
     if os.path.isdir(p):
       names = sorted(os.listdir(p))
-      lm = [n for n in names if n.endswith(features_lib.LANDMARK_SUFFIX)]
-      npy = lm or [n for n in names if n.endswith(".npy") and not n.endswith(features_lib.VISUAL_SUFFIX)]
-      out += [os.path.join(p, n) for n in npy + [n for n in names if n.lower().endswith(VIDEO_SUFFIXES)]]
-      if not npy and not any(n.lower().endswith(VIDEO_SUFFIXES) for n in names):
-        raise DataError(f"{p}: no .npy landmark files or videos in this directory")
-    elif os.path.exists(p):
-      out.append(p)
-    else:
+      if kind == "video":
+        found = [n for n in names if _is_video(n)]
+        what = f"videos ({', '.join(VIDEO_SUFFIXES)})"
+      else:
+        found = [n for n in names if n.endswith(features_lib.LANDMARK_SUFFIX)] or [
+            n for n in names if n.endswith(".npy") and not n.endswith(features_lib.VISUAL_SUFFIX)]
+        what = ".npy landmark files"
+      if not found:
+        hint = " (videos go with --video)" if kind != "video" and any(_is_video(n) for n in names) else ""
+        raise DataError(f"{p}: no {what} in this directory{hint}")
+      out += [os.path.join(p, n) for n in found]
+    elif not os.path.exists(p):
       raise DataError(f"{p}: file not found")
+    elif kind == "video" and not _is_video(p):
+      raise DataError(f"{p}: not a video ({', '.join(VIDEO_SUFFIXES)}); landmark .npy files go with --landmarks")
+    elif kind != "video" and _is_video(p):
+      raise DataError(f"{p}: a video given as landmarks; pass it with --video")
+    elif kind != "video" and p.endswith(features_lib.VISUAL_SUFFIX):
+      raise DataError(f"{p}: visual features given as landmarks; pass them with --gemma")
+    else:
+      out.append(p)
   return out
 
 
@@ -120,12 +137,15 @@ def gemma_for(landmarks_path: str, gemma: str | None) -> str | None:
   return features_lib.visual_path(gemma, vid)
 
 
-def predict_files(workdir, landmarks: Sequence[str], gemma: str | None = None, top_k: int = 5,
-                  checkpoint: str = "best") -> list[dict]:
-  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}. `workdir` may name
-  several runs ("a,b" or a list) with the same classes: their probabilities are averaged, and each result
-  lists them under "runs"."""
-  files = expand_inputs(landmarks)
+def predict_files(workdir, landmarks: Sequence[str] = (), gemma: str | None = None, top_k: int = 5,
+                  checkpoint: str = "best", videos: Sequence[str] = ()) -> list[dict]:
+  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}. `landmarks` are .npy
+  files or directories of them, `videos` video files or directories (MediaPipe extracts their landmarks
+  first). `workdir` may name several runs ("a,b" or a list) with the same classes: their probabilities are
+  averaged, and each result lists them under "runs"."""
+  files = expand_inputs(landmarks) + expand_inputs(videos, "video")
+  if not files:
+    raise DataError("no inputs: give landmark .npy files or videos")
   workdirs = eval_lib.split_workdirs(workdir)
   if not workdirs:
     raise DataError("--workdir: no run directory given")
@@ -136,7 +156,10 @@ def predict_files(workdir, landmarks: Sequence[str], gemma: str | None = None, t
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
     clips = []
     for f in files:
-      if f.lower().endswith(VIDEO_SUFFIXES):
+      if _is_video(f):
+        if predictor.run.visual_dim:
+          raise DataError(f"{f}: {wd} also needs visual features, which predict does not extract from videos: "
+                          "extract them (scripts/extract_visual_features.py) and pass --landmarks and --gemma")
         key = (f, predictor.run.layout)
         if key not in raw_cache:  # extract each video once per layout
           from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel

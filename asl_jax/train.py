@@ -23,10 +23,11 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from asl_jax import atomic
 from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, landmark_features, losses, metrics, models, optim
+from asl_jax import input_pipeline, landmark_features, losses, models, optim
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import packed as packed_lib, splits as splits_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
@@ -254,13 +255,6 @@ class WorkdirLock:
       self._fd = None
 
 
-def _save_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, default=str)
-  os.replace(tmp, path)
-
-
 DATA_PATH_FIELDS = ("data_dir", "landmarks_dir", "gemma_features_dir")
 
 
@@ -284,16 +278,19 @@ def _prepare_workdir(config, workdir: str) -> None:
   for key in DATA_PATH_FIELDS:  # absolute, so evaluate / predict work from any directory
     if saved.get(key):
       saved[key] = os.path.abspath(saved[key])
-  _save_json(path, saved)
+  atomic.write_json(path, saved)
 
 
-def _truncate_jsonl(path: str, before_epoch: int) -> None:
+def _truncate_jsonl(path: str, up_to_step: int, steps_per_epoch: int) -> None:
+  """Keeps the rows of epochs that ended at or before `up_to_step`, numbered 1-based from their step (which
+  also renumbers rows of runs written when metrics.jsonl counted epochs from 0)."""
   if not os.path.exists(path):
     return
   with open(path, encoding="utf-8") as f:
-    rows = [line for line in f if line.strip() and json.loads(line)["epoch"] < before_epoch]
+    rows = [json.loads(line) for line in f if line.strip()]
+  kept = [{**r, "epoch": r["step"] // steps_per_epoch} for r in rows if r["step"] <= up_to_step]
   with open(path, "w", encoding="utf-8") as f:
-    f.writelines(rows)
+    f.writelines(json.dumps(r) + "\n" for r in kept)
 
 
 def _better(metric: str, value: float, best: float | None) -> bool:
@@ -331,9 +328,9 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
   is_main = jax.process_index() == 0
   if is_main:
     _prepare_workdir(config, workdir)
-    _save_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
-    _save_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
-    _save_json(os.path.join(workdir, "data_report.json"), packed.report)
+    atomic.write_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
+    atomic.write_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
+    atomic.write_json(os.path.join(workdir, "data_report.json"), packed.report)
     if setup.visual_norm is not None:
       save_visual_norm(workdir, setup.visual_norm)
 
@@ -349,8 +346,21 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   state, info = _reconcile(ckpt, state, setup.steps_per_epoch, metrics_path if is_main else None)
   state = jax.device_put(state, parallel.replicated)
-  if int(state.step):
-    _say(is_main, f"resuming from step {int(state.step)} (epoch {int(state.step) // setup.steps_per_epoch + 1})")
+  steps = setup.steps_per_epoch
+  start_step = int(state.step)
+  finished = start_step >= config.epochs * steps
+  test_report_path = os.path.join(workdir, "eval_test", "report.json")
+  reuse_report = finished and _report_of_step(test_report_path, info.get("best_step"))
+  if reuse_report:
+    _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']}); its test "
+         f"report: {os.path.abspath(test_report_path)}")
+  elif finished:
+    _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']})")
+  elif start_step:
+    _say(is_main, f"resuming from step {start_step} (epoch {start_step // steps + 1} of {config.epochs})")
+  if config.warmup_epochs > config.epochs and is_main and not finished:
+    _say(is_main, f"note: warmup_epochs={config.warmup_epochs} is more than epochs={config.epochs}: the learning "
+         f"rate warms up over all {config.epochs} epochs")
 
   train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
   val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
@@ -360,8 +370,6 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
   evaluator = eval_lib.Evaluator.from_config(config, model, parallel, setup.class_weights, visual_norm=setup.visual_norm)
   schedule = make_schedule(config, setup.steps_per_epoch)
   train_labels = packed.labels[setup.train_idx]
-  steps = setup.steps_per_epoch
-  start_step = int(state.step)
   writer = _summary_writer(workdir) if is_main else None
   status = "done"
   try:
@@ -393,7 +401,7 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
         break
       sums = np.asarray(jax.device_get(state.epoch_sums))
       _check_finite(sums, float(sums[0] / sums[1]), epoch, int(state.step))
-      row = {"epoch": epoch, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
+      row = {"epoch": epoch + 1, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
              "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
              "epoch_time_s": round(time.time() - t0, 3)}
       if val_data is not None:
@@ -415,7 +423,12 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
     name = signal.Signals(stop.signum).name if stop.signum else "stop request"
     _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun the "
          "same command to resume")
-  if status == "done" and config.evaluate_test and len(setup.test_idx):
+  if status == "done" and config.evaluate_test and len(setup.test_idx) and reuse_report:
+    with open(test_report_path, encoding="utf-8") as f:
+      report = json.load(f)
+    result["test_report"] = test_report_path
+    result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
+  elif status == "done" and config.evaluate_test and len(setup.test_idx):
     best_state, _ = ckpt.restore("best", state)
     _fault("test_evaluation")
     test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
@@ -429,6 +442,15 @@ def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
       result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
   ckpt.close()
   return result
+
+
+def _report_of_step(path: str, step) -> bool:
+  """Whether `path` is a readable evaluation report of checkpoint `step`."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return step is not None and json.load(f).get("checkpoint_step") == step
+  except (OSError, ValueError):
+    return False
 
 
 def _end_of_epoch(ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None) -> dict:
@@ -455,11 +477,11 @@ def _reconcile(ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str
     between the two saves), is copied to best;
   - metrics.jsonl keeps the rows of finished epochs only, and gets the last finished epoch's row back from
     the checkpoint when the process died before appending it."""
-  info = {"epoch": -1, "best_value": None, "best_epoch": None}
+  info = {"epoch": 0, "best_value": None, "best_epoch": None}
   latest, best = ckpt.latest_step("latest"), ckpt.latest_step("best")
   if latest is None and best is None:
     if metrics_path:
-      _truncate_jsonl(metrics_path, 0)
+      _truncate_jsonl(metrics_path, 0, steps_per_epoch)
     return state, info
   if latest is None or (best is not None and best > latest):
     state, info = ckpt.restore("best", state)
@@ -468,21 +490,24 @@ def _reconcile(ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str
     state, info = ckpt.restore("latest", state)
     if info.get("best_step") == latest and best != latest:
       ckpt.save("best", latest, state, info)
+  # Epochs are 1-based everywhere (runs written before counted from 0 in metrics.jsonl and the info).
+  if info.get("best_step") is not None:
+    info["best_epoch"] = info["best_step"] // steps_per_epoch
   if metrics_path:
-    done = int(state.step) // steps_per_epoch  # epochs finished
-    _truncate_jsonl(metrics_path, done)
+    step = int(state.step)
+    _truncate_jsonl(metrics_path, step, steps_per_epoch)
     row = info.get("row")
-    if row is not None and row["epoch"] == done - 1 and not _has_epoch(metrics_path, row["epoch"]):
+    if row is not None and row["step"] == step and not _has_step(metrics_path, step):
       with open(metrics_path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps({**row, "epoch": step // steps_per_epoch}) + "\n")
   return state, info
 
 
-def _has_epoch(path: str, epoch: int) -> bool:
+def _has_step(path: str, step: int) -> bool:
   if not os.path.exists(path):
     return False
   with open(path, encoding="utf-8") as f:
-    return any(json.loads(line)["epoch"] == epoch for line in f if line.strip())
+    return any(json.loads(line)["step"] == step for line in f if line.strip())
 
 
 VISUAL_NORM_FILE = "visual_norm.npz"
@@ -490,10 +515,7 @@ VISUAL_NORM_FILE = "visual_norm.npz"
 
 def save_visual_norm(workdir: str, norm) -> None:
   """The visual standardisation statistics of a run (evaluate / predict / export read them back)."""
-  path = os.path.join(workdir, VISUAL_NORM_FILE)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, mean=norm[0], std=norm[1])
-  os.replace(tmp, path)
+  atomic.save_npz(os.path.join(workdir, VISUAL_NORM_FILE), mean=norm[0], std=norm[1])
 
 
 def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:
@@ -521,9 +543,9 @@ def _log_epoch(path: str, writer, row: dict) -> None:
     f.write(json.dumps(row) + "\n")
   for k, v in row.items():
     if k not in ("epoch", "step"):
-      writer.add_scalar(k, v, row["epoch"] + 1)
+      writer.add_scalar(k, v, row["epoch"])
   writer.flush()
-  _say(True, f"epoch {row['epoch'] + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+  _say(True, f"epoch {row['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                                                        if k not in ("epoch", "step")))
 
 

@@ -100,7 +100,7 @@ def run_one(job: dict) -> dict:
   with open(result["test_report"], encoding="utf-8") as f:
     test = json.load(f)
   return {**{k: job[k] for k in ("config", "set", "seed", "workdir")}, "seconds": round(seconds, 1),
-          "best_epoch": best["epoch"] + 1, "epochs": config.epochs,
+          "best_epoch": best["epoch"], "epochs": config.epochs,
           "val": {m: best[f"val_{m}"] for m in METRICS},
           "test": {"top1": test["per_instance"]["top1"], "top5": test["per_instance"]["top5"],
                    "class_top1": test["per_class"]["top1"], "class_top5": test["per_class"]["top5"]},

@@ -109,6 +109,26 @@ def linear_probe(data: dict, l2s=(1e-4, 1e-3, 1e-2, 1e-1), steps: int = 300) -> 
   return {**results[best], "l2": best}
 
 
+def render(runs: list, floors: dict, variants: list) -> tuple[str, dict]:
+  """The README table (test top-1 mean ± sd over seeds, per strength and variant) and its summary."""
+  lines = ["| visual signal | nearest centroid (test) | linear probe (test) | " + " | ".join(variants) + " |",
+           "|---|---|---|" + "---|" * len(variants)]
+  summary = {}
+  for strength, floor in floors.items():
+    cells = []
+    for variant in variants:
+      xs = [r["test"]["top1"] for r in runs if float(r["strength"]) == float(strength) and r["variant"] == variant]
+      if not xs:
+        cells.append("-")
+        continue
+      mean, sd = statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+      summary[f"{strength}/{variant}"] = {"test_top1_mean": mean, "test_top1_std": sd, "n": len(xs)}
+      cells.append(f"{100 * mean:.1f} ± {100 * sd:.1f}")
+    lines.append(f"| strength {strength} | {100 * floor['nearest_centroid']['test']:.1f} | "
+                 f"{100 * floor['linear_probe']['test']:.1f} | " + " | ".join(cells) + " |")
+  return "\n".join(lines), summary
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--config", default="configs/nslt_100.py")
@@ -123,7 +143,16 @@ def main() -> None:
   ap.add_argument("--name", default="fusion")
   ap.add_argument("--workdir_root", default="/tmp/asl_jax_fusion")
   ap.add_argument("--readme", action="store_true")
+  ap.add_argument("--from_results", action="store_true", help="only render benchmarks/results/NAME.json")
   args = ap.parse_args()
+  if args.from_results:
+    with open(os.path.join(ROOT, "benchmarks", "results", args.name + ".json"), encoding="utf-8") as f:
+      saved = json.load(f)
+    text, _ = render(saved["runs"], saved["floors"], args.variants.split(","))
+    print(text)
+    if args.readme:
+      accuracy.update_readme(text, "FUSION")
+    return
   from asl_jax.data.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
   overrides = {k: accuracy._parse_value(v) for k, v in (o.split("=", 1) for o in args.override)}  # pylint: disable=protected-access
   config = args.config if os.path.isabs(args.config) else os.path.join(ROOT, args.config)
@@ -148,19 +177,7 @@ def main() -> None:
       print(f"strength {r['strength']} {r['variant']} seed {r['seed']}: val top-1 {r['val']['top1']:.3f} | test top-1 "
             f"{r['test']['top1']:.3f} top-5 {r['test']['top5']:.3f} | {r['seconds']:.0f} s", flush=True)
       runs.append(r)
-  lines = ["| visual signal | nearest centroid (test) | linear probe (test) | " + " | ".join(args.variants.split(","))
-           + " |", "|---|---|---|" + "---|" * len(args.variants.split(","))]
-  summary = {}
-  for strength, floor in floors.items():
-    cells = []
-    for variant in args.variants.split(","):
-      xs = [r["test"]["top1"] for r in runs if r["strength"] == strength and r["variant"] == variant]
-      mean, sd = statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-      summary[f"{strength}/{variant}"] = {"test_top1_mean": mean, "test_top1_std": sd, "n": len(xs)}
-      cells.append(f"{100 * mean:.1f} ± {100 * sd:.1f}")
-    lines.append(f"| strength {strength} | {100 * floor['nearest_centroid']['test']:.1f} | "
-                 f"{100 * floor['linear_probe']['test']:.1f} | " + " | ".join(cells) + " |")
-  text = "\n".join(lines)
+  text, summary = render(runs, floors, args.variants.split(","))
   print(text)
   path = common.save(args.name, {"machine": common.machine(), "config": os.path.relpath(config, ROOT),
                                  "overrides": overrides, "num_classes": args.num_classes, "floors": floors,

@@ -5,7 +5,7 @@ import os
 
 from absl import app, flags
 
-from asl_jax.cli import run_guarded
+from asl_jax.cli import next_commands, run_guarded
 
 flags.DEFINE_string("data_dir", "demo_data", "where the synthetic data is written (reused when present)")
 flags.DEFINE_string("workdir", "demo_run", "run directory")
@@ -39,6 +39,7 @@ def main(argv):
       print(format_table(report))
       print(f"report: {os.path.abspath(result['test_report'])}")
       print(f"plots:  {os.path.dirname(os.path.abspath(result['test_report']))}/*.png")
+      print(next_commands(f.workdir))
   run_guarded(go)
 
 

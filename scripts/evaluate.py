@@ -1,4 +1,4 @@
-"""asl-evaluate: see asl_jax/cli.py (evaluate_main) for the flags."""
+"""asl-evaluate: `python scripts/evaluate.py --help` lists the flags (asl_jax/cli.py, evaluate_main)."""
 
 from asl_jax.cli import evaluate_main
 

@@ -1,4 +1,4 @@
-"""asl-export: see asl_jax/cli.py (export_main) for the flags."""
+"""asl-export: `python scripts/export.py --help` lists the flags (asl_jax/cli.py, export_main)."""
 
 from asl_jax.cli import export_main
 

@@ -1,4 +1,4 @@
-"""asl-predict: see asl_jax/cli.py (predict_main) for the flags."""
+"""asl-predict: `python scripts/predict.py --help` lists the flags (asl_jax/cli.py, predict_main)."""
 
 from asl_jax.cli import predict_main
 

@@ -1,4 +1,4 @@
-"""Train a recognizer: python scripts/train.py --config=configs/nslt_100.py --workdir=DIR [--config.F=V]."""
+"""asl-train: `python scripts/train.py --help` lists the flags (asl_jax/cli.py, train_main)."""
 
 from asl_jax.cli import train_main
 

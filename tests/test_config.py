@@ -48,7 +48,7 @@ def test_seed_flag_names_exist():
 
 @pytest.mark.parametrize("field,value,match", [("encoder", "gru", "encoder"), ("dropout", 1.5, "dropout"),
                                                ("transformer_dropout", 1.0, "transformer_dropout"),
-                                               ("warmup_epochs", 500, "warmup_epochs"),
+                                               ("warmup_epochs", -1, "warmup_epochs"),
                                                ("class_weights_start_epoch", 100, "class_weights_start_epoch"),
                                                ("class_weights_start_epoch", -1, "class_weights_start_epoch"),
                                                ("best_metric", "val_f1", "best_metric"),

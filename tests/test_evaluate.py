@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluate, export, predict, train, workdir as workdir_lib
+from asl_jax import evaluate, predict, train, workdir as workdir_lib
 from asl_jax.errors import CheckpointError, DataError
 from asl_jax.extract import extract_python, landmarks_from_video
 from conftest import REPO, tiny_config
@@ -83,21 +83,6 @@ def test_predict_bad_inputs(trained, tmp_path):
     workdir_lib.load_run(trained["workdir"], "999")
 
 
-def test_export_round_trip(trained, tmp_path):
-  out = export.export_run(trained["workdir"], str(tmp_path / "export"))
-  call, meta = export.load_exported(out)
-  run = workdir_lib.load_run(trained["workdir"])
-  assert meta["glosses"] == list(run.glosses) and meta["inputs"] == ["landmarks", "mask", "visual", "visual_mask"]
-  rng = np.random.default_rng(0)
-  for b in (1, 3):
-    f = meta["num_frames"]
-    mask = np.arange(f)[None] < rng.integers(1, f + 1, (b, 1))
-    inputs = [rng.normal(size=(b, f, meta["feature_dim"])).astype(np.float32), mask,
-              rng.normal(size=(b, f, meta["visual_dim"])).astype(np.float32), mask]
-    expected = run.model.apply({"params": run.params}, dict(zip(meta["inputs"], inputs)), train=False)
-    np.testing.assert_allclose(call(*inputs), np.asarray(expected), rtol=1e-5, atol=1e-5)
-
-
 def test_evaluate_cli(trained):
   out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"),
                         f"--workdir={trained['workdir']}", "--split=val"], capture_output=True, text=True,
@@ -117,7 +102,7 @@ def test_predict_on_a_video_uses_the_extraction_environment(tiny_data, tmp_path)
   video = os.path.join(REPO, "tests", "data", "test_video.mp4")
   lm = landmarks_from_video(video, "seed162")  # mediapipe in a subprocess when this env lacks it
   assert lm.shape == (58, 162) and (lm[:, 126:] != 0).any(1).all()  # the pose is found in every frame
-  row, = predict.predict_files(run, [video], top_k=3)
+  row, = predict.predict_files(run, videos=[video], top_k=3)
   predictor = predict.Predictor(run)
   expected = predictor.predict_clips([predictor.load_clip(lm)])[0]
   assert row["file"] == video and row["top_k"][0]["class"] == int(np.argmax(expected))

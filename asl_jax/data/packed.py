@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -189,6 +190,8 @@ def _save_cache(path: str, packed: Packed) -> None:
     os.replace(tmp, path)  # atomic: readers see a complete cache entry or none
   except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
+    if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and os.path.isdir(path):
+      return  # another process packed the same data first: its entry is as good as ours
     logging.warning("could not write the packed-data cache %s: %s", path, e)
 
 

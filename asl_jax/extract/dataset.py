@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from asl_jax import atomic
 from asl_jax.data import splits as splits_lib
 from asl_jax.data.features import LANDMARK_SUFFIX, VISUAL_SUFFIX
 from asl_jax.extract.visual import DEFAULT_MODEL
@@ -20,9 +21,7 @@ METADATA_FILE = "extraction_metadata.json"
 
 
 def _save(out_path: str, arr: np.ndarray) -> None:
-  tmp = out_path + ".tmp.npy"
-  np.save(tmp, arr)
-  os.replace(tmp, out_path)  # a killed run never leaves a half-written feature file
+  atomic.save_npy(out_path, arr)  # a killed run never leaves a half-written feature file
 
 
 def _one(job):
@@ -77,9 +76,8 @@ def _counts(results, elapsed: float, skipped: int) -> tuple[dict, list, list]:
 
 
 def _write_reports(output_dir: str, meta: dict, failed: list, extra_lines=()) -> None:
-  with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-    json.dump(meta, f, indent=1)
-  with open(os.path.join(output_dir, FAILURES_FILE), "w", encoding="utf-8") as f:
+  atomic.write_json(os.path.join(output_dir, METADATA_FILE), meta, indent=1)
+  with atomic.atomic_open(os.path.join(output_dir, FAILURES_FILE)) as f:
     f.writelines(f"{r['id']}\t{r['error']}\n" for r in failed)
     f.writelines(extra_lines)
 

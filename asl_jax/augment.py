@@ -1,6 +1,6 @@
 """On-device, mask-aware training augmentations; pure jnp functions of a batch, vectorised over clips.
 
-Temporal augmentations act on *where* frames are sampled (see `input_pipeline.sample_positions`):
+Temporal augmentations act on *where* frames are sampled (see `input_pipeline.train_positions`):
 random crop, speed resampling and adjacent-frame swaps cost nothing but an index computation. Spatial
 ones act on the canonical points (B, F, 54, 3) with part presence (B, F, 4): a missing part stays
 exactly zero, padding frames stay untouched.
@@ -22,32 +22,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from asl_jax import config as config_lib
+from asl_jax.config import default
 from asl_jax.data import layouts
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  enabled: bool = True
-  temporal_jitter: bool = True
-  temporal_crop_prob: float = 0.3
-  crop_min: float = 0.7
-  speed_range: float = 0.2
-  temporal_mask_prob: float = 0.1
-  feature_dropout: float = 0.1
-  feature_noise: float = 0.05
-  landmark_jitter: float = 0.02
-  flip_prob: float = 0.0
-  affine_prob: float = 0.5
-  affine_scale: float = 0.1
-  affine_rotate: float = 10.0
-  affine_shear: float = 0.05
-  affine_shift: float = 0.05
+  """The augmentation fields of the config (defaults: asl_jax/config.py); `enabled` is `augmentation`."""
+
+  enabled: bool = default("augmentation")
+  temporal_jitter: bool = default("temporal_jitter")
+  temporal_crop_prob: float = default("temporal_crop_prob")
+  crop_min: float = default("crop_min")
+  speed_range: float = default("speed_range")
+  temporal_mask_prob: float = default("temporal_mask_prob")
+  feature_dropout: float = default("feature_dropout")
+  feature_noise: float = default("feature_noise")
+  landmark_jitter: float = default("landmark_jitter")
+  flip_prob: float = default("flip_prob")
+  affine_prob: float = default("affine_prob")
+  affine_scale: float = default("affine_scale")
+  affine_rotate: float = default("affine_rotate")
+  affine_shear: float = default("affine_shear")
+  affine_shift: float = default("affine_shift")
+
+  CONFIG_NAMES = {"enabled": "augmentation"}  # consumer field -> config field where they differ
 
   @classmethod
   def from_config(cls, config) -> "AugmentConfig":
-    kwargs = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
-    kwargs["enabled"] = bool(config.get("augmentation", True))
-    return cls(**kwargs)
+    return cls(**config_lib.pick(config, {f.name: cls.CONFIG_NAMES.get(f.name, f.name)
+                                          for f in dataclasses.fields(cls)}))
 
 
 def crop_and_speed(rng, lengths, num_frames: int, cfg: AugmentConfig):

@@ -70,6 +70,23 @@ class Checkpoints:
     logging.info("restored %s checkpoint at step %d", kind, step)
     return restored["state"], dict(restored["info"])
 
+  def restore_subtree(self, kind: str, name: str, abstract, step: int | None = None):
+    """(one field of the saved TrainState, e.g. its `params`, step): reads that subtree alone (no optimiser
+    moments), for inference."""
+    mgr = self.managers[kind]
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"{mgr.directory}: no {kind} checkpoint to restore")
+    if step not in mgr.all_steps():
+      raise CheckpointError(f"{mgr.directory}: no checkpoint at step {step} (have {list(mgr.all_steps())})")
+    try:
+      item = {name: abstract}
+      restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
+    except Exception as e:  # a corrupt or incompatible checkpoint: one message, not Orbax internals
+      raise CheckpointError(f"{mgr.directory}: cannot restore step {step} ({type(e).__name__}: {e})") from None
+    return restored["state"][name], int(step)
+
   def close(self) -> None:
     for m in self.managers.values():
       m.close()

@@ -149,13 +149,13 @@ def train_main(argv=None):
       return
     if f.config is None or not f.workdir:
       _usage_error("give --config=configs/FILE.py and --workdir=DIR (--help lists the flags)")
-    from asl_jax import evaluate, train  # pylint: disable=import-outside-toplevel
+    from asl_jax import evaluation, train  # pylint: disable=import-outside-toplevel
     result = train.train_and_evaluate(f.config, f.workdir)
     if result["status"] == "interrupted":  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them
       sys.exit(128 + (result.get("signal") or signal.SIGTERM))
     if result.get("test_report"):
       with open(result["test_report"], encoding="utf-8") as fh:
-        print(evaluate.format_table(json.load(fh)))
+        print(evaluation.format_table(json.load(fh)))
       print(f"report: {os.path.abspath(result['test_report'])}")
     print(f"best epoch {result['best_epoch']}; run: {os.path.abspath(f.workdir)}")
     print(next_commands(f.workdir))
@@ -189,10 +189,10 @@ def evaluate_main(argv=None):
   def action(f, _):
     if not f.workdir:
       _usage_error("give --workdir=DIR (--help lists the flags)")
-    from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+    from asl_jax import evaluate, evaluation  # pylint: disable=import-outside-toplevel
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
-    print(evaluate.format_table(report))
+    print(evaluation.format_table(report))
     print(f"report: {report['path']}")
 
   _serve(action, EVALUATE_USAGE, argv)

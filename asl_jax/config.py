@@ -12,6 +12,14 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
+from asl_jax.data.layouts import LAYOUT_DIMS
+from asl_jax.errors import ConfigError
+
+# Per-frame landmark feature blocks (asl_jax/landmark_features.py), in their canonical order.
+FEATURE_BLOCKS = ("pos", "hand", "vel", "acc", "presence")
+# The scalar metrics of an evaluation (metrics.jsonl keys are prefix_NAME, e.g. val_top1).
+METRICS = ("loss", "top1", "top5", "class_top1", "class_top5")
+
 
 class Field(NamedTuple):
   name: str
@@ -29,7 +37,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("gemma_features_dir", "", "directory of {id}_gemma.npy visual features (empty: landmarks only)"),
         Field("gemma_feature_dim", 0, "visual feature size (0: from extraction_metadata.json or the files)"),
         Field("landmark_layout", "auto", "layout of the landmark files (auto: from their width)",
-              ("auto", "seed162", "holistic170", "holistic543")),
+              ("auto", *LAYOUT_DIMS)),
         Field("num_frames", 16, "frames the model sees per clip"),
         Field("max_frames", 64, "frames stored per clip (longer clips are resampled uniformly when packed)"),
         Field("features", "pos,presence", "per-frame landmark features derived on device after augmentation: "
@@ -112,7 +120,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("eval_batch_size", 256, "batch size of validation and evaluation"),
         Field("tta_flip", False, "evaluation and prediction average the clip and its mirror image"),
         Field("best_metric", "val_top1", "the metric that picks the best checkpoint (higher is better except "
-              "val_loss)", ("val_top1", "val_top5", "val_class_top1", "val_class_top5", "val_loss")),
+              "val_loss)", tuple(f"val_{m}" for m in METRICS)),
         Field("max_to_keep", 2, "latest checkpoints kept"),
         Field("log_every", 50, "steps between progress-bar refreshes (each one waits for the device)"),
         Field("progress_bar", True, "show a progress bar per epoch"),
@@ -125,6 +133,33 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
 }
 FIELDS: dict[str, Field] = {f.name: f for fields in SECTIONS.values() for f in fields}
 CHOICES = {f.name: f.choices for f in FIELDS.values() if f.choices}
+
+
+def default(name: str):
+  """A field's default: what the dataclasses that consume the config (DataSpec, AugmentConfig,
+  FeatureConfig, HybridModel) use as their own defaults, so every default is written once, here."""
+  return FIELDS[name].default
+
+
+def choices(name: str) -> tuple:
+  return FIELDS[name].choices
+
+
+def pick(config, names: dict[str, str]) -> dict:
+  """{consumer field: config[config field]} for a consumer's {its field: config field} map. Strict: a
+  missing config field is a KeyError, never a silent default (saved configs are completed with today's
+  defaults when they are read)."""
+  return {mine: config[theirs] for mine, theirs in names.items()}
+
+
+def parse_blocks(spec: str) -> tuple[str, ...]:
+  """"pos, hand,vel" -> ("pos", "hand", "vel"), in the canonical order; raises ValueError on unknown or
+  empty names."""
+  names = [s.strip() for s in str(spec).split(",") if s.strip()]
+  unknown = sorted(set(names) - set(FEATURE_BLOCKS))
+  if unknown or not names:
+    raise ValueError(f"features={spec!r}: expected a comma-separated subset of {list(FEATURE_BLOCKS)}")
+  return tuple(b for b in FEATURE_BLOCKS if b in names)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -163,16 +198,14 @@ RESUME_SAFE_FIELDS = frozenset({
 
 def validate(config) -> None:
   """Rejects impossible values with one message naming the field."""
-  from asl_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   for field, choices in CHOICES.items():
     if config[field] not in choices:
       raise ConfigError(f"config.{field}={config[field]!r}: expected one of {list(choices)}")
   for field in ("batch_size", "epochs", "num_frames", "max_frames", "hidden_dim", "eval_batch_size"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")
-  from asl_jax import landmark_features  # pylint: disable=import-outside-toplevel
   try:
-    landmark_features.parse_blocks(config.features)
+    parse_blocks(config.features)
   except ValueError as e:
     raise ConfigError(f"config.{e}") from None
   if not 0 <= config.ema_decay < 1:
@@ -221,7 +254,6 @@ def load_config_file(path: str):
   """`get_config()` of a config file given by path (what `--config=path` does in the scripts)."""
   import importlib.util  # pylint: disable=import-outside-toplevel
   import os  # pylint: disable=import-outside-toplevel
-  from asl_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(path):
     raise ConfigError(f"{path}: config file not found")
   spec = importlib.util.spec_from_file_location(f"asl_jax_config_{abs(hash(path))}", path)

@@ -1,166 +1,16 @@
-"""Evaluation: a jitted eval step over a split in fixed-size batches, metrics, the report and its plots.
-
-`Evaluator` serves training-time validation and the evaluate script alike (one implementation).
-"""
+"""The evaluate application: restore one run (or an ensemble of runs), evaluate it on a split of its data,
+write DIR/eval_<split>/ (report.json, plots, predictions.json)."""
 
 from __future__ import annotations
 
-import json
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, input_pipeline, landmark_features, losses, metrics
+from asl_jax import atomic, evaluation, input_pipeline, metrics, restore
+from asl_jax import run as run_lib
+from asl_jax.errors import ConfigError, DataError
 from asl_jax.sharding import DataParallel
-
-
-def log_probs(model, params, data, idx, num_frames: int, features, tta_flip: bool = False, visual_norm=None):
-  """(B, C) log class probabilities of clips `idx` in the deterministic evaluation view; with `tta_flip`,
-  the log of the mean probability of the clip and its mirror image."""
-  def view(flip):
-    batch = input_pipeline.make_batch(data, idx, jax.random.key(0), num_frames, None, model.use_landmarks,
-                                      model.use_visual, features, flip=flip, visual_norm=visual_norm)
-    return jax.nn.log_softmax(model.apply({"params": params}, batch, train=False), -1)
-  out = view(False)
-  if tta_flip and model.use_landmarks:
-    out = jnp.logaddexp(out, view(True)) - jnp.log(2.0)
-  return out
-
-
-class Evaluator:
-  """Logits -> ranked top-k predictions and loss terms for every clip of a DeviceData."""
-
-  def __init__(self, model, num_frames: int, parallel: DataParallel, batch_size: int, class_weights=None,
-               smoothing: float = 0.0, features=input_pipeline.DEFAULT_FEATURES, tta_flip: bool = False,
-               visual_norm=None):
-    self.parallel = parallel
-    self.batch_size = parallel.round_batch(batch_size)
-    w = None if class_weights is None else jnp.asarray(class_weights)
-
-    def step(params, data, idx, valid):
-      logits = log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
-      num, den = losses.weighted_ce_terms(logits, data.labels[idx], w, smoothing, valid)
-      return metrics.top_k_predictions(logits), num, den
-
-    def probs(params, data, idx, valid):  # pylint: disable=unused-argument
-      return jnp.exp(log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm))
-
-    self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
-    self._probs = jax.jit(probs, out_shardings=parallel.replicated)
-
-  @classmethod
-  def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
-                  visual_norm=None):
-    return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size, class_weights,
-               config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
-               bool(config.get("tta_flip", False)), visual_norm)
-
-  def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
-    """Runs `step(params, data, idx, valid)` over every clip of `data` in fixed-size batches; returns the
-    per-batch outputs of each chunk (fetched to the host), padding included.
-
-    Device-resident data is used as is; host (numpy / memory-mapped) data is streamed to the devices in
-    chunks of `chunk_batches` batches, so splits larger than device memory evaluate too.
-    """
-    n = data.size
-    on_device = isinstance(data.labels, jax.Array)
-    chunk = n if on_device else self.batch_size * chunk_batches
-    out = []
-    for c0 in range(0, n, chunk):
-      part = data if on_device else self.parallel.replicate(
-          jax.tree_util.tree_map(lambda a, c0=c0: np.ascontiguousarray(a[c0:c0 + chunk]), data))
-      m = min(chunk, n - c0)
-      chunk_out = []
-      for start in range(0, m, self.batch_size):
-        idx = np.arange(start, start + self.batch_size)
-        valid = idx < m
-        idx = np.where(valid, idx, 0).astype(np.int32)
-        chunk_out.append((step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid)),
-                          np.minimum(self.batch_size, m - start)))
-      # Fetching each chunk's results keeps at most one chunk on the devices.
-      out += jax.device_get(chunk_out)
-    return out
-
-  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
-    """(top_k (N, k) numpy, loss) over all clips of `data`, in order."""
-    out = self._map(self._step, params, data, chunk_batches)
-    tops = np.concatenate([top[:k] for (top, _, _), k in out])
-    num, den = sum(float(o[0][1]) for o in out), sum(float(o[0][2]) for o in out)
-    return tops, num / max(den, 1e-12)
-
-  def probabilities(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
-    """(N, C) class probabilities of every clip of `data`, in order (for ensembles)."""
-    out = self._map(self._probs, params, data, chunk_batches)
-    return np.concatenate([p[:k] for p, k in out])
-
-  def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
-    top_k, loss = self.predict(params, data)
-    summary = metrics.summarize(top_k, labels, num_classes)
-    summary["loss"] = loss
-    summary["top_k"] = top_k
-    return summary
-
-
-def clips_without_hands(packed, idx) -> int:
-  """How many of the clips `idx` have no detected hand in any frame (their predictions are guesses)."""
-  parts, lengths = np.asarray(packed.parts[idx]), np.asarray(packed.lengths[idx])
-  real = np.arange(parts.shape[1])[None] < lengths[:, None]
-  return int((~((parts[..., 0] | parts[..., 1]) & real).any(1)).sum())
-
-
-def flat_metrics(summary: dict, prefix: str) -> dict:
-  """The scalar metrics as metrics.jsonl keys: {prefix}_loss, _top1, _top5, _class_top1, _class_top5."""
-  return {f"{prefix}_loss": summary["loss"], f"{prefix}_top1": summary["per_instance"]["top1"],
-          f"{prefix}_top5": summary["per_instance"]["top5"], f"{prefix}_class_top1": summary["per_class"]["top1"],
-          f"{prefix}_class_top5": summary["per_class"]["top5"]}
-
-
-def build_report(summary: dict, split: str, step: int, glosses, n_list: int = 10) -> dict:
-  """The report.json dict (accuracies as fractions)."""
-  acc = summary["class_top1"]
-  present = np.flatnonzero(~np.isnan(acc))
-  per_class = {glosses[c]: float(acc[c]) for c in present}
-  order = present[np.lexsort((present, acc[present]))]  # ascending accuracy, then class index
-  entry = lambda c: {"gloss": glosses[c], "class": int(c), "accuracy": float(acc[c]),  # noqa: E731
-                     "count": int(summary["class_counts"][c])}
-  return {
-      "split": split, "checkpoint_step": int(step), "num_samples": int(len(summary["predictions"])),
-      "num_classes": int(len(glosses)), "loss": summary["loss"],
-      "per_instance": summary["per_instance"], "per_class": summary["per_class"],
-      "per_class_accuracy": per_class,
-      "worst": [entry(c) for c in order[:n_list]], "best": [entry(c) for c in order[::-1][:n_list]],
-  }
-
-
-def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, glosses,
-                 metrics_jsonl: str | None = None) -> str:
-  """Writes report.json and the PNG plots into out_dir; returns the report path."""
-  from asl_jax import plots  # pylint: disable=import-outside-toplevel  (matplotlib only when reporting)
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, "report.json")
-  atomic.write_json(path, report)
-  cm = metrics.confusion_matrix(labels, summary["predictions"], len(glosses))
-  plots.confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"))
-  plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"))
-  if metrics_jsonl and os.path.exists(metrics_jsonl):
-    plots.training_curves(metrics_jsonl, os.path.join(out_dir, "training_curves.png"))
-  return path
-
-
-def format_table(report: dict) -> str:
-  pi, pc = report["per_instance"], report["per_class"]
-  return "\n".join([
-      f"{report['split']} split, step {report['checkpoint_step']}, {report['num_samples']} clips, "
-      f"{report['num_classes']} classes",
-      f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
-      f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
-      f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
-  ] + ([f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
-        "guesses)"] if report.get("clips_without_hands") else []))
-
-
 
 SPLITS = ("test", "val", "train")
 
@@ -179,8 +29,6 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   probabilities are averaged (an ensemble), the report lists them under "runs" and goes to
   FIRST/eval_<split>_ensemble/ unless `out_dir` is given. `data_overrides` (data_dir, landmarks_dir,
   gemma_features_dir) points the runs at data that moved. Returns the report dict (with "path")."""
-  from asl_jax import train, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  from asl_jax.errors import ConfigError, DataError  # pylint: disable=import-outside-toplevel
   if split not in SPLITS:
     raise ConfigError(f"--split={split!r}: expected one of {list(SPLITS)}")
   workdirs = split_workdirs(workdir)
@@ -189,8 +37,8 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   parallel = DataParallel()
   probs, first = None, None
   for wd in workdirs:
-    run = workdir_lib.load_run(wd, checkpoint, data_overrides)
-    setup = train.prepare(run.config)
+    run = restore.load_run(wd, checkpoint, data_overrides)
+    setup = run_lib.prepare(run.config)
     idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
     if split == "val" and not len(idx):
       idx = setup.packed.indices(["val"])
@@ -203,7 +51,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     if first is not None and (ids != first[2] or run.glosses != first[0].glosses):
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs differ in their classes or "
                       f"{split} clips")
-    evaluator = Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size,
+    evaluator = evaluation.Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size,
                                       run.visual_norm)
     data = input_pipeline.select(setup.packed, idx)
     if len(workdirs) == 1:
@@ -222,15 +70,14 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
                                 setup.packed.num_classes)
     p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
-  report = build_report(summary, split, run.step, run.glosses)
-  report["clips_without_hands"] = clips_without_hands(setup.packed, idx)
+  report = evaluation.build_report(summary, split, run.step, run.glosses)
+  report["clips_without_hands"] = evaluation.clips_without_hands(setup.packed, idx)
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint
   out_dir = out_dir or os.path.join(workdirs[0], f"eval_{split}" + ("_ensemble" if len(workdirs) > 1 else ""))
-  report["path"] = write_report(out_dir, report, summary, labels, run.glosses,
+  report["path"] = evaluation.write_report(out_dir, report, summary, labels, run.glosses,
                                 os.path.join(workdirs[0], "metrics.jsonl") if len(workdirs) == 1 else None)
   predictions = {vid: run.glosses[int(p)] for vid, p in zip(ids, summary["predictions"])}
-  with open(os.path.join(out_dir, "predictions.json"), "w", encoding="utf-8") as f:
-    json.dump(predictions, f, indent=1)
+  atomic.write_json(os.path.join(out_dir, "predictions.json"), predictions, indent=1)
   return report

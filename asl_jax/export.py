@@ -30,11 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, clip_prep
-from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, landmark_features
+from asl_jax import atomic, clip_prep, inference, input_pipeline
 from asl_jax.data import layouts
-from asl_jax.workdir import load_run
+from asl_jax.restore import load_run
 
 EXPORT_FILE = "model.jax_export"
 META_FILE = "meta.json"
@@ -42,10 +40,8 @@ META_FILE = "meta.json"
 
 def _infer_fn(run):
   """The exported computation: raw clip(s) -> probabilities f32[C]."""
-  cfg, model = run.config, run.model
-  features = landmark_features.FeatureConfig.from_config(cfg)
-  tta = bool(cfg.get("tta_flip", False))
-  max_frames = cfg.max_frames
+  max_frames = run.config.max_frames
+  log_probs = inference.log_probs_fn(run.config, run.model, run.visual_norm)
 
   def infer(landmarks, visual=None):
     points, parts, length = clip_prep.prepare(landmarks, run.layout, max_frames)
@@ -54,9 +50,7 @@ def _infer_fn(run):
     if visual is not None:
       vis, vlen = clip_prep.prepare_visual(visual, max_frames)
       data = data.replace(visual=vis[None], visual_lengths=vlen[None])
-    logp = eval_lib.log_probs(model, run.params, data, jnp.zeros(1, jnp.int32), cfg.num_frames, features, tta,
-                              run.visual_norm)
-    return jnp.exp(logp[0])
+    return jnp.exp(log_probs(run.params, data, jnp.zeros(1, jnp.int32))[0])
 
   return infer
 

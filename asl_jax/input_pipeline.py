@@ -104,12 +104,15 @@ def make_batch(data: DeviceData, idx, rng, num_frames: int, aug: aug_lib.Augment
                use_landmarks: bool = True, use_visual: bool = False,
                features: landmark_features.FeatureConfig = DEFAULT_FEATURES, flip: bool = False,
                visual_norm=None):
-  """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view;
+  """The model batch for clips `idx` (B,). `aug=None` (or disabled) gives the deterministic eval view, for
+  which `rng` may be None;
   `flip=True` mirrors every clip (test-time augmentation). With `features.trim_no_hands`, frames before
   the first and after the last detected hand are left out (clips without any hand keep every frame)."""
   lengths = data.lengths[idx]
   train = aug is not None and aug.enabled
-  k_pos, k_spatial, k_drop_l, k_drop_v, k_noise = jax.random.split(rng, 5)
+  if train and rng is None:
+    raise ValueError("make_batch: training augmentations need an rng")
+  k_pos, k_spatial, k_drop_l, k_drop_v, k_noise = jax.random.split(rng, 5) if train else (None,) * 5
   first = None
   span = lengths
   if features.trim_no_hands:

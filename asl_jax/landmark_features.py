@@ -28,9 +28,10 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from asl_jax.config import FEATURE_BLOCKS as BLOCKS  # noqa: F401  (re-exported)
+from asl_jax.config import default, parse_blocks
 from asl_jax.data import layouts
 
-BLOCKS = ("pos", "hand", "vel", "acc", "presence")
 HAND_POINTS = 21
 # Knuckles (MCP joints of the index, middle, ring and little fingers): their mean distance to the wrist
 # is the hand's size, stable across hand shapes (fingertips move, the palm does not).
@@ -38,29 +39,20 @@ _KNUCKLES = np.array([5, 9, 13, 17])
 _MIN_HAND_SIZE = 1e-3  # in shoulder widths; a degenerate hand gives zeros, not infinities
 
 
-def parse_blocks(spec: str) -> tuple[str, ...]:
-  """"pos, hand,vel" -> ("pos", "hand", "vel"), in the canonical order; raises ValueError on unknown or
-  empty names."""
-  names = [s.strip() for s in str(spec).split(",") if s.strip()]
-  unknown = sorted(set(names) - set(BLOCKS))
-  if unknown or not names:
-    raise ValueError(f"features={spec!r}: expected a comma-separated subset of {list(BLOCKS)}")
-  return tuple(b for b in BLOCKS if b in names)
-
-
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
   """What the landmark stream sees per frame, and which frames (the config fields features, use_z,
   trim_no_hands)."""
 
-  blocks: tuple[str, ...] = ("pos", "presence")
-  use_z: bool = True
-  trim_no_hands: bool = False
+  blocks: tuple[str, ...] = tuple(default("features").split(","))  # the config's `features`, parsed
+  use_z: bool = default("use_z")
+  trim_no_hands: bool = default("trim_no_hands")
+
+  CONFIG_NAMES = {"blocks": "features"}
 
   @classmethod
   def from_config(cls, config) -> "FeatureConfig":
-    return cls(parse_blocks(config.get("features", "pos,presence")), bool(config.get("use_z", True)),
-               bool(config.get("trim_no_hands", False)))
+    return cls(parse_blocks(config.features), bool(config.use_z), bool(config.trim_no_hands))
 
   @property
   def coords(self) -> int:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 
-def confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> None:
+def _pyplot():
+  """matplotlib (Agg), imported on the first plot: training and prediction never pay for it."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def plot_confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> None:
   """Row-normalised confusion matrix of the `top` most frequent classes of the split."""
+  plt = _pyplot()
   counts = cm.sum(1)
   keep = np.argsort(-counts, kind="stable")[:min(top, int((counts > 0).sum()) or 1)]
   sub = cm[np.ix_(keep, keep)].astype(float)
@@ -34,6 +39,7 @@ def confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> None:
 
 def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> None:
   """Bar chart of per-class top-1; with more than 2*show classes, the bottom and top `show`."""
+  plt = _pyplot()
   present = np.flatnonzero(~np.isnan(acc))
   order = present[np.argsort(acc[present], kind="stable")]
   if len(order) > 2 * show:
@@ -52,6 +58,7 @@ def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> N
 
 
 def training_curves(metrics_jsonl: str, path: str) -> None:
+  plt = _pyplot()
   with open(metrics_jsonl, encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if line.strip()]
   if not rows:

@@ -13,12 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, landmark_features
+from asl_jax import inference, input_pipeline
 from asl_jax.data import features as features_lib
 from asl_jax.data import layouts, packed as packed_lib
 from asl_jax.errors import DataError
-from asl_jax.workdir import TrainedRun, load_run
+from asl_jax.restore import TrainedRun, load_run, split_workdirs
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -29,22 +28,14 @@ class Predictor:
   def __init__(self, workdir: str, checkpoint: str = "best", batch_size: int = 32):
     self.run: TrainedRun = load_run(workdir, checkpoint)
     self.batch_size = batch_size
-    config, model = self.run.config, self.run.model
-
-    features = landmark_features.FeatureConfig.from_config(config)
-    tta = bool(config.get("tta_flip", False))
-
-    def forward(params, data, idx):
-      return jnp.exp(eval_lib.log_probs(model, params, data, idx, config.num_frames, features, tta,
-                                        self.run.visual_norm))
-
-    self._forward = jax.jit(forward)
+    log_probs = inference.log_probs_fn(self.run.config, self.run.model, self.run.visual_norm)
+    self._forward = jax.jit(lambda params, data, idx: jnp.exp(log_probs(params, data, idx)))
 
   @property
   def glosses(self) -> tuple[str, ...]:
     return self.run.glosses
 
-  def load_clip(self, landmarks: str | np.ndarray, gemma: str | np.ndarray | None = None):
+  def load_clip(self, landmarks: str | np.ndarray, visual: str | np.ndarray | None = None):
     """A prepared clip from files (or arrays) in the run's landmark layout and visual dimension."""
     layout = self.run.layout
     dim = layouts.LAYOUT_DIMS[layout]
@@ -52,11 +43,11 @@ class Predictor:
         landmarks, dim, "landmarks")
     vis = None
     if self.run.visual_dim:
-      if gemma is None:
+      if visual is None:
         raise DataError(f"{landmarks if isinstance(landmarks, str) else 'clip'}: this model also needs visual "
                         f"features ({self.run.visual_dim}-d {features_lib.VISUAL_SUFFIX}); pass --gemma")
-      vis = features_lib.load_array(gemma, self.run.visual_dim) if isinstance(gemma, str) else (
-          features_lib.validate_array(gemma, self.run.visual_dim, "visual features"))
+      vis = features_lib.load_array(visual, self.run.visual_dim) if isinstance(visual, str) else (
+          features_lib.validate_array(visual, self.run.visual_dim, "visual features"))
     return packed_lib.prepare_clip(raw, layout, self.run.config.max_frames, vis, self.run.config.max_frames)
 
   def predict_clips(self, clips: Sequence) -> np.ndarray:
@@ -65,14 +56,13 @@ class Predictor:
     cfg = self.run.config
     for start in range(0, len(clips), self.batch_size):
       chunk = list(clips[start:start + self.batch_size])
-      pad = self.batch_size - len(chunk)
       points, parts, lengths, visual, vlen = packed_lib.pack_clips(
-          chunk + [chunk[0]] * pad, cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
+          chunk, cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
       data = input_pipeline.DeviceData(points=points, parts=parts, lengths=lengths,
                                        labels=np.zeros(len(lengths), np.int32), visual=visual,
                                        visual_lengths=vlen)
-      probs = self._forward(self.run.params, data, np.arange(self.batch_size, dtype=np.int32))
-      out.append(np.asarray(probs)[:len(chunk)])
+      idx, _, count = next(inference.padded_batches(len(chunk), self.batch_size))
+      out.append(np.asarray(self._forward(self.run.params, data, idx))[:count])
     return np.concatenate(out) if out else np.zeros((0, len(self.glosses)), np.float32)
 
   def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[dict]]:
@@ -128,16 +118,16 @@ def expand_inputs(paths: Iterable[str], kind: str = "landmarks") -> list[str]:
   return out
 
 
-def gemma_for(landmarks_path: str, gemma: str | None) -> str | None:
-  """The visual file for a landmarks file: `gemma` itself, or {id}_gemma.npy inside a `gemma` directory."""
-  if gemma is None or not os.path.isdir(gemma):
-    return gemma
+def visual_for(landmarks_path: str, visual: str | None) -> str | None:
+  """The visual file for a landmarks file: `visual` itself, or {id}_gemma.npy inside a `visual` directory."""
+  if visual is None or not os.path.isdir(visual):
+    return visual
   base = os.path.basename(landmarks_path)
   vid = base[:-len(features_lib.LANDMARK_SUFFIX)] if base.endswith(features_lib.LANDMARK_SUFFIX) else os.path.splitext(base)[0]
-  return features_lib.visual_path(gemma, vid)
+  return features_lib.visual_path(visual, vid)
 
 
-def predict_files(workdir, landmarks: Sequence[str] = (), gemma: str | None = None, top_k: int = 5,
+def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = None, top_k: int = 5,
                   checkpoint: str = "best", videos: Sequence[str] = ()) -> list[dict]:
   """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}. `landmarks` are .npy
   files or directories of them, `videos` video files or directories (MediaPipe extracts their landmarks
@@ -146,7 +136,7 @@ def predict_files(workdir, landmarks: Sequence[str] = (), gemma: str | None = No
   files = expand_inputs(landmarks) + expand_inputs(videos, "video")
   if not files:
     raise DataError("no inputs: give landmark .npy files or videos")
-  workdirs = eval_lib.split_workdirs(workdir)
+  workdirs = split_workdirs(workdir)
   if not workdirs:
     raise DataError("--workdir: no run directory given")
   probs, first, raw_cache = None, None, {}
@@ -166,7 +156,7 @@ def predict_files(workdir, landmarks: Sequence[str] = (), gemma: str | None = No
           raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
         clips.append(predictor.load_clip(raw_cache[key]))
       else:
-        clips.append(predictor.load_clip(f, gemma_for(f, gemma)))
+        clips.append(predictor.load_clip(f, visual_for(f, visual)))
     p = predictor.predict_clips(clips)
     probs = p if probs is None else probs + p
     first = first or predictor

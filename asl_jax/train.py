@@ -1,4 +1,5 @@
-"""Training: TrainState, the jitted data-parallel step, the epoch loop, validation, checkpoints, logs.
+"""Training: the jitted data-parallel step, the epoch loop, validation, checkpoints, logs (building the
+run itself — model, data, optimiser, TrainState — is asl_jax/run.py).
 
 Determinism: every random number derives from `config.seed` and the step (dropout, augmentation) or the
 epoch (data order), so a run restored from a checkpoint continues exactly as if it had not stopped.
@@ -12,129 +13,21 @@ import json
 import math
 import os
 import signal
-import sys
 import time
-from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax.training import train_state
 
 from asl_jax import atomic
 from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
-from asl_jax import evaluate as eval_lib
-from asl_jax import input_pipeline, landmark_features, losses, models, optim
+from asl_jax import evaluation, input_pipeline, landmark_features, losses, models
+from asl_jax import run as run_lib
 from asl_jax.checkpoints import Checkpoints
-from asl_jax.data import packed as packed_lib, splits as splits_lib
+from asl_jax.data import packed as packed_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
-
-
-class TrainState(train_state.TrainState):
-  # Running sums over the current epoch: [loss numerator, loss denominator, correct, samples].
-  epoch_sums: jnp.ndarray = flax.struct.field(default_factory=lambda: jnp.zeros(4, jnp.float32))
-  # Exponential moving average of params (config.ema_decay > 0), else None.
-  ema_params: Any = None
-
-  @property
-  def eval_params(self):
-    """The weights to validate, test and export: the moving average when there is one."""
-    return self.params if self.ema_params is None else self.ema_params
-
-
-def ema_update(ema, params, decay: float, step):
-  """One EMA step with the usual warm-up of the decay (min(decay, (1 + step) / (10 + step))), so early
-  averages are not dominated by the random initialisation."""
-  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-  return jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, params)
-
-
-def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  """Linear warmup from ~0 to lr over warmup_epochs, then cosine to lr * min_lr_ratio, per batch.
-
-  Step s (0-based) uses the value at s + 1, so the first batch already learns (the seed's ran at lr 0).
-  """
-  total = max(1, config.epochs * steps_per_epoch)
-  warmup = min(config.warmup_epochs * steps_per_epoch, total)
-  peak, end = config.lr, config.lr * config.min_lr_ratio
-
-  def schedule(step):
-    s = jnp.asarray(step, jnp.float32) + 1
-    progress = jnp.clip((s - warmup) / max(total - warmup, 1), 0.0, 1.0)
-    cosine = end + (peak - end) * 0.5 * (1 + jnp.cos(jnp.pi * progress))
-    return jnp.where(s < warmup, peak * s / max(warmup, 1), cosine)
-
-  return schedule
-
-
-def make_optimizer(config, schedule) -> optax.GradientTransformation:
-  """AdamW with global-norm clipping (the seed's), fused into one pass per parameter (asl_jax.optim)."""
-  return optim.clipped_adamw(schedule, config.grad_clip, weight_decay=config.weight_decay)
-
-
-@dataclasses.dataclass
-class Setup:
-  """Everything a run derives from the config and the data before the first step."""
-
-  packed: packed_lib.Packed
-  train_idx: np.ndarray
-  val_idx: np.ndarray
-  test_idx: np.ndarray
-  model: models.HybridModel
-  class_weights: np.ndarray | None
-  steps_per_epoch: int
-  # (mean, std) of the training visual features; set by training only (evaluation reads the run's saved ones).
-  visual_norm: tuple[np.ndarray, np.ndarray] | None = None
-
-
-def prepare(config) -> Setup:
-  """Loads the data (cached), checks the splits, builds the model; no devices touched."""
-  config_lib.validate(config)
-  subsets = splits_lib.train_subsets(config.train_subsets)
-  spec = packed_lib.DataSpec.from_config(config)
-  packed = packed_lib.load_packed(spec, subsets)
-  train_idx = packed_lib.require_nonempty(packed, subsets)
-  val_idx = packed.indices(["val"]) if config.train_subsets == "train" else np.zeros(0, np.int32)
-  test_idx = packed.indices(["test"])
-  _cap_batch(config, len(train_idx))
-  use_visual = bool(config.gemma_features_dir)
-  model = models.create_model(config, packed.num_classes, use_landmarks=config.use_landmarks,
-                              use_visual=use_visual)
-  weights = losses.class_weights(packed.labels[train_idx], packed.num_classes) if config.use_class_weights else None
-  steps = math.ceil(len(train_idx) / config.batch_size)
-  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
-
-
-def _cap_batch(config, n_train: int) -> None:
-  """A batch larger than the training set would repeat clips within a batch: it is capped (in `config`,
-  so config.json records it) at the training-set size, rounded down to a multiple of the devices."""
-  if config.batch_size <= n_train:
-    return
-  devices = jax.device_count()
-  capped = max(devices, n_train - n_train % devices)
-  print(f"warning: config.batch_size={config.batch_size} is larger than the {n_train} training clips; using "
-        f"batch_size={capped}", file=sys.stderr, flush=True)
-  config.batch_size = capped
-
-
-def create_state(config, model: models.HybridModel, visual_dim: int, steps_per_epoch: int, key) -> TrainState:
-  """A fresh TrainState (works under jit and jax.eval_shape)."""
-  feature_dim = landmark_features.FeatureConfig.from_config(config).dim
-  batch = models.hybrid.example_batch(1, config.num_frames, feature_dim, visual_dim)
-  params = model.init({"params": key, "dropout": key}, batch, train=False)["params"]
-  tx = make_optimizer(config, make_schedule(config, steps_per_epoch))
-  ema = params if config.get("ema_decay", 0.0) > 0 else None
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, ema_params=ema)
-
-
-def init_state(config, setup: Setup, parallel: DataParallel) -> TrainState:
-  key = jax.random.fold_in(jax.random.key(config.seed), 0)
-  create = lambda k: create_state(config, setup.model, setup.packed.visual_dim, setup.steps_per_epoch, k)  # noqa: E731
-  return jax.jit(create, out_shardings=parallel.replicated)(key)
 
 
 def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None):
@@ -148,7 +41,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
   aux_weight = config.aux_loss_weight
 
-  def step(state: TrainState, data, order, class_weights):
+  def step(state: run_lib.TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
     k_batch, k_dropout = jax.random.split(key)
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
@@ -167,7 +60,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
     (loss, (logits, num, den)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads=grads)
     if ema_decay > 0:
-      new_state = new_state.replace(ema_params=ema_update(state.ema_params, new_state.params, ema_decay, state.step))
+      new_state = new_state.replace(ema_params=run_lib.ema_update(state.ema_params, new_state.params, ema_decay, state.step))
     state = new_state
     correct = (jnp.argmax(logits, -1) == batch["labels"]).sum()
     sums = jnp.stack([num, den, correct.astype(jnp.float32), jnp.float32(idx.shape[0])])
@@ -289,7 +182,7 @@ def _truncate_jsonl(path: str, up_to_step: int, steps_per_epoch: int) -> None:
   with open(path, encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if line.strip()]
   kept = [{**r, "epoch": r["step"] // steps_per_epoch} for r in rows if r["step"] <= up_to_step]
-  with open(path, "w", encoding="utf-8") as f:
+  with atomic.atomic_open(path) as f:
     f.writelines(json.dumps(r) + "\n" for r in kept)
 
 
@@ -301,8 +194,8 @@ def _better(metric: str, value: float, best: float | None) -> bool:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming from workdir when it holds a checkpoint), validates each epoch, evaluates the best
-  checkpoint on test. Returns {"status": "done"|"interrupted", "best": ..., "test_report": path|None,
-  "signal": signum when interrupted by a signal}.
+  checkpoint on test. Returns {"status": "done"|"interrupted", "best_epoch", "best_value", "num_params",
+  "test_report": path|None, "test": its metrics, "signal": signum when interrupted by a signal}.
 
   Crash consistency: at the end of an epoch the state is saved to `latest` first (its info carries the
   epoch's metrics row and which step is the best), then to `best` if the epoch improved, then the row is
@@ -311,137 +204,210 @@ def train_and_evaluate(config, workdir: str) -> dict:
   ends with exactly the metrics of an uninterrupted run. One process at a time: the workdir is locked."""
   with _StopFlag() as stop:
     initialize_distributed(config)
-    setup = prepare(config)
+    setup = run_lib.prepare(config)
     is_main = jax.process_index() == 0
     if is_main:
       _make_workdir(workdir)
     with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
-      return _train_locked(config, workdir, setup, stop)
+      return _train(config, workdir, setup, stop)
 
 
-def _train_locked(config, workdir: str, setup: Setup, stop: _StopFlag) -> dict:
-  packed, model = setup.packed, setup.model
-  if model.use_visual and config.visual_standardize:
-    setup.visual_norm = packed_lib.visual_stats(packed, setup.train_idx)
+def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
+  """The steps of a run: record its inputs, build or restore the state, train the remaining epochs, test."""
   parallel = DataParallel()
   parallel.check_batch(config.batch_size)
   is_main = jax.process_index() == 0
+  setup = _with_visual_norm(config, setup)
   if is_main:
-    _prepare_workdir(config, workdir)
-    atomic.write_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
-    atomic.write_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
-    atomic.write_json(os.path.join(workdir, "data_report.json"), packed.report)
-    if setup.visual_norm is not None:
-      save_visual_norm(workdir, setup.visual_norm)
-
-  state = init_state(config, setup, parallel)
+    _write_run_files(config, workdir, setup)
+  state = run_lib.init_state(config, setup, parallel)
   n_params = models.count_params(state.params)
+  _describe(config, setup, parallel, n_params, is_main)
+  ckpt = Checkpoints(workdir, config.max_to_keep)
+  try:
+    state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)
+    state = jax.device_put(state, parallel.replicated)
+    reuse_report = _announce(config, workdir, setup, int(state.step), info, is_main)
+    state, info, interrupted = _train_epochs(config, workdir, setup, parallel, state, info, ckpt, stop, is_main)
+    result = {"status": "interrupted" if interrupted else "done", "best_epoch": info["best_epoch"],
+              "best_value": info["best_value"], "num_params": n_params, "test_report": None}
+    if interrupted:
+      result["signal"] = stop.signum
+      name = signal.Signals(stop.signum).name if stop.signum else "stop request"
+      _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun "
+           "the same command to resume")
+    elif config.evaluate_test and len(setup.test_idx):
+      result.update(_read_test_report(workdir) if reuse_report else
+                    _test(config, workdir, setup, parallel, ckpt, state, is_main))
+    return result
+  finally:
+    ckpt.close()
+
+
+def _with_visual_norm(config, setup: run_lib.Setup) -> run_lib.Setup:
+  """The setup with the training set's visual statistics when the run standardises its visual features."""
+  if setup.model.use_visual and config.visual_standardize:
+    return dataclasses.replace(setup, visual_norm=packed_lib.visual_stats(setup.packed, setup.train_idx))
+  return setup
+
+
+def _write_run_files(config, workdir: str, setup: run_lib.Setup) -> None:
+  """config.json (refusing a conflicting resume), input_spec.json (refusing different inputs), the label
+  mappings, the data report and the visual statistics."""
+  packed = setup.packed
+  spec = run_lib.InputSpec.of(config, packed)
+  if _has_checkpoints(workdir) and os.path.exists(os.path.join(workdir, run_lib.INPUT_SPEC_FILE)):
+    spec.check_resume(run_lib.InputSpec.load(workdir), workdir)
+  _prepare_workdir(config, workdir)
+  spec.save(workdir)
+  atomic.write_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
+  atomic.write_json(os.path.join(workdir, "class_mapping.json"), packed.split.class_mapping())
+  atomic.write_json(os.path.join(workdir, "data_report.json"), packed.report)
+  if setup.visual_norm is not None:
+    run_lib.save_visual_norm(workdir, setup.visual_norm)
+
+
+def _has_checkpoints(workdir: str) -> bool:
+  return os.path.isdir(os.path.join(workdir, "checkpoints", "latest"))
+
+
+def _metrics_path(workdir: str) -> str:
+  return os.path.join(workdir, "metrics.jsonl")
+
+
+def _describe(config, setup: run_lib.Setup, parallel: DataParallel, n_params: int, is_main: bool) -> None:
+  packed, model = setup.packed, setup.model
   streams = ("landmarks+visual (" + config.fusion_type + " fusion)" if model.use_visual and model.use_landmarks
              else "visual only" if model.use_visual else "landmarks only")
   _say(is_main, f"data: {packed.report['packed']} clips with features from {packed.split.path} "
        f"({len(packed.report['missing_features'])} without features, {len(packed.report['skipped'])} skipped)")
   _say(is_main, f"model: {config.encoder} encoder, {streams}, {packed.num_classes} classes, "
        f"{n_params / 1e6:.2f} M parameters; {parallel.num_devices} device(s), {setup.steps_per_epoch} steps/epoch")
-  ckpt = Checkpoints(workdir, config.max_to_keep)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  state, info = _reconcile(ckpt, state, setup.steps_per_epoch, metrics_path if is_main else None)
-  state = jax.device_put(state, parallel.replicated)
+
+
+def _test_report_path(workdir: str) -> str:
+  return os.path.join(workdir, "eval_test", "report.json")
+
+
+def _announce(config, workdir: str, setup: run_lib.Setup, start_step: int, info: dict, is_main: bool) -> bool:
+  """Says whether the run starts, resumes or is finished (and the warmup notice); returns whether the
+  finished run's test report is already there for its best checkpoint."""
   steps = setup.steps_per_epoch
-  start_step = int(state.step)
   finished = start_step >= config.epochs * steps
-  test_report_path = os.path.join(workdir, "eval_test", "report.json")
-  reuse_report = finished and _report_of_step(test_report_path, info.get("best_step"))
-  if reuse_report:
-    _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']}); its test "
-         f"report: {os.path.abspath(test_report_path)}")
-  elif finished:
-    _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']})")
+  report = _test_report_path(workdir)
+  reuse_report = finished and _report_of_step(report, info.get("best_step"))
+  if finished:
+    where = f"; its test report: {os.path.abspath(report)}" if reuse_report else ""
+    _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']}){where}")
   elif start_step:
     _say(is_main, f"resuming from step {start_step} (epoch {start_step // steps + 1} of {config.epochs})")
-  if config.warmup_epochs > config.epochs and is_main and not finished:
+  if config.warmup_epochs > config.epochs and not finished:
     _say(is_main, f"note: warmup_epochs={config.warmup_epochs} is more than epochs={config.epochs}: the learning "
          f"rate warms up over all {config.epochs} epochs")
+  return reuse_report
 
+
+def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, state, info: dict,
+                  ckpt: Checkpoints, stop: _StopFlag, is_main: bool):
+  """The epoch loop from the state's step to config.epochs; returns (state, info, interrupted). A stop
+  request mid-epoch saves `latest` and returns; at an epoch's end the save sequence runs first."""
+  packed, model, steps = setup.packed, setup.model, setup.steps_per_epoch
   train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
   val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
   unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
-  step_fn = make_train_step(config, model, setup.steps_per_epoch, parallel, setup.visual_norm)
-  evaluator = eval_lib.Evaluator.from_config(config, model, parallel, setup.class_weights, visual_norm=setup.visual_norm)
-  schedule = make_schedule(config, setup.steps_per_epoch)
+  step_fn = make_train_step(config, model, steps, parallel, setup.visual_norm)
+  evaluator = evaluation.Evaluator.from_config(config, model, parallel, setup.class_weights,
+                                               visual_norm=setup.visual_norm)
+  schedule = run_lib.make_schedule(config, steps)
   train_labels = packed.labels[setup.train_idx]
+  start_step = int(state.step)
   writer = _summary_writer(workdir) if is_main else None
-  status = "done"
   try:
-    for epoch in range(start_step // steps, config.epochs):
+    for epoch in range(start_step // steps, config.epochs):  # 0-based here, 1-based in every output
       first = start_step - epoch * steps if epoch == start_step // steps else 0
       if first == 0:
         state = state.replace(epoch_sums=parallel.replicate(np.zeros(4, np.float32)))
       order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
       epoch_weights = weights if epoch >= config.class_weights_start_epoch else unit_weights
       t0 = time.time()
-      bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
-      for s in range(first, steps):
-        state, loss = step_fn(state, train_data, order, epoch_weights)
-        if bar is not None:
-          bar.update(1)
-        if (s + 1) % config.log_every == 0 or s + 1 == steps:
-          sums = np.asarray(jax.device_get(state.epoch_sums))
-          _check_finite(sums, float(loss), epoch, int(state.step))
-          if bar is not None:
-            bar.set_postfix(loss=f"{sums[0] / sums[1]:.3f}", acc=f"{sums[2] / sums[3]:.3f}",
-                            lr=f"{float(schedule(int(state.step) - 1)):.2e}")
-        if stop.requested:
-          break
-      if bar is not None:
-        bar.close()
-      if stop.requested and s + 1 < steps:
+      state, complete = _run_steps(config, state, step_fn, train_data, order, epoch_weights, epoch, first, steps,
+                                   schedule, stop, is_main)
+      if not complete:
         ckpt.save("latest", int(state.step), state, info)
-        status = "interrupted"
-        break
-      sums = np.asarray(jax.device_get(state.epoch_sums))
-      _check_finite(sums, float(sums[0] / sums[1]), epoch, int(state.step))
+        return state, info, True
+      sums = _checked_sums(state, None, epoch)
       row = {"epoch": epoch + 1, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
              "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
              "epoch_time_s": round(time.time() - t0, 3)}
       if val_data is not None:
         val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
-        row.update(eval_lib.flat_metrics(val, "val"))
+        row.update(evaluation.flat_metrics(val, "val"))
       info = _end_of_epoch(ckpt, state, info, row, config.best_metric if val_data is not None else None)
       if is_main:
-        _log_epoch(metrics_path, writer, row)
+        _log_epoch(_metrics_path(workdir), writer, row)
       if stop.requested:
-        status = "interrupted"
-        break
+        return state, info, True
   finally:
     if writer is not None:
       writer.close()
-  result = {"status": status, "best_epoch": info["best_epoch"], "best_value": info["best_value"],
-            "num_params": n_params, "test_report": None}
-  if status == "interrupted":
-    result["signal"] = stop.signum
-    name = signal.Signals(stop.signum).name if stop.signum else "stop request"
-    _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun the "
-         "same command to resume")
-  if status == "done" and config.evaluate_test and len(setup.test_idx) and reuse_report:
-    with open(test_report_path, encoding="utf-8") as f:
-      report = json.load(f)
-    result["test_report"] = test_report_path
-    result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
-  elif status == "done" and config.evaluate_test and len(setup.test_idx):
-    best_state, _ = ckpt.restore("best", state)
-    _fault("test_evaluation")
-    test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
-    summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
-    if is_main:
-      report = eval_lib.build_report(summary, "test", int(best_state.step), packed.split.glosses)
-      report["clips_without_hands"] = eval_lib.clips_without_hands(packed, setup.test_idx)
-      result["test_report"] = eval_lib.write_report(os.path.join(workdir, "eval_test"), report, summary,
-                                                    packed.labels[setup.test_idx], packed.split.glosses,
-                                                    metrics_path)
-      result["test"] = {"per_instance": report["per_instance"], "per_class": report["per_class"]}
-  ckpt.close()
-  return result
+  return state, info, False
+
+
+def _run_steps(config, state, step_fn, train_data, order, weights, epoch: int, first: int, steps: int, schedule,
+               stop: _StopFlag, is_main: bool):
+  """Steps `first`..`steps` of one epoch (a progress bar, the loss checked every log_every steps); returns
+  (state, whether the epoch completed) — False when a stop request came first."""
+  bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
+  try:
+    for s in range(first, steps):
+      state, loss = step_fn(state, train_data, order, weights)
+      if bar is not None:
+        bar.update(1)
+      if (s + 1) % config.log_every == 0 or s + 1 == steps:
+        sums = _checked_sums(state, loss, epoch)
+        if bar is not None:
+          bar.set_postfix(loss=f"{sums[0] / sums[1]:.3f}", acc=f"{sums[2] / sums[3]:.3f}",
+                          lr=f"{float(schedule(int(state.step) - 1)):.2e}")
+      if stop.requested:
+        return state, s + 1 == steps
+    return state, True
+  finally:
+    if bar is not None:
+      bar.close()
+
+
+def _checked_sums(state, loss, epoch: int) -> np.ndarray:
+  """The running epoch sums on the host, after checking them (and the last loss) are finite."""
+  sums = np.asarray(jax.device_get(state.epoch_sums))
+  _check_finite(sums, float(sums[0] / sums[1]) if loss is None else float(loss), epoch, int(state.step))
+  return sums
+
+
+def _read_test_report(workdir: str) -> dict:
+  path = _test_report_path(workdir)
+  with open(path, encoding="utf-8") as f:
+    report = json.load(f)
+  return {"test_report": path, "test": {"per_instance": report["per_instance"], "per_class": report["per_class"]}}
+
+
+def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ckpt: Checkpoints, state,
+          is_main: bool) -> dict:
+  """Evaluates the best checkpoint on the test split and writes DIR/eval_test/."""
+  packed = setup.packed
+  best_state, _ = ckpt.restore("best", state)
+  _fault("test_evaluation")
+  evaluator = evaluation.Evaluator.from_config(config, setup.model, parallel, setup.class_weights,
+                                               visual_norm=setup.visual_norm)
+  test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
+  summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
+  if not is_main:
+    return {}
+  report = evaluation.build_report(summary, "test", int(best_state.step), packed.split.glosses)
+  report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
+  path = evaluation.write_report(os.path.dirname(_test_report_path(workdir)), report, summary,
+                                 packed.labels[setup.test_idx], packed.split.glosses, _metrics_path(workdir))
+  return {"test_report": path, "test": {"per_instance": report["per_instance"], "per_class": report["per_class"]}}
 
 
 def _report_of_step(path: str, step) -> bool:
@@ -508,14 +474,6 @@ def _has_step(path: str, step: int) -> bool:
     return False
   with open(path, encoding="utf-8") as f:
     return any(json.loads(line)["step"] == step for line in f if line.strip())
-
-
-VISUAL_NORM_FILE = "visual_norm.npz"
-
-
-def save_visual_norm(workdir: str, norm) -> None:
-  """The visual standardisation statistics of a run (evaluate / predict / export read them back)."""
-  atomic.save_npz(os.path.join(workdir, VISUAL_NORM_FILE), mean=norm[0], std=norm[1])
 
 
 def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from asl_jax import augment, input_pipeline, losses, models, train  # noqa: E402
+from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
 from asl_jax.data import packed as packed_lib  # noqa: E402
 from asl_jax.data.synthetic import make_synthetic  # noqa: E402
@@ -78,7 +79,7 @@ def main():
   spec = packed_lib.DataSpec.from_config(cfg)
   cache_exists = os.path.isdir(cfg.cache_dir) and os.listdir(cfg.cache_dir)
   t0 = time.perf_counter()
-  setup = train.prepare(cfg)
+  setup = run_lib.prepare(cfg)
   key = "cached_start_s" if cache_exists else "first_pack_s"
   out[key] = round(time.perf_counter() - t0, 2)
   if not cache_exists:
@@ -111,7 +112,7 @@ def main():
   epoch_order = parallel.shard_order(train.epoch_order(cfg, setup.packed.labels[setup.train_idx], 0, steps))
 
   def time_real_step(config, model):
-    state = train.init_state(config, dataclasses.replace(setup, model=model), parallel)
+    state = run_lib.init_state(config, dataclasses.replace(setup, model=model), parallel)
     step_fn = train.make_train_step(config, model, steps, parallel)
     for _ in range(3):
       state, loss = step_fn(state, data, epoch_order, weights)

@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import evaluate, input_pipeline, train  # noqa: E402
+from asl_jax import evaluation, input_pipeline  # noqa: E402
+from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
 from asl_jax.data.synthetic import make_synthetic  # noqa: E402
 from asl_jax.sharding import DataParallel  # noqa: E402
@@ -44,12 +45,12 @@ def main():
   c = default_config()
   c.data_dir, c.subset, c.cache_dir = a.data_dir, "nslt_2000.json", os.path.join(a.data_dir, ".cache")
   t0 = time.perf_counter()
-  setup = train.prepare(c)
+  setup = run_lib.prepare(c)
   out["load_s"] = round(time.perf_counter() - t0, 2)
   out["rss_after_load_mb"] = round(peak_rss_mb())
   parallel = DataParallel()
-  state = train.init_state(c, setup, parallel)
-  ev = evaluate.Evaluator(setup.model, c.num_frames, parallel, a.batch_size)
+  state = run_lib.init_state(c, setup, parallel)
+  ev = evaluation.Evaluator(setup.model, c.num_frames, parallel, a.batch_size)
   idx = np.arange(len(setup.packed.labels))
   host = input_pipeline.select(setup.packed, idx[:a.batch_size])
   ev.predict(state.params, host)  # compile

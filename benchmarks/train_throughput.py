@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from asl_jax import input_pipeline, models, train  # noqa: E402
+from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config, nslt_config  # noqa: E402
 from asl_jax.data import layouts  # noqa: E402
 from asl_jax.sharding import DataParallel  # noqa: E402
@@ -59,7 +60,7 @@ def jax_stepper(encoder: str, classes: int, batch: int, frames: int, gdim: int, 
   data = parallel.replicate(data)
   model = models.create_model(cfg, classes, use_landmarks=True, use_visual=gdim > 0)
   steps = n_clips // batch
-  state = jax.jit(lambda k: train.create_state(cfg, model, gdim, steps, k),
+  state = jax.jit(lambda k: run_lib.create_state(cfg, model, gdim, steps, k),
                   out_shardings=parallel.replicated)(jax.random.key(0))
   weights = parallel.replicate(rng.uniform(0.1, 10, classes).astype(np.float32))
   order = parallel.shard_order(rng.permutation(steps * batch).reshape(steps, batch).astype(np.int32))

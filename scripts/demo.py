@@ -35,7 +35,7 @@ def main(argv):
     if result["test_report"]:
       with open(result["test_report"], encoding="utf-8") as fh:
         report = json.load(fh)
-      from asl_jax.evaluate import format_table  # pylint: disable=import-outside-toplevel
+      from asl_jax.evaluation import format_table  # pylint: disable=import-outside-toplevel
       print(format_table(report))
       print(f"report: {os.path.abspath(result['test_report'])}")
       print(f"plots:  {os.path.dirname(os.path.abspath(result['test_report']))}/*.png")

@@ -72,3 +72,54 @@ def test_resume_check_treats_fields_added_later_as_their_default():
   assert config_lib.resume_conflicts(saved, c) == ["class_weights_start_epoch: saved 0, now 3"]
   saved["hidden_dim"] = 64
   assert "hidden_dim: saved 64, now 512" in config_lib.resume_conflicts(saved, c)
+
+
+# Consumers of the flat config: dataclasses whose fields (and defaults) come from it.
+def _consumers():
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from asl_jax import augment, landmark_features  # pylint: disable=import-outside-toplevel
+  from asl_jax.data import packed  # pylint: disable=import-outside-toplevel
+  from asl_jax.models import hybrid  # pylint: disable=import-outside-toplevel
+  out = {}
+  for cls, renames in ((packed.DataSpec, {}), (augment.AugmentConfig, augment.AugmentConfig.CONFIG_NAMES),
+                       (landmark_features.FeatureConfig, landmark_features.FeatureConfig.CONFIG_NAMES)):
+    out[cls.__name__] = {f.name: (renames.get(f.name, f.name), f.default) for f in dataclasses.fields(cls)}
+  out["HybridModel"] = {f.name: (f.name, f.default) for f in dataclasses.fields(hybrid.HybridModel)
+                        if f.name not in hybrid.DERIVED_FIELDS and f.name not in ("parent", "name")}
+  return out
+
+
+def test_every_consumer_field_is_a_config_field_with_the_same_default():
+  for consumer, fields in _consumers().items():
+    for mine, (field, default) in fields.items():
+      assert field in config_lib.FIELDS, f"{consumer}.{mine} has no config field {field}"
+      if consumer == "FeatureConfig" and mine == "blocks":
+        default = ",".join(default)
+      if consumer != "DataSpec" or mine != "data_dir":
+        assert default == config_lib.default(field), (consumer, mine)
+
+
+def test_every_config_field_reaches_a_consumer():
+  """Each field is read by a consumer dataclass or by name in the library (config.FIELD / config["FIELD"]),
+  so none is silently ignored."""
+  import re  # pylint: disable=import-outside-toplevel
+  consumed = {field for fields in _consumers().values() for field, _ in fields.values()}
+  root = os.path.join(REPO, "asl_jax")
+  source = ""
+  for d, _, files in os.walk(root):
+    source += "".join(open(os.path.join(d, f)).read() for f in files
+                      if f.endswith(".py") and f != "config.py")
+  consumed |= set(re.findall(r"\b(?:config|cfg)\.(\w+)", source))
+  consumed |= set(re.findall(r"\b(?:config|cfg)(?:\.get\(|\[)\"(\w+)\"", source))
+  missing = sorted(set(config_lib.FIELDS) - consumed)
+  assert not missing, f"config fields no code reads: {missing}"
+
+
+def test_allowed_values_are_the_consumers():
+  from asl_jax.data import layouts, packed  # pylint: disable=import-outside-toplevel
+  from asl_jax.models import fusion, hybrid  # pylint: disable=import-outside-toplevel
+  assert hybrid.ENCODERS == config_lib.choices("encoder")
+  assert hybrid.VISUAL_STREAMS == config_lib.choices("visual_stream")
+  assert fusion.FUSIONS == config_lib.choices("fusion_type")
+  assert packed.ON_BAD_FILE == config_lib.choices("on_bad_file")
+  assert config_lib.choices("landmark_layout") == ("auto", *layouts.LAYOUT_DIMS)

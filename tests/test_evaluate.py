@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluate, predict, train, workdir as workdir_lib
+from asl_jax import evaluate, predict, restore, train
 from asl_jax.errors import CheckpointError, DataError
 from asl_jax.extract import extract_python, landmarks_from_video
 from conftest import REPO, tiny_config
@@ -78,9 +78,9 @@ def test_predict_bad_inputs(trained, tmp_path):
     for name in ("config.json", "label_mapping.json", "data_report.json"):
       with open(os.path.join(trained["workdir"], name)) as src, open(tmp_path / "empty" / name, "w") as dst:
         dst.write(src.read())
-    workdir_lib.load_run(str(tmp_path / "empty"))
+    restore.load_run(str(tmp_path / "empty"))
   with pytest.raises(CheckpointError, match="no checkpoint at step 999"):
-    workdir_lib.load_run(trained["workdir"], "999")
+    restore.load_run(trained["workdir"], "999")
 
 
 def test_evaluate_cli(trained):

@@ -149,7 +149,7 @@ def tiny_paligemma(tmp_path_factory):
 def test_vision_tower_loads_from_paligemma_and_siglip_checkpoints(tiny_paligemma, tmp_path):
   import torch
   from transformers import SiglipImageProcessor, SiglipVisionModel
-  from asl_jax.extract.visual import VisualEncoder, load_vision_tower
+  from asl_jax.extract.visual import SiglipFeatureExtractor, load_vision_tower
   path, reference = tiny_paligemma
   tower, processor = load_vision_tower(path)
   assert tower.config.hidden_size == 24 and processor.size == {"height": 32, "width": 32}
@@ -163,7 +163,7 @@ def test_vision_tower_loads_from_paligemma_and_siglip_checkpoints(tiny_paligemma
   solo.save_pretrained(tmp_path / "siglip")
   SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "siglip")
   frames = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(5)]
-  feats = VisualEncoder(str(tmp_path / "siglip"), "cpu", batch_size=2)(frames)  # 3 batches
+  feats = SiglipFeatureExtractor(str(tmp_path / "siglip"), "cpu", batch_size=2)(frames)  # 3 batches
   with torch.inference_mode():
     px = SiglipImageProcessor(size={"height": 32, "width": 32})(images=frames, return_tensors="pt")["pixel_values"]
     expected = solo(pixel_values=px).last_hidden_state.mean(1).numpy()
@@ -182,7 +182,7 @@ def test_vision_tower_loads_from_paligemma_and_siglip_checkpoints(tiny_paligemma
 def test_visual_features_for_a_split(tiny_paligemma, video_dir):
   from asl_jax.extract.dataset import extract_visual_dataset
   from asl_jax.extract.frames import read_frames
-  from asl_jax.extract.visual import VisualEncoder
+  from asl_jax.extract.visual import SiglipFeatureExtractor
   path, _ = tiny_paligemma
   out = video_dir / "gemma_features"
   meta = extract_visual_dataset(str(video_dir), str(out), "nslt_1.json", path, num_frames=16, device="cpu",
@@ -192,7 +192,7 @@ def test_visual_features_for_a_split(tiny_paligemma, video_dir):
   assert np.isfinite(full).all() and np.abs(full - full[0]).max() > 1e-4  # frames differ: real per-frame work
   # Frame 11 (1-based) starts clip 00002; it is the 11th frame of the untrimmed video.
   frame = next(read_frames(str(video_dir / "videos" / "00002.mp4"), 11, 11))
-  np.testing.assert_allclose(trimmed[0], VisualEncoder(path, "cpu")([frame])[0], atol=1e-5)
+  np.testing.assert_allclose(trimmed[0], SiglipFeatureExtractor(path, "cpu")([frame])[0], atol=1e-5)
   saved = json.loads((out / "extraction_metadata.json").read_text())
   assert saved["model_name"] == path and saved["feature_dim"] == 24 and saved["num_frames"] == 16
   assert meta["success_count"] == 2 and meta["error_count"] == 1 and meta["subset"] == "nslt_1.json"

@@ -41,7 +41,8 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluate, input_pipeline, train
+from asl_jax import evaluation, input_pipeline, train
+from asl_jax import run as run_lib
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import CheckpointError
 from asl_jax.sharding import DataParallel
@@ -198,12 +199,12 @@ def test_disk_full_during_save(tiny_data, tmp_path, monkeypatch):
 def test_streamed_evaluation(tiny_data, tmp_path):
   """Host (memory-mapped) data is evaluated chunk by chunk with the same result as device data."""
   cfg = tiny_config(tiny_data, epochs=1, evaluate_test=False)
-  setup = train.prepare(cfg)
+  setup = run_lib.prepare(cfg)
   parallel = DataParallel()
-  state = train.init_state(cfg, setup, parallel)
+  state = run_lib.init_state(cfg, setup, parallel)
   idx = np.arange(len(setup.packed.labels))
   host = input_pipeline.select(setup.packed, idx)
-  ev = evaluate.Evaluator(setup.model, cfg.num_frames, parallel, batch_size=4)
+  ev = evaluation.Evaluator(setup.model, cfg.num_frames, parallel, batch_size=4)
   on_device = ev.predict(state.params, parallel.replicate(host))
   streamed = ev.predict(state.params, host, chunk_batches=2)  # 8 clips per chunk
   np.testing.assert_array_equal(on_device[0], streamed[0])

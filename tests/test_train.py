@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from asl_jax import run as run_lib
 from asl_jax import train
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import ConfigError, TrainingDivergedError
@@ -40,7 +41,7 @@ def _cli(data, workdir, env_extra=None, **overrides):
 
 def test_schedule_warmup_then_cosine():
   cfg = tiny_config({"data_dir": "", "subset": ""}, lr=1e-3, epochs=10, warmup_epochs=2, min_lr_ratio=0.0)
-  sched = train.make_schedule(cfg, steps_per_epoch=100)
+  sched = run_lib.make_schedule(cfg, steps_per_epoch=100)
   assert float(sched(0)) == pytest.approx(1e-3 / 200, rel=1e-4)  # the first batch already learns
   assert float(sched(199)) == pytest.approx(1e-3, rel=1e-5)  # end of warmup: the peak
   assert float(sched(199 + 400)) == pytest.approx(0.5e-3, rel=1e-3)  # half-way through the cosine
@@ -186,9 +187,9 @@ def test_stop_mid_epoch_resumes_exactly(tiny_data, tmp_path, monkeypatch):
     @property
     def requested(self):
       StopAfter.checks += 1
-      # The loop asks once per step and twice at the end of an epoch: the 8th question comes after the
-      # first step of epoch 2 (5 steps per epoch), i.e. mid-epoch at step 6.
-      return StopAfter.checks >= 8
+      # The loop asks once per step and once more at the end of an epoch: the 7th question comes after
+      # the first step of epoch 2 (5 steps per epoch), i.e. mid-epoch at step 6.
+      return StopAfter.checks >= 7
 
     @requested.setter
     def requested(self, value):

@@ -26,8 +26,8 @@ def landmark_path(landmarks_dir: str, video_id: str) -> str:
   return os.path.join(landmarks_dir, video_id + LANDMARK_SUFFIX)
 
 
-def visual_path(gemma_dir: str, video_id: str) -> str:
-  return os.path.join(gemma_dir, video_id + VISUAL_SUFFIX)
+def visual_path(visual_dir: str, video_id: str) -> str:
+  return os.path.join(visual_dir, video_id + VISUAL_SUFFIX)
 
 
 def read_header(path: str) -> tuple[tuple[int, ...], np.dtype]:

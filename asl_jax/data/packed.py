@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from asl_jax import config as config_lib
+from asl_jax.config import default
 from asl_jax.data import features as features_lib
 from asl_jax.data import layouts
 from asl_jax.data import splits as splits_lib
@@ -29,7 +31,7 @@ from asl_jax.errors import DataError
 
 CACHE_VERSION = 1
 SUBSET_CODES = {name: i for i, name in enumerate(splits_lib.SUBSETS)}
-ON_BAD_FILE = ("error", "skip")
+ON_BAD_FILE = config_lib.choices("on_bad_file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,19 +39,18 @@ class DataSpec:
   """Where the data is and how to pack it (the data fields of the config)."""
 
   data_dir: str
-  subset: str = "nslt_100.json"
-  landmarks_dir: str = ""  # empty: {data_dir}/landmarks
-  gemma_features_dir: str = ""  # empty: landmarks only
-  gemma_feature_dim: int = 0  # 0: extraction_metadata.json, else whatever all files agree on
-  landmark_layout: str = "auto"
-  max_frames: int = 64
-  on_bad_file: str = "error"  # or "skip": drop unreadable / NaN / wrong-shape clips with a report
-  cache_dir: str = ""  # empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; "none": no cache
+  subset: str = default("subset")
+  landmarks_dir: str = default("landmarks_dir")  # empty: {data_dir}/landmarks
+  gemma_features_dir: str = default("gemma_features_dir")  # the visual features; empty: landmarks only
+  gemma_feature_dim: int = default("gemma_feature_dim")  # 0: extraction_metadata.json, else the files
+  landmark_layout: str = default("landmark_layout")
+  max_frames: int = default("max_frames")
+  on_bad_file: str = default("on_bad_file")  # skip: drop unreadable / NaN / wrong-shape clips, reported
+  cache_dir: str = default("cache_dir")  # empty: $ASL_JAX_CACHE or ~/.cache/asl_jax; "none": no cache
 
   @classmethod
   def from_config(cls, config) -> "DataSpec":
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: config[k] for k in names if k in config})
+    return cls(**config_lib.pick(config, {f.name: f.name for f in dataclasses.fields(cls)}))
 
   @property
   def split_path(self) -> str:
@@ -269,85 +270,108 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   return packed
 
 
-def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dict) -> Packed:
-  lm_dir, vis_dir, skip = spec.landmarks_path, spec.gemma_features_dir, spec.on_bad_file == "skip"
-  expected_lm = None if spec.landmark_layout == "auto" else layouts.LAYOUT_DIMS.get(spec.landmark_layout)
-  if spec.landmark_layout != "auto" and expected_lm is None:
+@dataclasses.dataclass(frozen=True)
+class _Formats:
+  """What the feature files of the candidate clips hold (checked from their headers, without loading)."""
+
+  layout: str
+  landmark_dim: int
+  visual_dim: int
+  visual_frames: int
+  wrong_shape: dict  # path -> "shape (...)" of files whose shape differs from the rest
+
+
+def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) -> _Formats:
+  """The landmark layout and visual dimension all files agree on; files that disagree are an error, or
+  listed in `wrong_shape` with on_bad_file=skip."""
+  lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
+  if spec.landmark_layout != "auto" and spec.landmark_layout not in layouts.LAYOUT_DIMS:
     raise DataError(f"landmark_layout={spec.landmark_layout!r}: expected one of "
                     f"{sorted(layouts.LAYOUT_DIMS)} or 'auto'")
-  lm_paths = [features_lib.landmark_path(lm_dir, e.video_id) for e in candidates]
-
-  def dims(paths, kind, expected, meta_dir):
-    check = features_lib.check_dims(paths, kind, expected, meta_dir)
-    if check.bad and not skip:
-      raise DataError(features_lib.describe_bad(check.bad, check.dim, kind)
-                      + "\n(set on_bad_file=skip to drop them with a report)")
-    for p, s in check.bad:
-      report["skipped"][p] = f"shape {s}"
-    return check, {p for p, _ in check.bad}
-
   if not candidates:
     raise DataError(f"{split.path}: none of its {len(split.entries)} clips has a landmarks file in {lm_dir} "
                     f"(expected <video_id>{features_lib.LANDMARK_SUFFIX})")
-  lm_check, bad = dims(lm_paths, "landmark", expected_lm, lm_dir)
-  lm_dim = lm_check.dim
-  layout = layouts.layout_for_dim(lm_dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
+  wrong = {}
+
+  def check(paths, kind, expected, meta_dir):
+    result = features_lib.check_dims(paths, kind, expected, meta_dir)
+    if result.bad and spec.on_bad_file != "skip":
+      raise DataError(features_lib.describe_bad(result.bad, result.dim, kind)
+                      + "\n(set on_bad_file=skip to drop them with a report)")
+    return result, {p: f"shape {shape}" for p, shape in result.bad}
+
+  expected_lm = layouts.LAYOUT_DIMS.get(spec.landmark_layout)
+  lm, wrong_lm = check([features_lib.landmark_path(lm_dir, e.video_id) for e in candidates], "landmark",
+                       expected_lm, lm_dir)
+  wrong.update(wrong_lm)
+  layout = layouts.layout_for_dim(lm.dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
   vis_dim = vis_frames = 0
   if vis_dir:
-    vis_paths = [features_lib.visual_path(vis_dir, e.video_id) for e in candidates]
-    vis_check, bad_vis = dims(vis_paths, "visual", spec.gemma_feature_dim or None, vis_dir)
-    vis_dim, vis_frames = vis_check.dim, min(spec.max_frames, vis_check.max_len)
-    bad |= bad_vis
-  report["landmark_layout"], report["visual_dim"] = layout, vis_dim
+    vis, wrong_vis = check([features_lib.visual_path(vis_dir, e.video_id) for e in candidates], "visual",
+                           spec.gemma_feature_dim or None, vis_dir)
+    vis_dim, vis_frames = vis.dim, min(spec.max_frames, vis.max_len)
+    wrong.update(wrong_vis)
+  return _Formats(layout, lm.dim, vis_dim, vis_frames, wrong)
+
+
+def _load_clips(spec: DataSpec, formats: _Formats, candidates: list):
+  """(kept entries, prepared clips, {path: why} of unusable files), loading in parallel threads."""
+  lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
 
   def load_one(e):
-    """Returns (entry, points, parts, visual) or (entry, error message)."""
     lp = features_lib.landmark_path(lm_dir, e.video_id)
     vp = features_lib.visual_path(vis_dir, e.video_id) if vis_dir else None
-    if lp in bad or vp in bad:
+    if lp in formats.wrong_shape or vp in formats.wrong_shape:
       return e, None
     try:
-      raw = features_lib.load_array(lp, lm_dim)
-      vis = features_lib.load_array(vp, vis_dim) if vp else None
+      raw = features_lib.load_array(lp, formats.landmark_dim)
+      vis = features_lib.load_array(vp, formats.visual_dim) if vp else None
     except DataError as err:
       return e, str(err)
-    return e, prepare_clip(raw, layout, spec.max_frames, vis, vis_frames)
+    return e, prepare_clip(raw, formats.layout, spec.max_frames, vis, formats.visual_frames)
 
-  errors, kept, clips = [], [], []
+  kept, clips, errors = [], [], []
   with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
     for e, result in pool.map(load_one, candidates, chunksize=64):
-      if result is None:
-        continue
       if isinstance(result, str):
         errors.append(result)
-        continue
-      kept.append(e)
-      clips.append(result)
-  if errors:
-    if not skip:
-      raise DataError(f"{len(errors)} feature file(s) cannot be used (set on_bad_file=skip to drop them "
-                      f"with a report):\n" + _list_limited(errors))
-    for msg in errors:
-      path, _, why = msg.partition(": ")
-      report["skipped"][path] = why
-  lut = split.label_of()
+      elif result is not None:
+        kept.append(e)
+        clips.append(result)
+  if errors and spec.on_bad_file != "skip":
+    raise DataError(f"{len(errors)} feature file(s) cannot be used (set on_bad_file=skip to drop them "
+                    f"with a report):\n" + _list_limited(errors))
+  unusable = {}
+  for msg in errors:
+    path, _, why = msg.partition(": ")
+    unusable[path] = why
+  return kept, clips, unusable
+
+
+def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dict) -> Packed:
+  """Checks the formats, loads and prepares every candidate clip, packs them; the returned Packed carries
+  `report` completed with the layout, the skipped files and the packed counts."""
+  formats = _check_formats(spec, split, candidates)
+  kept, clips, unusable = _load_clips(spec, formats, candidates)
+  skipped = {**report["skipped"], **formats.wrong_shape, **unusable}
   if not kept:
-    raise DataError(f"{split.path}: no clip has usable features in {lm_dir}"
-                    + (f" and {vis_dir}" if vis_dir else "") + f" ({len(report['missing_features'])} missing, "
-                    f"{len(report['skipped'])} skipped)")
-  points, parts, lengths, visual, vis_lengths = pack_clips(clips, spec.max_frames, vis_frames, vis_dim)
+    raise DataError(f"{split.path}: no clip has usable features in {spec.landmarks_path}"
+                    + (f" and {spec.gemma_features_dir}" if spec.gemma_features_dir else "")
+                    + f" ({len(report['missing_features'])} missing, {len(skipped)} skipped)")
+  points, parts, lengths, visual, vis_lengths = pack_clips(clips, spec.max_frames, formats.visual_frames,
+                                                           formats.visual_dim)
   del clips
-  packed = Packed(
-      points=points, parts=parts, lengths=lengths,
-      labels=np.asarray([lut[e.class_id] for e in kept], np.int32),
-      subsets=np.asarray([SUBSET_CODES[e.subset] for e in kept], np.int8),
-      video_ids=tuple(e.video_id for e in kept), split=split, report=report,
-      visual=visual, visual_lengths=vis_lengths)
-  report["packed"] = {s: int((packed.subsets == c).sum()) for s, c in SUBSET_CODES.items()}
-  if report["missing_features"] or report["skipped"]:
+  lut = split.label_of()
+  subsets = np.asarray([SUBSET_CODES[e.subset] for e in kept], np.int8)
+  report = {**report, "skipped": skipped, "landmark_layout": formats.layout, "visual_dim": formats.visual_dim,
+            "packed": {s: int((subsets == c).sum()) for s, c in SUBSET_CODES.items()}}
+  if report["missing_features"] or skipped:
     logging.warning("%s: %d clips without features, %d skipped (listed in the data report)", split.path,
-                    len(report["missing_features"]), len(report["skipped"]))
-  return packed
+                    len(report["missing_features"]), len(skipped))
+  return Packed(points=points, parts=parts, lengths=lengths,
+                labels=np.asarray([lut[e.class_id] for e in kept], np.int32), subsets=subsets,
+                video_ids=tuple(e.video_id for e in kept), split=split, report=report,
+                visual=visual, visual_lengths=vis_lengths)
 
 
 def visual_stats(packed: Packed, idx: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -150,8 +150,8 @@ def extract_visual_dataset(data_dir: str, output_dir: str, subset: str = "nslt_1
   (the same trimmed, evenly spaced frames as the landmarks), extraction_metadata.json (the seed's keys) and
   failed_videos.txt; returns the metadata dict. One model on one device, frames batched."""
   from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
-  from asl_jax.extract.visual import VisualEncoder  # pylint: disable=import-outside-toplevel
-  encoder = VisualEncoder(model_name, device, batch_size)
+  from asl_jax.extract.visual import SiglipFeatureExtractor  # pylint: disable=import-outside-toplevel
+  encoder = SiglipFeatureExtractor(model_name, device, batch_size)
   jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing)
   t0 = time.perf_counter()
   results = []

@@ -106,7 +106,7 @@ def pick_device(device: str = "auto") -> str:
   return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
-class VisualEncoder:
+class SiglipFeatureExtractor:
   """frames (list of RGB uint8 images) -> (T, D) float32 features, batched on one device."""
 
   def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 32):

@@ -168,7 +168,7 @@ class ConvTransformerLandmarkEncoder(nn.Module):
     return x, masked_mean(x, mask)
 
 
-class VisualEncoder(nn.Module):
+class SeedVisualEncoder(nn.Module):
   """Frozen per-frame visual features -> projection, positions, masked self-attention with a residual,
   masked mean pooling (the seed's stream without its missing residual and positions)."""
 

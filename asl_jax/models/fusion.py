@@ -6,9 +6,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from asl_jax.config import choices
 from asl_jax.models.layers import AttentionBlock, DenseBlock, masked_mean
 
-FUSIONS = ("concat", "attention", "gated")
+FUSIONS = choices("fusion_type")
 
 
 class ConcatFusion(nn.Module):

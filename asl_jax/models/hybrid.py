@@ -10,13 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from asl_jax import config as config_lib
+from asl_jax.config import choices, default
 from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder, PooledVisualEncoder,
-                                     TransformerLandmarkEncoder, VisualEncoder)
+                                     SeedVisualEncoder, TransformerLandmarkEncoder)
 from asl_jax.models.fusion import make_fusion
 from asl_jax.models.heads import ClassifierHead
 
-ENCODERS = ("lstm", "transformer", "conv_transformer")
-VISUAL_STREAMS = ("seed", "pooled", "linear")
+ENCODERS = choices("encoder")
+VISUAL_STREAMS = choices("visual_stream")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,31 +33,33 @@ class HybridModel(nn.Module):
   (B, Tv, G) + `visual_mask` (B, Tv). Which streams exist is fixed by `use_landmarks` / `use_visual`."""
 
   num_classes: int
-  hidden_dim: int = 512
-  dropout: float = 0.5
-  encoder: str = "lstm"
-  fusion_type: str = "concat"
-  use_landmarks: bool = True
-  use_visual: bool = True
-  lstm_layers: int = 2
-  transformer_layers: int = 2
-  num_heads: int = 4
-  ff_mult: int = 4
-  pooling: str = "mean"
-  transformer_dropout: float = 0.1
-  lstm_matmul_dtype: str = "float32"
-  conv_kernel: int = 17
-  conv_layers: int = 3
-  drop_path: float = 0.1
+  # The config's model fields, with its defaults (asl_jax/config.py; `scripts/train.py --list_config`).
+  hidden_dim: int = default("hidden_dim")
+  dropout: float = default("dropout")
+  encoder: str = default("encoder")
+  fusion_type: str = default("fusion_type")
+  use_landmarks: bool = default("use_landmarks")
+  lstm_layers: int = default("lstm_layers")
+  transformer_layers: int = default("transformer_layers")
+  num_heads: int = default("num_heads")
+  ff_mult: int = default("ff_mult")
+  pooling: str = default("pooling")
+  transformer_dropout: float = default("transformer_dropout")
+  lstm_matmul_dtype: str = default("lstm_matmul_dtype")
+  conv_kernel: int = default("conv_kernel")
+  conv_layers: int = default("conv_layers")
+  drop_path: float = default("drop_path")
   # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the same with a linear pooled
   # vector, and a visual-only model's head is then one Dense layer (a linear probe on the time-mean).
-  visual_stream: str = "seed"
-  visual_dropout: float = 0.1
-  aux_heads: bool = False  # a linear head per stream (both streams only), for the auxiliary losses
-  modality_dropout: float = 0.0  # training: per clip, drop the visual (p/2) or the landmark (p/2) stream
+  visual_stream: str = default("visual_stream")
+  visual_dropout: float = default("visual_dropout")
+  modality_dropout: float = default("modality_dropout")  # training: per clip, drop one stream (p/2 each)
   # Fused vector = landmark vector + a zero-initialised projection of the fusion's output: training starts
   # from the landmark model and adds what the visual stream contributes.
-  fusion_residual: bool = False
+  fusion_residual: bool = default("fusion_residual")
+  # Derived from the data and the config rather than config fields themselves:
+  use_visual: bool = True  # the run has visual features (config.gemma_features_dir)
+  aux_heads: bool = False  # a linear head per stream (both streams only): config.aux_loss_weight > 0
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -76,7 +80,7 @@ class HybridModel(nn.Module):
         raise ValueError(f"encoder={self.encoder!r}: expected one of {ENCODERS}")
     if self.use_visual:
       if self.visual_stream == "seed":
-        self.visual_encoder = VisualEncoder(h, p, self.num_heads)
+        self.visual_encoder = SeedVisualEncoder(h, p, self.num_heads)
       elif self.visual_stream in ("pooled", "linear"):
         self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout, linear=self.visual_stream == "linear")
       else:
@@ -139,17 +143,20 @@ class HybridModel(nn.Module):
     return logits
 
 
-MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "lstm_layers", "transformer_layers",
-                "num_heads", "ff_mult", "pooling", "transformer_dropout",
-                "lstm_matmul_dtype", "conv_kernel", "conv_layers", "drop_path", "visual_stream", "visual_dropout",
-                "modality_dropout", "fusion_residual")
+# The config fields that are HybridModel fields of the same name.
+MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "use_landmarks", "lstm_layers",
+                "transformer_layers", "num_heads", "ff_mult", "pooling", "transformer_dropout", "lstm_matmul_dtype",
+                "conv_kernel", "conv_layers", "drop_path", "visual_stream", "visual_dropout", "modality_dropout",
+                "fusion_residual")
+DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:
-  """The model a config asks for (fields listed in MODEL_FIELDS; missing ones keep their defaults)."""
-  kwargs = {k: config[k] for k in MODEL_FIELDS if k in config}
-  kwargs["aux_heads"] = config.get("aux_loss_weight", 0.0) > 0
-  return HybridModel(num_classes=num_classes, use_landmarks=use_landmarks, use_visual=use_visual, **kwargs)
+  """The model a config asks for; which streams exist comes from the run's inputs (`use_landmarks`,
+  `use_visual`: run.InputSpec)."""
+  kwargs = config_lib.pick(config, {k: k for k in MODEL_FIELDS})
+  kwargs.update(use_landmarks=use_landmarks, aux_heads=config.aux_loss_weight > 0)
+  return HybridModel(num_classes=num_classes, use_visual=use_visual, **kwargs)
 
 
 def count_params(params) -> int:

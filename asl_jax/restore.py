@@ -1,4 +1,5 @@
-"""A trained run directory: its saved config, label mapping, data layout and restored parameters."""
+"""A trained run directory, restored for inference: its saved config, class names, input spec, visual
+statistics and the parameters it evaluates (read alone from the checkpoint, without the optimiser state)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import os
 
 import jax
 import ml_collections
-import numpy as np
 
 from asl_jax import config as config_lib
 from asl_jax import models
+from asl_jax import run as run_lib
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import CheckpointError, ConfigError
 
@@ -21,12 +22,25 @@ class TrainedRun:
   workdir: str
   config: ml_collections.ConfigDict
   model: models.HybridModel
-  params: dict
+  params: dict  # the weights to evaluate (the EMA ones when the run keeps them)
   step: int
   glosses: tuple[str, ...]
-  layout: str  # landmark layout of the training data
-  visual_dim: int  # 0: landmarks only
+  spec: run_lib.InputSpec
   visual_norm: tuple | None = None  # (mean, std) standardising the visual features, if the run used it
+
+  @property
+  def layout(self) -> str:
+    return self.spec.layout
+
+  @property
+  def visual_dim(self) -> int:
+    return self.spec.visual_dim
+
+
+def split_workdirs(workdirs) -> list[str]:
+  """"a,b" or ["a", "b"] -> ["a", "b"] (an ensemble); one workdir -> [it]."""
+  items = workdirs.split(",") if isinstance(workdirs, str) else list(workdirs)
+  return [w.strip() for w in items if w.strip()]
 
 
 def _read_json(path: str, what: str):
@@ -70,15 +84,13 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
         raise ConfigError(f"--{key}: the run in {workdir} was trained without visual features")
       config[key] = value
   mapping = _read_json(os.path.join(workdir, "label_mapping.json"), "the class names")
-  report = _read_json(os.path.join(workdir, "data_report.json"), "the data layout")
   glosses = tuple(mapping[str(i)] for i in range(len(mapping)))
-  visual_dim = int(report.get("visual_dim", 0))
-  model = models.create_model(config, len(glosses), use_landmarks=config.use_landmarks,
-                              use_visual=visual_dim > 0)
-  from asl_jax import train  # pylint: disable=import-outside-toplevel  (train imports this module's users)
-  abstract = jax.eval_shape(lambda: train.create_state(config, model, visual_dim, 1, jax.random.key(0)))
+  spec = run_lib.InputSpec.load(workdir)
+  model = models.create_model(config, len(glosses), use_landmarks=spec.use_landmarks, use_visual=spec.use_visual)
+  name = run_lib.eval_params_name(config)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                    run_lib.abstract_params(config, model, spec))
   ckpts = Checkpoints(workdir, read_only=True)
   try:
     kind, step = parse_checkpoint(checkpoint)
@@ -87,15 +99,8 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
       if kind is None:
         raise CheckpointError(f"{workdir}: no checkpoint at step {step} (latest: {ckpts.all_steps('latest')}, "
                               f"best: {ckpts.all_steps('best')})")
-    state, _ = ckpts.restore(kind, abstract, step)
+    params, step = ckpts.restore_subtree(kind, name, abstract, step)
   finally:
     ckpts.close()
-  norm = None
-  if visual_dim and config.visual_standardize:
-    path = os.path.join(workdir, "visual_norm.npz")
-    if not os.path.isfile(path):
-      raise CheckpointError(f"{path}: missing (the run standardises its visual features with these statistics)")
-    with np.load(path) as z:
-      norm = (z["mean"], z["std"])
-  return TrainedRun(workdir, config, model, state.eval_params, int(state.step), glosses,
-                    report.get("landmark_layout", "seed162"), visual_dim, norm)
+  norm = run_lib.load_visual_norm(workdir) if spec.use_visual and config.visual_standardize else None
+  return TrainedRun(workdir, config, model, params, step, glosses, spec, norm)

@@ -1,0 +1,62 @@
+"""A run directory read back for inference: its input spec (strict), parameters only, and the clear errors
+when the inputs disagree."""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from asl_jax import predict, restore, train
+from asl_jax import run as run_lib
+from asl_jax.checkpoints import Checkpoints
+from asl_jax.errors import CheckpointError, ConfigError
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tiny_data, tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("hybrid") / "run")
+  cfg = tiny_config(tiny_data, epochs=1, gemma_features_dir=tiny_data["gemma_features_dir"], ema_decay=0.9,
+                    visual_stream="linear", visual_standardize=True, evaluate_test=False)
+  train.train_and_evaluate(cfg, wd)
+  return {"workdir": wd, "config": cfg}
+
+
+def test_input_spec_is_saved_and_read(hybrid_run):
+  spec = run_lib.InputSpec.load(hybrid_run["workdir"])
+  assert spec == run_lib.InputSpec("seed162", 162, 1152, True, True)
+  run = restore.load_run(hybrid_run["workdir"])
+  assert run.spec == spec and run.model.use_visual and run.visual_norm is not None
+
+
+def test_inference_restores_the_evaluated_parameters_only(hybrid_run):
+  run = restore.load_run(hybrid_run["workdir"])
+  assert set(run.params) == set(jax.eval_shape(lambda: run.params))  # a params tree, no optimiser state
+  model, cfg = run.model, run.config
+  abstract = jax.eval_shape(lambda: run_lib.create_state(cfg, model, 1152, 1, jax.random.key(0)))
+  ckpt = Checkpoints(hybrid_run["workdir"], read_only=True)
+  state, _ = ckpt.restore("best", abstract)
+  ckpt.close()
+  for a, b in zip(jax.tree_util.tree_leaves(state.ema_params), jax.tree_util.tree_leaves(run.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the EMA weights, exactly
+
+
+def test_resume_without_the_visual_features_is_one_clear_error(hybrid_run, tiny_data):
+  cfg = hybrid_run["config"].copy_and_resolve_references()
+  cfg.gemma_features_dir = ""
+  with pytest.raises(ConfigError, match="trained with visual features: set config.gemma_features_dir"):
+    train.train_and_evaluate(cfg, hybrid_run["workdir"])
+
+
+def test_runs_written_before_the_spec_still_predict(hybrid_run, tiny_data, tmp_path):
+  old = str(tmp_path / "old")
+  shutil.copytree(hybrid_run["workdir"], old)
+  os.remove(os.path.join(old, run_lib.INPUT_SPEC_FILE))
+  lm = os.path.join(tiny_data["landmarks_dir"], "00001_landmarks.npy")
+  rows = [predict.predict_files(w, [lm], tiny_data["gemma_features_dir"]) for w in (hybrid_run["workdir"], old)]
+  assert rows[0][0]["top_k"] == rows[1][0]["top_k"]
+  os.remove(os.path.join(old, "data_report.json"))
+  with pytest.raises(CheckpointError, match="input_spec.json: missing or unreadable .* input format is unknown"):
+    restore.load_run(old)

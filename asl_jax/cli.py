@@ -153,6 +153,9 @@ def train_main(argv=None):
     result = train.train_and_evaluate(f.config, f.workdir)
     if result["status"] == "interrupted":  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them
       sys.exit(128 + (result.get("signal") or signal.SIGTERM))
+    import jax  # pylint: disable=import-outside-toplevel  (already loaded by training)
+    if jax.process_index() != 0:  # multi-host: the table and the next steps are process 0's
+      return
     if result.get("test_report"):
       with open(result["test_report"], encoding="utf-8") as fh:
         print(evaluation.format_table(json.load(fh)))

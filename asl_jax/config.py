@@ -297,7 +297,7 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   c.flip_prob, c.tta_flip = 0.5, True  # mirrored signers in training, and both views averaged at test
   c.ema_decay = 0.99
   c.warmup_epochs, c.epochs = (10, 100) if large else (10, 150)
-  # With visual features (gemma_features_dir): the pooled, standardised visual stream, per-stream
+  # With visual features (gemma_features_dir): the linear, standardised visual stream, per-stream
   # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
   # features and fusion"); none of these change a landmarks-only run.
   c.visual_stream, c.visual_standardize, c.visual_dropout = "linear", True, 0.5

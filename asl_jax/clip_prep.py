@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from asl_jax.data import layouts
 
 
-def resample_index(length, max_frames: int):
+def resample_indices(length, max_frames: int):
   """(max_frames,) int32 frame indices and the kept length min(length, max_frames): every frame of a short
   clip (padded with its last index), or round-half-even of `linspace(0, length - 1, max_frames)` for a long
   one, in exact integer arithmetic (it equals numpy's float64 linspace + round)."""
@@ -29,8 +29,8 @@ def resample_index(length, max_frames: int):
   return jnp.where(length > max_frames, long_idx, short_idx), jnp.minimum(length, max_frames)
 
 
-def to_canonical(raw, layout: str):
-  """(T, D) raw landmarks -> points (T, 54, 3) float32, part presence (T, 4) bool (layouts.to_canonical)."""
+def canonical_points(raw, layout: str):
+  """(T, D) raw landmarks -> points (T, 54, 3) float32, part presence (T, 4) bool: layouts.to_canonical in jnp."""
   t = raw.shape[0]
   raw = raw.astype(jnp.float32)
   if layout == "seed162":
@@ -63,8 +63,8 @@ def masked_median(x, mask):
   return jnp.where(n > 0, (v[lo] + v[hi]) / 2, 0.0)
 
 
-def normalize(points, present):
-  """Body-centric normalisation of one clip, as layouts.normalize."""
+def normalize_points(points, present):
+  """Body-centric normalisation of one clip: layouts.normalize in jnp."""
   arms = present[:, 2]
   has_arms = jnp.any(arms)
   ls, rs = points[:, 42, :2], points[:, 43, :2]
@@ -90,20 +90,20 @@ def normalize(points, present):
   return pts * present[:, layouts.POINT_PART][..., None]
 
 
-def prepare(raw, layout: str, max_frames: int):
+def pack_clip(raw, layout: str, max_frames: int):
   """(T, D) raw clip -> points (max_frames, 54, 3), parts (max_frames, 4), length (): one packed clip."""
-  points, present = to_canonical(raw, layout)
-  points = normalize(points, present)
-  idx, length = resample_index(raw.shape[0], max_frames)
+  points, present = canonical_points(raw, layout)
+  points = normalize_points(points, present)
+  idx, length = resample_indices(raw.shape[0], max_frames)
   valid = jnp.arange(max_frames) < length
   points = jnp.where(valid[:, None, None], points[idx], 0.0)
   present = present[idx] & valid[:, None]
   return points, present, length.astype(jnp.int32)
 
 
-def prepare_visual(visual, max_frames: int):
+def pack_visual(visual, max_frames: int):
   """(Tv, G) visual features -> (max_frames, G) resampled and zero-padded, length ()."""
-  idx, length = resample_index(visual.shape[0], max_frames)
+  idx, length = resample_indices(visual.shape[0], max_frames)
   valid = jnp.arange(max_frames) < length
   return jnp.where(valid[:, None], visual.astype(jnp.float32)[idx], 0.0), length.astype(jnp.int32)
 

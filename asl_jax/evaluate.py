@@ -15,12 +15,6 @@ from asl_jax.sharding import DataParallel
 SPLITS = ("test", "val", "train")
 
 
-def split_workdirs(workdirs) -> list[str]:
-  """"a,b" or ["a", "b"] -> ["a", "b"] (an ensemble); one workdir -> [it]."""
-  items = workdirs.split(",") if isinstance(workdirs, str) else list(workdirs)
-  return [w.strip() for w in items if w.strip()]
-
-
 def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", batch_size: int = 0,
                      out_dir: str = "", data_overrides: dict | None = None) -> dict:
   """Restores a run, evaluates it on a split of its data and writes DIR/eval_<split>/ (report + plots).
@@ -31,7 +25,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   gemma_features_dir) points the runs at data that moved. Returns the report dict (with "path")."""
   if split not in SPLITS:
     raise ConfigError(f"--split={split!r}: expected one of {list(SPLITS)}")
-  workdirs = split_workdirs(workdir)
+  workdirs = restore.split_workdirs(workdir)
   if not workdirs:
     raise ConfigError("--workdir: no run directory given")
   parallel = DataParallel()

@@ -44,11 +44,11 @@ def _infer_fn(run):
   log_probs = inference.log_probs_fn(run.config, run.model, run.visual_norm)
 
   def infer(landmarks, visual=None):
-    points, parts, length = clip_prep.prepare(landmarks, run.layout, max_frames)
+    points, parts, length = clip_prep.pack_clip(landmarks, run.layout, max_frames)
     data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
                                      labels=jnp.zeros(1, jnp.int32))
     if visual is not None:
-      vis, vlen = clip_prep.prepare_visual(visual, max_frames)
+      vis, vlen = clip_prep.pack_visual(visual, max_frames)
       data = data.replace(visual=vis[None], visual_lengths=vlen[None])
     return jnp.exp(log_probs(run.params, data, jnp.zeros(1, jnp.int32))[0])
 

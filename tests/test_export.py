@@ -40,7 +40,7 @@ def _clip(rng, layout: str, t: int, drop=()) -> np.ndarray:
 @pytest.mark.parametrize("drop", [(), (2,), (0, 1), (0, 1, 2)], ids=["all", "no-pose", "no-hands", "nothing"])
 def test_jnp_preparation_equals_the_packing_one(layout, drop):
   rng = np.random.default_rng(len(drop))
-  prep = jax.jit(clip_prep.prepare, static_argnums=(1, 2))
+  prep = jax.jit(clip_prep.pack_clip, static_argnums=(1, 2))
   for t in LENGTHS:
     raw = _clip(rng, layout, t, drop)
     points, parts, lengths, _, _ = packed_lib.pack_clips([packed_lib.prepare_clip(raw, layout, 24)], 24)
@@ -53,7 +53,7 @@ def test_jnp_preparation_equals_the_packing_one(layout, drop):
 def test_resample_index_equals_numpy_linspace():
   for m in (16, 24, 64):
     for t in range(1, 400):
-      idx, n = clip_prep.resample_index(t, m)
+      idx, n = clip_prep.resample_indices(t, m)
       expected = packed_lib._resample_index(t, m)  # pylint: disable=protected-access
       assert int(n) == len(expected)
       np.testing.assert_array_equal(np.asarray(idx)[:len(expected)], expected)

@@ -67,3 +67,14 @@ def test_no_function_local_asl_jax_imports_in_libraries():
     tree = mods[name]
     local = _imports(tree, top_level_only=False) - _imports(tree, top_level_only=True)
     assert not local, f"{name} imports {local} inside a function"
+
+
+def test_public_names_are_unique():
+  """No two modules define a public function or class of the same name (the jnp twins of the packing
+  code in clip_prep.py have their own names)."""
+  seen = {}
+  for name, tree in _modules().items():
+    for node in tree.body:
+      if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+        assert node.name not in seen, f"{node.name} is defined in {seen.get(node.name)} and {name}"
+        seen[node.name] = name

@@ -53,14 +53,20 @@ class Checkpoints:
   def all_steps(self, kind: str = "latest") -> list[int]:
     return list(self.managers[kind].all_steps())
 
-  def restore(self, kind: str, abstract_state, step: int | None = None):
-    """(state, info) of `step` (default: the newest) of `kind`."""
+  def _existing_step(self, kind: str, step: int | None) -> int:
+    """`step`, or the newest step of `kind` when None; a missing one is a CheckpointError."""
     mgr = self.managers[kind]
     step = mgr.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"{mgr.directory}: no {kind} checkpoint to restore")
     if step not in mgr.all_steps():
       raise CheckpointError(f"{mgr.directory}: no checkpoint at step {step} (have {list(mgr.all_steps())})")
+    return step
+
+  def restore(self, kind: str, abstract_state, step: int | None = None):
+    """(state, info) of `step` (default: the newest) of `kind`."""
+    mgr = self.managers[kind]
+    step = self._existing_step(kind, step)
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
     try:
       restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
@@ -74,11 +80,7 @@ class Checkpoints:
     """(one field of the saved TrainState, e.g. its `params`, step): reads that subtree alone (no optimiser
     moments), for inference."""
     mgr = self.managers[kind]
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f"{mgr.directory}: no {kind} checkpoint to restore")
-    if step not in mgr.all_steps():
-      raise CheckpointError(f"{mgr.directory}: no checkpoint at step {step} (have {list(mgr.all_steps())})")
+    step = self._existing_step(kind, step)
     try:
       item = {name: abstract}
       restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(

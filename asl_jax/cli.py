@@ -53,7 +53,8 @@ def flags_help() -> str:
   """One line (plus default) per flag this entry point defined."""
   lines = []
   for flag in sorted(flags.FLAGS.get_flags_for_module(__name__), key=lambda f: f.name):
-    default = "" if flag.default in (None, "", [], False) or flag.name == "config" else f" (default: {flag.default})"
+    default = "" if flag.default in (None, "", []) or flag.default is False or flag.name == "config" else (
+        f" (default: {flag.default})")
     if isinstance(flag, flags.MultiFlag):
       default = ""
     lines.append(f"  --{flag.name}: {flag.help}{default}")
@@ -286,20 +287,30 @@ file, trimmed to its action frames; run in the extraction environment (`make ext
 """
 
 
-def extract_landmarks_main(argv=None):
+def _define_extraction_flags(files: str, default_dir: str, num_frames: int) -> None:
+  """The flags both extraction entry points share."""
   flags.DEFINE_string("data_dir", None, "directory with videos/{id}.mp4 and the split file")
-  flags.DEFINE_string("output_dir", None, "where {id}_landmarks.npy go (default DATA_DIR/landmarks)")
+  flags.DEFINE_string("output_dir", None, f"where {files} go (default DATA_DIR/{default_dir})")
   flags.DEFINE_string("subset", "nslt_100.json", "split file in data_dir: its entries' action frames trim the clips")
+  flags.DEFINE_integer("num_frames", num_frames, "frames per clip, evenly spaced (0: every frame of the trimmed "
+                       "clip)")
+  flags.DEFINE_bool("skip_existing", False, "keep files already written (resume an interrupted run)")
+
+
+def _extraction_output(f, default_dir: str) -> str:
+  if not f.data_dir:
+    _usage_error("give --data_dir=DIR (--help lists the flags)")
+  return f.output_dir or os.path.join(f.data_dir, default_dir)
+
+
+def extract_landmarks_main(argv=None):
+  _define_extraction_flags("{id}_landmarks.npy", "landmarks", 0)
   flags.DEFINE_enum("layout", "seed162", ["seed162", "holistic543"], "per-frame layout written")
-  flags.DEFINE_integer("num_frames", 0, "frames per clip, evenly spaced (0: every frame of the trimmed clip)")
   flags.DEFINE_integer("workers", 1, "parallel processes (one video each)")
-  flags.DEFINE_bool("skip_existing", False, "keep landmark files already written (resume an interrupted run)")
 
   def action(f, _):
-    if not f.data_dir:
-      _usage_error("give --data_dir=DIR (--help lists the flags)")
+    out = _extraction_output(f, "landmarks")
     from asl_jax.extract.dataset import extract_dataset, finish  # pylint: disable=import-outside-toplevel
-    out = f.output_dir or os.path.join(f.data_dir, "landmarks")
     finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing), out)
 
   _serve(action, EXTRACT_LANDMARKS_USAGE, argv)
@@ -316,21 +327,15 @@ videos; run in the extraction environment with the visual extra (README):
 
 def extract_visual_main(argv=None):
   from asl_jax.extract.visual import DEFAULT_MODEL  # pylint: disable=import-outside-toplevel
-  flags.DEFINE_string("data_dir", None, "directory with videos/{id}.mp4 and the split file")
-  flags.DEFINE_string("output_dir", None, "where {id}_gemma.npy go (default DATA_DIR/gemma_features)")
-  flags.DEFINE_string("subset", "nslt_100.json", "split file in data_dir: its entries' action frames trim the clips")
+  _define_extraction_flags("{id}_gemma.npy", "gemma_features", 16)
   flags.DEFINE_string("model_name", DEFAULT_MODEL,
                       "hub name or local directory of a PaliGemma, SigLIP or SigLIP vision checkpoint")
-  flags.DEFINE_integer("num_frames", 16, "frames per clip, evenly spaced (0: every frame of the trimmed clip)")
   flags.DEFINE_enum("device", "auto", ["auto", "cpu", "cuda", "mps"], "torch device (auto: cuda, mps, cpu)")
   flags.DEFINE_integer("batch_size", 32, "frames per forward pass")
-  flags.DEFINE_bool("skip_existing", False, "keep feature files already written (resume an interrupted run)")
 
   def action(f, _):
-    if not f.data_dir:
-      _usage_error("give --data_dir=DIR (--help lists the flags)")
+    out = _extraction_output(f, "gemma_features")
     from asl_jax.extract.dataset import extract_visual_dataset, finish  # pylint: disable=import-outside-toplevel
-    out = f.output_dir or os.path.join(f.data_dir, "gemma_features")
     finish(extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device, f.batch_size,
                                   f.skip_existing), out)
 

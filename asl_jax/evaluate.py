@@ -46,7 +46,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs differ in their classes or "
                       f"{split} clips")
     evaluator = evaluation.Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size,
-                                      run.visual_norm)
+                                                 run.visual_norm)
     data = input_pipeline.select(setup.packed, idx)
     if len(workdirs) == 1:
       summary = evaluator.evaluate(parallel.replicate(run.params), data, setup.packed.labels[idx],

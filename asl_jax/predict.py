@@ -54,15 +54,15 @@ class Predictor:
     """(N, C) class probabilities for prepared clips."""
     out = []
     cfg = self.run.config
-    for start in range(0, len(clips), self.batch_size):
-      chunk = list(clips[start:start + self.batch_size])
+    # Every batch has batch_size clips (padding slots repeat the first clip), so the forward compiles once.
+    for idx, _, count in inference.padded_batches(len(clips), self.batch_size):
       points, parts, lengths, visual, vlen = packed_lib.pack_clips(
-          chunk, cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
+          [clips[i] for i in idx], cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
       data = input_pipeline.DeviceData(points=points, parts=parts, lengths=lengths,
                                        labels=np.zeros(len(lengths), np.int32), visual=visual,
                                        visual_lengths=vlen)
-      idx, _, count = next(inference.padded_batches(len(chunk), self.batch_size))
-      out.append(np.asarray(self._forward(self.run.params, data, idx))[:count])
+      local = np.arange(self.batch_size, dtype=np.int32)
+      out.append(np.asarray(self._forward(self.run.params, data, local))[:count])
     return np.concatenate(out) if out else np.zeros((0, len(self.glosses)), np.float32)
 
   def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[dict]]:

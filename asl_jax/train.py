@@ -160,7 +160,7 @@ def _make_workdir(workdir: str) -> None:
 def _prepare_workdir(config, workdir: str) -> None:
   """Saves the resolved config; on resume, refuses a config that conflicts with the saved one."""
   path = os.path.join(workdir, "config.json")
-  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
+  if os.path.exists(path) and _has_checkpoints(workdir):
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
     conflicts = config_lib.resume_conflicts(saved, config)
@@ -227,8 +227,12 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
   try:
     state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)
     state = jax.device_put(state, parallel.replicated)
-    reuse_report = _announce(config, workdir, setup, int(state.step), info, is_main)
-    state, info, interrupted = _train_epochs(config, workdir, setup, parallel, state, info, ckpt, stop, is_main)
+    saved_report = _announce(config, workdir, setup, int(state.step), info, is_main)
+    # One evaluator (one jitted eval step) for validation and the final test.
+    evaluator = evaluation.Evaluator.from_config(config, setup.model, parallel, setup.class_weights,
+                                                 visual_norm=setup.visual_norm)
+    state, info, interrupted = _train_epochs(config, workdir, setup, parallel, evaluator, state, info, ckpt, stop,
+                                             is_main)
     result = {"status": "interrupted" if interrupted else "done", "best_epoch": info["best_epoch"],
               "best_value": info["best_value"], "num_params": n_params, "test_report": None}
     if interrupted:
@@ -237,8 +241,8 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
       _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun "
            "the same command to resume")
     elif config.evaluate_test and len(setup.test_idx):
-      result.update(_read_test_report(workdir) if reuse_report else
-                    _test(config, workdir, setup, parallel, ckpt, state, is_main))
+      result.update(_test_result(_test_report_path(workdir), saved_report) if saved_report else
+                    _test(workdir, setup, parallel, evaluator, ckpt, state, is_main))
     return result
   finally:
     ckpt.close()
@@ -289,26 +293,27 @@ def _test_report_path(workdir: str) -> str:
   return os.path.join(workdir, "eval_test", "report.json")
 
 
-def _announce(config, workdir: str, setup: run_lib.Setup, start_step: int, info: dict, is_main: bool) -> bool:
-  """Says whether the run starts, resumes or is finished (and the warmup notice); returns whether the
-  finished run's test report is already there for its best checkpoint."""
+def _announce(config, workdir: str, setup: run_lib.Setup, start_step: int, info: dict, is_main: bool):
+  """Says whether the run starts, resumes or is finished (and the warmup notice); returns the finished
+  run's test report when it is already there for its best checkpoint, else None."""
   steps = setup.steps_per_epoch
   finished = start_step >= config.epochs * steps
-  report = _test_report_path(workdir)
-  reuse_report = finished and _report_of_step(report, info.get("best_step"))
+  path = _test_report_path(workdir)
+  saved_report = _report_of_step(path, info.get("best_step")) if finished else None
   if finished:
-    where = f"; its test report: {os.path.abspath(report)}" if reuse_report else ""
+    where = f"; its test report: {os.path.abspath(path)}" if saved_report else ""
     _say(is_main, f"this run is finished ({config.epochs} epochs, best epoch {info['best_epoch']}){where}")
   elif start_step:
     _say(is_main, f"resuming from step {start_step} (epoch {start_step // steps + 1} of {config.epochs})")
   if config.warmup_epochs > config.epochs and not finished:
     _say(is_main, f"note: warmup_epochs={config.warmup_epochs} is more than epochs={config.epochs}: the learning "
          f"rate warms up over all {config.epochs} epochs")
-  return reuse_report
+  return saved_report
 
 
-def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, state, info: dict,
-                  ckpt: Checkpoints, stop: _StopFlag, is_main: bool):
+def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,
+                  evaluator: evaluation.Evaluator, state, info: dict, ckpt: Checkpoints, stop: _StopFlag,
+                  is_main: bool):
   """The epoch loop from the state's step to config.epochs; returns (state, info, interrupted). A stop
   request mid-epoch saves `latest` and returns; at an epoch's end the save sequence runs first."""
   packed, model, steps = setup.packed, setup.model, setup.steps_per_epoch
@@ -317,8 +322,6 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
   unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
   step_fn = make_train_step(config, model, steps, parallel, setup.visual_norm)
-  evaluator = evaluation.Evaluator.from_config(config, model, parallel, setup.class_weights,
-                                               visual_norm=setup.visual_norm)
   schedule = run_lib.make_schedule(config, steps)
   train_labels = packed.labels[setup.train_idx]
   start_step = int(state.step)
@@ -384,21 +387,17 @@ def _checked_sums(state, loss, epoch: int) -> np.ndarray:
   return sums
 
 
-def _read_test_report(workdir: str) -> dict:
-  path = _test_report_path(workdir)
-  with open(path, encoding="utf-8") as f:
-    report = json.load(f)
+def _test_result(path: str, report: dict) -> dict:
+  """The result keys for a test report: its path and its metrics."""
   return {"test_report": path, "test": {"per_instance": report["per_instance"], "per_class": report["per_class"]}}
 
 
-def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ckpt: Checkpoints, state,
-          is_main: bool) -> dict:
+def _test(workdir: str, setup: run_lib.Setup, parallel: DataParallel, evaluator: evaluation.Evaluator,
+          ckpt: Checkpoints, state, is_main: bool) -> dict:
   """Evaluates the best checkpoint on the test split and writes DIR/eval_test/."""
   packed = setup.packed
   best_state, _ = ckpt.restore("best", state)
   _fault("test_evaluation")
-  evaluator = evaluation.Evaluator.from_config(config, setup.model, parallel, setup.class_weights,
-                                               visual_norm=setup.visual_norm)
   test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
   summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
   if not is_main:
@@ -407,16 +406,19 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ck
   report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
   path = evaluation.write_report(os.path.dirname(_test_report_path(workdir)), report, summary,
                                  packed.labels[setup.test_idx], packed.split.glosses, _metrics_path(workdir))
-  return {"test_report": path, "test": {"per_instance": report["per_instance"], "per_class": report["per_class"]}}
+  return _test_result(path, report)
 
 
-def _report_of_step(path: str, step) -> bool:
-  """Whether `path` is a readable evaluation report of checkpoint `step`."""
+def _report_of_step(path: str, step) -> dict | None:
+  """The evaluation report at `path` if it is a readable report of checkpoint `step`, else None."""
+  if step is None:
+    return None
   try:
     with open(path, encoding="utf-8") as f:
-      return step is not None and json.load(f).get("checkpoint_step") == step
+      report = json.load(f)
   except (OSError, ValueError):
-    return False
+    return None
+  return report if report.get("checkpoint_step") == step else None
 
 
 def _end_of_epoch(ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None) -> dict:

@@ -58,13 +58,16 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
               ("concat", "attention", "gated")),
         Field("use_landmarks", True, "False with gemma_features_dir: a visual-only model"),
         Field("visual_stream", "seed", "seed: projections + self-attention; pooled: a projection averaged over "
-              "time, then LayerNorm + gelu; linear: the time-mean's projection kept linear (a linear probe "
+              "time, then LayerNorm + gelu; linear: the time-mean of the features itself (a linear probe "
               "when visual-only)", ("seed", "pooled", "linear")),
         Field("visual_standardize", False, "standardise visual features with training-set statistics (saved "
               "with the run)"),
         Field("visual_dropout", 0.1, "pooled / linear stream: dropout on the input features"),
         Field("aux_loss_weight", 0.0, "> 0 with both streams: a linear head per stream, its loss added with "
               "this weight; predictions multiply the three heads"),
+        Field("fit_head_weights", False, "with per-stream heads: after training, weigh the three heads' "
+              "log-probabilities to minimise the val loss (DIR/head_weights.json; a stream without signal "
+              "gets ~0)"),
         Field("modality_dropout", 0.0, "training with both streams: per clip, drop one stream (p/2 each)"),
         Field("fusion_residual", False, "fused = landmark vector + zero-initialised projection of the fusion"),
         Field("lstm_layers", 2, "lstm: bidirectional layers"),
@@ -192,7 +195,7 @@ def closest_field(name: str) -> str | None:
 RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
-    "gemma_features_dir",
+    "gemma_features_dir", "fit_head_weights",
 })
 
 
@@ -303,4 +306,5 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   c.visual_stream, c.visual_standardize, c.visual_dropout = "linear", True, 0.5
   c.feature_noise = 1.0  # Gaussian noise on the standardised visual features (one standard deviation)
   c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
+  c.fit_head_weights = True
   return c

@@ -4,6 +4,7 @@ plots. `Evaluator` serves training-time validation and the evaluate application 
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import jax
@@ -33,8 +34,12 @@ class Evaluator:
     def probs(params, data, idx, valid):  # pylint: disable=unused-argument
       return jnp.exp(inference.log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm))
 
+    def heads(params, data, idx, valid):  # pylint: disable=unused-argument
+      return inference.head_log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
+
     self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
     self._probs = jax.jit(probs, out_shardings=parallel.replicated)
+    self._heads = jax.jit(heads, out_shardings=parallel.replicated)
 
   @classmethod
   def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
@@ -78,12 +83,43 @@ class Evaluator:
     out = self._map(self._probs, params, data, chunk_batches)
     return np.concatenate([p[:k] for p, k in out])
 
+  def head_log_probs(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(V, K, N, C): every head's log-probabilities in every test-time view (inference.head_log_probs)."""
+    out = self._map(self._heads, params, data, chunk_batches)
+    return np.concatenate([h[:, :, :k] for h, k in out], axis=2)
+
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
     top_k, loss = self.predict(params, data)
     summary = metrics.summarize(top_k, labels, num_classes)
     summary["loss"] = loss
     summary["top_k"] = top_k
     return summary
+
+
+HEAD_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def combined_nll(head_log_probs: np.ndarray, labels: np.ndarray, weights) -> float:
+  """Mean negative log-likelihood of the prediction inference.log_probs makes from per-view, per-head
+  log-probabilities (V, K, N, C) with head weights (K,): per view the weighted sum, normalised; the mean
+  probability over the views."""
+  w = np.asarray(weights, np.float64).reshape(1, -1, 1, 1)
+  s = (w * head_log_probs.astype(np.float64)).sum(1)  # (V, N, C)
+  s = s - s.max(-1, keepdims=True)
+  p = np.exp(s) / np.exp(s).sum(-1, keepdims=True)
+  return float(-np.log(np.maximum(p.mean(0)[np.arange(len(labels)), labels], 1e-30)).mean())
+
+
+def fit_head_weights(head_log_probs: np.ndarray, labels: np.ndarray, grid=HEAD_WEIGHT_GRID) -> dict:
+  """The head weights (one per head, each from `grid`, not all zero) whose combined prediction has the
+  lowest loss on these clips (the validation split): a stream whose head carries no signal gets weight
+  ~0, and the weights double as a temperature. Returns {"weights", "val_loss", "equal_val_loss"}."""
+  k = head_log_probs.shape[1]
+  candidates = [w for w in itertools.product(grid, repeat=k) if any(w)]
+  losses_ = [combined_nll(head_log_probs, labels, w) for w in candidates]
+  best = int(np.argmin(losses_))
+  return {"weights": [float(x) for x in candidates[best]], "val_loss": losses_[best],
+          "equal_val_loss": combined_nll(head_log_probs, labels, (1.0,) * k)}
 
 
 def clips_without_hands(packed, idx) -> int:

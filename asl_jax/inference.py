@@ -25,6 +25,18 @@ def log_probs(model, params, data, idx, num_frames: int, features: landmark_feat
   return out
 
 
+def head_log_probs(model, params, data, idx, num_frames: int, features: landmark_features.FeatureConfig,
+                   tta_flip: bool = False, visual_norm=None):
+  """(V, K, B, C): the log-probabilities of each of the model's K heads (models.hybrid.HEAD_NAMES; K = 1
+  without per-stream heads) in each of V views of clips `idx` (the clip, and its mirror image with
+  `tta_flip`): what `log_probs` combines, for fitting the head weights (evaluation.fit_head_weights)."""
+  def view(flip):
+    batch = input_pipeline.make_batch(data, idx, None, num_frames, None, model.use_landmarks, model.use_visual,
+                                      features, flip=flip, visual_norm=visual_norm)
+    return model.apply({"params": params}, batch, train=False, heads=True)
+  return jnp.stack([view(False), view(True)] if tta_flip and model.use_landmarks else [view(False)])
+
+
 def log_probs_fn(config, model, visual_norm=None):
   """`log_probs` with the run's settings bound: f(params, data, idx) -> (B, C)."""
   features = landmark_features.FeatureConfig.from_config(config)

@@ -148,6 +148,41 @@ def load_visual_norm(workdir: str) -> tuple[np.ndarray, np.ndarray]:
     return z["mean"], z["std"]
 
 
+HEAD_WEIGHTS_FILE = "head_weights.json"
+
+
+def save_head_weights(workdir: str, fitted: dict) -> None:
+  """The head weights fitted on val (evaluation.fit_head_weights, plus the checkpoint step they were fitted
+  for); evaluate / predict / export apply them through `with_head_weights`."""
+  atomic.write_json(os.path.join(workdir, HEAD_WEIGHTS_FILE), fitted)
+
+
+def load_head_weights(workdir: str) -> dict | None:
+  """The run's fitted head weights, or None when it has none."""
+  path = os.path.join(workdir, HEAD_WEIGHTS_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      fitted = json.load(f)
+    weights = [float(w) for w in fitted["weights"]]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); delete it and rerun training to fit "
+                          "the head weights again") from None
+  if len(weights) != len(models.hybrid.HEAD_NAMES) or not any(weights) or min(weights) < 0:
+    raise CheckpointError(f"{path}: expected {len(models.hybrid.HEAD_NAMES)} non-negative weights, not all zero "
+                          f"({', '.join(models.hybrid.HEAD_NAMES)}), got {fitted['weights']}")
+  return {**fitted, "weights": weights}
+
+
+def with_head_weights(config, model: models.HybridModel, workdir: str) -> models.HybridModel:
+  """The model with the run's fitted head weights, when it has per-stream heads and fitted them
+  (config.fit_head_weights)."""
+  heads = config.fit_head_weights and model.aux_heads and model.use_landmarks and model.use_visual
+  fitted = load_head_weights(workdir) if heads else None
+  return model if fitted is None else model.clone(head_weights=tuple(fitted["weights"]))
+
+
 INPUT_SPEC_FILE = "input_spec.json"
 
 

@@ -228,6 +228,8 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
     state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)
     state = jax.device_put(state, parallel.replicated)
     saved_report = _announce(config, workdir, setup, int(state.step), info, is_main)
+    if saved_report is not None and ("head_weights" in saved_report) != _fits_head_weights(config, setup):
+      saved_report = None  # fit_head_weights was switched since that report: test again
     # One evaluator (one jitted eval step) for validation and the final test.
     evaluator = evaluation.Evaluator.from_config(config, setup.model, parallel, setup.class_weights,
                                                  visual_norm=setup.visual_norm)
@@ -242,7 +244,7 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
            "the same command to resume")
     elif config.evaluate_test and len(setup.test_idx):
       result.update(_test_result(_test_report_path(workdir), saved_report) if saved_report else
-                    _test(workdir, setup, parallel, evaluator, ckpt, state, is_main))
+                    _test(config, workdir, setup, parallel, evaluator, ckpt, state, is_main))
     return result
   finally:
     ckpt.close()
@@ -392,11 +394,16 @@ def _test_result(path: str, report: dict) -> dict:
   return {"test_report": path, "test": {"per_instance": report["per_instance"], "per_class": report["per_class"]}}
 
 
-def _test(workdir: str, setup: run_lib.Setup, parallel: DataParallel, evaluator: evaluation.Evaluator,
+def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, evaluator: evaluation.Evaluator,
           ckpt: Checkpoints, state, is_main: bool) -> dict:
-  """Evaluates the best checkpoint on the test split and writes DIR/eval_test/."""
+  """Evaluates the best checkpoint on the test split and writes DIR/eval_test/ (after fitting the head
+  weights on val, when the config asks for it)."""
   packed = setup.packed
   best_state, _ = ckpt.restore("best", state)
+  weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, best_state, is_main)
+  if weights is not None:
+    evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,
+                                                 setup.class_weights, visual_norm=setup.visual_norm)
   _fault("test_evaluation")
   test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
   summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
@@ -404,9 +411,38 @@ def _test(workdir: str, setup: run_lib.Setup, parallel: DataParallel, evaluator:
     return {}
   report = evaluation.build_report(summary, "test", int(best_state.step), packed.split.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
+  if weights is not None:
+    report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
   path = evaluation.write_report(os.path.dirname(_test_report_path(workdir)), report, summary,
                                  packed.labels[setup.test_idx], packed.split.glosses, _metrics_path(workdir))
   return _test_result(path, report)
+
+
+def _fits_head_weights(config, setup: run_lib.Setup) -> bool:
+  model = setup.model
+  return bool(config.fit_head_weights and model.aux_heads and model.use_landmarks and model.use_visual
+              and len(setup.val_idx))
+
+
+def _fit_head_weights(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,
+                      evaluator: evaluation.Evaluator, best_state, is_main: bool) -> tuple | None:
+  """With per-stream heads and config.fit_head_weights: the head weights minimising the val loss of the
+  best checkpoint (DIR/head_weights.json, fitted once per best checkpoint); None otherwise."""
+  if not _fits_head_weights(config, setup):
+    return None
+  step = int(best_state.step)
+  fitted = run_lib.load_head_weights(workdir)
+  if fitted is None or fitted.get("step") != step:
+    val = parallel.replicate(input_pipeline.select(setup.packed, setup.val_idx))
+    head_log_probs = evaluator.head_log_probs(best_state.eval_params, val)
+    fitted = {**evaluation.fit_head_weights(head_log_probs, setup.packed.labels[setup.val_idx]),
+              "heads": list(models.hybrid.HEAD_NAMES), "step": step}
+    if is_main:
+      run_lib.save_head_weights(workdir, fitted)
+    _say(is_main, "head weights fitted on val (" + ", ".join(
+        f"{n} {w:g}" for n, w in zip(models.hybrid.HEAD_NAMES, fitted["weights"])) +
+         f"): val loss {fitted['val_loss']:.4f}, equal weights {fitted['equal_val_loss']:.4f}")
+  return tuple(fitted["weights"])
 
 
 def _report_of_step(path: str, step) -> dict | None:

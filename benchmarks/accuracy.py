@@ -104,7 +104,7 @@ def run_one(job: dict) -> dict:
           "val": {m: best[f"val_{m}"] for m in METRICS},
           "test": {"top1": test["per_instance"]["top1"], "top5": test["per_instance"]["top5"],
                    "class_top1": test["per_class"]["top1"], "class_top5": test["per_class"]["top5"]},
-          "n_test": test["num_samples"]}
+          "n_test": test["num_samples"], **({"head_weights": test["head_weights"]} if "head_weights" in test else {})}
 
 
 def ensemble(workdirs: list[str]) -> dict:

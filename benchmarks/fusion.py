@@ -143,12 +143,17 @@ def main() -> None:
   ap.add_argument("--name", default="fusion")
   ap.add_argument("--workdir_root", default="/tmp/asl_jax_fusion")
   ap.add_argument("--readme", action="store_true")
-  ap.add_argument("--from_results", action="store_true", help="only render benchmarks/results/NAME.json")
+  ap.add_argument("--from_results", action="store_true",
+                  help="only render benchmarks/results/NAME.json (NAME may list several: a,b)")
   args = ap.parse_args()
-  if args.from_results:
-    with open(os.path.join(ROOT, "benchmarks", "results", args.name + ".json"), encoding="utf-8") as f:
-      saved = json.load(f)
-    text, _ = render(saved["runs"], saved["floors"], args.variants.split(","))
+  if args.from_results:  # --name a,b: the runs of several results files in one table
+    runs, floors = [], {}
+    for name in args.name.split(","):
+      with open(os.path.join(ROOT, "benchmarks", "results", name + ".json"), encoding="utf-8") as f:
+        saved = json.load(f)
+      runs += saved["runs"]
+      floors.update(saved["floors"])
+    text, _ = render(runs, floors, args.variants.split(","))
     print(text)
     if args.readme:
       accuracy.update_readme(text, "FUSION")

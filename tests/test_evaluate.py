@@ -9,9 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluate, predict, restore, train
+from asl_jax import evaluate, evaluation, input_pipeline, predict, restore, train
+from asl_jax import run as run_lib
 from asl_jax.errors import CheckpointError, DataError
 from asl_jax.extract import extract_python, landmarks_from_video
+from asl_jax.sharding import DataParallel
 from conftest import REPO, tiny_config
 
 
@@ -109,3 +111,57 @@ def test_predict_on_a_video_uses_the_extraction_environment(tiny_data, tmp_path)
   assert row["top_k"][0]["prob"] == pytest.approx(float(expected.max()), rel=1e-5)
   with pytest.raises(DataError, match="nothing.mp4: video not found"):
     landmarks_from_video(str(tmp_path / "nothing.mp4"))
+
+
+def test_fit_head_weights_gives_a_head_without_signal_no_weight():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 6, 200)
+  onehot = np.eye(6)[labels]
+  informative = np.log(0.7 * onehot + 0.3 / 6)  # right 75 % of the time
+  noise = np.log(rng.dirichlet(np.full(6, 0.3), 200))  # confident and unrelated to the labels
+  heads = np.stack([informative, informative, noise])[None]  # (V=1, K=3, N, C)
+  fitted = evaluation.fit_head_weights(heads, labels)
+  assert fitted["weights"][2] == 0 and sum(fitted["weights"][:2]) > 0
+  assert fitted["val_loss"] < fitted["equal_val_loss"]
+  assert fitted["val_loss"] == pytest.approx(evaluation.combined_nll(heads, labels, fitted["weights"]))
+
+
+def test_fitted_head_weights_are_saved_and_used_by_every_application(tiny_data, tmp_path):
+  """A hybrid run with per-stream heads fits their weights on val after training; the fitting objective is
+  exactly the loss of the prediction made with them (flip TTA included); evaluate, predict and the export
+  restore them."""
+  run = str(tmp_path / "run")
+  cfg = tiny_config(tiny_data, epochs=2, gemma_features_dir=tiny_data["gemma_features_dir"],
+                    visual_stream="linear", visual_standardize=True, aux_loss_weight=0.5, fit_head_weights=True,
+                    tta_flip=True, cache_dir=str(tmp_path / "cache"))
+  result = train.train_and_evaluate(cfg, run)
+  fitted = json.load(open(os.path.join(run, "head_weights.json")))
+  assert fitted["heads"] == ["fused", "landmarks", "visual"] and len(fitted["weights"]) == 3
+  assert fitted["val_loss"] <= fitted["equal_val_loss"] + 1e-9
+  report = json.load(open(result["test_report"]))
+  assert report["head_weights"] == dict(zip(fitted["heads"], fitted["weights"]))
+  assert fitted["step"] == report["checkpoint_step"]
+
+  restored = restore.load_run(run)
+  assert restored.model.head_weights == tuple(fitted["weights"])
+  setup = run_lib.prepare(restored.config)
+  parallel = DataParallel()
+  data = input_pipeline.select(setup.packed, setup.val_idx)
+  labels = setup.packed.labels[setup.val_idx]
+  evaluator = evaluation.Evaluator.from_config(restored.config, restored.model, parallel,
+                                               visual_norm=restored.visual_norm)
+  heads = evaluator.head_log_probs(restored.params, data)
+  assert heads.shape == (2, 3, len(labels), 8)  # two views (flip TTA), three heads
+  for weights in (fitted["weights"], (1.0, 0.5, 0.0), (0.0, 0.0, 2.0)):
+    model = restored.model.clone(head_weights=tuple(weights))
+    probs = evaluation.Evaluator.from_config(restored.config, model, parallel, visual_norm=restored.visual_norm
+                                             ).probabilities(restored.params, data)
+    nll = float(-np.log(probs[np.arange(len(labels)), labels]).mean())
+    assert nll == pytest.approx(evaluation.combined_nll(heads, labels, weights), rel=1e-4)
+  # evaluate (through restore) reproduces the training test report, made with the fitted weights.
+  assert evaluate.evaluate_workdir(run, "test")["per_instance"] == result["test"]["per_instance"]
+  # Switched off for the finished run: tested again with equal weights, which restore then uses too.
+  cfg.fit_head_weights = False
+  again = train.train_and_evaluate(cfg, run)
+  assert "head_weights" not in json.load(open(again["test_report"]))
+  assert restore.load_run(run).model.head_weights == (1.0, 1.0, 1.0)

@@ -22,7 +22,7 @@ from fusion import nearest_centroid  # noqa: E402  pylint: disable=wrong-import-
 # top-1 53.3 vs 51.8 % the other way round).
 HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.2, feature_noise=0.3,
               aux_loss_weight=0.5, modality_dropout=0.2,
-              fusion_residual=True)
+              fusion_residual=True, fit_head_weights=True)
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,9 @@ class HybridModel(nn.Module):
   conv_kernel: int = default("conv_kernel")
   conv_layers: int = default("conv_layers")
   drop_path: float = default("drop_path")
-  # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the same with a linear pooled
-  # vector, and a visual-only model's head is then one Dense layer (a linear probe on the time-mean).
+  # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the pooled vector is the
+  # time-mean of the features themselves, and a visual-only model's head is then one zero-initialised Dense
+  # layer on it (a full-rank linear probe), as is the per-stream visual head.
   visual_stream: str = default("visual_stream")
   visual_dropout: float = default("visual_dropout")
   modality_dropout: float = default("modality_dropout")  # training: per clip, drop one stream (p/2 each)
@@ -60,6 +61,9 @@ class HybridModel(nn.Module):
   # Derived from the data and the config rather than config fields themselves:
   use_visual: bool = True  # the run has visual features (config.gemma_features_dir)
   aux_heads: bool = False  # a linear head per stream (both streams only): config.aux_loss_weight > 0
+  # The weights of the fused, landmark and visual heads' log-probabilities in the prediction (with
+  # per-stream heads): a run's DIR/head_weights.json when it fitted them on val, else equal.
+  head_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
   def setup(self):
     h, p = self.hidden_dim, self.dropout
@@ -87,13 +91,13 @@ class HybridModel(nn.Module):
         raise ValueError(f"visual_stream={self.visual_stream!r}: expected one of {VISUAL_STREAMS}")
     if self.aux_heads and self.use_landmarks and self.use_visual:
       self.aux_landmarks = nn.Dense(self.num_classes, name="aux_landmarks")
-      self.aux_visual = nn.Dense(self.num_classes, name="aux_visual")
+      self.aux_visual = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="aux_visual")
     if self.use_landmarks and self.use_visual:
       self.fusion = make_fusion(self.fusion_type, h, p, self.num_heads)
       if self.fusion_residual:
         self.fusion_out = nn.Dense(h, kernel_init=nn.initializers.zeros)
     if self.use_visual and not self.use_landmarks and self.visual_stream == "linear":
-      self.head = nn.Dense(self.num_classes)
+      self.head = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
     else:
       self.head = ClassifierHead(self.num_classes, h, p)
 
@@ -123,13 +127,15 @@ class HybridModel(nn.Module):
       return streams["l"].pooled + self.fusion_out(fused) if self.fusion_residual else fused
     return next(iter(streams.values())).pooled
 
-  def __call__(self, batch: dict[str, Any], train: bool = False, aux: bool = False):
+  def __call__(self, batch: dict[str, Any], train: bool = False, aux: bool = False, heads: bool = False):
     """Logits (B, C); with `aux=True` the fused head's logits and {"landmarks": (B, C), "visual": (B, C)}
-    from the per-stream heads (empty without them), each for its own loss.
+    from the per-stream heads (empty without them), each for its own loss; with `heads=True` the
+    log-probabilities of every head, (K, B, C) (K = 3 with per-stream heads: fused, landmarks, visual; else 1).
 
-    With per-stream heads, the logits returned otherwise (evaluation, prediction, export) are the sum of
-    the three heads' log-probabilities, a product of experts: each head was trained on its own, and a
-    stream without signal gives a nearly flat distribution that barely moves the sum."""
+    With per-stream heads, the logits returned otherwise (evaluation, prediction, export) are a weighted
+    sum of the three heads' log-probabilities, a product of experts (`head_weights`: equal unless fitted on
+    val after training, evaluation.fit_head_weights): each head was trained on its own, and a stream
+    without signal gets little weight."""
     streams = self.encode_streams(batch, train)
     fused = self._fuse(streams, train)
     logits = self.head(fused) if isinstance(self.head, nn.Dense) else self.head(fused, train)
@@ -138,9 +144,19 @@ class HybridModel(nn.Module):
       extra = {"landmarks": self.aux_landmarks(streams["l"].pooled), "visual": self.aux_visual(streams["v"].pooled)}
     if aux:
       return logits, extra
-    if extra:
-      return sum(jax.nn.log_softmax(x, -1) for x in (logits, *extra.values()))
-    return logits
+    if not (heads or extra):
+      return logits
+    log_probs = jnp.stack([jax.nn.log_softmax(x, -1) for x in (logits, *extra.values())])
+    return log_probs if heads else combine_heads(log_probs, self.head_weights)
+
+
+HEAD_NAMES = ("fused", "landmarks", "visual")
+
+
+def combine_heads(log_probs: jnp.ndarray, weights) -> jnp.ndarray:
+  """(K, ..., C) per-head log-probabilities -> the product of experts sum_k weights[k] * log_probs[k]."""
+  w = jnp.asarray(weights, log_probs.dtype).reshape((-1,) + (1,) * (log_probs.ndim - 1))
+  return (w * log_probs).sum(0)
 
 
 # The config fields that are HybridModel fields of the same name.
@@ -148,7 +164,7 @@ MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "use_landmark
                 "transformer_layers", "num_heads", "ff_mult", "pooling", "transformer_dropout", "lstm_matmul_dtype",
                 "conv_kernel", "conv_layers", "drop_path", "visual_stream", "visual_dropout", "modality_dropout",
                 "fusion_residual")
-DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads")
+DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads", "head_weights")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:

@@ -175,11 +175,14 @@ def load_head_weights(workdir: str) -> dict | None:
   return {**fitted, "weights": weights}
 
 
+def fits_head_weights(config, model: models.HybridModel) -> bool:
+  """Whether a run weighs its heads with weights fitted on val: per-stream heads and config.fit_head_weights."""
+  return bool(config.fit_head_weights and model.stream_heads)
+
+
 def with_head_weights(config, model: models.HybridModel, workdir: str) -> models.HybridModel:
-  """The model with the run's fitted head weights, when it has per-stream heads and fitted them
-  (config.fit_head_weights)."""
-  heads = config.fit_head_weights and model.aux_heads and model.use_landmarks and model.use_visual
-  fitted = load_head_weights(workdir) if heads else None
+  """The model with the run's fitted head weights, when it fits them (`fits_head_weights`) and has."""
+  fitted = load_head_weights(workdir) if fits_head_weights(config, model) else None
   return model if fitted is None else model.clone(head_weights=tuple(fitted["weights"]))
 
 

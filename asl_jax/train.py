@@ -419,9 +419,7 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
 
 
 def _fits_head_weights(config, setup: run_lib.Setup) -> bool:
-  model = setup.model
-  return bool(config.fit_head_weights and model.aux_heads and model.use_landmarks and model.use_visual
-              and len(setup.val_idx))
+  return run_lib.fits_head_weights(config, setup.model) and len(setup.val_idx) > 0
 
 
 def _fit_head_weights(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,

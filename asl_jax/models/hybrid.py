@@ -65,6 +65,11 @@ class HybridModel(nn.Module):
   # per-stream heads): a run's DIR/head_weights.json when it fitted them on val, else equal.
   head_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
+  @property
+  def stream_heads(self) -> bool:
+    """Whether the model has a linear head per stream (both streams and aux_heads)."""
+    return self.aux_heads and self.use_landmarks and self.use_visual
+
   def setup(self):
     h, p = self.hidden_dim, self.dropout
     if not (self.use_landmarks or self.use_visual):
@@ -89,7 +94,7 @@ class HybridModel(nn.Module):
         self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout, linear=self.visual_stream == "linear")
       else:
         raise ValueError(f"visual_stream={self.visual_stream!r}: expected one of {VISUAL_STREAMS}")
-    if self.aux_heads and self.use_landmarks and self.use_visual:
+    if self.stream_heads:
       self.aux_landmarks = nn.Dense(self.num_classes, name="aux_landmarks")
       self.aux_visual = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="aux_visual")
     if self.use_landmarks and self.use_visual:
@@ -140,7 +145,7 @@ class HybridModel(nn.Module):
     fused = self._fuse(streams, train)
     logits = self.head(fused) if isinstance(self.head, nn.Dense) else self.head(fused, train)
     extra = {}
-    if self.aux_heads and len(streams) == 2:  # computed (cheap) even when not returned, so init creates them
+    if self.stream_heads:  # computed (cheap) even when not returned, so init creates them
       extra = {"landmarks": self.aux_landmarks(streams["l"].pooled), "visual": self.aux_visual(streams["v"].pooled)}
     if aux:
       return logits, extra

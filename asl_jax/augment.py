@@ -10,6 +10,7 @@ adjacent swaps (`temporal_jitter`), frame masking (`temporal_mask_prob`), per-di
 (`feature_dropout`), visual noise (`feature_noise`), landmark jitter (`landmark_jitter`, in shoulder
 widths); and the Kaggle ISLR 2023 winners': speed (`speed_range`), horizontal flip with left/right swap
 (`flip_prob`), affine (`affine_scale`, `affine_rotate` degrees, `affine_shear`, `affine_shift`).
+Mixup (`mixup_prob`, `mixup_alpha`) blends whole clips of a batch after their features are derived.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class AugmentConfig:
   affine_rotate: float = default("affine_rotate")
   affine_shear: float = default("affine_shear")
   affine_shift: float = default("affine_shift")
+  mixup_prob: float = default("mixup_prob")
+  mixup_alpha: float = default("mixup_alpha")
 
   CONFIG_NAMES = {"enabled": "augmentation"}  # consumer field -> config field where they differ
 
@@ -144,6 +147,29 @@ def normal_noise(rng, shape) -> jnp.ndarray:
   words = jax.random.bits(rng, (-(-n // 4),), jnp.uint32)
   bytes_ = jnp.stack([(words >> s) & 0xFF for s in (0, 8, 16, 24)], -1).reshape(-1)[:n]
   return jnp.asarray(_NORMAL_QUANTILES)[bytes_.reshape(shape)]
+
+
+def mixup(rng, batch: dict, prob: float, alpha: float):
+  """Mixup of a model batch (after features): with probability `prob`, every clip i becomes
+  lam * clip i + (1 - lam) * clip i-1 of the batch (one lam ~ Beta(alpha, alpha) per batch, folded to
+  >= 0.5 so each clip stays the main one), masks are their union. Returns (batch, partner labels, lam);
+  lam is 1 (the batch unchanged) when mixup is not drawn, and the partner labels None when prob is 0.
+  The loss is `losses.mixed_ce_terms`."""
+  if prob <= 0:
+    return batch, None, None
+  labels = batch["labels"]
+  partner = jnp.roll(jnp.arange(labels.shape[0]), 1)
+  k_apply, k_lam = jax.random.split(rng)
+  lam = jax.random.beta(k_lam, alpha, alpha)
+  lam = jnp.where(jax.random.uniform(k_apply) < prob, jnp.maximum(lam, 1 - lam), 1.0).astype(jnp.float32)
+  out = dict(batch)
+  for key in ("landmarks", "visual"):
+    if key in batch:
+      out[key] = lam * batch[key] + (1 - lam) * batch[key][partner]
+  for key in ("mask", "visual_mask"):
+    if key in batch:
+      out[key] = batch[key] | jnp.where(lam < 1, batch[key][partner], False)
+  return out, labels[partner], lam
 
 
 def feature_dropout(rng, x, rate: float):

@@ -118,6 +118,9 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("affine_rotate", 10.0, "affine: rotation, +- degrees"),
         Field("affine_shear", 0.05, "affine: shear, +-"),
         Field("affine_shift", 0.05, "affine: shift, +- body units"),
+        Field("mixup_prob", 0.0, "probability per training batch of mixup: every clip's features are blended "
+              "with another clip's of the batch, and so are their losses"),
+        Field("mixup_alpha", 0.4, "mixup: the blend weight lambda ~ Beta(alpha, alpha), folded to >= 0.5"),
     ),
     "run": (
         Field("eval_batch_size", 256, "batch size of validation and evaluation"),
@@ -224,6 +227,10 @@ def validate(config) -> None:
   if config.max_frames < config.num_frames:
     raise ConfigError(f"config.max_frames={config.max_frames} is below config.num_frames={config.num_frames}: "
                       "clips are stored with at most max_frames frames, so the model could never see num_frames")
+  if not 0 <= config.mixup_prob <= 1:
+    raise ConfigError(f"config.mixup_prob={config.mixup_prob}: must be in [0, 1]")
+  if config.mixup_alpha <= 0:
+    raise ConfigError(f"config.mixup_alpha={config.mixup_alpha}: must be > 0")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   if config.lr <= 0:

@@ -39,3 +39,14 @@ def weighted_ce_terms(logits, labels, weights=None, smoothing: float = 0.0, vali
 def weighted_cross_entropy(logits, labels, weights=None, smoothing: float = 0.0):
   num, den = weighted_ce_terms(logits, labels, weights, smoothing)
   return num / den
+
+
+def mixed_ce_terms(logits, labels, partner_labels, lam, weights=None, smoothing: float = 0.0):
+  """(num, den) of the mixup loss: each sample counts lam for its label and 1 - lam for its partner's, so
+  loss = num / den is lam * CE(labels) + (1 - lam) * CE(partner) without class weights, and the same
+  weighted mean as `weighted_ce_terms` with them; partner_labels None (no mixup): `weighted_ce_terms`."""
+  if partner_labels is None:
+    return weighted_ce_terms(logits, labels, weights, smoothing)
+  n1, d1 = weighted_ce_terms(logits, labels, weights, smoothing)
+  n2, d2 = weighted_ce_terms(logits, partner_labels, weights, smoothing)
+  return lam * n1 + (1 - lam) * n2, lam * d1 + (1 - lam) * d2

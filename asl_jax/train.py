@@ -40,6 +40,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
   aux_weight = config.aux_loss_weight
+  mixup_prob = aug.mixup_prob if aug.enabled else 0.0
 
   def step(state: run_lib.TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
@@ -47,13 +48,15 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
                                       features, visual_norm=visual_norm)
+    batch, partner, lam = aug_lib.mixup(jax.random.fold_in(k_batch, 7), batch, mixup_prob, aug.mixup_alpha)
+    ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing)  # noqa: E731
 
     def loss_fn(params):
       logits, aux = model.apply({"params": params}, batch, train=True, aux=True, rngs={"dropout": k_dropout})
-      num, den = losses.weighted_ce_terms(logits, batch["labels"], class_weights, smoothing)
+      num, den = ce(logits)
       loss = num / den
       if aux:
-        terms = [losses.weighted_ce_terms(a, batch["labels"], class_weights, smoothing) for a in aux.values()]
+        terms = [ce(a) for a in aux.values()]
         loss = loss + aux_weight * sum(n / d for n, d in terms) / len(terms)
       return loss, (logits, num, den)
 

@@ -137,3 +137,30 @@ def test_normal_noise_is_standard_normal_and_keyed():
   y = np.asarray(augment.normal_noise(jax.random.key(1), (64, 16, 115)))
   assert abs(np.corrcoef(x.ravel(), y.ravel())[0, 1]) < 0.02
   assert abs(np.corrcoef(x.ravel()[:-1], x.ravel()[1:])[0, 1]) < 0.02  # neighbours (same word) independent
+
+
+def test_mixup_blends_clips_with_their_neighbour_and_unions_masks():
+  rng = np.random.default_rng(3)
+  batch = {"labels": jnp.arange(4), "landmarks": jnp.asarray(rng.normal(size=(4, 6, 5)), jnp.float32),
+           "mask": jnp.asarray(np.arange(6)[None] < np.array([[6], [3], [1], [4]])),
+           "visual": jnp.asarray(rng.normal(size=(4, 6, 2)), jnp.float32)}
+  batch["visual_mask"] = batch["mask"]
+  lams = []
+  for seed in range(5):
+    out, partner, lam = augment.mixup(jax.random.key(seed), batch, 1.0, 0.4)
+    lam = float(lam)
+    lams.append(lam)
+    assert 0.5 <= lam <= 1.0
+    np.testing.assert_array_equal(partner, [3, 0, 1, 2])
+    for key in ("landmarks", "visual"):
+      want = lam * np.asarray(batch[key]) + (1 - lam) * np.asarray(batch[key])[[3, 0, 1, 2]]
+      np.testing.assert_allclose(out[key], want, rtol=1e-6, atol=1e-6)
+    want_mask = np.asarray(batch["mask"]) | np.asarray(batch["mask"])[[3, 0, 1, 2]]
+    np.testing.assert_array_equal(out["mask"], want_mask if lam < 1 else batch["mask"])
+    np.testing.assert_array_equal(out["labels"], batch["labels"])
+  assert len(set(lams)) == 5 and min(lams) < 0.95  # drawn per batch, really blending
+  # prob 0: the batch itself, no partner; prob > 0 but not drawn: lam 1, nothing changes.
+  same, partner, lam = augment.mixup(jax.random.key(0), batch, 0.0, 0.4)
+  assert same is batch and partner is None and lam is None
+  never = [float(augment.mixup(jax.random.key(s), batch, 1e-9, 0.4)[2]) for s in range(5)]
+  assert never == [1.0] * 5

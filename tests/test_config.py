@@ -55,7 +55,8 @@ def test_seed_flag_names_exist():
                                                ("hidden_dim", 30, "divisible by num_heads"),
                                                ("features", "pos,depth", "features"),
                                                ("ema_decay", 1.0, "ema_decay"), ("conv_layers", 0, "conv_layers"),
-                                               ("drop_path", -0.1, "drop_path")])
+                                               ("drop_path", -0.1, "drop_path"),
+                                               ("mixup_prob", 1.5, "mixup_prob"), ("mixup_alpha", 0.0, "mixup_alpha")])
 def test_invalid_values_are_rejected(field, value, match):
   c = config_lib.default_config()
   c[field] = value

@@ -1,3 +1,4 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -49,3 +50,19 @@ def test_padded_samples_do_not_count():
   labels = np.array([0, 1, 1])
   num, den = losses.weighted_ce_terms(logits, labels, None, 0.0, np.array([1.0, 1.0, 0.0]))
   assert float(num / den) == pytest.approx(float(losses.weighted_cross_entropy(logits[:2], labels[:2])), rel=1e-6)
+
+
+def test_mixed_ce_is_the_blend_of_both_labels_losses():
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
+  y, y2 = jnp.array([0, 1, 2, 3, 4, 0]), jnp.array([1, 1, 3, 0, 2, 4])
+  for lam in (1.0, 0.7, 0.5):
+    num, den = losses.mixed_ce_terms(logits, y, y2, jnp.float32(lam), None, 0.1)
+    want = lam * losses.weighted_cross_entropy(logits, y, None, 0.1) + (1 - lam) * losses.weighted_cross_entropy(
+        logits, y2, None, 0.1)
+    np.testing.assert_allclose(num / den, want, rtol=1e-6)
+  w = jnp.asarray(rng.random(5) + 0.5, jnp.float32)
+  np.testing.assert_allclose(losses.mixed_ce_terms(logits, y, y2, jnp.float32(1.0), w, 0.1),
+                             losses.weighted_ce_terms(logits, y, w, 0.1), rtol=1e-6)
+  np.testing.assert_array_equal(losses.mixed_ce_terms(logits, y, None, None, w, 0.1),
+                                losses.weighted_ce_terms(logits, y, w, 0.1))

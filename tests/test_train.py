@@ -49,10 +49,10 @@ def test_schedule_warmup_then_cosine():
   assert float(sched(99)) == pytest.approx(0.5e-3, rel=1e-5)
 
 
-@pytest.mark.parametrize("matmul_dtype", ["float32", "bfloat16"])
-def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype):
+@pytest.mark.parametrize("matmul_dtype,mixup_prob", [("float32", 0.0), ("bfloat16", 0.0), ("float32", 1.0)])
+def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype, mixup_prob):
   cfg = tiny_config(small_data, epochs=12, hidden_dim=48, dropout=0.1, lr=3e-3, num_frames=16,
-                    lstm_matmul_dtype=matmul_dtype)
+                    lstm_matmul_dtype=matmul_dtype, mixup_prob=mixup_prob)
   result = train.train_and_evaluate(cfg, str(tmp_path / "run"))
   rows = _rows(tmp_path / "run")
   assert rows[-1]["train_loss"] < 0.7 * rows[0]["train_loss"]

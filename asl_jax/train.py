@@ -30,11 +30,15 @@ from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
 
 
+MIXUP_STREAM = 7  # fold_in index of the mixup key
+
+
 def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None):
   """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss).
 
   With per-stream heads (aux_loss_weight > 0), the loss is the fused head's plus aux_loss_weight times the
-  mean of the two streams' own losses, so each stream learns to classify by itself."""
+  mean of the two streams' own losses, so each stream learns to classify by itself. With mixup
+  (`mixup_prob` > 0, `augment.mixup`) every one of these losses is blended over both clips' labels."""
   aug = aug_lib.AugmentConfig.from_config(config)
   features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -48,7 +52,8 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
                                       features, visual_norm=visual_norm)
-    batch, partner, lam = aug_lib.mixup(jax.random.fold_in(k_batch, 7), batch, mixup_prob, aug.mixup_alpha)
+    k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: runs without mixup draw as before
+    batch, partner, lam = aug_lib.mixup(k_mix, batch, mixup_prob, aug.mixup_alpha)
     ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing)  # noqa: E731
 
     def loss_fn(params):

@@ -149,19 +149,19 @@ def normal_noise(rng, shape) -> jnp.ndarray:
   return jnp.asarray(_NORMAL_QUANTILES)[bytes_.reshape(shape)]
 
 
-def mixup(rng, batch: dict, prob: float, alpha: float):
-  """Mixup of a model batch (after features): with probability `prob`, every clip i becomes
-  lam * clip i + (1 - lam) * clip i-1 of the batch (one lam ~ Beta(alpha, alpha) per batch, folded to
-  >= 0.5 so each clip stays the main one), masks are their union. Returns (batch, partner labels, lam);
-  lam is 1 (the batch unchanged) when mixup is not drawn, and the partner labels None when prob is 0.
-  The loss is `losses.mixed_ce_terms`."""
-  if prob <= 0:
+def mixup(rng, batch: dict, cfg: AugmentConfig):
+  """Mixup of a training batch (after features): with probability `mixup_prob`, every clip i becomes
+  lam * clip i + (1 - lam) * clip i-1 of the batch (one lam ~ Beta(mixup_alpha, mixup_alpha) per batch,
+  folded to >= 0.5 so each clip stays the main one), masks are their union. Returns (batch, partner labels,
+  lam); lam is 1 (the batch unchanged) when mixup is not drawn, and the partner labels None when mixup is
+  off (`mixup_prob` 0 or augmentation disabled). The loss is `losses.mixed_ce_terms`."""
+  if not cfg.enabled or cfg.mixup_prob <= 0:
     return batch, None, None
   labels = batch["labels"]
   partner = jnp.roll(jnp.arange(labels.shape[0]), 1)
   k_apply, k_lam = jax.random.split(rng)
-  lam = jax.random.beta(k_lam, alpha, alpha)
-  lam = jnp.where(jax.random.uniform(k_apply) < prob, jnp.maximum(lam, 1 - lam), 1.0).astype(jnp.float32)
+  lam = jax.random.beta(k_lam, cfg.mixup_alpha, cfg.mixup_alpha)
+  lam = jnp.where(jax.random.uniform(k_apply) < cfg.mixup_prob, jnp.maximum(lam, 1 - lam), 1.0).astype(jnp.float32)
   out = dict(batch)
   for key in ("landmarks", "visual"):
     if key in batch:

@@ -44,7 +44,6 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
   aux_weight = config.aux_loss_weight
-  mixup_prob = aug.mixup_prob if aug.enabled else 0.0
 
   def step(state: run_lib.TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
@@ -53,7 +52,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
                                       features, visual_norm=visual_norm)
     k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: runs without mixup draw as before
-    batch, partner, lam = aug_lib.mixup(k_mix, batch, mixup_prob, aug.mixup_alpha)
+    batch, partner, lam = aug_lib.mixup(k_mix, batch, aug)
     ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing)  # noqa: E731
 
     def loss_fn(params):

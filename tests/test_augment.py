@@ -145,9 +145,10 @@ def test_mixup_blends_clips_with_their_neighbour_and_unions_masks():
            "mask": jnp.asarray(np.arange(6)[None] < np.array([[6], [3], [1], [4]])),
            "visual": jnp.asarray(rng.normal(size=(4, 6, 2)), jnp.float32)}
   batch["visual_mask"] = batch["mask"]
+  mix = lambda prob: augment.AugmentConfig(mixup_prob=prob, mixup_alpha=0.4)  # noqa: E731
   lams = []
   for seed in range(5):
-    out, partner, lam = augment.mixup(jax.random.key(seed), batch, 1.0, 0.4)
+    out, partner, lam = augment.mixup(jax.random.key(seed), batch, mix(1.0))
     lam = float(lam)
     lams.append(lam)
     assert 0.5 <= lam <= 1.0
@@ -160,7 +161,8 @@ def test_mixup_blends_clips_with_their_neighbour_and_unions_masks():
     np.testing.assert_array_equal(out["labels"], batch["labels"])
   assert len(set(lams)) == 5 and min(lams) < 0.95  # drawn per batch, really blending
   # prob 0: the batch itself, no partner; prob > 0 but not drawn: lam 1, nothing changes.
-  same, partner, lam = augment.mixup(jax.random.key(0), batch, 0.0, 0.4)
-  assert same is batch and partner is None and lam is None
-  never = [float(augment.mixup(jax.random.key(s), batch, 1e-9, 0.4)[2]) for s in range(5)]
+  for off in (mix(0.0), dataclasses.replace(mix(1.0), enabled=False)):
+    same, partner, lam = augment.mixup(jax.random.key(0), batch, off)
+    assert same is batch and partner is None and lam is None
+  never = [float(augment.mixup(jax.random.key(s), batch, mix(1e-9))[2]) for s in range(5)]
   assert never == [1.0] * 5

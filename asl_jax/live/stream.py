@@ -1,0 +1,106 @@
+"""`asl-live`: recognise the signs of a camera, a video or a landmark stream, as they come.
+
+Results go to stdout (one JSON line per sign) and to the --srt / --eaf files; progress and warnings go to
+stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+from asl_jax import pretrained
+from asl_jax.errors import DataError
+from asl_jax.live import recognizer as rec_lib
+from asl_jax.live import segmenter as seg_lib
+from asl_jax.live import sources, writers
+from asl_jax.restore import split_workdirs
+
+
+def _say(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None, video: str | None = None,
+              landmarks=None, fps: float = 25.0, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
+              top_k: int = 5, srt: str | None = None, eaf: str | None = None, overwrite: bool = False,
+              display: bool = False, frame_step: int = 1, checkpoint: str = "best", out=None,
+              quiet: bool = False) -> dict:
+  """Runs one source to its end (or Ctrl-C). Exactly one of camera, video, landmarks (a .npy path or a
+  (T, D) array). Returns {"signs": [...], "frames", "seconds" (wall), "stream_s", "status"}."""
+  given = [s for s in (camera, video, landmarks) if s is not None]
+  if len(given) != 1:
+    raise DataError("give exactly one source: --camera=INDEX, --video=PATH or --landmarks=FILE.npy")
+  say = (lambda m: None) if quiet else _say  # noqa: E731
+  workdirs = [pretrained.resolve(w) for w in (split_workdirs(workdir) if workdir else [""])]
+  source = None
+  try:
+    if landmarks is not None:
+      source = sources.LandmarkSource(landmarks, fps)
+    say(f"loading {', '.join(workdirs)}")
+    predictors = rec_lib.load_predictors(workdirs, checkpoint)
+    layout = predictors[0].run.layout
+    if source is None:
+      name = str(camera) if camera is not None else video
+      say(f"starting landmark extraction for {'camera ' + name if camera is not None else name}")
+      source = sources.ExtractionSource(name, layout, frame_step, display)
+    elif source.layout != layout:
+      raise DataError(f"{source.name}: {source.layout} landmarks, but {workdirs[0]} reads {layout}")
+    t0 = time.perf_counter()
+    recog = rec_lib.Recognizer(predictors, source.fps, config, layout, top_k)
+    say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
+        f"{source.fps:g} fps")
+    log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)
+    return _loop(source, recog, log, say)
+  finally:
+    if source is not None:
+      source.close()
+
+
+def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
+  start = time.perf_counter()
+  status = "finished"
+  recent: list[str] = []
+
+  def emit(signs):
+    for s in signs:
+      log.add(s)
+      recent.append(f"{writers.label(s)} {s['top_k'][0]['prob']:.2f}")
+      if "warning" in s:
+        say(f"warning: frames {s['start_frame']}-{s['end_frame']}: {s['warning']}")
+
+  try:
+    try:
+      for frame, arrived in source:
+        emit(recog.push(frame, arrived))
+        keys = getattr(source, "keys", None)
+        while keys:
+          key = keys.popleft()
+          if key == b"r":
+            recog.reset()
+          else:
+            emit(recog.finish())
+        if getattr(source, "display", False):
+          source.show({"state": "signing" if recog.segmenter.active else "waiting", "glosses": recent[-5:]})
+      emit(recog.finish())
+    except DataError:
+      status = "failed"
+      raise
+  except KeyboardInterrupt:
+    status = "interrupted"
+  wall = time.perf_counter() - start
+  stream_s = recog.n / recog.fps
+  say(f"{len(log.signs)} signs in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
+      f"({stream_s / max(wall, 1e-9):.1f}x real time){'; interrupted' if status == 'interrupted' else ''}")
+  return {"signs": log.signs, "frames": recog.n, "seconds": wall, "stream_s": stream_s, "status": status}
+
+
+def recognize_with(predictors, landmarks, fps: float, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
+                   top_k: int = 5) -> dict:
+  """`recognize` on a (T, D) landmark array with runs already restored (benchmarks, tests): no files, no
+  output."""
+  import io  # pylint: disable=import-outside-toplevel
+  source = sources.LandmarkSource(landmarks, fps)
+  recog = rec_lib.Recognizer(predictors, fps, config, source.layout, top_k)
+  return _loop(source, recog, writers.SignLog(out=io.StringIO()), lambda m: None)

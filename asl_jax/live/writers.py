@@ -1,0 +1,82 @@
+"""What `asl-live` writes: one JSON line per recognised sign (stdout), SubRip subtitles of the glosses (the
+`srt` library) and an ELAN annotation file with a gloss tier (pympi-ling), the tool sign-language researchers
+annotate video with.
+
+The files are rewritten atomically after every sign (asl_jax.atomic), so Ctrl-C, a kill or a failing source
+leaves them complete with every sign recognised up to then; an existing file is never overwritten unless
+asked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+
+from asl_jax import atomic
+from asl_jax.errors import DataError
+
+GLOSS_TIER = "gloss"
+SRT_SUFFIX, EAF_SUFFIX = ".srt", ".eaf"
+
+
+def label(sign: dict) -> str:
+  """The subtitle / annotation text of a sign: its top gloss, with a ? when it is a guess."""
+  top = sign["top_k"][0]
+  return f"{top['gloss']}{'?' if sign.get('warning') else ''}"
+
+
+def srt_text(signs: list[dict]) -> str:
+  import srt  # pylint: disable=import-outside-toplevel
+  subs = [srt.Subtitle(i + 1, datetime.timedelta(seconds=s["start_s"]), datetime.timedelta(seconds=s["end_s"]),
+                       f"{label(s)} ({s['top_k'][0]['prob']:.2f})") for i, s in enumerate(signs)]
+  return srt.compose(subs, reindex=False)
+
+
+def eaf_text(signs: list[dict], media: str | None = None) -> str:
+  from pympi import Elan  # pylint: disable=import-outside-toplevel
+  eaf = Elan.Eaf(author="asl_jax")
+  if media:
+    eaf.add_linked_file(os.path.abspath(media), mimetype="video/mp4" if media.lower().endswith(".mp4") else None)
+  eaf.add_tier(GLOSS_TIER)
+  eaf.remove_tier("default")
+  for s in signs:
+    start, end = int(round(s["start_s"] * 1000)), int(round(s["end_s"] * 1000))
+    eaf.add_annotation(GLOSS_TIER, start, max(end, start + 1), label(s))
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + Elan.to_string(eaf)
+
+
+class SignLog:
+  """The recognised signs so far, echoed as JSON lines and kept in the requested files."""
+
+  def __init__(self, srt_path: str | None = None, eaf_path: str | None = None, media: str | None = None,
+               overwrite: bool = False, out=None):
+    for flag, path, suffix in (("--srt", srt_path, SRT_SUFFIX), ("--eaf", eaf_path, EAF_SUFFIX)):
+      if not path:
+        continue
+      if not path.lower().endswith(suffix):
+        raise DataError(f"{flag}={path}: expected a {suffix} file name")
+      if os.path.exists(path) and not overwrite:
+        raise DataError(f"{flag}={path}: the file exists; remove it or pass --overwrite")
+      parent = os.path.dirname(os.path.abspath(path))
+      if not os.path.isdir(parent):
+        raise DataError(f"{flag}={path}: directory {parent} does not exist")
+    self.srt_path, self.eaf_path, self.media = srt_path, eaf_path, media
+    self.out = out if out is not None else sys.stdout
+    self.signs: list[dict] = []
+    self._write_files()  # an empty but valid file from the start: the outputs exist even if nothing is signed
+
+  def add(self, sign: dict) -> None:
+    self.signs.append(sign)
+    self.out.write(json.dumps(sign) + "\n")
+    self.out.flush()
+    self._write_files()
+
+  def _write_files(self) -> None:
+    if self.srt_path:
+      with atomic.atomic_open(self.srt_path) as f:
+        f.write(srt_text(self.signs))
+    if self.eaf_path:
+      with atomic.atomic_open(self.eaf_path) as f:
+        f.write(eaf_text(self.signs, self.media))

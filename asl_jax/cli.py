@@ -342,6 +342,55 @@ def extract_visual_main(argv=None):
   _serve(action, EXTRACT_VISUAL_USAGE, argv)
 
 
+# ----------------------------------------------------------------------------------------------- live
+
+LIVE_USAGE = """
+Recognise signs as they come, from a camera, a video (a file or any stream OpenCV opens) or a continuous
+landmark sequence; one JSON line per sign on stdout, progress on stderr (README, "Live and continuous
+recognition"). Without --workdir it uses the shipped WLASL100 model:
+
+  asl-live --camera=0 --display                       # a webcam; q/Esc quit, r reset, space ends the sign
+  asl-live --video=recording.mp4 --srt=out.srt --eaf=out.eaf [--frame_step=2]
+  asl-live --landmarks=stream_landmarks.npy --fps=25 --workdir=runs/a,runs/b   # an ensemble
+"""
+
+
+def live_main(argv=None):
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from asl_jax.live import segmenter  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string("workdir", "", "training run directory, or several comma-separated (an ensemble); "
+                      "empty: the shipped WLASL100 model")
+  flags.DEFINE_integer("camera", None, "camera index (OpenCV), e.g. 0")
+  flags.DEFINE_string("video", None, "a video file or a stream URL OpenCV opens")
+  flags.DEFINE_string("landmarks", None, "a continuous landmark sequence (T, D) .npy in any supported layout")
+  flags.DEFINE_float("fps", 25.0, "frames per second of --landmarks (camera and video report their own)")
+  flags.DEFINE_integer("frame_step", 1, "camera / video: extract every N-th frame (2 keeps 25 fps input real "
+                       "time on 2 CPU cores)")
+  flags.DEFINE_integer("top_k", 5, "glosses per sign")
+  flags.DEFINE_string("srt", None, "also write SubRip subtitles of the glosses to this .srt file")
+  flags.DEFINE_string("eaf", None, "also write an ELAN annotation file (gloss tier) to this .eaf file")
+  flags.DEFINE_bool("overwrite", False, "replace existing --srt / --eaf files")
+  flags.DEFINE_bool("display", False, "show the camera / video with the skeleton, the segmenter's state and the "
+                    "recent glosses (needs OpenCV with a GUI in the extraction environment)")
+  flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  defaults = segmenter.SegmenterConfig()
+  for field in dataclasses.fields(segmenter.SegmenterConfig):
+    flags.DEFINE_float(field.name, getattr(defaults, field.name), f"segmenter: {field.metadata.get('help', '')}"
+                       .rstrip(": "))
+
+  def action(f, _):
+    from asl_jax.live import stream  # pylint: disable=import-outside-toplevel
+    seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
+        segmenter.SegmenterConfig)})
+    result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,
+                              fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
+                              display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint)
+    if result["status"] == "interrupted":
+      sys.exit(130)
+
+  _serve(action, LIVE_USAGE, argv)
+
+
 if __name__ == "__main__":
   train_main()
 

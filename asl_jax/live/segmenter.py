@@ -131,9 +131,13 @@ class Segmenter:
     out = []
     if jump:
       out += self._cut(self.n - 1)
-    c = self.n - 1 - self.window  # the frame whose body cut is decidable now
-    if c >= self.window and c > self._cut_until and self._body_step(c):
-      out += self._cut(c)
+    # A body cut before frame c: its step is over the threshold and the largest of c - 1, c, c + 1 (c + 1's
+    # window ends at the newest frame, so the look-ahead is `window` frames).
+    c = self.n - 1 - self.window
+    if c > self._cut_until:
+      step = self._body_step(c)
+      if step > 1 and step >= self._body_step(c - 1) and step > self._body_step(c + 1):
+        out += self._cut(c)
     out += self._advance(self.n - 1)
     return out
 
@@ -145,17 +149,22 @@ class Segmenter:
 
   # -- internals -------------------------------------------------------------------------------------
 
-  def _body_step(self, c: int) -> bool:
+  def _body_step(self, c: int) -> float:
+    """How far the body moved between the `window` frames before c and those from c on: the larger of the
+    midpoint's move (shoulder widths) over cut_body and the log width change over cut_scale (> 1: a cut).
+    Means, not medians: their step is sharpest at the jump itself."""
     k = self.window
+    if c < k:
+      return 0.0
     left = np.array(self._body[c - k:c])
     right = np.array(self._body[c:c + k])
     left, right = left[np.isfinite(left[:, 2])], right[np.isfinite(right[:, 2])]
     need = max(1, k // 2)
     if len(left) < need or len(right) < need:
-      return False
-    lm, rm = np.median(left, 0), np.median(right, 0)
+      return 0.0
+    lm, rm = left.mean(0), right.mean(0)
     moved = np.linalg.norm(lm[:2] - rm[:2]) / lm[2]
-    return bool(moved > self.config.cut_body or abs(math.log(rm[2] / lm[2])) > self.config.cut_scale)
+    return max(moved / self.config.cut_body, abs(math.log(rm[2] / lm[2])) / self.config.cut_scale)
 
   def _cut(self, c: int) -> list[tuple[int, int]]:
     """A cut before frame c: the open sign ends at its last hand frame before c; frames from c on (already
@@ -178,7 +187,7 @@ class Segmenter:
       self.last_hand = t
     if self.active and t - self.last_hand >= self.gap:
       out += self._close(self.last_hand)
-    elif self.active and t - self.start + 1 > self.max_len:
+    elif self.active and self.last_hand - self.start + 1 > self.max_len:
       out += self._split(t)
     return out
 

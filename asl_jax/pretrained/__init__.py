@@ -1,0 +1,64 @@
+"""The trained model that ships with asl_jax, used when `asl-live` and `asl-predict` get no --workdir.
+
+`wlasl100/` is a run directory holding only what inference reads (config.json, label_mapping.json,
+input_spec.json, the best checkpoint's evaluation weights): the recommended nslt_100 recipe trained on the
+train clips of the real WLASL100 landmarks (seed 1). README "A model to try" gives its test accuracy, the
+command that rebuilds it (`package`), and its licence: WLASL is under C-UDA 1.0; trained models are Results
+under that agreement, which section 2.2 does not restrict. WLASL: Li et al., "Word-level Deep Sign Language
+Recognition from Video", WACV 2020.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from asl_jax.errors import CheckpointError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WLASL100 = os.path.join(HERE, "wlasl100")
+NAMES = {"wlasl100": WLASL100}
+RUN_FILES = ("config.json", "label_mapping.json", "input_spec.json", "class_mapping.json", "head_weights.json",
+             "visual_norm.npz")
+
+
+def resolve(workdir: str | None) -> str:
+  """A --workdir value, or the shipped model for an empty one (or its name, `wlasl100`)."""
+  if workdir and workdir not in NAMES:
+    return workdir
+  path = NAMES.get(workdir or "wlasl100")
+  if not os.path.isfile(os.path.join(path, "config.json")):
+    raise CheckpointError(f"{path}: the shipped model is missing from this installation; pass --workdir")
+  return path
+
+
+def package(src: str, dst: str, checkpoint: str = "best") -> dict:
+  """Copies the inference part of run `src` to `dst` (which must not exist): the run files and a checkpoint
+  of `checkpoint`'s evaluation weights alone (no optimiser state). Returns the test report's numbers."""
+  from asl_jax import restore, run as run_lib  # pylint: disable=import-outside-toplevel
+  from asl_jax.checkpoints import Checkpoints  # pylint: disable=import-outside-toplevel
+  if os.path.exists(dst):
+    raise CheckpointError(f"{dst}: exists; remove it first")
+  trained = restore.load_run(src, checkpoint)
+  tmp = dst + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  for name in RUN_FILES:
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
+  ckpts = Checkpoints(tmp, max_to_keep=1)
+  ckpts.save("best", trained.step, {run_lib.eval_params_name(trained.config): trained.params},
+             {"packaged_from": os.path.basename(os.path.abspath(src)), "step": trained.step})
+  ckpts.close()
+  report = os.path.join(src, "eval_test", "report.json")
+  summary = {}
+  if os.path.isfile(report):
+    with open(report, encoding="utf-8") as f:
+      r = json.load(f)
+    summary = {"test_top1": r["per_instance"]["top1"], "test_top5": r["per_instance"]["top5"],
+               "test_clips": r["num_samples"], "step": trained.step}
+    with open(os.path.join(tmp, "test_report.json"), "w", encoding="utf-8") as f:
+      json.dump(summary, f, indent=2)
+  os.replace(tmp, dst)
+  return summary

@@ -1,0 +1,198 @@
+"""asl-live end to end: a landmark stream whose signs it finds gives exactly predict's probabilities for
+each sign; the JSON lines, .srt and .eaf files (read back by their own libraries); a video through the
+extraction child; every bad source is one line and a non-zero exit, with no traceback and no half-written
+file; the shipped model restores and reproduces its test accuracy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import predict, pretrained, train
+from asl_jax.errors import DataError
+from asl_jax.live import recognizer, scoring, segmenter as seg_lib, sources, stream
+from conftest import REPO, SHARED, tiny_config
+
+VIDEO = os.path.join(REPO, "tests", "data", "test_video.mp4")
+HAS_EXTRACT = os.path.exists(os.path.join(REPO, ".venv-extract", "bin", "python")) or bool(
+    os.environ.get("ASL_JAX_EXTRACT_PYTHON"))
+needs_extract = pytest.mark.skipif(not HAS_EXTRACT, reason="needs the extraction environment (make extract-env)")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_data, tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("live") / "run")
+  train.train_and_evaluate(tiny_config(small_data, epochs=3, evaluate_test=False, cache_dir="none"), wd)
+  return wd
+
+
+@pytest.fixture(scope="module")
+def signed_stream(small_data, tmp_path_factory):
+  """Five test clips cut to their hand spans, with 12 frames of rest (no hands; the previous clip's body,
+  then the next one's) between them; the span files for predict."""
+  lm = small_data["landmarks_dir"]
+  split = json.load(open(os.path.join(small_data["data_dir"], small_data["subset"])))
+  ids = sorted(v for v, e in split.items() if e["subset"] == "test")[:5]
+  out = tmp_path_factory.mktemp("stream")
+  parts, truth, files, at = [], [], [], 0
+  last = None
+  for vid in ids:
+    raw = np.load(os.path.join(lm, f"{vid}_landmarks.npy"))
+    a, b = scoring.hand_span(raw, seg_lib.frame_signals(raw, "seed162")[0])
+    rest = np.concatenate([np.repeat(raw[a:a + 1] if last is None else last, 6, 0), np.repeat(raw[a:a + 1], 6, 0)])
+    rest[:, :126] = 0.0  # no hands
+    last = raw[b:b + 1]
+    parts += [rest, raw[a:b + 1]]
+    truth.append((at + 12, at + 12 + b - a))
+    at += 12 + b - a + 1
+    files.append(str(out / f"{vid}_landmarks.npy"))
+    np.save(files[-1], raw[a:b + 1])
+  rest = np.repeat(last, 12, 0)
+  rest[:, :126] = 0.0
+  parts.append(rest)
+  path = str(out / "stream_landmarks.npy")
+  np.save(path, np.concatenate(parts))
+  return {"path": path, "truth": truth, "files": files}
+
+
+def _live(*args, env=None, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "live.py"), *args], capture_output=True,
+                        text=True, timeout=timeout, env=env)
+
+
+def test_live_landmarks_finds_the_signs_and_equals_predict_on_each(tiny_run, signed_stream, tmp_path):
+  srt_path, eaf_path = str(tmp_path / "out.srt"), str(tmp_path / "out.eaf")
+  out = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", "--fps=25", "--top_k=3",
+              f"--srt={srt_path}", f"--eaf={eaf_path}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  signs = [json.loads(line) for line in out.stdout.splitlines()]
+  assert [(s["start_frame"], s["end_frame"]) for s in signs] == signed_stream["truth"]
+  expected = predict.predict_files(tiny_run, signed_stream["files"], top_k=3)
+  for s, e in zip(signs, expected):
+    assert [t["gloss"] for t in s["top_k"]] == [t["gloss"] for t in e["top_k"]]
+    np.testing.assert_allclose([t["prob"] for t in s["top_k"]], [t["prob"] for t in e["top_k"]], atol=1e-5)
+    assert s["start_s"] == pytest.approx(s["start_frame"] / 25) and s["end_s"] == pytest.approx((s["end_frame"] + 1) / 25)
+    assert 0 <= s["latency_s"] < 5
+  import srt  # pylint: disable=import-outside-toplevel
+  from pympi import Elan  # pylint: disable=import-outside-toplevel
+  subs = list(srt.parse(open(srt_path, encoding="utf-8").read()))
+  assert [sub.content.split(" (")[0].rstrip("?") for sub in subs] == [s["top_k"][0]["gloss"] for s in signs]
+  assert subs[0].start.total_seconds() == pytest.approx(signs[0]["start_s"])
+  eaf = Elan.Eaf(eaf_path)
+  notes = sorted(eaf.get_annotation_data_for_tier("gloss"))
+  assert [n[2].rstrip("?") for n in notes] == [s["top_k"][0]["gloss"] for s in signs]
+  assert notes[-1][1] == round(signs[-1]["end_s"] * 1000)
+  # The files are never overwritten unasked.
+  again = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", f"--srt={srt_path}")
+  assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
+      f"error: --srt={srt_path}: the file exists; remove it or pass --overwrite")
+
+
+def test_recognizer_compiles_once(tiny_run, signed_stream):
+  predictors = recognizer.load_predictors([tiny_run])
+  raw = np.load(signed_stream["path"])
+  stream.recognize_with(predictors, raw, 25.0)
+  forward = predictors[0]._forward  # pylint: disable=protected-access
+  before = forward._cache_size()  # pylint: disable=protected-access
+  result = stream.recognize_with(predictors, raw, 25.0)
+  assert len(result["signs"]) == 5 and forward._cache_size() == before == 1  # pylint: disable=protected-access
+
+
+def test_ensemble_averages_the_runs(tiny_run, signed_stream):
+  one = stream.recognize_with(recognizer.load_predictors([tiny_run]), np.load(signed_stream["path"]), 25.0)
+  two = stream.recognize_with(recognizer.load_predictors([tiny_run, tiny_run]), np.load(signed_stream["path"]), 25.0)
+  for a, b in zip(one["signs"], two["signs"]):
+    np.testing.assert_allclose([t["prob"] for t in a["top_k"]], [t["prob"] for t in b["top_k"]], atol=1e-6)
+
+
+def _one_error_line(out, expected):
+  assert out.returncode != 0
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and expected in last, out.stderr[-2000:]
+
+
+def test_bad_landmark_sources_are_one_line(tiny_run, tmp_path):
+  _one_error_line(_live(f"--workdir={tiny_run}", f"--landmarks={tmp_path / 'none.npy'}"), "none.npy: file not found")
+  bad = tmp_path / "bad.npy"
+  bad.write_bytes(b"\x93NUMPY garbage")
+  _one_error_line(_live(f"--workdir={tiny_run}", f"--landmarks={bad}"), "bad.npy: cannot read .npy file")
+  np.save(tmp_path / "wide.npy", np.zeros((10, 7), np.float32))
+  _one_error_line(_live(f"--workdir={tiny_run}", f"--landmarks={tmp_path / 'wide.npy'}"),
+                  "feature dimension 7 matches no landmark layout")
+  _one_error_line(_live(f"--workdir={tiny_run}"), "give exactly one source")
+  _one_error_line(_live(f"--workdir={tiny_run}", f"--landmarks={bad}", "--camera=0"), "give exactly one source")
+
+
+@needs_extract
+def test_live_video_end_to_end_with_subtitles_and_elan(tiny_run, tmp_path):
+  srt_path, eaf_path = str(tmp_path / "v.srt"), str(tmp_path / "v.eaf")
+  out = _live(f"--workdir={tiny_run}", f"--video={VIDEO}", f"--srt={srt_path}", f"--eaf={eaf_path}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  signs = [json.loads(line) for line in out.stdout.splitlines()]
+  assert signs, out.stderr
+  for s in signs:
+    assert 0 <= s["start_frame"] <= s["end_frame"] < 58 and len(s["top_k"]) == 5
+  import srt  # pylint: disable=import-outside-toplevel
+  from pympi import Elan  # pylint: disable=import-outside-toplevel
+  assert len(list(srt.parse(open(srt_path, encoding="utf-8").read()))) == len(signs)
+  assert len(Elan.Eaf(eaf_path).get_annotation_data_for_tier("gloss")) == len(signs)
+  assert os.path.abspath(VIDEO) in [m["MEDIA_URL"].replace("file://", "") for m in Elan.Eaf(eaf_path).media_descriptors]
+
+
+@needs_extract
+def test_bad_video_sources_are_one_line_with_no_file_left(tiny_run, tmp_path):
+  srt_path = str(tmp_path / "x.srt")
+  garbage = tmp_path / "garbage.mp4"
+  garbage.write_bytes(os.urandom(5000))
+  cut = tmp_path / "cut.mp4"
+  data = open(VIDEO, "rb").read()
+  cut.write_bytes(data[:len(data) // 2])
+  for args, expected in (
+      (["--camera=7"], "camera 7: cannot be opened"),
+      ([f"--video={garbage}"], "garbage.mp4: cannot be opened as a video"),
+      ([f"--video={tmp_path / 'missing.mp4'}"], "missing.mp4: video not found"),
+      ([f"--video={cut}"], "cut.mp4: "),
+  ):
+    out = _live(f"--workdir={tiny_run}", *args, f"--srt={srt_path}")
+    _one_error_line(out, expected)
+    assert not os.path.exists(srt_path) or list(__import__("srt").parse(open(srt_path).read())) is not None
+  # The extraction child cannot start (an interpreter without mediapipe).
+  env = dict(os.environ, ASL_JAX_EXTRACT_PYTHON=sys.executable)
+  _one_error_line(_live(f"--workdir={tiny_run}", f"--video={VIDEO}", env=env),
+                  "the extraction process died before it started")
+
+
+@needs_extract
+def test_extraction_child_dying_mid_stream_is_one_error():
+  src = sources.ExtractionSource(VIDEO, "seed162")
+  frames = iter(src)
+  next(frames)
+  os.kill(src.proc.pid, signal.SIGKILL)
+  with pytest.raises(DataError, match="the extraction process died .*exit status -9"):
+    for _ in frames:
+      pass
+  src.close()
+
+
+@pytest.mark.skipif(not SHARED or not os.path.exists(os.path.join(pretrained.WLASL100, "config.json")),
+                    reason="needs ../shared/data and the shipped model")
+def test_shipped_model_reproduces_its_test_accuracy():
+  reported = json.load(open(os.path.join(pretrained.WLASL100, "test_report.json")))
+  real = os.path.join(SHARED, "wlasl_real")
+  predictor = predict.Predictor(pretrained.resolve(None))
+  split = json.load(open(os.path.join(real, "nslt_100.json")))
+  ids = sorted(v for v, e in split.items() if e["subset"] == "test"
+               and os.path.exists(os.path.join(real, "landmarks", f"{v}_landmarks.npy")))
+  probs = predictor.predict_clips([predictor.load_clip(os.path.join(real, "landmarks", f"{v}_landmarks.npy"))
+                                   for v in ids])
+  labels = np.array([split[v]["action"][0] for v in ids])
+  assert len(ids) == reported["test_clips"]
+  top1 = float(np.mean(np.argmax(probs, -1) == labels))
+  top5 = float(np.mean([l in np.argsort(-p)[:5] for p, l in zip(probs, labels)]))
+  assert top1 == pytest.approx(reported["test_top1"], abs=1e-6)
+  assert top5 == pytest.approx(reported["test_top5"], abs=1e-6)

@@ -205,7 +205,7 @@ def evaluate_main(argv=None):
 # -------------------------------------------------------------------------------------------- predict
 
 PREDICT_USAGE = """
-Top-k glosses for new clips, one JSON line per input:
+Top-k glosses for new clips, one JSON line per input (without --workdir: the shipped WLASL100 model):
 
   python scripts/predict.py --workdir=runs/nslt100 --landmarks=clip_landmarks.npy [--landmarks=DIR ...]
   python scripts/predict.py --workdir=runs/nslt100 --video=clip.mp4        # landmarks extracted first
@@ -215,7 +215,7 @@ Top-k glosses for new clips, one JSON line per input:
 
 def predict_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, average their "
-                      "probabilities (an ensemble)")
+                      "probabilities (an ensemble); omitted: the shipped WLASL100 model")
   flags.DEFINE_multi_string("landmarks", None, "landmark .npy files or directories of {id}_landmarks.npy "
                             "(repeat the flag; .npy files after the flags count too)")
   flags.DEFINE_multi_string("video", None, "video files or directories of videos: landmarks are extracted with "
@@ -228,9 +228,11 @@ def predict_main(argv=None):
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
 
   def action(f, args):
-    if not f.workdir:
-      _usage_error("give --workdir=DIR (--help lists the flags)")
-    from asl_jax import predict  # pylint: disable=import-outside-toplevel
+    from asl_jax import predict, pretrained  # pylint: disable=import-outside-toplevel
+    workdir = f.workdir
+    if not workdir:
+      workdir = pretrained.resolve(None)
+      print(f"no --workdir: using the shipped WLASL100 model ({workdir})", file=sys.stderr)
     if f.gemma and f.gemma_features_dir:
       _usage_error("give --gemma or --gemma_features_dir, not both")
     landmarks = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else [])
@@ -239,7 +241,7 @@ def predict_main(argv=None):
       (videos if a.lower().endswith(predict.VIDEO_SUFFIXES) else landmarks).append(a)
     if not landmarks and not videos:
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
-    for row in predict.predict_files(f.workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k,
+    for row in predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k,
                                      f.checkpoint, videos=videos):
       if "warning" in row:
         print(f"warning: {row['file']}: {row['warning']}", file=sys.stderr)

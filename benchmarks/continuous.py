@@ -10,7 +10,8 @@ the stream's rate) on this machine.
 
   python benchmarks/continuous.py [--split=test] [--seeds=1,2,3] [--workdir=DIR]      # the shipped model
   python benchmarks/continuous.py --split=val --segment_only --grid=1                 # choosing the settings
-  python benchmarks/continuous.py --video [--video_clips=10]                        # from video, extraction in
+  python benchmarks/continuous.py --video [--video_streams=3] [--frame_steps=1,2]   # from video, extraction in
+  python benchmarks/continuous.py --report                                          # README's table
 
 Defaults: ../shared/data/wlasl_real landmarks with the official nslt_100 split, 25 fps.
 """
@@ -106,6 +107,28 @@ def score(groups, variant: str, config, run_model, fps: float):
   return out
 
 
+def single_clips(clips, config, fps: float) -> dict:
+  """Each clip alone (one signer, one sign): how often the segmenter finds exactly one sign, and how many
+  cuts fire inside clips (every one a false cut: nothing was edited)."""
+  counts = []
+  cuts = 0
+  for c in clips:
+    sg = seg_lib.Segmenter(config, fps)
+    fired = []
+    orig = sg._cut  # pylint: disable=protected-access
+    sg._cut = lambda t, orig=orig, fired=fired: (fired.append(t), orig(t))[1]  # pylint: disable=protected-access
+    hands, body, wrists = seg_lib.frame_signals(c[1], "seed162")
+    found = []
+    for t in range(len(hands)):
+      found += sg.push(hands[t], body[t], wrists[t])
+    found += sg.flush()
+    counts.append(len(found))
+    cuts += len(fired)
+  minutes = sum(len(c[1]) for c in clips) / fps / 60
+  return {"one_sign": float(np.mean(np.array(counts) == 1)), "none": float(np.mean(np.array(counts) == 0)),
+          "several": float(np.mean(np.array(counts) > 1)), "cuts_per_minute": cuts / minutes}
+
+
 def model_runner(workdir, fps: float):
   from asl_jax.live import recognizer  # pylint: disable=import-outside-toplevel
   from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
@@ -128,6 +151,115 @@ def summarise(rows: list[dict]) -> dict:
               "sd": statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0} for k in keys}
 
 
+_CONCAT = """
+import sys, cv2, numpy as np
+out, w, h, fps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+for path in sys.argv[5:]:
+  cap = cv2.VideoCapture(path)
+  n = 0
+  while True:
+    ok, frame = cap.read()
+    if not ok:
+      break
+    fh, fw = frame.shape[:2]
+    s = min(w / fw, h / fh)
+    small = cv2.resize(frame, (int(fw * s), int(fh * s)))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    writer.write(canvas)
+    n += 1
+  print(n)
+writer.release()
+"""
+
+
+def video_benchmark(clips, videos_dir: str, streams_n: int, k: int, frame_steps, workdir: str, out_dir: str):
+  """Streams of k real clips as one mp4 each (letterboxed to 320x240 at 25 fps, every frame kept), through
+  `scripts/live.py --video` with the extraction child: scores against the clips' hand spans in their
+  landmark files, wall time, real-time factor and latency."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  from asl_jax import extract as extract_lib  # pylint: disable=import-outside-toplevel
+  python = extract_lib.extract_python()
+  groups = streams([c for c in clips if os.path.exists(os.path.join(videos_dir, f"{c[0]}.mp4"))], k, 1)[:streams_n]
+  os.makedirs(out_dir, exist_ok=True)
+  rows = []
+  for step in frame_steps:
+    tot = {"edits": 0, "ref": 0, "hits": 0, "pred": 0, "true": 0, "wall": 0.0, "video_s": 0.0, "latency": []}
+    for gi, g in enumerate(groups):
+      path = os.path.join(out_dir, f"stream{gi}.mp4")
+      counts = subprocess.run([python, "-c", _CONCAT, path, "320", "240", "25", *[os.path.join(videos_dir,
+                               f"{c[0]}.mp4") for c in g]], capture_output=True, text=True, check=True).stdout.split()
+      truth, at = [], 0
+      for c, n in zip(g, map(int, counts)):
+        a, b = scoring.clip_hand_span(c[2])
+        truth.append((at + a, at + b))
+        at += n
+      t0 = time.perf_counter()
+      res = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "scripts", "live.py"),
+                            f"--video={path}", f"--frame_step={step}"] + ([f"--workdir={workdir}"] if workdir else []),
+                           capture_output=True, text=True, check=True)
+      tot["wall"] += time.perf_counter() - t0
+      signs = [json.loads(line) for line in res.stdout.splitlines()]
+      tot["edits"] += scoring.edit_distance([s["top_k"][0]["gloss"] for s in signs], [c[3] for c in g])
+      tot["ref"] += len(g)
+      tot["hits"] += scoring.segment_f1([(s["start_frame"], s["end_frame"]) for s in signs], truth)["hits"]
+      tot["pred"] += len(signs)
+      tot["true"] += len(truth)
+      tot["video_s"] += at / 25.0
+      tot["latency"] += [s["latency_s"] for s in signs]
+      tot.setdefault("summary", []).append(res.stderr.strip().splitlines()[-1])
+    p, r = tot["hits"] / max(tot["pred"], 1), tot["hits"] / max(tot["true"], 1)
+    lat = sorted(tot["latency"])
+    rows.append({"frame_step": step, "streams": len(groups), "clips": tot["ref"], "ger": tot["edits"] / tot["ref"],
+                 "f1": 2 * p * r / max(p + r, 1e-9), "detected": tot["pred"], "true": tot["true"],
+                 "video_s": tot["video_s"], "wall_s": tot["wall"], "rtf_with_startup": tot["video_s"] / tot["wall"],
+                 "latency_mean_s": statistics.mean(lat) if lat else None,
+                 "latency_max_s": lat[-1] if lat else None, "live_summaries": tot["summary"]})
+    print(json.dumps(rows[-1]))
+  return rows
+
+
+def report(results_dir: str, readme: str) -> str:
+  """The README table from continuous_{test,val}[_nocuts].json and continuous_video_test.json."""
+  def load(name):
+    path = os.path.join(results_dir, name)
+    return json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+  rows = ["| split, segmenter | variant | gloss error rate | 1 - isolated top-1 | excess (target) | segment F1@0.5 "
+          "(target) | signs found / true | latency, s | real time |", "|---|---|---|---|---|---|---|---|---|"]
+  targets = {"natural": (0.05, 0.95), "rest2": (0.07, 0.92), "norest": (0.20, 0.75)}
+  for name, what in (("continuous_test.json", "test"), ("continuous_val.json", "val"),
+                     ("continuous_test_nocuts.json", "test, cuts off"), ("continuous_val_nocuts.json", "val, cuts off")):
+    r = load(name)
+    if r is None:
+      continue
+    err = 1 - r["isolated_top1"]
+    for v, m in r["runs"][0]["variants"].items():
+      ex, f1 = targets[v]
+      rows.append(f"| {what} | {v} | {m['ger']['mean']:.3f} ± {m['ger']['sd']:.3f} | {err:.3f} | "
+                  f"{m['ger']['mean'] - err:+.3f} (<= {ex:+.2f}) | {m['f1']['mean']:.3f} ± {m['f1']['sd']:.3f} "
+                  f"(>= {f1}) | {m['detected']['mean']:.1f} / {m['true']['mean']:.0f} | "
+                  f"{m['latency_mean_s']['mean']:.2f} | {m['rtf']['mean']:.0f}x |")
+  video = load("continuous_video_test.json")
+  if video:
+    rows += ["", "| from video (test clips concatenated, 320x240, 25 fps; `scripts/live.py --video`, extraction "
+             "included) | clips | gloss error rate | segment F1@0.5 | signs found / true | real time, steady "
+             "(with start-up) | latency mean / max, s |", "|---|---|---|---|---|---|---|"]
+    for v in video["video"]:
+      steady = [float(x.rsplit("(", 1)[1].split("x")[0]) for x in v["live_summaries"]]
+      rows.append(f"| --frame_step={v['frame_step']} | {v['clips']} | {v['ger']:.3f} | {v['f1']:.3f} | "
+                  f"{v['detected']} / {v['true']} | {min(steady):.1f}-{max(steady):.1f}x ({v['rtf_with_startup']:.2f}x) "
+                  f"| {v['latency_mean_s']:.2f} / {v['latency_max_s']:.2f} |")
+  table = "\n".join(rows)
+  text = open(readme, encoding="utf-8").read()
+  start, end = "<!-- CONTINUOUS:START -->\n", "<!-- CONTINUOUS:END -->"
+  a, b = text.index(start) + len(start), text.index(end)
+  with open(readme, "w", encoding="utf-8") as f:
+    f.write(text[:a] + table + "\n" + text[b:])
+  return table
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--split", default="test")
@@ -143,10 +275,27 @@ def main(argv=None):
                   "--split=val)")
   ap.add_argument("--set", action="append", default=[], help="a segmenter setting, NAME=VALUE")
   ap.add_argument("--out", default="", help="write the results as JSON here")
+  ap.add_argument("--video", action="store_true", help="from video: the real clips concatenated, through "
+                  "scripts/live.py --video with extraction")
+  ap.add_argument("--videos_dir", default=os.path.join(SHARED, "wlasl_videos", "videos"))
+  ap.add_argument("--video_streams", type=int, default=2)
+  ap.add_argument("--frame_steps", default="1,2")
+  ap.add_argument("--video_out", default="/tmp/asl_jax_continuous_video")
+  ap.add_argument("--report", action="store_true", help="rewrite README's table from benchmarks/results")
   args = ap.parse_args(argv)
+  if args.report:
+    print(report(os.path.join(HERE, "results"), os.path.join(os.path.dirname(HERE), "README.md")))
+    return
   clips = load_clips(args.data_dir, args.subset, args.landmarks_dir or os.path.join(args.data_dir, "landmarks"),
                      args.split)
   seeds = [int(s) for s in args.seeds.split(",")]
+  if args.video:
+    rows = video_benchmark(clips, args.videos_dir, args.video_streams, args.k,
+                           [int(x) for x in args.frame_steps.split(",")], args.workdir, args.video_out)
+    if args.out:
+      with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"split": args.split, "video": rows}, f, indent=1)
+    return
   base = seg_lib.SegmenterConfig(**{kv.split("=")[0]: float(kv.split("=")[1]) for kv in args.set})
   configs = [base]
   if args.grid:
@@ -170,7 +319,9 @@ def main(argv=None):
                  f"{1 - results['isolated_top1']:.3f})  latency {m['latency_mean_s']['mean']:.3f} s")
       line += f"  {m['rtf']['mean']:.0f}x real time"
       entry["variants"][variant]["line"] = line
+    entry["single_clips"] = single_clips(clips, cfg, args.fps)
     print(json.dumps(entry["config"]))
+    print("  each clip alone: " + ", ".join(f"{k} {v:.3f}" for k, v in entry["single_clips"].items()))
     for variant in scoring.VARIANTS:
       print(entry["variants"][variant]["line"])
     results["runs"].append(entry)

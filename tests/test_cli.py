@@ -24,6 +24,8 @@ def _script(name, *args, timeout=300):
     ("train.py", ["--config", "--workdir", "--list_config"]),
     ("evaluate.py", ["--workdir", "--split", "--checkpoint", "--out_dir", "--data_dir"]),
     ("predict.py", ["--workdir", "--landmarks", "--video", "--gemma", "--top_k"]),
+    ("live.py", ["--workdir", "--camera", "--video", "--landmarks", "--fps", "--frame_step", "--srt", "--eaf",
+                 "--display", "--gap_s", "--cut_body", "--max_len_s"]),
     ("export.py", ["--workdir", "--out_dir", "--checkpoint"]),
     ("extract_landmarks.py", ["--data_dir", "--output_dir", "--layout", "--workers"]),
 ])

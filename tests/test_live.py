@@ -42,7 +42,7 @@ def signed_stream(small_data, tmp_path_factory):
   last = None
   for vid in ids:
     raw = np.load(os.path.join(lm, f"{vid}_landmarks.npy"))
-    a, b = scoring.hand_span(raw, seg_lib.frame_signals(raw, "seed162")[0])
+    a, b = scoring.clip_hand_span(seg_lib.frame_signals(raw, "seed162")[0])
     rest = np.concatenate([np.repeat(raw[a:a + 1] if last is None else last, 6, 0), np.repeat(raw[a:a + 1], 6, 0)])
     rest[:, :126] = 0.0  # no hands
     last = raw[b:b + 1]
@@ -177,6 +177,20 @@ def test_extraction_child_dying_mid_stream_is_one_error():
     for _ in frames:
       pass
   src.close()
+
+
+def test_predict_and_live_default_to_the_shipped_model(signed_stream):
+  glosses = set(json.load(open(os.path.join(pretrained.WLASL100, "label_mapping.json"))).values())
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "predict.py"),
+                        f"--landmarks={signed_stream['files'][0]}"], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "using the shipped WLASL100 model" in out.stderr
+  row = json.loads(out.stdout)
+  assert len(row["top_k"]) == 5 and {t["gloss"] for t in row["top_k"]} <= glosses
+  live = _live(f"--landmarks={signed_stream['path']}")
+  assert live.returncode == 0, live.stderr[-2000:]
+  signs = [json.loads(line) for line in live.stdout.splitlines()]
+  assert signs and all(s["top_k"][0]["gloss"] in glosses for s in signs)
 
 
 @pytest.mark.skipif(not SHARED or not os.path.exists(os.path.join(pretrained.WLASL100, "config.json")),

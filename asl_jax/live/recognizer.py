@@ -33,7 +33,7 @@ class Recognizer:
 
   def __init__(self, predictors: Sequence[predict_lib.Predictor], fps: float,
                config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(), layout: str | None = None,
-               top_k: int = 5):
+               top_k: int = 5, frame_step: int = 1):
     self.predictors = list(predictors)
     workdirs = [p.run.workdir for p in self.predictors]
     first = self.predictors[0]
@@ -45,7 +45,9 @@ class Recognizer:
         raise DataError(f"{w}: live recognition uses landmarks only, and this run also needs visual features")
     self.layout = layout or first.run.layout
     self.dim = layouts.LAYOUT_DIMS[self.layout]
-    self.fps, self.top_k = float(fps), max(1, top_k)
+    # fps: the rate of the frames pushed; with frame_step N they are every N-th frame of the source, and
+    # results count the source's frames.
+    self.fps, self.top_k, self.frame_step = float(fps), max(1, top_k), max(1, int(frame_step))
     self.segmenter = seg_lib.Segmenter(config, fps)
     # Room for the longest sign plus what the segmenter may still look at after it ends.
     self.capacity = self.segmenter.max_len + self.segmenter.gap + 2 * self.segmenter.window + 8
@@ -103,8 +105,10 @@ class Recognizer:
     raw = self.frames(start, end)
     probs = self.classify(raw)
     top = self.predictors[0].top_k(probs[None], self.top_k)[0]
-    row = {"start_frame": start, "end_frame": end, "start_s": round(start / self.fps, 3),
-           "end_s": round((end + 1) / self.fps, 3), "top_k": top}
+    step, source_fps = self.frame_step, self.fps * self.frame_step
+    first, last = start * step, end * step + step - 1
+    row = {"start_frame": first, "end_frame": last, "start_s": round(first / source_fps, 3),
+           "end_s": round((last + 1) / source_fps, 3), "top_k": top}
     warning = predict_lib.signal_warning(self.predictors[0].load_clip(raw))
     if warning is None and top[0]["prob"] < GUESS_BELOW:
       warning = f"low confidence ({top[0]['prob']:.2f} < {GUESS_BELOW}): the prediction is a guess"

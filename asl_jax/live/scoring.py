@@ -53,7 +53,7 @@ def segment_f1(predicted: Sequence[tuple[int, int]], reference: Sequence[tuple[i
   return {"precision": precision, "recall": recall, "f1": f1, "hits": hits}
 
 
-def hand_span(raw: np.ndarray, hands: np.ndarray) -> tuple[int, int] | None:
+def clip_hand_span(hands: np.ndarray) -> tuple[int, int] | None:
   """First and last frame with a detected hand, or None."""
   idx = np.flatnonzero(hands)
   return (int(idx[0]), int(idx[-1])) if len(idx) else None
@@ -68,7 +68,7 @@ def build_stream(clips: Sequence[np.ndarray], hands: Sequence[np.ndarray], varia
     raise ValueError(f"variant={variant!r}: expected one of {VARIANTS}")
   parts, truth, bounds, at = [], [], [], 0
   for raw, h in zip(clips, hands):
-    a, b = hand_span(raw, h)
+    a, b = clip_hand_span(h)
     if variant == "natural":
       lo, hi = 0, len(raw) - 1
     elif variant == "rest2":

@@ -40,13 +40,13 @@ def _setting(default: float, help_: str):
 class SegmenterConfig:
   """The segmenter's settings (asl-live flags of the same names; defaults chosen on val streams, README
   "Live and continuous recognition")."""
-  gap_s: float = _setting(0.2, "this long without a detected hand ends a sign (a rest), seconds")
+  gap_s: float = _setting(0.32, "this long without a detected hand ends a sign (a rest), seconds")
   min_len_s: float = _setting(0.3, "shorter signs are dropped, seconds")
-  max_len_s: float = _setting(4.0, "longer signs are split at their slowest frame, seconds")
+  max_len_s: float = _setting(6.0, "longer signs are split at their slowest frame, seconds")
   cut_window_s: float = _setting(0.16, "frames compared on each side of a cut, seconds (the look-ahead)")
-  cut_body: float = _setting(0.2, "a body jump of this many shoulder widths is a cut")
-  cut_scale: float = _setting(0.15, "a log change of the shoulder width above this is a cut")
-  cut_hand: float = _setting(1.5, "a wrist jump between two frames of this many shoulder widths is a cut")
+  cut_body: float = _setting(0.12, "a body jump of this many shoulder widths is a cut")
+  cut_scale: float = _setting(0.1, "a log change of the shoulder width above this is a cut")
+  cut_hand: float = _setting(1.0, "a wrist jump between two frames of this many shoulder widths is a cut")
 
   def frames(self, fps: float) -> dict:
     """The durations in frames at `fps`."""

@@ -102,6 +102,7 @@ class ExtractionSource:
       raise DataError(self._died("before it started"))
     self.header = json.loads(self._text())
     self.fps, self.dim = float(self.header["fps"]), int(self.header["dim"])
+    self.frame_step = int(self.header["frame_step"])
 
   def _drain_stderr(self):
     for line in self.proc.stderr:

@@ -48,7 +48,8 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
     elif source.layout != layout:
       raise DataError(f"{source.name}: {source.layout} landmarks, but {workdirs[0]} reads {layout}")
     t0 = time.perf_counter()
-    recog = rec_lib.Recognizer(predictors, source.fps, config, layout, top_k)
+    recog = rec_lib.Recognizer(predictors, source.fps, config, layout, top_k,
+                               frame_step=getattr(source, "frame_step", 1))
     say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
         f"{source.fps:g} fps")
     log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)
@@ -90,17 +91,17 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
   except KeyboardInterrupt:
     status = "interrupted"
   wall = time.perf_counter() - start
-  stream_s = recog.n / recog.fps
+  stream_s = recog.n / recog.fps  # seconds of the source
   say(f"{len(log.signs)} signs in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
       f"({stream_s / max(wall, 1e-9):.1f}x real time){'; interrupted' if status == 'interrupted' else ''}")
   return {"signs": log.signs, "frames": recog.n, "seconds": wall, "stream_s": stream_s, "status": status}
 
 
 def recognize_with(predictors, landmarks, fps: float, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
-                   top_k: int = 5) -> dict:
+                   top_k: int = 5, frame_step: int = 1) -> dict:
   """`recognize` on a (T, D) landmark array with runs already restored (benchmarks, tests): no files, no
   output."""
   import io  # pylint: disable=import-outside-toplevel
   source = sources.LandmarkSource(landmarks, fps)
-  recog = rec_lib.Recognizer(predictors, fps, config, source.layout, top_k)
+  recog = rec_lib.Recognizer(predictors, fps, config, source.layout, top_k, frame_step)
   return _loop(source, recog, writers.SignLog(out=io.StringIO()), lambda m: None)

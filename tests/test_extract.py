@@ -223,3 +223,21 @@ def test_extraction_summary_line_and_exit_status(tmp_path):
     pytest.skip("the extract extra is not installed here")
   assert out.returncode == 1, out.stderr[-1500:]
   assert "0 written, 0 skipped (already there), 1 failed" in out.stderr and "no video could be processed" in out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cv2") is None, reason="needs opencv (the extraction environment)")
+def test_live_display_mirrors_the_picture_only():
+  """asl-live --display on a webcam: the picture (with its skeleton) is mirrored, the landmarks that go to
+  the model are the unmirrored frame's (the signer's right hand stays in the right-hand slot)."""
+  from asl_jax.live.extract_child import _draw  # pylint: disable=import-outside-toplevel
+  frame = np.zeros((100, 200, 3), np.uint8)
+  row = np.zeros(162, np.float32)
+  hand = np.stack([np.linspace(0.1, 0.2, 21), np.linspace(0.3, 0.6, 21), np.zeros(21)], -1)
+  row[63:126] = hand.reshape(-1)  # the right hand, on the left of the unmirrored picture
+  before = row.copy()
+  plain = _draw(frame, row, "seed162", {}, mirror=False)
+  mirrored = _draw(frame, row, "seed162", {"state": "signing", "glosses": ["book 0.80"]}, mirror=True)
+  cols = lambda img: np.flatnonzero((img[:60] == (0, 220, 255)).all(-1).any(0))  # noqa: E731  the right hand's colour
+  assert cols(plain).max() < 50 and cols(mirrored).min() > 150
+  np.testing.assert_array_equal(row, before)
+  assert mirrored[70:, :100].any()  # the gloss is written at the bottom left

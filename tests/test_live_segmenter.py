@@ -37,15 +37,16 @@ class Signer:
     self.frames += [self._frame() for _ in range(n)]
     return self
 
-  def sign(self, n, two_hands=False, speed=1.0, pause_at=None, drop=()):
-    """A sign of n frames; `pause_at`: a frame where the hand nearly stops; `drop`: frames without hands."""
+  def sign(self, n, two_hands=False, speed=1.0, pause_at=None, drop=(), at=(0.0, 0.0)):
+    """A sign of n frames; `pause_at`: a frame where the hand nearly stops; `drop`: frames without hands;
+    `at`: where the hand's loop is, in shoulder widths from the usual place."""
     start = len(self.frames)
     phase = np.cumsum(np.full(n, speed / n))
     if pause_at is not None:
       phase = np.cumsum(np.where(np.abs(np.arange(n) - pause_at) < 2, 0.01, 1.0) * speed / n)
     for i in range(n):
       a = 2 * np.pi * phase[i]
-      right = self.centre + self.width * np.array([-0.6 + 0.4 * np.cos(a), -0.8 + 0.4 * np.sin(a)])
+      right = self.centre + self.width * np.array([-0.6 + at[0] + 0.4 * np.cos(a), -0.8 + at[1] + 0.4 * np.sin(a)])
       hands = [(1, right)] + ([(0, self.centre + self.width * np.array([0.6 - 0.4 * np.cos(a), -0.8]))]
                               if two_hands else [])
       self.frames.append(self._frame(None if i in drop else hands))
@@ -99,6 +100,15 @@ def test_an_edit_cut_between_signs_without_a_rest_splits_them(jump):
     assert scoring.iou(f, t) >= 0.9, (found, s.truth)
   # Without cuts the two are one sign.
   assert len(_segments(s.stream(), cut_body=100, cut_scale=100, cut_hand=100)) == 1
+
+
+def test_a_wrist_that_jumps_between_two_frames_is_a_cut():
+  """The same signer and framing, but the hand is elsewhere from one frame to the next (an edit between
+  two recordings of one person): two signs; the same move spread over a few frames is signing."""
+  s = Signer(9).rest(10).sign(30).sign(30, at=(1.3, 0.6)).rest(10)
+  found = _segments(s.stream())
+  assert len(found) == 2 and all(scoring.iou(f, t) >= 0.9 for f, t in zip(found, s.truth)), (found, s.truth)
+  assert len(_segments(s.stream(), cut_hand=100)) == 1
 
 
 def test_a_steady_signer_is_never_cut():

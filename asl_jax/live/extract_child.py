@@ -56,23 +56,35 @@ class _Status:
         pass
 
 
+# Canonical point indices (asl_jax/data/layouts.py): hand chains from the wrist, per hand; the arms.
+_FINGERS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (5, 9, 10, 11, 12), (9, 13, 14, 15, 16), (13, 17, 18, 19, 20), (0, 17))
+_ARMS = ((42, 43), (42, 44), (44, 46), (43, 45), (45, 47))
+
+
 def _draw(frame_bgr, landmarks: np.ndarray, layout: str, status: dict, mirror: bool):
+  """The frame with the skeleton, the segmenter's state and the recent glosses (newest at the bottom)."""
   import cv2  # pylint: disable=import-outside-toplevel
   from asl_jax.data import layouts  # pylint: disable=import-outside-toplevel
   h, w = frame_bgr.shape[:2]
   img = frame_bgr.copy()
   points, present = layouts.to_canonical(landmarks[None], layout)
-  for part, sl in enumerate(layouts.PART_SLICES):
-    if present[0, part]:
-      for x, y, _ in points[0, sl]:
-        cv2.circle(img, (int(x * w), int(y * h)), 2, (0, 255, 0) if part < 2 else (255, 128, 0), -1)
+  px = lambda i: (int(points[0, i, 0] * w), int(points[0, i, 1] * h))  # noqa: E731
+  lines = [(a, b, (255, 160, 0)) for a, b in _ARMS if present[0, 2]]
+  for hand, colour in ((0, (0, 220, 0)), (1, (0, 220, 255))):
+    if present[0, hand]:
+      lines += [(21 * hand + a, 21 * hand + b, colour) for chain in _FINGERS for a, b in zip(chain, chain[1:])]
+  for a, b, colour in lines:
+    cv2.line(img, px(a), px(b), colour, 2)
   if mirror:  # a webcam is shown as a mirror; the landmarks came from the unmirrored frame
     img = cv2.flip(img, 1)
   state = status.get("state", "")
-  cv2.putText(img, state, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255) if state == "signing" else
-              (200, 200, 200), 2)
-  for i, g in enumerate(status.get("glosses", [])[-5:]):
-    cv2.putText(img, g, (10, h - 15 - 25 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+  font = cv2.FONT_HERSHEY_SIMPLEX
+  cv2.putText(img, state, (10, 28), font, 0.8, (0, 0, 0), 5)
+  cv2.putText(img, state, (10, 28), font, 0.8, (0, 0, 255) if state == "signing" else (200, 200, 200), 2)
+  for i, g in enumerate(reversed(status.get("glosses", [])[-5:])):
+    y = h - 15 - 32 * i
+    cv2.putText(img, g, (10, y), font, 0.9, (0, 0, 0), 5)  # outlined, readable on any background
+    cv2.putText(img, g, (10, y), font, 0.9, (255, 255, 255) if i == 0 else (190, 190, 190), 2)
   return img
 
 

@@ -83,6 +83,9 @@ class ExtractionSource:
     self.name = f"camera {source}" if self.camera else source
     if not self.camera and "://" not in source and not os.path.exists(source):
       raise DataError(f"{source}: video not found")
+    if display and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                           or os.environ.get("WAYLAND_DISPLAY")):
+      raise DataError("--display needs a screen, and DISPLAY is not set (run without --display, or under xvfb-run)")
     self.layout, self.display = layout, display
     self.keys: collections.deque = collections.deque()
     python = _extraction_python()

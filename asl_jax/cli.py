@@ -366,6 +366,7 @@ def live_main(argv=None):
   flags.DEFINE_string("video", None, "a video file or a stream URL OpenCV opens")
   flags.DEFINE_string("landmarks", None, "a continuous landmark sequence (T, D) .npy in any supported layout")
   flags.DEFINE_float("fps", 25.0, "frames per second of --landmarks (camera and video report their own)")
+  flags.DEFINE_bool("realtime", False, "--landmarks: deliver the frames at --fps, as a live stream would")
   flags.DEFINE_integer("frame_step", 1, "camera / video: extract every N-th frame (2 keeps 25 fps input real "
                        "time on 2 CPU cores)")
   flags.DEFINE_integer("top_k", 5, "glosses per sign")
@@ -386,7 +387,8 @@ def live_main(argv=None):
         segmenter.SegmenterConfig)})
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,
                               fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
-                              display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint)
+                              display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint,
+                              realtime=f.realtime)
     if result["status"] == "interrupted":
       sys.exit(130)
 

@@ -35,9 +35,11 @@ class Predictor:
   def glosses(self) -> tuple[str, ...]:
     return self.run.glosses
 
-  def load_clip(self, landmarks: str | np.ndarray, visual: str | np.ndarray | None = None):
-    """A prepared clip from files (or arrays) in the run's landmark layout and visual dimension."""
-    layout = self.run.layout
+  def load_clip(self, landmarks: str | np.ndarray, visual: str | np.ndarray | None = None,
+                layout: str | None = None):
+    """A prepared clip from files (or arrays) in the run's landmark layout (or `layout`: every layout
+    becomes the same canonical points) and visual dimension."""
+    layout = layout or self.run.layout
     dim = layouts.LAYOUT_DIMS[layout]
     raw = features_lib.load_array(landmarks, dim) if isinstance(landmarks, str) else features_lib.validate_array(
         landmarks, dim, "landmarks")

@@ -100,6 +100,37 @@ def test_live_landmarks_finds_the_signs_and_equals_predict_on_each(tiny_run, sig
       f"error: --srt={srt_path}: the file exists; remove it or pass --overwrite")
 
 
+def test_ctrl_c_keeps_the_signs_recognised_so_far(tiny_run, signed_stream, tmp_path):
+  srt_path = str(tmp_path / "partial.srt")
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts", "live.py"), f"--workdir={tiny_run}",
+                           f"--landmarks={signed_stream['path']}", "--realtime", f"--srt={srt_path}", "--cut_hand=5",
+                           "--cut_scale=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first = proc.stdout.readline()  # the first sign, some seconds into the 16.6 s stream
+  proc.send_signal(signal.SIGINT)
+  rest, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err and "interrupted" in err
+  signs = [json.loads(line) for line in (first + rest).splitlines()]
+  assert 1 <= len(signs) < len(signed_stream["truth"])
+  import srt  # pylint: disable=import-outside-toplevel
+  subs = list(srt.parse(open(srt_path, encoding="utf-8").read()))
+  assert [sub.start.total_seconds() for sub in subs] == pytest.approx([s["start_s"] for s in signs])
+
+
+def test_any_layout_streams_into_any_run(tiny_run, signed_stream):
+  """A holistic543 stream (the Kaggle layout) into a seed162 run: the same signs and probabilities."""
+  raw = np.load(signed_stream["path"])
+  wide = np.zeros((len(raw), 543, 3), np.float32)
+  pts = raw.reshape(len(raw), 54, 3)
+  wide[:, 468:489], wide[:, 522:543], wide[:, 489 + 11:489 + 23] = pts[:, :21], pts[:, 21:42], pts[:, 42:]
+  predictors = recognizer.load_predictors([tiny_run])
+  a = stream.recognize_with(predictors, raw, 25.0, SYNTHETIC)["signs"]
+  b = stream.recognize_with(predictors, wide.reshape(len(raw), -1), 25.0, SYNTHETIC)["signs"]
+  assert [(s["start_frame"], s["end_frame"]) for s in a] == [(s["start_frame"], s["end_frame"]) for s in b]
+  for x, y in zip(a, b):
+    np.testing.assert_allclose([t["prob"] for t in x["top_k"]], [t["prob"] for t in y["top_k"]], atol=1e-6)
+
+
 def test_recognizer_compiles_once(tiny_run, signed_stream):
   predictors = recognizer.load_predictors([tiny_run])
   raw = np.load(signed_stream["path"])

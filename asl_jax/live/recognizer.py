@@ -29,7 +29,8 @@ def load_predictors(workdirs: Sequence[str], checkpoint: str = "best") -> list[p
 
 class Recognizer:
   """Segments a landmark stream and classifies each sign. Frames are (D,) rows in `layout` (default: the
-  first run's); results are dicts, see `_result`."""
+  first run's; any layout works with any run, through the canonical points); results are dicts, see
+  `_result`."""
 
   def __init__(self, predictors: Sequence[predict_lib.Predictor], fps: float,
                config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(), layout: str | None = None,
@@ -67,7 +68,7 @@ class Recognizer:
 
   def classify(self, raw: np.ndarray) -> np.ndarray:
     """(C,) class probabilities of one sign's raw frames (t, D), averaged over the runs."""
-    probs = [p.predict_clips([p.load_clip(raw)])[0] for p in self.predictors]
+    probs = [p.predict_clips([p.load_clip(raw, layout=self.layout)])[0] for p in self.predictors]
     return np.mean(probs, 0)
 
   def push(self, frame: np.ndarray, arrived: float | None = None) -> list[dict]:
@@ -109,7 +110,7 @@ class Recognizer:
     first, last = start * step, end * step + step - 1
     row = {"start_frame": first, "end_frame": last, "start_s": round(first / source_fps, 3),
            "end_s": round((last + 1) / source_fps, 3), "top_k": top}
-    warning = predict_lib.signal_warning(self.predictors[0].load_clip(raw))
+    warning = predict_lib.signal_warning(self.predictors[0].load_clip(raw, layout=self.layout))
     if warning is None and top[0]["prob"] < GUESS_BELOW:
       warning = f"low confidence ({top[0]['prob']:.2f} < {GUESS_BELOW}): the prediction is a guess"
     if warning:

@@ -26,7 +26,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
               landmarks=None, fps: float = 25.0, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
               top_k: int = 5, srt: str | None = None, eaf: str | None = None, overwrite: bool = False,
               display: bool = False, frame_step: int = 1, checkpoint: str = "best", out=None,
-              quiet: bool = False) -> dict:
+              quiet: bool = False, realtime: bool = False) -> dict:
   """Runs one source to its end (or Ctrl-C). Exactly one of camera, video, landmarks (a .npy path or a
   (T, D) array). Returns {"signs": [...], "frames", "seconds" (wall), "stream_s", "status"}."""
   given = [s for s in (camera, video, landmarks) if s is not None]
@@ -37,18 +37,21 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   source = None
   try:
     if landmarks is not None:
-      source = sources.LandmarkSource(landmarks, fps)
+      source = sources.LandmarkSource(landmarks, fps, realtime=realtime)
     say(f"loading {', '.join(workdirs)}")
     predictors = rec_lib.load_predictors(workdirs, checkpoint)
     layout = predictors[0].run.layout
     if source is None:
       name = str(camera) if camera is not None else video
       say(f"starting landmark extraction for {'camera ' + name if camera is not None else name}")
-      source = sources.ExtractionSource(name, layout, frame_step, display)
+      # The extraction writes seed162 or holistic543; a run on another layout reads the superset.
+      extracted = layout if layout in sources.EXTRACT_LAYOUTS else "holistic543"
+      source = sources.ExtractionSource(name, extracted, frame_step, display)
     elif source.layout != layout:
-      raise DataError(f"{source.name}: {source.layout} landmarks, but {workdirs[0]} reads {layout}")
+      say(f"note: {source.name} holds {source.layout} landmarks and the model was trained on {layout}; both "
+          "become the same canonical points (parts a layout lacks count as undetected)")
     t0 = time.perf_counter()
-    recog = rec_lib.Recognizer(predictors, source.fps, config, layout, top_k,
+    recog = rec_lib.Recognizer(predictors, source.fps, config, source.layout, top_k,
                                frame_step=getattr(source, "frame_step", 1))
     say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
         f"{source.fps:g} fps")
@@ -90,6 +93,7 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
       raise
   except KeyboardInterrupt:
     status = "interrupted"
+    log.write_files()
   wall = time.perf_counter() - start
   stream_s = recog.n / recog.fps  # seconds of the source
   say(f"{len(log.signs)} signs in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "

@@ -65,15 +65,17 @@ class SignLog:
     self.srt_path, self.eaf_path, self.media = srt_path, eaf_path, media
     self.out = out if out is not None else sys.stdout
     self.signs: list[dict] = []
-    self._write_files()  # an empty but valid file from the start: the outputs exist even if nothing is signed
+    self.write_files()  # an empty but valid file from the start: the outputs exist even if nothing is signed
 
   def add(self, sign: dict) -> None:
+    """Records a sign: the files first, then its JSON line (a reader of the line finds it in the files)."""
     self.signs.append(sign)
+    self.write_files()
     self.out.write(json.dumps(sign) + "\n")
     self.out.flush()
-    self._write_files()
 
-  def _write_files(self) -> None:
+  def write_files(self) -> None:
+    """Rewrites the files with every sign so far (again after an interrupt that may have cut a write)."""
     if self.srt_path:
       with atomic.atomic_open(self.srt_path) as f:
         f.write(srt_text(self.signs))

@@ -33,7 +33,10 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
     "--num_frames)": (
         Field("data_dir", "data/wlasl", "directory of the split file and wlasl_class_list.txt"),
         Field("subset", "nslt_100.json", "the split file: {video_id: {subset, action: [class, start, end]}}"),
-        Field("landmarks_dir", "", "directory of {id}_landmarks.npy (empty: DATA_DIR/landmarks)"),
+        Field("landmarks_dir", "", "directory of the landmark files (empty: DATA_DIR/landmarks)"),
+        Field("landmarks_pattern", "{id}_landmarks.npy", "landmark file name of a clip ({id}: its video id; "
+              "{id}.npy for sets named by id alone)"),
+        Field("gemma_pattern", "{id}_gemma.npy", "visual feature file name of a clip ({id}: its video id)"),
         Field("gemma_features_dir", "", "directory of {id}_gemma.npy visual features (empty: landmarks only)"),
         Field("gemma_feature_dim", 0, "visual feature size (0: from extraction_metadata.json or the files)"),
         Field("landmark_layout", "auto", "layout of the landmark files (auto: from their width)",
@@ -242,6 +245,14 @@ def validate(config) -> None:
                       f"[0, epochs={config.epochs})")
   if config.hidden_dim % config.num_heads:
     raise ConfigError(f"config.hidden_dim={config.hidden_dim} must be divisible by num_heads={config.num_heads}")
+  for field in ("landmarks_pattern", "gemma_pattern"):
+    pattern = config[field]
+    if pattern.count("{id}") != 1 or "/" in pattern or not pattern.endswith(".npy") or (
+        pattern.replace("{id}", "").count("{") or pattern.replace("{id}", "").count("}")):
+      raise ConfigError(f"config.{field}={pattern!r}: expected a file name with {{id}} once, ending in .npy "
+                        "(e.g. {id}_landmarks.npy or {id}.npy)")
+  if config.landmarks_pattern == config.gemma_pattern:
+    raise ConfigError(f"config.landmarks_pattern and config.gemma_pattern are both {config.gemma_pattern!r}")
   if not config.use_landmarks and not config.gemma_features_dir:
     raise ConfigError("config.use_landmarks=False needs visual features: set config.gemma_features_dir")
 

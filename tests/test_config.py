@@ -56,7 +56,11 @@ def test_seed_flag_names_exist():
                                                ("features", "pos,depth", "features"),
                                                ("ema_decay", 1.0, "ema_decay"), ("conv_layers", 0, "conv_layers"),
                                                ("drop_path", -0.1, "drop_path"),
-                                               ("mixup_prob", 1.5, "mixup_prob"), ("mixup_alpha", 0.0, "mixup_alpha")])
+                                               ("mixup_prob", 1.5, "mixup_prob"), ("mixup_alpha", 0.0, "mixup_alpha"),
+                                               ("landmarks_pattern", "landmarks.npy", "with {id} once"),
+                                               ("landmarks_pattern", "{id}_{id}.npy", "with {id} once"),
+                                               ("gemma_pattern", "{id}.txt", "ending in .npy"),
+                                               ("landmarks_pattern", "{id}_gemma.npy", "both")])
 def test_invalid_values_are_rejected(field, value, match):
   c = config_lib.default_config()
   c[field] = value

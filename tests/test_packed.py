@@ -130,3 +130,29 @@ def test_class_without_training_clips(tmp_path):
   (d / "split.json").write_text(json.dumps(split))
   with pytest.raises(DataError, match=r"split\.json: 1 class\(es\) have no clip in the training subsets"):
     packed.load_packed(packed.DataSpec(data_dir=str(d), subset="split.json", cache_dir="none"))
+
+
+def test_files_named_by_id_alone_load_with_a_pattern(data_copy, tmp_path):
+  """A set that names its files {id}.npy (as wlasl50_mediapipe does) loads as it is with landmarks_pattern,
+  to the same arrays as the seed's names; without the pattern the error says which field to set."""
+  seed = packed.load_packed(_spec(data_copy, tmp_path, gemma_features_dir=data_copy["gemma_features_dir"]))
+  lm, vis = data_copy["landmarks_dir"], data_copy["gemma_features_dir"]
+  for d, suffix in ((lm, "_landmarks.npy"), (vis, "_gemma.npy")):
+    for name in os.listdir(d):
+      if name.endswith(suffix):
+        os.rename(os.path.join(d, name), os.path.join(d, name[:-len(suffix)] + ".npy"))
+  with pytest.raises(DataError, match=r"expected \{id\}_landmarks.npy; config landmarks_pattern"):
+    packed.load_packed(_spec(data_copy, tmp_path))
+  by_id = packed.load_packed(_spec(data_copy, tmp_path, landmarks_pattern="{id}.npy", gemma_pattern="{id}.npy",
+                                   gemma_features_dir=vis))
+  assert by_id.video_ids == seed.video_ids
+  np.testing.assert_array_equal(by_id.points, seed.points)
+  np.testing.assert_array_equal(by_id.visual, seed.visual)
+
+
+def test_a_missing_class_list_is_one_warning(data_copy, tmp_path, caplog):
+  os.remove(os.path.join(data_copy["data_dir"], "wlasl_class_list.txt"))
+  with caplog.at_level("WARNING"):
+    packed.load_packed(_spec(data_copy, tmp_path))
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "glosses will be class numbers" in warnings[0] and "wlasl_class_list.txt" in warnings[0]

@@ -22,12 +22,16 @@ VISUAL_SUFFIX = "_gemma.npy"
 METADATA_FILE = "extraction_metadata.json"
 
 
-def landmark_path(landmarks_dir: str, video_id: str) -> str:
-  return os.path.join(landmarks_dir, video_id + LANDMARK_SUFFIX)
+LANDMARK_PATTERN = "{id}" + LANDMARK_SUFFIX  # the seed's names; config landmarks_pattern / gemma_pattern
+VISUAL_PATTERN = "{id}" + VISUAL_SUFFIX
 
 
-def visual_path(visual_dir: str, video_id: str) -> str:
-  return os.path.join(visual_dir, video_id + VISUAL_SUFFIX)
+def landmark_path(landmarks_dir: str, video_id: str, pattern: str = LANDMARK_PATTERN) -> str:
+  return os.path.join(landmarks_dir, pattern.replace("{id}", video_id))
+
+
+def visual_path(visual_dir: str, video_id: str, pattern: str = VISUAL_PATTERN) -> str:
+  return os.path.join(visual_dir, pattern.replace("{id}", video_id))
 
 
 def read_header(path: str) -> tuple[tuple[int, ...], np.dtype]:

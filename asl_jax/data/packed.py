@@ -41,6 +41,8 @@ class DataSpec:
   data_dir: str
   subset: str = default("subset")
   landmarks_dir: str = default("landmarks_dir")  # empty: {data_dir}/landmarks
+  landmarks_pattern: str = default("landmarks_pattern")  # a clip's file name, {id} its video id
+  gemma_pattern: str = default("gemma_pattern")
   gemma_features_dir: str = default("gemma_features_dir")  # the visual features; empty: landmarks only
   gemma_feature_dim: int = default("gemma_feature_dim")  # 0: extraction_metadata.json, else the files
   landmark_layout: str = default("landmark_layout")
@@ -59,6 +61,12 @@ class DataSpec:
   @property
   def landmarks_path(self) -> str:
     return self.landmarks_dir or os.path.join(self.data_dir, "landmarks")
+
+  def landmark_file(self, video_id: str) -> str:
+    return features_lib.landmark_path(self.landmarks_path, video_id, self.landmarks_pattern)
+
+  def visual_file(self, video_id: str) -> str:
+    return features_lib.visual_path(self.gemma_features_dir, video_id, self.gemma_pattern)
 
 
 @dataclasses.dataclass
@@ -223,7 +231,12 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   if spec.max_frames < 1:
     raise DataError(f"max_frames={spec.max_frames}: must be >= 1")
   split_path = spec.split_path
-  split = splits_lib.read_split(split_path, splits_lib.read_class_names(os.path.dirname(split_path)))
+  names = splits_lib.read_class_names(os.path.dirname(split_path))
+  if names is None:
+    logging.warning("%s: no class list beside the split file, so glosses will be class numbers (\"37\"); put "
+                    "wlasl_class_list.txt (index<TAB>gloss per line) or WLASL_v0.3.json in %s to name them",
+                    split_path, os.path.dirname(os.path.abspath(split_path)))
+  split = splits_lib.read_split(split_path, names)
   no_train = splits_lib.classes_without_training(split, train_subsets)
   if no_train:
     raise DataError(f"{split_path}: {len(no_train)} class(es) have no clip in the training subsets "
@@ -238,12 +251,12 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   report = {"split_file": split_path, "entries": split.counts(), "missing_features": [], "skipped": {}}
   candidates, files = [], []
   for e in split.entries:
-    lp = features_lib.landmark_path(lm_dir, e.video_id)
+    lp = spec.landmark_file(e.video_id)
     if not os.path.exists(lp):
       report["missing_features"].append(e.video_id)
       continue
     if vis_dir:
-      vp = features_lib.visual_path(vis_dir, e.video_id)
+      vp = spec.visual_file(e.video_id)
       if not os.path.exists(vp):
         if spec.on_bad_file == "error":
           raise DataError(f"{vp}: visual features missing for a clip that has landmarks ({lp}); "
@@ -290,7 +303,8 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
                     f"{sorted(layouts.LAYOUT_DIMS)} or 'auto'")
   if not candidates:
     raise DataError(f"{split.path}: none of its {len(split.entries)} clips has a landmarks file in {lm_dir} "
-                    f"(expected <video_id>{features_lib.LANDMARK_SUFFIX})")
+                    f"(expected {spec.landmarks_pattern}; config landmarks_pattern names other files, "
+                    "e.g. {id}.npy)")
   wrong = {}
 
   def check(paths, kind, expected, meta_dir):
@@ -301,13 +315,13 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
     return result, {p: f"shape {shape}" for p, shape in result.bad}
 
   expected_lm = layouts.LAYOUT_DIMS.get(spec.landmark_layout)
-  lm, wrong_lm = check([features_lib.landmark_path(lm_dir, e.video_id) for e in candidates], "landmark",
+  lm, wrong_lm = check([spec.landmark_file(e.video_id) for e in candidates], "landmark",
                        expected_lm, lm_dir)
   wrong.update(wrong_lm)
   layout = layouts.layout_for_dim(lm.dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
   vis_dim = vis_frames = 0
   if vis_dir:
-    vis, wrong_vis = check([features_lib.visual_path(vis_dir, e.video_id) for e in candidates], "visual",
+    vis, wrong_vis = check([spec.visual_file(e.video_id) for e in candidates], "visual",
                            spec.gemma_feature_dim or None, vis_dir)
     vis_dim, vis_frames = vis.dim, min(spec.max_frames, vis.max_len)
     wrong.update(wrong_vis)
@@ -319,8 +333,8 @@ def _load_clips(spec: DataSpec, formats: _Formats, candidates: list):
   lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
 
   def load_one(e):
-    lp = features_lib.landmark_path(lm_dir, e.video_id)
-    vp = features_lib.visual_path(vis_dir, e.video_id) if vis_dir else None
+    lp = spec.landmark_file(e.video_id)
+    vp = spec.visual_file(e.video_id) if vis_dir else None
     if lp in formats.wrong_shape or vp in formats.wrong_shape:
       return e, None
     try:

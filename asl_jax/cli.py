@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shlex
 import signal
 import sys
 
@@ -122,19 +123,32 @@ def _check_train_argv(argv) -> None:
       if name not in config_lib.FIELDS:
         close = config_lib.closest_field(name)
         hint = f"; did you mean {close}?" if close else ""
-        _usage_error(f"--config.{name}: no such config field{hint} (scripts/train.py --list_config lists them)")
+        _usage_error(f"--config.{name}: no such config field{hint} ({command('train.py', '--list_config')} lists "
+                     "them)")
+
+
+def command(script: str, *args: str) -> str:
+  """A command line for the user to paste, from any directory, in any shell: the installed entry point with
+  its path when that is what ran (asl-train, ...), else this interpreter and the script's path; quoted."""
+  entry = "asl-" + script.removesuffix(".py")
+  ran = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+  installed = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), entry) if ran.startswith("asl-") else ""
+  head = [installed] if installed and os.path.exists(installed) else [sys.executable,
+                                                                       os.path.join(REPO, "scripts", script)]
+  return " ".join(shlex.quote(part) for part in head + list(args))
 
 
 def next_commands(workdir: str) -> str:
-  """What to run next on a finished run."""
-  w = workdir
-  return "\n".join([
-      "next:",
-      f"  python scripts/evaluate.py --workdir={w} --split=val        # another split or checkpoint",
-      f"  python scripts/predict.py --workdir={w} --landmarks=CLIP_landmarks.npy   # or --video=CLIP.mp4",
-      f"  python scripts/export.py --workdir={w}                      # a self-contained model for jax servers",
-      f"  tensorboard --logdir {w}/tensorboard                        # curves (pip install '.[tb]')",
-  ])
+  """What to run next on a finished run (each line pastes into a fresh shell and runs)."""
+  w = os.path.abspath(workdir)
+  lines = [
+      (command("evaluate.py", f"--workdir={w}", "--split=val"), "another split or checkpoint"),
+      (command("predict.py", f"--workdir={w}", "--landmarks=CLIP_landmarks.npy"), "or --video=CLIP.mp4"),
+      (command("live.py", f"--workdir={w}", "--video=RECORDING.mp4"), "or --camera=0 --display"),
+      (command("export.py", f"--workdir={w}"), "a self-contained model for jax servers"),
+      ("tensorboard --logdir " + shlex.quote(os.path.join(w, "tensorboard")), "curves (pip install '.[tb]')"),
+  ]
+  return "\n".join(["next:"] + [f"  {c}    # {why}" for c, why in lines])
 
 
 def train_main(argv=None):

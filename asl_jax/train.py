@@ -248,7 +248,7 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
       result["signal"] = stop.signum
       name = signal.Signals(stop.signum).name if stop.signum else "stop request"
       _say(is_main, f"{name}: saved a checkpoint at step {int(state.step)} in {os.path.abspath(workdir)}; rerun "
-           "the same command to resume")
+           "the same command to resume")  # (the same command: its config and overrides are the user's)
     elif config.evaluate_test and len(setup.test_idx):
       result.update(_test_result(_test_report_path(workdir), saved_report) if saved_report else
                     _test(config, workdir, setup, parallel, evaluator, ckpt, state, is_main))

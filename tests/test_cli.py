@@ -50,7 +50,7 @@ def test_list_config_prints_every_field_with_its_meaning():
 
 @pytest.mark.parametrize("args,expected", [
     (["--config.hiden_dim=64"], "--config.hiden_dim: no such config field; did you mean hidden_dim?"),
-    (["--config.zzz=1"], "--config.zzz: no such config field (scripts/train.py --list_config"),
+    (["--config.zzz=1"], f"--config.zzz: no such config field ({sys.executable} {REPO}/scripts/train.py --list_config"),
 ])
 def test_misspelled_field_is_one_line(tmp_path, args, expected):
   out = _script("train.py", f"--config={REPO}/configs/nslt_100.py", f"--workdir={tmp_path / 'run'}", *args)
@@ -69,8 +69,9 @@ def test_missing_config_file_is_one_line(tmp_path):
 def test_train_cli_end_to_end(tiny_data, tmp_path):
   """A recommended config shortened to 2 epochs (below its 10 warmup epochs) trains; epochs are 1-based in
   metrics.jsonl, the result and the console; the end prints evaluate's table and the next commands; a
-  rerun of the finished run says so and where its report is, without training or evaluating again."""
-  wd = tmp_path / "run"
+  rerun of the finished run says so and where its report is, without training or evaluating again. The
+  workdir has a space in its name: the printed commands quote it."""
+  wd = tmp_path / "my run"
   args = [f"--config={REPO}/configs/nslt_100.py", f"--workdir={wd}", f"--config.data_dir={tiny_data['data_dir']}",
           f"--config.subset={tiny_data['subset']}", "--config.epochs=2", "--config.hidden_dim=32",
           "--config.progress_bar=False", "--config.batch_size=8", "--config.cache_dir=none"]
@@ -81,8 +82,14 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
   assert [r["epoch"] for r in rows] == [1, 2]
   assert "epoch 1: " in out.stdout and "epoch 2: " in out.stdout and "epoch 0" not in out.stdout
   assert "per-instance" in out.stdout and f"report: {wd}/eval_test/report.json" in out.stdout
-  assert f"python scripts/evaluate.py --workdir={wd}" in out.stdout
-  assert f"python scripts/export.py --workdir={wd}" in out.stdout
+  # Every printed command runs as pasted into a fresh shell elsewhere, with no environment activated.
+  printed = [line.split("    #")[0].strip() for line in out.stdout.split("next:\n", 1)[1].splitlines()]
+  assert len(printed) == 5 and printed[0].startswith(sys.executable)
+  clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "ASL_JAX_CACHE": str(tmp_path / "c")}
+  ran = subprocess.run(printed[0], shell=True, cwd="/", env=clean, capture_output=True, text=True, timeout=300)
+  assert ran.returncode == 0 and "val split" in ran.stdout, ran.stderr[-2000:]
+  ran = subprocess.run(printed[3], shell=True, cwd="/", env=clean, capture_output=True, text=True, timeout=300)
+  assert ran.returncode == 0 and "exported to" in ran.stdout, ran.stderr[-2000:]
   best = max(rows, key=lambda r: r["val_top1"])
   assert f"best epoch {best['epoch']};" in out.stdout
   again = _script("train.py", *args)

@@ -39,6 +39,9 @@ def run_guarded(fn) -> None:
   except KeyboardInterrupt:  # Ctrl-C outside training (loading, evaluation, ...): no traceback
     print("interrupted", file=sys.stderr)
     sys.exit(130)
+  except BrokenPipeError:  # `asl-predict ... | head`: the reader has what it wanted; no error
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout again at exit
+    sys.exit(0)
   except OSError as e:  # a full disk, a read-only workdir, ...: the file and the reason, not a traceback
     logging.flush()
     print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)

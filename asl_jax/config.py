@@ -102,6 +102,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("ema_decay", 0.0, "> 0: keep an exponential moving average of the weights; validate, test, "
               "predict and export it"),
         Field("seed", 42, "seeds initialisation, data order, augmentation and dropout"),
+        Field("init_from", "", "start from a trained run's parameters: its directory, or wlasl100 (the shipped "
+              "model); the classifier is new when the classes differ (fine-tuning)"),
     ),
     "augmentation (seed: --no_augmentation, --temporal_jitter, --feature_dropout, --feature_noise, "
     "--temporal_mask_prob, --landmark_jitter; 0 disables one)": (
@@ -202,6 +204,7 @@ RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
     "gemma_features_dir", "fit_head_weights",
+    "epochs",  # may grow on a finished or interrupted run (train._check_epochs): the schedule is re-planned
 })
 
 

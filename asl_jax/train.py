@@ -24,6 +24,7 @@ from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluation, input_pipeline, landmark_features, losses, models
 from asl_jax import run as run_lib
+from asl_jax import warm_start
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import packed as packed_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
@@ -230,6 +231,13 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
   state = run_lib.init_state(config, setup, parallel)
   n_params = models.count_params(state.params)
   _describe(config, setup, parallel, n_params, is_main)
+  if config.init_from and not _has_checkpoints(workdir):  # a new run from a trained one (fine-tuning)
+    params, report = warm_start.warm_start(config, jax.device_get(state.params), setup.packed.split.glosses)
+    state = jax.device_put(state.replace(params=params, ema_params=None if state.ema_params is None else params),
+                           parallel.replicated)
+    if is_main:
+      atomic.write_json(os.path.join(workdir, warm_start.INIT_FILE), report)
+    _say(is_main, warm_start.describe(report))
   ckpt = Checkpoints(workdir, config.max_to_keep)
   try:
     state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)
@@ -271,6 +279,7 @@ def _write_run_files(config, workdir: str, setup: run_lib.Setup) -> None:
   spec = run_lib.InputSpec.of(config, packed)
   if _has_checkpoints(workdir) and os.path.exists(os.path.join(workdir, run_lib.INPUT_SPEC_FILE)):
     spec.check_resume(run_lib.InputSpec.load(workdir), workdir)
+  _check_epochs(config, workdir, setup.steps_per_epoch)
   _prepare_workdir(config, workdir)
   spec.save(workdir)
   atomic.write_json(os.path.join(workdir, "label_mapping.json"), packed.split.label_mapping())
@@ -278,6 +287,30 @@ def _write_run_files(config, workdir: str, setup: run_lib.Setup) -> None:
   atomic.write_json(os.path.join(workdir, "data_report.json"), packed.report)
   if setup.visual_norm is not None:
     run_lib.save_visual_norm(workdir, setup.visual_norm)
+
+
+def _check_epochs(config, workdir: str, steps: int) -> None:
+  """`epochs` may differ from the saved run's: more (continue a finished or interrupted run; the
+  learning-rate schedule is then the new plan's from the current step on), or fewer but not below what
+  the run has trained."""
+  path = os.path.join(workdir, "config.json")
+  if not (_has_checkpoints(workdir) and os.path.exists(path)):
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f).get("epochs")
+  if saved is None or saved == config.epochs:
+    return
+  ckpts = Checkpoints(workdir, read_only=True)
+  try:
+    step = max([ckpts.latest_step(k) or 0 for k in ("latest", "best")])
+  finally:
+    ckpts.close()
+  done = step // steps
+  if config.epochs * steps < step:
+    raise ConfigError(f"config.epochs={config.epochs}: the run in {workdir} has trained {done} epochs already; "
+                      f"epochs can grow, or shrink to no fewer than {math.ceil(step / steps)}")
+  _say(jax.process_index() == 0, f"epochs {saved} -> {config.epochs}: continuing from epoch {done} (step {step}); "
+       f"the learning-rate schedule is now the {config.epochs}-epoch plan's from this step on")
 
 
 def _has_checkpoints(workdir: str) -> bool:

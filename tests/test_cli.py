@@ -130,3 +130,15 @@ def test_predict_inputs_are_typed(tiny_data, tmp_path):
   assert predict.expand_inputs([tiny_data["landmarks_dir"]]) == sorted(
       os.path.join(tiny_data["landmarks_dir"], n) for n in os.listdir(tiny_data["landmarks_dir"]) if n.endswith(".npy"))
   np.testing.assert_equal(len(predict.expand_inputs([os.path.dirname(video)], "video")), 1)
+
+
+def test_predict_into_a_closed_pipe_is_quiet(tiny_data, tmp_path):
+  """`asl-predict ... | head -1`: the reader stops early; no error line, status 0 (100 glosses a line, so
+  the output is larger than the pipe's buffer)."""
+  lm = tiny_data["landmarks_dir"]
+  out = subprocess.run(f"set -o pipefail; {sys.executable} {REPO}/scripts/predict.py --landmarks={lm} --top_k=100 "
+                       "| head -1", shell=True,
+                       capture_output=True, text=True, timeout=300, executable="/bin/bash")
+  assert len(out.stdout.splitlines()) == 1 and json.loads(out.stdout)["top_k"]
+  assert "Broken pipe" not in out.stderr and "error" not in out.stderr, out.stderr[-2000:]
+  assert out.returncode == 0

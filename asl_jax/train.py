@@ -348,8 +348,9 @@ def _announce(config, workdir: str, setup: run_lib.Setup, start_step: int, info:
   elif start_step:
     _say(is_main, f"resuming from step {start_step} (epoch {start_step // steps + 1} of {config.epochs})")
   if config.warmup_epochs > config.epochs and not finished:
+    span = "the one epoch" if config.epochs == 1 else f"all {config.epochs} epochs"
     _say(is_main, f"note: warmup_epochs={config.warmup_epochs} is more than epochs={config.epochs}: the learning "
-         f"rate warms up over all {config.epochs} epochs")
+         f"rate warms up over {span}")
   return saved_report
 
 

@@ -142,3 +142,18 @@ def test_predict_into_a_closed_pipe_is_quiet(tiny_data, tmp_path):
   assert len(out.stdout.splitlines()) == 1 and json.loads(out.stdout)["top_k"]
   assert "Broken pipe" not in out.stderr and "error" not in out.stderr, out.stderr[-2000:]
   assert out.returncode == 0
+
+
+def test_readme_python_example_runs(small_data, tmp_path):
+  """README's Python API example, run as written on a small synthetic set (paths and epochs swapped in)."""
+  readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  block = readme.split("From Python (what the scripts call):\n\n```python\n", 1)[1].split("```", 1)[0]
+  assert len(block.strip().splitlines()) <= 16
+  code = (block.replace('"demo_data", "nslt_50.json"', f'{small_data["data_dir"]!r}, {small_data["subset"]!r}')
+          .replace('"demo_data/landmarks/', f'"{small_data["landmarks_dir"]}/').replace("config.epochs = 5",
+                                                                                         "config.epochs = 1")
+          .replace('"runs/api"', repr(str(tmp_path / "api"))))
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "'top1'" in out.stdout and "'gloss'" in out.stdout

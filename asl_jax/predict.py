@@ -7,11 +7,13 @@ canonical frames -> normalisation -> uniform sampling) and one jitted forward pa
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from asl_jax import inference, input_pipeline
 from asl_jax.data import features as features_lib
@@ -147,8 +149,12 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
     if first is not None and predictor.glosses != first.glosses:
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
     clips = []
+    n_videos = sum(map(_is_video, files))
+    bar = tqdm.tqdm(total=n_videos, desc="extracting landmarks", unit="video", file=sys.stderr,
+                    disable=not n_videos or bool(raw_cache), leave=False)
     for f in files:
       if _is_video(f):
+        bar.set_postfix_str(os.path.basename(f))
         if predictor.run.visual_dim:
           raise DataError(f"{f}: {wd} also needs visual features, which predict does not extract from videos: "
                           "extract them (scripts/extract_visual_features.py) and pass --landmarks and --gemma")
@@ -157,8 +163,10 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
           from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
           raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
         clips.append(predictor.load_clip(raw_cache[key]))
+        bar.update(1)
       else:
         clips.append(predictor.load_clip(f, visual_for(f, visual)))
+    bar.close()
     p = predictor.predict_clips(clips)
     probs = p if probs is None else probs + p
     first = first or predictor

@@ -212,8 +212,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   ends with exactly the metrics of an uninterrupted run. One process at a time: the workdir is locked."""
   with _StopFlag() as stop:
     initialize_distributed(config)
-    setup = run_lib.prepare(config)
     is_main = jax.process_index() == 0
+    _say(is_main, f"loading the data: {packed_lib.DataSpec.from_config(config).split_path} (packed once, then "
+         "read from the cache)")
+    setup = run_lib.prepare(config)
     if is_main:
       _make_workdir(workdir)
     with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
@@ -369,6 +371,19 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
   train_labels = packed.labels[setup.train_idx]
   start_step = int(state.step)
   writer = _summary_writer(workdir) if is_main else None
+  if start_step < config.epochs * steps:  # compiled ahead, so the first epoch's progress and ETA are the steps'
+    t0 = time.time()
+    _say(is_main, "compiling the train step")
+    first_order = parallel.shard_order(epoch_order(config, train_labels, start_step // steps, steps))
+    step_fn = step_fn.lower(state, train_data, first_order, weights).compile()
+    _say(is_main, f"compiled the train step in {time.time() - t0:.1f} s")
+  announced = set()
+
+  def once(what: str, message: str) -> None:
+    if what not in announced:
+      announced.add(what)
+      _say(is_main, message)
+
   try:
     for epoch in range(start_step // steps, config.epochs):  # 0-based here, 1-based in every output
       first = start_step - epoch * steps if epoch == start_step // steps else 0
@@ -387,8 +402,12 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
              "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
              "epoch_time_s": round(time.time() - t0, 3)}
       if val_data is not None:
+        once("val", f"validating on {len(setup.val_idx)} clips after each epoch (the first pass compiles the "
+             "evaluation step)")
         val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
         row.update(evaluation.flat_metrics(val, "val"))
+      once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest after "
+           f"each epoch; best when {config.best_metric if val_data is not None else 'an epoch ends'})")
       info = _end_of_epoch(ckpt, state, info, row, config.best_metric if val_data is not None else None)
       if is_main:
         _log_epoch(_metrics_path(workdir), writer, row)
@@ -440,7 +459,8 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
   """Evaluates the best checkpoint on the test split and writes DIR/eval_test/ (after fitting the head
   weights on val, when the config asks for it)."""
   packed = setup.packed
-  best_state, _ = ckpt.restore("best", state)
+  best_state, best_info = ckpt.restore("best", state)
+  _say(is_main, f"testing the best checkpoint (epoch {best_info.get('best_epoch')}) on {len(setup.test_idx)} clips")
   weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, best_state, is_main)
   if weights is not None:
     evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,

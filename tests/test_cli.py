@@ -78,6 +78,10 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
   out = _script("train.py", *args)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "note: warmup_epochs=10 is more than epochs=2" in out.stdout
+  # What the user sees while nothing else would print: loading, compiling, the first validation and save, test.
+  for said in ("loading the data: ", "compiling the train step", "compiled the train step in ",
+               "validating on ", "saving checkpoints to ", "testing the best checkpoint (epoch "):
+    assert said in out.stdout, said
   rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
   assert [r["epoch"] for r in rows] == [1, 2]
   assert "epoch 1: " in out.stdout and "epoch 2: " in out.stdout and "epoch 0" not in out.stdout

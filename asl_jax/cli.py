@@ -210,6 +210,8 @@ def evaluate_main(argv=None):
   def action(f, _):
     if not f.workdir:
       _usage_error("give --workdir=DIR (--help lists the flags)")
+    if f.batch_size < 0:
+      _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
     from asl_jax import evaluate, evaluation  # pylint: disable=import-outside-toplevel
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
@@ -258,6 +260,8 @@ def predict_main(argv=None):
       (videos if a.lower().endswith(predict.VIDEO_SUFFIXES) else landmarks).append(a)
     if not landmarks and not videos:
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
+    if f.top_k < 1:
+      _usage_error(f"--top_k={f.top_k}: must be >= 1")
     for row in predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k,
                                      f.checkpoint, videos=videos):
       if "warning" in row:
@@ -400,6 +404,8 @@ def live_main(argv=None):
 
   def action(f, _):
     from asl_jax.live import stream  # pylint: disable=import-outside-toplevel
+    if f.top_k < 1:
+      _usage_error(f"--top_k={f.top_k}: must be >= 1")
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,

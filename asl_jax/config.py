@@ -239,8 +239,24 @@ def validate(config) -> None:
     raise ConfigError(f"config.mixup_alpha={config.mixup_alpha}: must be > 0")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
-  if config.lr <= 0:
+  import math  # pylint: disable=import-outside-toplevel
+  for field in FIELDS:  # NaN passes every comparison below, so no float field may be NaN or infinite
+    if isinstance(config[field], float) and not math.isfinite(config[field]):
+      raise ConfigError(f"config.{field}={config[field]}: must be a finite number")
+  if not config.lr > 0:
     raise ConfigError(f"config.lr={config.lr}: must be > 0")
+  for field in ("temporal_crop_prob", "temporal_mask_prob", "feature_dropout", "flip_prob", "affine_prob"):
+    if not 0 <= config[field] <= 1:
+      raise ConfigError(f"config.{field}={config[field]}: a probability, must be in [0, 1]")
+  if not 0 < config.crop_min <= 1:
+    raise ConfigError(f"config.crop_min={config.crop_min}: a fraction of the clip, must be in (0, 1]")
+  if not 0 <= config.speed_range < 1:
+    raise ConfigError(f"config.speed_range={config.speed_range}: must be in [0, 1) (a speed of 1 - speed_range "
+                      "must stay above 0)")
+  for field in ("feature_noise", "landmark_jitter", "affine_scale", "affine_rotate", "affine_shear",
+                "affine_shift", "weight_decay", "grad_clip", "min_lr_ratio"):
+    if config[field] < 0:
+      raise ConfigError(f"config.{field}={config[field]}: must be >= 0")
   if config.warmup_epochs < 0:  # more than `epochs` is clamped (a shortened trial run of a long recipe)
     raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: must be >= 0")
   if not 0 <= config.class_weights_start_epoch < config.epochs:

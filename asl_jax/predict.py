@@ -70,6 +70,8 @@ class Predictor:
     return np.concatenate(out) if out else np.zeros((0, len(self.glosses)), np.float32)
 
   def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[dict]]:
+    if k < 1:
+      raise DataError(f"top_k={k}: must be >= 1")
     k = min(k, probs.shape[-1])
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return [[{"gloss": self.glosses[c], "class": int(c), "prob": float(p[c])} for c in row]
@@ -146,6 +148,9 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
   probs, first, raw_cache = None, None, {}
   for wd in workdirs:
     predictor = Predictor(wd, checkpoint)
+    if visual and not predictor.run.visual_dim:
+      raise DataError(f"--gemma={visual}: the run in {wd} was trained on landmarks only and would ignore them; "
+                      "leave --gemma out")
     if first is not None and predictor.glosses != first.glosses:
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
     clips = []

@@ -87,7 +87,6 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
   glosses = tuple(mapping[str(i)] for i in range(len(mapping)))
   spec = run_lib.InputSpec.load(workdir)
   model = models.create_model(config, len(glosses), use_landmarks=spec.use_landmarks, use_visual=spec.use_visual)
-  model = run_lib.with_head_weights(config, model, workdir)
   name = run_lib.eval_params_name(config)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -103,5 +102,6 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
     params, step = ckpts.restore_subtree(kind, name, abstract, step)
   finally:
     ckpts.close()
+  model = run_lib.with_head_weights(config, model, workdir, step)
   norm = run_lib.load_visual_norm(workdir) if spec.use_visual and config.visual_standardize else None
   return TrainedRun(workdir, config, model, params, step, glosses, spec, norm)

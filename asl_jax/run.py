@@ -180,10 +180,16 @@ def fits_head_weights(config, model: models.HybridModel) -> bool:
   return bool(config.fit_head_weights and model.stream_heads)
 
 
-def with_head_weights(config, model: models.HybridModel, workdir: str) -> models.HybridModel:
-  """The model with the run's fitted head weights, when it fits them (`fits_head_weights`) and has."""
+def with_head_weights(config, model: models.HybridModel, workdir: str, step: int) -> models.HybridModel:
+  """The model with the run's fitted head weights, when it fits them (`fits_head_weights`) and has; they
+  belong to the checkpoint they were fitted for, so another step is refused."""
   fitted = load_head_weights(workdir) if fits_head_weights(config, model) else None
-  return model if fitted is None else model.clone(head_weights=tuple(fitted["weights"]))
+  if fitted is None:
+    return model
+  if fitted.get("step") is not None and int(fitted["step"]) != int(step):
+    raise CheckpointError(f"{os.path.join(workdir, HEAD_WEIGHTS_FILE)}: the head weights were fitted for the best "
+                          f"checkpoint (step {fitted['step']}), not for step {step}: use --checkpoint=best")
+  return model.clone(head_weights=tuple(fitted["weights"]))
 
 
 INPUT_SPEC_FILE = "input_spec.json"

@@ -392,8 +392,15 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
       order = parallel.shard_order(epoch_order(config, train_labels, epoch, steps))
       epoch_weights = weights if epoch >= config.class_weights_start_epoch else unit_weights
       t0 = time.time()
-      state, complete = _run_steps(config, state, step_fn, train_data, order, epoch_weights, epoch, first, steps,
-                                   schedule, stop, is_main)
+      try:
+        state, complete = _run_steps(config, state, step_fn, train_data, order, epoch_weights, epoch, first, steps,
+                                     schedule, stop, is_main)
+      except TrainingDivergedError as e:
+        kept = ckpt.latest_step("latest")
+        kept = (f"the last good checkpoint (step {kept}) is kept" if kept is not None else
+                "no checkpoint had been saved yet")
+        raise TrainingDivergedError(f"{e}. {kept[0].upper()}{kept[1:]}: lower config.lr, check the features for "
+                                    "extreme values, or keep config.grad_clip") from None
       if not complete:
         ckpt.save("latest", int(state.step), state, info)
         return state, info, True
@@ -576,9 +583,7 @@ def _has_step(path: str, step: int) -> bool:
 def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:
   if not (np.isfinite(sums).all() and np.isfinite(loss)):
     raise TrainingDivergedError(
-        f"the training loss became {loss} at epoch {epoch + 1}, step {step}; stopped without saving. The last "
-        "good checkpoint is kept: lower config.lr, check the features for extreme values, or keep "
-        "config.grad_clip")
+        f"the training loss became {loss} at epoch {epoch + 1}, step {step}; stopped without saving")
 
 
 def _progress(config, is_main: bool, total: int, initial: int, desc: str):

@@ -60,7 +60,15 @@ def test_seed_flag_names_exist():
                                                ("landmarks_pattern", "landmarks.npy", "with {id} once"),
                                                ("landmarks_pattern", "{id}_{id}.npy", "with {id} once"),
                                                ("gemma_pattern", "{id}.txt", "ending in .npy"),
-                                               ("landmarks_pattern", "{id}_gemma.npy", "both")])
+                                               ("landmarks_pattern", "{id}_gemma.npy", "both"),
+                                               ("lr", float("nan"), "lr=nan: must be a finite number"),
+                                               ("weight_decay", float("inf"), "must be a finite number"),
+                                               ("speed_range", 1.0, "speed_range=1.0: must be in"),
+                                               ("flip_prob", 1.5, "flip_prob=1.5: a probability"),
+                                               ("affine_prob", -0.1, "affine_prob=-0.1: a probability"),
+                                               ("crop_min", 0.0, "crop_min=0.0: a fraction"),
+                                               ("crop_min", 1.2, "crop_min=1.2: a fraction"),
+                                               ("landmark_jitter", -0.01, "landmark_jitter=-0.01: must be >= 0")])
 def test_invalid_values_are_rejected(field, value, match):
   c = config_lib.default_config()
   c[field] = value

@@ -1,6 +1,7 @@
 """Evaluation, prediction and export on one tiny trained run."""
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 from asl_jax import evaluate, evaluation, input_pipeline, predict, restore, train
 from asl_jax import run as run_lib
+from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import CheckpointError, DataError
 from asl_jax.extract import extract_python, landmarks_from_video
 from asl_jax.sharding import DataParallel
@@ -158,6 +160,16 @@ def test_fitted_head_weights_are_saved_and_used_by_every_application(tiny_data, 
                                              ).probabilities(restored.params, data)
     nll = float(-np.log(probs[np.arange(len(labels)), labels]).mean())
     assert nll == pytest.approx(evaluation.combined_nll(heads, labels, weights), rel=1e-4)
+  # The fitted weights are the grid's minimiser of exactly that loss (not merely no worse than equal weights).
+  grid = [w for w in itertools.product(evaluation.HEAD_WEIGHT_GRID, repeat=3) if any(w)]
+  losses = {w: evaluation.combined_nll(heads, labels, w) for w in grid}
+  assert fitted["val_loss"] == pytest.approx(min(losses.values()), rel=1e-5)
+  assert losses[tuple(fitted["weights"])] == pytest.approx(min(losses.values()), rel=1e-5)
+  # They belong to the best checkpoint's step: another step is refused, not silently given them.
+  other = next(s for s in Checkpoints(run, read_only=True).all_steps("latest") if s != fitted["step"])
+  with pytest.raises(CheckpointError, match=f"fitted for the best checkpoint \\(step {fitted['step']}\\), not for "
+                     f"step {other}: use --checkpoint=best"):
+    restore.load_run(run, str(other))
   # evaluate (through restore) reproduces the training test report, made with the fitted weights.
   assert evaluate.evaluate_workdir(run, "test")["per_instance"] == result["test"]["per_instance"]
   # Switched off for the finished run: tested again with equal weights, which restore then uses too.

@@ -48,7 +48,7 @@ class Recognizer:
     self.dim = layouts.LAYOUT_DIMS[self.layout]
     # fps: the rate of the frames pushed; with frame_step N they are every N-th frame of the source, and
     # results count the source's frames.
-    self.fps, self.top_k, self.frame_step = float(fps), max(1, top_k), max(1, int(frame_step))
+    self.fps, self.top_k, self.frame_step = float(fps), top_k, max(1, int(frame_step))
     self.segmenter = seg_lib.Segmenter(config, fps)
     # Room for the longest sign plus what the segmenter may still look at after it ends.
     self.capacity = self.segmenter.max_len + self.segmenter.gap + 2 * self.segmenter.window + 8

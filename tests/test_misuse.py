@@ -1,0 +1,70 @@
+"""Misuse through the command line: every case is one `error: ...` line naming the flag, field or file,
+a non-zero exit and no traceback (README, "What happens when...")."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import train
+from conftest import REPO, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_data, tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("misuse") / "run")
+  train.train_and_evaluate(tiny_config(small_data, epochs=1, evaluate_test=False, cache_dir="none"), wd)
+  return wd
+
+
+def _script(name, *args):
+  return subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *args], capture_output=True,
+                        text=True, timeout=300)
+
+
+def _one_line(out, expected):
+  assert out.returncode != 0, out.stdout[-1000:]
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  lines = [l for l in out.stderr.strip().splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1 and expected in lines[0], out.stderr[-2000:]
+
+
+def _clip(small_data):
+  lm = small_data["landmarks_dir"]
+  return os.path.join(lm, sorted(os.listdir(lm))[0])
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1"])
+def test_predict_top_k_below_one(run_dir, small_data, top_k):
+  _one_line(_script("predict.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", f"--top_k={top_k}"),
+            f"--top_k={top_k}: must be >= 1")
+
+
+def test_live_top_k_below_one(run_dir, small_data):
+  _one_line(_script("live.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", "--top_k=0"),
+            "--top_k=0: must be >= 1")
+
+
+def test_evaluate_negative_batch_size(run_dir):
+  _one_line(_script("evaluate.py", f"--workdir={run_dir}", "--batch_size=-5"), "--batch_size=-5: must be >= 1")
+
+
+def test_predict_gemma_on_a_landmarks_only_run(run_dir, small_data, tmp_path):
+  vis = tmp_path / "clip_gemma.npy"
+  np.save(vis, np.zeros((8, 1152), np.float32))
+  _one_line(_script("predict.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", f"--gemma={vis}"),
+            "was trained on landmarks only and would ignore them; leave --gemma out")
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.lr=nan", "config.lr=nan: must be a finite number"),
+    ("--config.speed_range=1.0", "config.speed_range=1.0: must be in [0, 1)"),
+    ("--config.flip_prob=2", "config.flip_prob=2.0: a probability"),
+])
+def test_train_bad_values(small_data, tmp_path, override, expected):
+  _one_line(_script("train.py", f"--config={REPO}/configs/demo.py", f"--workdir={tmp_path / 'r'}",
+                    f"--config.data_dir={small_data['data_dir']}", f"--config.subset={small_data['subset']}",
+                    override), expected)
+  assert not (tmp_path / "r").exists()

@@ -9,6 +9,7 @@ import numpy as np
 
 from asl_jax import atomic, evaluation, input_pipeline, metrics, restore
 from asl_jax import run as run_lib
+from asl_jax.data import splits as splits_lib
 from asl_jax.errors import ConfigError, DataError
 from asl_jax.sharding import DataParallel
 
@@ -34,8 +35,10 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     run = restore.load_run(wd, checkpoint, data_overrides)
     setup = run_lib.prepare(run.config)
     idx = {"test": setup.test_idx, "val": setup.val_idx, "train": setup.train_idx}[split]
-    if split == "val" and not len(idx):
-      idx = setup.packed.indices(["val"])
+    if split == "val" and "val" in splits_lib.train_subsets(run.config.train_subsets):
+      raise ConfigError(f"--split=val: the run in {wd} trained on its val clips too (train_subsets="
+                        f"{run.config.train_subsets}), so they are not held out and its val score would mean "
+                        "nothing; evaluate --split=test")
     if not len(idx):
       raise DataError(f"{setup.packed.split.path}: the {split} split has no clips with features")
     if setup.packed.num_classes != len(run.glosses):

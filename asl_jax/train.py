@@ -182,6 +182,25 @@ def _prepare_workdir(config, workdir: str) -> None:
   atomic.write_json(path, saved)
 
 
+def _refuse_foreign_workdir(workdir: str) -> None:
+  """A config.json that is not an asl_jax run's is someone else's file: refused before anything is written."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path) and not _is_run_config(path):
+    raise ConfigError(f"{path}: not an asl_jax run's config (unreadable JSON, or fields asl_jax does not have), "
+                      "and training would overwrite it: choose another --workdir, or remove the file if it is a "
+                      "damaged copy of this run's (nothing was written)")
+
+
+def _is_run_config(path: str) -> bool:
+  """Whether `path` holds an asl_jax config (JSON whose keys are config fields), not someone else's file."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(saved, dict) and bool(saved) and set(saved) <= set(config_lib.FIELDS)
+
+
 def _truncate_jsonl(path: str, up_to_step: int, steps_per_epoch: int) -> None:
   """Keeps the rows of epochs that ended at or before `up_to_step`, numbered 1-based from their step (which
   also renumbers rows of runs written when metrics.jsonl counted epochs from 0)."""
@@ -217,6 +236,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
          "read from the cache)")
     setup = run_lib.prepare(config)
     if is_main:
+      _refuse_foreign_workdir(workdir)
       _make_workdir(workdir)
     with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
       return _train(config, workdir, setup, stop)
@@ -262,6 +282,9 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
     elif config.evaluate_test and len(setup.test_idx):
       result.update(_test_result(_test_report_path(workdir), saved_report) if saved_report else
                     _test(config, workdir, setup, parallel, evaluator, ckpt, state, is_main))
+    elif config.evaluate_test:
+      _say(is_main, f"no test report: none of the test clips of {setup.packed.split.path} has features "
+           "(see data_report.json)")
     return result
   finally:
     ckpt.close()

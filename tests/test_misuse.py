@@ -68,3 +68,41 @@ def test_train_bad_values(small_data, tmp_path, override, expected):
                     f"--config.data_dir={small_data['data_dir']}", f"--config.subset={small_data['subset']}",
                     override), expected)
   assert not (tmp_path / "r").exists()
+
+
+def _train_args(small_data, workdir, *extra):
+  return (f"--config={REPO}/configs/demo.py", f"--workdir={workdir}", f"--config.data_dir={small_data['data_dir']}",
+          f"--config.subset={small_data['subset']}", "--config.epochs=1", "--config.hidden_dim=32",
+          "--config.progress_bar=False", "--config.cache_dir=none", *extra)
+
+
+def test_a_foreign_config_json_is_never_overwritten(small_data, tmp_path):
+  wd = tmp_path / "mine"
+  wd.mkdir()
+  for content in ('{"learning_rate": 0.1, "model": "resnet"}', "not json at all"):
+    (wd / "config.json").write_text(content)
+    _one_line(_script("train.py", *_train_args(small_data, wd)), "config.json: not an asl_jax run's config")
+    assert (wd / "config.json").read_text() == content and sorted(os.listdir(wd)) == ["config.json"]
+
+
+def test_evaluate_val_of_a_run_that_trained_on_val(small_data, tmp_path):
+  wd = tmp_path / "tv"
+  out = _script("train.py", *_train_args(small_data, wd, "--config.train_subsets=train+val"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  _one_line(_script("evaluate.py", f"--workdir={wd}", "--split=val"),
+            "--split=val: the run in")
+  assert _script("evaluate.py", f"--workdir={wd}", "--split=test").returncode == 0
+
+
+def test_a_test_split_without_features_says_so(small_data, tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  d = tmp_path / "data"
+  shutil.copytree(small_data["data_dir"], d)
+  split = json.load(open(d / small_data["subset"]))
+  for vid, e in split.items():
+    if e["subset"] == "test":
+      os.remove(d / "landmarks" / f"{vid}_landmarks.npy")
+  out = _script("train.py", *_train_args({**small_data, "data_dir": str(d)}, tmp_path / "nt"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "no test report: none of the test clips of" in out.stdout

@@ -156,3 +156,22 @@ def test_a_missing_class_list_is_one_warning(data_copy, tmp_path, caplog):
     packed.load_packed(_spec(data_copy, tmp_path))
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
   assert len(warnings) == 1 and "glosses will be class numbers" in warnings[0] and "wlasl_class_list.txt" in warnings[0]
+
+
+def test_a_change_to_the_packing_code_invalidates_the_cache(data_copy, tmp_path, monkeypatch):
+  spec = _spec(data_copy, tmp_path)
+  packed.load_packed(spec)
+  assert isinstance(packed.load_packed(spec).points, np.memmap)  # a hit
+  monkeypatch.setattr(packed, "code_version", lambda: "edited")
+  assert not isinstance(packed.load_packed(spec).points, np.memmap)  # new code: packed again
+  assert len(os.listdir(tmp_path / "cache")) == 2
+
+
+def test_a_class_whose_training_clips_all_lack_features_is_an_error(data_copy, tmp_path):
+  split = json.load(open(os.path.join(data_copy["data_dir"], data_copy["subset"])))
+  cls = split[sorted(split)[0]]["action"][0]
+  for vid, e in split.items():
+    if e["action"][0] == cls and e["subset"] == "train":
+      os.remove(os.path.join(data_copy["landmarks_dir"], vid + "_landmarks.npy"))
+  with pytest.raises(DataError, match=rf"1 class\(es\) have no training clip with features .*ids \[{cls}\]"):
+    packed.load_packed(_spec(data_copy, tmp_path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -144,11 +145,23 @@ def _cache_root(spec: DataSpec) -> str | None:
       os.path.expanduser("~"), ".cache", "asl_jax")
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+  """A hash of the code that reads, checks and prepares the clips (this module, layouts, features): any
+  change to it makes new cache keys, so old packed arrays are never reused by new code."""
+  h = hashlib.sha256()
+  for path in (__file__, layouts.__file__, features_lib.__file__):
+    with open(path, "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()[:16]
+
+
 def _cache_key(spec: DataSpec, split_path: str, files: Sequence[str]) -> str:
   h = hashlib.sha256()
   settings = dataclasses.asdict(spec)
   settings.pop("cache_dir")
-  h.update(json.dumps([CACHE_VERSION, settings, os.path.abspath(split_path)], sort_keys=True).encode())
+  h.update(json.dumps([CACHE_VERSION, code_version(), settings, os.path.abspath(split_path)],
+                      sort_keys=True).encode())
   with open(split_path, "rb") as f:
     h.update(f.read())
   for p in files:
@@ -271,16 +284,25 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   if root:
     _remove_stale_temps(root)
   cache_path = os.path.join(root, "packed-" + _cache_key(spec, split_path, files)) if root else None
-  if cache_path and os.path.isdir(cache_path):
-    packed = _load_cache(cache_path, split)
-    if packed is not None:
-      logging.info("loaded %d packed clips from cache %s", len(packed.labels), cache_path)
-      return packed
-
-  packed = _pack(spec, split, candidates, report)
-  if cache_path:
-    _save_cache(cache_path, packed)
+  packed = _load_cache(cache_path, split) if cache_path and os.path.isdir(cache_path) else None
+  if packed is not None:
+    logging.info("loaded %d packed clips from cache %s", len(packed.labels), cache_path)
+  else:
+    packed = _pack(spec, split, candidates, report)
+    if cache_path:
+      _save_cache(cache_path, packed)
+  _check_training_clips(packed, train_subsets)
   return packed
+
+
+def _check_training_clips(packed: Packed, train_subsets: Sequence[str]) -> None:
+  """Every class keeps a training clip once the clips without (usable) features are gone."""
+  have = set(np.unique(packed.labels[packed.indices(train_subsets)]).tolist())
+  lost = [packed.split.class_ids[i] for i in range(packed.num_classes) if i not in have]
+  if lost:
+    raise DataError(f"{packed.split.path}: {len(lost)} class(es) have no training clip with features "
+                    f"(their files are missing or were skipped, see the data report): ids {lost[:20]}"
+                    f"{' ...' if len(lost) > 20 else ''}; extract their features or remove them from the split file")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -259,7 +259,7 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
                            parallel.replicated)
     if is_main:
       atomic.write_json(os.path.join(workdir, warm_start.INIT_FILE), report)
-    _say(is_main, warm_start.summary_line(report))
+    _say(is_main, warm_start.init_summary(report))
   ckpt = Checkpoints(workdir, config.max_to_keep)
   try:
     state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)

@@ -62,7 +62,7 @@ def warm_start(config, params, glosses) -> tuple[dict, dict]:
   return out, report
 
 
-def summary_line(report: dict) -> str:
+def init_summary(report: dict) -> str:
   why = "" if report["same_classes"] else " (the classes differ: a new classifier)"
   new = ", ".join(report["new"][:6]) + (" ..." if len(report["new"]) > 6 else "")
   return (f"init_from {report['init_from']} (step {report['step']}): loaded {len(report['loaded'])} tensors "

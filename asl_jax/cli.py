@@ -262,11 +262,20 @@ def predict_main(argv=None):
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
-    for row in predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k,
-                                     f.checkpoint, videos=videos):
+    rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
+                                 videos=videos)
+    for row in rows:
+      if "error" in row:
+        print(f"error: {row['file']}: {row['error']}", file=sys.stderr)
+        continue
       if "warning" in row:
         print(f"warning: {row['file']}: {row['warning']}", file=sys.stderr)
-      print(json.dumps(row))
+      print(json.dumps(row), flush=True)
+    failed = sum("error" in r for r in rows)
+    if failed:
+      print(f"{failed} of {len(rows)} inputs failed (their lines above); the others' results are on stdout",
+            file=sys.stderr)
+      sys.exit(1)
 
   _serve(action, PREDICT_USAGE, argv, positional=True)
 

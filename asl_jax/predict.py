@@ -135,17 +135,19 @@ def visual_for(landmarks_path: str, visual: str | None) -> str | None:
 
 def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = None, top_k: int = 5,
                   checkpoint: str = "best", videos: Sequence[str] = ()) -> list[dict]:
-  """One result per input file: {"file", "top_k": [{"gloss", "class", "prob"}, ...]}. `landmarks` are .npy
-  files or directories of them, `videos` video files or directories (MediaPipe extracts their landmarks
-  first). `workdir` may name several runs ("a,b" or a list) with the same classes: their probabilities are
-  averaged, and each result lists them under "runs"."""
+  """One result per input file, in order: {"file", "top_k": [{"gloss", "class", "prob"}, ...]} (plus
+  "warning" for a guess), or {"file", "error"} for an input that cannot be used (unreadable, wrong shape, a
+  video that fails to extract): each input fails alone. `landmarks` are .npy files or directories of them,
+  `videos` video files or directories (MediaPipe extracts their landmarks first). `workdir` may name several
+  runs ("a,b" or a list) with the same classes: their probabilities are averaged, and each result lists
+  them under "runs"."""
   files = expand_inputs(landmarks) + expand_inputs(videos, "video")
   if not files:
     raise DataError("no inputs: give landmark .npy files or videos")
   workdirs = split_workdirs(workdir)
   if not workdirs:
     raise DataError("--workdir: no run directory given")
-  probs, first, raw_cache = None, None, {}
+  probs, first, raw_cache, errors = None, None, {}, {}
   for wd in workdirs:
     predictor = Predictor(wd, checkpoint)
     if visual and not predictor.run.visual_dim:
@@ -153,35 +155,46 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
                       "leave --gemma out")
     if first is not None and predictor.glosses != first.glosses:
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
-    clips = []
+    if predictor.run.visual_dim and any(map(_is_video, files)):
+      raise DataError(f"{wd} also needs visual features, which predict does not extract from videos: extract "
+                      "them (scripts/extract_visual_features.py) and pass --landmarks and --gemma")
+    clips = {}
     n_videos = sum(map(_is_video, files))
     bar = tqdm.tqdm(total=n_videos, desc="extracting landmarks", unit="video", file=sys.stderr,
                     disable=not n_videos or bool(raw_cache), leave=False)
     for f in files:
-      if _is_video(f):
-        bar.set_postfix_str(os.path.basename(f))
-        if predictor.run.visual_dim:
-          raise DataError(f"{f}: {wd} also needs visual features, which predict does not extract from videos: "
-                          "extract them (scripts/extract_visual_features.py) and pass --landmarks and --gemma")
-        key = (f, predictor.run.layout)
-        if key not in raw_cache:  # extract each video once per layout
-          from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
-          raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
-        clips.append(predictor.load_clip(raw_cache[key]))
-        bar.update(1)
-      else:
-        clips.append(predictor.load_clip(f, visual_for(f, visual)))
+      if f in errors:
+        continue
+      try:
+        if _is_video(f):
+          bar.set_postfix_str(os.path.basename(f))
+          key = (f, predictor.run.layout)
+          if key not in raw_cache:  # extract each video once per layout
+            from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
+            try:
+              raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
+            finally:
+              bar.update(1)
+          clips[f] = predictor.load_clip(raw_cache[key])
+        else:
+          clips[f] = predictor.load_clip(f, visual_for(f, visual))
+      except DataError as e:
+        errors[f] = str(e)
     bar.close()
-    p = predictor.predict_clips(clips)
-    probs = p if probs is None else probs + p
+    good = [f for f in files if f not in errors]
+    p = predictor.predict_clips([clips[f] for f in good]) if good else None
+    probs = p if probs is None or p is None else probs[[i for i, f in enumerate(prev_good) if f in clips]] + p
+    prev_good = good
     first = first or predictor
-  probs /= len(workdirs)
-  rows = [{"file": f, "top_k": t} for f, t in zip(files, first.top_k(probs, top_k))]
-  for row, clip in zip(rows, clips):
-    warning = signal_warning(clip) if first.run.config.use_landmarks else None
-    if warning:
-      row["warning"] = warning
-  if len(workdirs) > 1:
-    for r in rows:
-      r["runs"] = [os.path.abspath(w) for w in workdirs]
-  return rows
+  rows_of = {}
+  if probs is not None:
+    probs = probs / len(workdirs)
+    for f, t in zip(prev_good, first.top_k(probs, top_k)):
+      row = {"file": f, "top_k": t}
+      warning = signal_warning(clips[f]) if first.run.config.use_landmarks else None
+      if warning:
+        row["warning"] = warning
+      if len(workdirs) > 1:
+        row["runs"] = [os.path.abspath(w) for w in workdirs]
+      rows_of[f] = row
+  return [rows_of.get(f) or {"file": f, "error": errors[f].removeprefix(f + ": ")} for f in files]

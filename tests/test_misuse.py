@@ -106,3 +106,25 @@ def test_a_test_split_without_features_says_so(small_data, tmp_path):
   out = _script("train.py", *_train_args({**small_data, "data_dir": str(d)}, tmp_path / "nt"))
   assert out.returncode == 0, out.stderr[-2000:]
   assert "no test report: none of the test clips of" in out.stdout
+
+
+def test_batch_predict_bad_inputs_fail_alone(run_dir, small_data, tmp_path):
+  """A directory with one truncated and one wrongly shaped file among good ones: every good file gets its
+  result, each bad one a line naming it, and the exit status says some failed."""
+  d = tmp_path / "batch"
+  d.mkdir()
+  lm = small_data["landmarks_dir"]
+  good = sorted(os.listdir(lm))[:3]
+  for name in good:
+    (d / name).write_bytes(open(os.path.join(lm, name), "rb").read())
+  (d / "cut_landmarks.npy").write_bytes(open(os.path.join(lm, good[0]), "rb").read()[:300])
+  np.save(d / "wide_landmarks.npy", np.zeros((5, 7), np.float32))
+  out = _script("predict.py", f"--workdir={run_dir}", f"--landmarks={d}")
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  import json  # pylint: disable=import-outside-toplevel
+  rows = [json.loads(l) for l in out.stdout.splitlines()]
+  assert sorted(os.path.basename(r["file"]) for r in rows) == good
+  errors = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 2 and "cut_landmarks.npy: truncated" in " ".join(errors) or "cut_landmarks.npy" in errors[0]
+  assert any("wide_landmarks.npy" in e and "(frames, 162)" in e for e in errors)
+  assert "2 of 5 inputs failed" in out.stderr

@@ -10,8 +10,9 @@ T >= 1 and Tv >= 1 are symbolic (any clip length). D is the width of the run's l
 seed162, 170 for holistic170, 1629 for holistic543) and G the visual feature size. Everything the trainer
 does to a clip happens inside: layout -> canonical points, body-centred normalisation, uniform
 resampling to max_frames, the run's frame sampling and per-frame features, its visual standardisation,
-the model (with test-time flips when the run uses them) and the softmax. Inputs must be finite (zeros mark
-a part MediaPipe did not find, as in the feature files). `meta.json` beside it lists the glosses, the
+the model (with test-time flips when the run uses them) and the softmax. Zeros mark a part MediaPipe did
+not find, as in the feature files, and a NaN or infinite input value is treated the same way. The artifact
+is lowered for CPU and CUDA (`platforms` in meta.json), so it runs on either, wherever it was exported. `meta.json` beside it lists the glosses, the
 layout, D, G and the call signature. A server needs only jax and numpy:
 
     import json, jax, numpy as np
@@ -35,6 +36,7 @@ from asl_jax.data import layouts
 from asl_jax.restore import load_run
 
 EXPORT_FILE = "model.jax_export"
+PLATFORMS = ("cpu", "cuda")  # lowered for both, whichever machine exports: it runs on either
 META_FILE = "meta.json"
 
 
@@ -44,6 +46,11 @@ def _infer_fn(run):
   log_probs = inference.log_probs_fn(run.config, run.model, run.visual_norm)
 
   def infer(landmarks, visual=None):
+    # A non-finite value is a point MediaPipe did not find (the zeros of the feature files), so one NaN
+    # never turns every probability into NaN.
+    landmarks = jnp.where(jnp.isfinite(landmarks), landmarks, 0.0)
+    if visual is not None:
+      visual = jnp.where(jnp.isfinite(visual), visual, 0.0)
     points, parts, length = clip_prep.pack_clip(landmarks, run.layout, max_frames)
     data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
                                      labels=jnp.zeros(1, jnp.int32))
@@ -65,7 +72,7 @@ def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
   else:
     (t,) = jax.export.symbolic_shape("t", constraints=("t >= 1",))
     specs = [jax.ShapeDtypeStruct((t, dim), jnp.float32)]
-  exported = jax.export.export(jax.jit(_infer_fn(run)))(*specs)
+  exported = jax.export.export(jax.jit(_infer_fn(run)), platforms=PLATFORMS)(*specs)
   os.makedirs(out_dir, exist_ok=True)
   atomic.write_bytes(os.path.join(out_dir, EXPORT_FILE), exported.serialize())
   c = len(run.glosses)
@@ -76,7 +83,9 @@ def export_run(workdir: str, out_dir: str, checkpoint: str = "best") -> str:
           "landmark_layout": run.layout, "landmark_dim": dim, "visual_dim": run.visual_dim,
           "num_classes": c, "glosses": list(run.glosses), "checkpoint_step": run.step,
           "max_frames": run.config.max_frames, "num_frames": run.config.num_frames,
-          "tta_flip": bool(run.config.get("tta_flip", False)), "workdir": os.path.abspath(workdir)}
+          "tta_flip": bool(run.config.get("tta_flip", False)), "workdir": os.path.abspath(workdir),
+          "platforms": list(exported.platforms),
+          "non_finite_inputs": "a NaN or infinite value counts as an undetected point (0), as in the feature files"}
   atomic.write_json(os.path.join(out_dir, META_FILE), meta, indent=1)
   return out_dir
 

@@ -72,13 +72,14 @@ SERVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kind", ["hybrid", "recommended"])
+@pytest.mark.parametrize("kind", ["hybrid", "transformer", "recommended"])
 def test_exported_model_matches_predict_in_a_fresh_process(tiny_data, tmp_path, kind):
   if kind == "hybrid":  # the seed's features, both streams, attention fusion
     overrides = dict(gemma_features_dir=tiny_data["gemma_features_dir"], fusion_type="attention")
-  else:  # derived features, trimming, flip TTA, EMA, landmarks only
-    overrides = dict(encoder="transformer", features="pos,hand,vel,presence", use_z=False, trim_no_hands=True,
-                     tta_flip=True, ema_decay=0.9, num_frames=16)
+  else:  # derived features, trimming, flip TTA, EMA, landmarks only; the recommended configs' encoder
+    overrides = dict(encoder="transformer" if kind == "transformer" else "conv_transformer", conv_layers=1,
+                     features="pos,hand,vel,presence", use_z=False, trim_no_hands=True, tta_flip=True,
+                     ema_decay=0.9, num_frames=16)
   run = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config(tiny_data, epochs=1, cache_dir=str(tmp_path / "cache"), **overrides), run)
   out = export.export_run(run, str(tmp_path / "export"))
@@ -86,6 +87,7 @@ def test_exported_model_matches_predict_in_a_fresh_process(tiny_data, tmp_path, 
   assert meta["landmark_layout"] == "seed162" and meta["landmark_dim"] == 162 and meta["num_classes"] == 8
   assert meta["inputs"] == (["landmarks", "visual"] if kind == "hybrid" else ["landmarks"])
   assert "T >= 1" in meta["signature"]
+  assert meta["platforms"] == ["cpu", "cuda"]  # runs on a CPU server wherever it was exported
 
   rng = np.random.default_rng(0)
   lm_dir = tiny_data["landmarks_dir"]
@@ -116,3 +118,12 @@ def test_exported_model_matches_predict_in_a_fresh_process(tiny_data, tmp_path, 
   assert probs.shape == (4, 8)
   np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+  # A non-finite input value is an undetected point: the same probabilities as a zero there, never NaN.
+  call, _ = export.load_exported(out)
+  holed = [x.copy() for x in clips[2]]
+  holed[0][5, 70] = np.nan
+  holed[0][6, 3] = np.inf
+  zeroed = [np.nan_to_num(x, nan=0.0, posinf=0.0) for x in holed]
+  got = call(*holed)
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, call(*zeroed), rtol=1e-6, atol=1e-7)

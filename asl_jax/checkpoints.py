@@ -29,6 +29,15 @@ def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False)
   return ocp.CheckpointManager(path, options=options, item_names=("state", "info"))
 
 
+def _damaged(directory, step: int, error: Exception) -> str:
+  """One line for a checkpoint that cannot be read: which folder, the first line of the cause, what to do."""
+  cause = (str(error).strip().splitlines() or [""])[0][:160]
+  other = "best" if os.path.basename(str(directory)) == "latest" else "latest"
+  return (f"{directory}/{step}: cannot restore this checkpoint, it is damaged or incomplete ({type(error).__name__}: "
+          f"{cause}); use --checkpoint={other} or another step, or remove {directory}/{step} to fall back to the "
+          "previous one")
+
+
 class Checkpoints:
   """The latest and best checkpoint managers of one workdir."""
 
@@ -72,7 +81,7 @@ class Checkpoints:
       restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                             info=ocp.args.JsonRestore()))
     except Exception as e:  # a corrupt or incompatible checkpoint: one message, not Orbax internals
-      raise CheckpointError(f"{mgr.directory}: cannot restore step {step} ({type(e).__name__}: {e})") from None
+      raise CheckpointError(_damaged(mgr.directory, step, e)) from None
     logging.info("restored %s checkpoint at step %d", kind, step)
     return restored["state"], dict(restored["info"])
 
@@ -86,8 +95,20 @@ class Checkpoints:
       restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
           item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
     except Exception as e:  # a corrupt or incompatible checkpoint: one message, not Orbax internals
-      raise CheckpointError(f"{mgr.directory}: cannot restore step {step} ({type(e).__name__}: {e})") from None
+      raise CheckpointError(_damaged(mgr.directory, step, e)) from None
     return restored["state"][name], int(step)
+
+  def param_shapes(self, kind: str, name: str, step: int | None = None) -> dict[str, tuple] | None:
+    """{"a/b/kernel": shape} of one field of the saved TrainState, from the checkpoint's metadata alone;
+    None where the metadata cannot be read (the restore then reports)."""
+    step = self._existing_step(kind, step)
+    try:
+      meta = ocp.PyTreeCheckpointer().metadata(os.path.join(str(self.managers[kind].directory), str(step), "state"))
+      tree = getattr(meta, "item_metadata", meta)[name]
+      return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    except Exception:  # pylint: disable=broad-except  (damaged metadata: the restore says what is wrong)
+      return None
 
   def close(self) -> None:
     for m in self.managers.values():

@@ -35,7 +35,7 @@ def run_guarded(fn) -> None:
   except AslJaxError as e:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    _exit_now(1)
   except KeyboardInterrupt:  # Ctrl-C outside training (loading, evaluation, ...): no traceback
     print("interrupted", file=sys.stderr)
     sys.exit(130)
@@ -46,6 +46,14 @@ def run_guarded(fn) -> None:
     logging.flush()
     print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
     sys.exit(1)
+
+
+def _exit_now(status: int) -> None:
+  """Exits without the interpreter's shutdown: after a failed checkpoint read, TensorStore's background
+  threads would print tracebacks of a closed event loop below the one error line."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def _usage_error(message: str) -> None:

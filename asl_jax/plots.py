@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
+
+from asl_jax import run_files
 
 
 def _pyplot():
@@ -59,8 +60,7 @@ def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> N
 
 def training_curves(metrics_jsonl: str, path: str) -> None:
   plt = _pyplot()
-  with open(metrics_jsonl, encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = run_files.read_jsonl(metrics_jsonl)
   if not rows:
     return
   ep = [r["epoch"] for r in rows]

@@ -4,7 +4,6 @@ statistics and the parameters it evaluates (read alone from the checkpoint, with
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -13,6 +12,7 @@ import ml_collections
 from asl_jax import config as config_lib
 from asl_jax import models
 from asl_jax import run as run_lib
+from asl_jax import run_files
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import CheckpointError, ConfigError
 
@@ -43,22 +43,48 @@ def split_workdirs(workdirs) -> list[str]:
   return [w.strip() for w in items if w.strip()]
 
 
-def _read_json(path: str, what: str):
-  if not os.path.isfile(path):
-    raise CheckpointError(f"{path}: missing ({what}); is this a training workdir?")
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's saved config, on top of today's defaults (fields added since keep their defaults)."""
-  saved = _read_json(os.path.join(workdir, "config.json"), "the run's configuration")
+  """The run's saved config, on top of today's defaults (fields added since keep their defaults); a damaged
+  or edited file is one error naming it and the field."""
+  path = os.path.join(workdir, "config.json")
+  saved = run_files.read_json(path, "the run's configuration")
   config = config_lib.default_config()
   unknown = sorted(set(saved) - set(config))
   if unknown:
-    raise ConfigError(f"{workdir}/config.json: unknown fields {unknown}")
-  config.update(saved)
+    raise ConfigError(f"{path}: unknown fields {unknown}; the file was edited, or belongs to something else")
+  for key, value in saved.items():
+    try:
+      config[key] = value
+    except (TypeError, ValueError) as e:  # ml_collections refuses a value of another type
+      raise ConfigError(f"{path}: field {key}={value!r} has the wrong type ({e}); set it back to a "
+                        f"{type(config[key]).__name__}") from None
+  try:
+    config_lib.validate(config)
+  except ConfigError as e:
+    raise ConfigError(f"{path}: {e}") from None
   return config
+
+
+# Config fields that shape the parameters: the ones to name when a checkpoint does not fit its config.json.
+SHAPE_FIELDS = ("encoder", "hidden_dim", "lstm_layers", "transformer_layers", "conv_layers", "conv_kernel",
+                "num_heads", "ff_mult", "pooling", "features", "use_z", "visual_stream", "fusion_type",
+                "aux_loss_weight", "fusion_residual")
+
+
+def _check_shapes(ckpts: Checkpoints, kind: str, name: str, abstract, step, workdir: str, config) -> None:
+  """A checkpoint whose parameter shapes differ from the model config.json describes (an edited config) is
+  one error naming the first differing parameter and the fields that shape it."""
+  saved = ckpts.param_shapes(kind, name, step)
+  if saved is None:  # no metadata to compare: the restore itself reports
+    return
+  flat = {"/".join(str(getattr(k, "key", k)) for k in p): tuple(v.shape)
+          for p, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  for key in sorted(set(flat) | set(saved)):
+    if flat.get(key) != saved.get(key):
+      fields = ", ".join(f"{f}={config[f]!r}" for f in SHAPE_FIELDS)
+      raise ConfigError(f"{workdir}/config.json does not describe the model in its checkpoint: parameter {key} is "
+                        f"{saved.get(key, 'absent')} there, {flat.get(key, 'absent')} by config.json ({fields}); "
+                        "undo the edit of config.json")
 
 
 def parse_checkpoint(spec: str) -> tuple[str, int | None]:
@@ -83,8 +109,7 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
       if key == "gemma_features_dir" and not config[key]:
         raise ConfigError(f"--{key}: the run in {workdir} was trained without visual features")
       config[key] = value
-  mapping = _read_json(os.path.join(workdir, "label_mapping.json"), "the class names")
-  glosses = tuple(mapping[str(i)] for i in range(len(mapping)))
+  glosses = run_files.read_label_mapping(os.path.join(workdir, "label_mapping.json"))
   spec = run_lib.InputSpec.load(workdir)
   model = models.create_model(config, len(glosses), use_landmarks=spec.use_landmarks, use_visual=spec.use_visual)
   name = run_lib.eval_params_name(config)
@@ -99,6 +124,7 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
       if kind is None:
         raise CheckpointError(f"{workdir}: no checkpoint at step {step} (latest: {ckpts.all_steps('latest')}, "
                               f"best: {ckpts.all_steps('best')})")
+    _check_shapes(ckpts, kind, name, abstract, step, workdir, config)
     params, step = ckpts.restore_subtree(kind, name, abstract, step)
   finally:
     ckpts.close()

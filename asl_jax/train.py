@@ -24,7 +24,7 @@ from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluation, input_pipeline, landmark_features, losses, models
 from asl_jax import run as run_lib
-from asl_jax import warm_start
+from asl_jax import run_files, warm_start
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import packed as packed_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
@@ -206,8 +206,7 @@ def _truncate_jsonl(path: str, up_to_step: int, steps_per_epoch: int) -> None:
   also renumbers rows of runs written when metrics.jsonl counted epochs from 0)."""
   if not os.path.exists(path):
     return
-  with open(path, encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = run_files.read_jsonl(path)
   kept = [{**r, "epoch": r["step"] // steps_per_epoch} for r in rows if r["step"] <= up_to_step]
   with atomic.atomic_open(path) as f:
     f.writelines(json.dumps(r) + "\n" for r in kept)

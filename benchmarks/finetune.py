@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -62,15 +63,17 @@ def main(argv=None):
   ap.add_argument("--epochs", type=int, default=0)
   ap.add_argument("--jobs", type=int, default=2)
   ap.add_argument("--out", default=os.path.join(HERE, "results", "finetune.json"))
+  ap.add_argument("--tmp", default="", help="reuse this folder's splits and its trained runA")
   args = ap.parse_args(argv)
-  tmp = tempfile.mkdtemp(prefix="asl_jax_finetune_")
-  halves = _half_splits(tmp)
+  tmp = args.tmp or tempfile.mkdtemp(prefix="asl_jax_finetune_")
+  halves = {h: os.path.join(tmp, h) for h in "AB"} if args.tmp else _half_splits(tmp)
   print(f"splits and runs under {tmp}")
-  source = _train((halves["A"], os.path.join(tmp, "runA"), 1, args.epochs, ""))
+  source = _train((halves["A"], os.path.join(tmp, "runA"), 1, args.epochs, ""))  # a finished run: its result
   print("A:", json.dumps(source))
   jobs = [(halves["B"], os.path.join(tmp, f"B_{kind}_s{s}"), int(s), args.epochs, init)
           for s in args.seeds.split(",") for kind, init in (("scratch", ""), ("tuned", source["workdir"]))]
-  with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+  spawn = multiprocessing.get_context("spawn")  # JAX is multithreaded: a forked child can deadlock
+  with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=spawn) as pool:
     rows = list(pool.map(_train, jobs))
   summary = {}
   for kind in ("scratch", "tuned"):

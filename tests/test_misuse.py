@@ -128,3 +128,59 @@ def test_batch_predict_bad_inputs_fail_alone(run_dir, small_data, tmp_path):
   assert len(errors) == 2 and "cut_landmarks.npy: truncated" in " ".join(errors) or "cut_landmarks.npy" in errors[0]
   assert any("wide_landmarks.npy" in e and "(frames, 162)" in e for e in errors)
   assert "2 of 5 inputs failed" in out.stderr
+
+
+def _copy_run(run_dir, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  dst = tmp_path / "copy"
+  shutil.copytree(run_dir, dst)
+  return dst
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda d: (d / "config.json").write_text((d / "config.json").read_text()[:40]), "config.json: not valid JSON"),
+    (lambda d: (d / "config.json").write_text("[1, 2]"), "config.json: expected a JSON dict"),
+    (lambda d: _edit(d / "config.json", hidden_dim=64), "config.json does not describe the model in its checkpoint"),
+    (lambda d: _edit(d / "config.json", encoder="transformer"), "config.json does not describe the model"),
+    (lambda d: _edit(d / "config.json", num_frames="abc"), "field num_frames='abc' has the wrong type"),
+    (lambda d: _edit(d / "config.json", num_frames=0), "config.json: config.num_frames=0: must be >= 1"),
+    (lambda d: (d / "label_mapping.json").write_text("{\"0\": \"a\""), "label_mapping.json: not valid JSON"),
+    (lambda d: (d / "label_mapping.json").write_text("{\"0\": \"a\", \"5\": \"b\"}"), "label_mapping.json: expected"),
+])
+def test_damaged_or_edited_run_files_are_one_line(run_dir, small_data, tmp_path, damage, expected):
+  d = _copy_run(run_dir, tmp_path)
+  damage(d)
+  _one_line(_script("evaluate.py", f"--workdir={d}"), expected)
+  _one_line(_script("predict.py", f"--workdir={d}", f"--landmarks={_clip(small_data)}"), expected)
+
+
+def _edit(path, **fields):
+  import json  # pylint: disable=import-outside-toplevel
+  saved = json.load(open(path))
+  saved.update(fields)
+  path.write_text(json.dumps(saved))
+
+
+def test_a_damaged_checkpoint_says_which_folder_and_what_to_do(run_dir, small_data, tmp_path):
+  d = _copy_run(run_dir, tmp_path)
+  best = d / "checkpoints" / "best"
+  step = next(p for p in best.iterdir() if p.name.isdigit())
+  for f in (step / "state").rglob("*"):
+    if f.is_file() and f.stat().st_size > 100 and "d" in f.parent.name:
+      f.write_bytes(b"\0" * f.stat().st_size)
+  out = _script("evaluate.py", f"--workdir={d}")
+  # One error line naming the folder and what to do. (TensorStore's threads may print asyncio
+  # tracebacks of their own around it; asl_jax raises none.)
+  assert out.returncode == 1
+  [last] = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
+  assert last.startswith(f"error: {step}: cannot restore this checkpoint, it is damaged or incomplete")
+  assert "--checkpoint=latest" in last and len(last) < 600
+
+
+def test_a_half_written_metrics_line_is_dropped(run_dir, tmp_path):
+  d = _copy_run(run_dir, tmp_path)
+  with open(d / "metrics.jsonl", "a") as f:
+    f.write('{"epoch": 2, "step": 2')  # a kill while appending
+  out = _script("evaluate.py", f"--workdir={d}")
+  assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert "ignoring its last line, cut short" in out.stderr

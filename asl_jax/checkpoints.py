@@ -14,6 +14,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from asl_jax import models
 from asl_jax.errors import CheckpointError
 
 KINDS = ("latest", "best")
@@ -105,8 +106,7 @@ class Checkpoints:
     try:
       meta = ocp.PyTreeCheckpointer().metadata(os.path.join(str(self.managers[kind].directory), str(step), "state"))
       tree = getattr(meta, "item_metadata", meta)[name]
-      return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
-              for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+      return {k: tuple(leaf.shape) for k, leaf in models.named_leaves(tree).items()}
     except Exception:  # pylint: disable=broad-except  (damaged metadata: the restore says what is wrong)
       return None
 

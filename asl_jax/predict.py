@@ -147,7 +147,7 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
   workdirs = split_workdirs(workdir)
   if not workdirs:
     raise DataError("--workdir: no run directory given")
-  probs, first, raw_cache, errors = None, None, {}, {}
+  totals, first, raw_cache, errors = {}, None, {}, {}  # file -> summed probabilities over the runs
   for wd in workdirs:
     predictor = Predictor(wd, checkpoint)
     if visual and not predictor.run.visual_dim:
@@ -182,19 +182,18 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
         errors[f] = str(e)
     bar.close()
     good = [f for f in files if f not in errors]
-    p = predictor.predict_clips([clips[f] for f in good]) if good else None
-    probs = p if probs is None or p is None else probs[[i for i, f in enumerate(prev_good) if f in clips]] + p
-    prev_good = good
+    for f, p in zip(good, predictor.predict_clips([clips[f] for f in good]) if good else ()):
+      totals[f] = totals.get(f, 0.0) + p
     first = first or predictor
+  good = [f for f in files if f not in errors]  # a file that failed for any run has no result
+  top = first.top_k(np.stack([totals[f] for f in good]) / len(workdirs), top_k) if good else []
   rows_of = {}
-  if probs is not None:
-    probs = probs / len(workdirs)
-    for f, t in zip(prev_good, first.top_k(probs, top_k)):
-      row = {"file": f, "top_k": t}
-      warning = signal_warning(clips[f]) if first.run.config.use_landmarks else None
-      if warning:
-        row["warning"] = warning
-      if len(workdirs) > 1:
-        row["runs"] = [os.path.abspath(w) for w in workdirs]
-      rows_of[f] = row
+  for f, t in zip(good, top):
+    row = {"file": f, "top_k": t}
+    warning = signal_warning(clips[f]) if first.run.config.use_landmarks else None
+    if warning:
+      row["warning"] = warning
+    if len(workdirs) > 1:
+      row["runs"] = [os.path.abspath(w) for w in workdirs]
+    rows_of[f] = row
   return [rows_of.get(f) or {"file": f, "error": errors[f].removeprefix(f + ": ")} for f in files]

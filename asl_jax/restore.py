@@ -77,8 +77,7 @@ def _check_shapes(ckpts: Checkpoints, kind: str, name: str, abstract, step, work
   saved = ckpts.param_shapes(kind, name, step)
   if saved is None:  # no metadata to compare: the restore itself reports
     return
-  flat = {"/".join(str(getattr(k, "key", k)) for k in p): tuple(v.shape)
-          for p, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  flat = {k: tuple(v.shape) for k, v in models.named_leaves(abstract).items()}
   for key in sorted(set(flat) | set(saved)):
     if flat.get(key) != saved.get(key):
       fields = ", ".join(f"{f}={config[f]!r}" for f in SHAPE_FIELDS)

@@ -27,7 +27,7 @@ from asl_jax import run as run_lib
 from asl_jax import run_files, warm_start
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import packed as packed_lib
-from asl_jax.errors import ConfigError, TrainingDivergedError, WorkdirBusyError
+from asl_jax.errors import CheckpointError, ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
 
 
@@ -169,8 +169,7 @@ def _prepare_workdir(config, workdir: str) -> None:
   """Saves the resolved config; on resume, refuses a config that conflicts with the saved one."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path) and _has_checkpoints(workdir):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
+    saved = run_files.read_json(path, "the run's configuration")
     conflicts = config_lib.resume_conflicts(saved, config)
     if conflicts:
       raise ConfigError(f"{path}: this workdir holds a run with another configuration; use a new --workdir "
@@ -194,11 +193,10 @@ def _refuse_foreign_workdir(workdir: str) -> None:
 def _is_run_config(path: str) -> bool:
   """Whether `path` holds an asl_jax config (JSON whose keys are config fields), not someone else's file."""
   try:
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-  except (OSError, ValueError):
+    saved = run_files.read_json(path, "the run's configuration")
+  except CheckpointError:
     return False
-  return isinstance(saved, dict) and bool(saved) and set(saved) <= set(config_lib.FIELDS)
+  return bool(saved) and set(saved) <= set(config_lib.FIELDS)
 
 
 def _truncate_jsonl(path: str, up_to_step: int, steps_per_epoch: int) -> None:
@@ -320,8 +318,7 @@ def _check_epochs(config, workdir: str, steps: int) -> None:
   path = os.path.join(workdir, "config.json")
   if not (_has_checkpoints(workdir) and os.path.exists(path)):
     return
-  with open(path, encoding="utf-8") as f:
-    saved = json.load(f).get("epochs")
+  saved = run_files.read_json(path, "the run's configuration").get("epochs")
   if saved is None or saved == config.epochs:
     return
   ckpts = Checkpoints(workdir, read_only=True)
@@ -598,8 +595,7 @@ def _reconcile(ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str
 def _has_step(path: str, step: int) -> bool:
   if not os.path.exists(path):
     return False
-  with open(path, encoding="utf-8") as f:
-    return any(json.loads(line)["step"] == step for line in f if line.strip())
+  return any(row.get("step") == step for row in run_files.read_jsonl(path))
 
 
 def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:

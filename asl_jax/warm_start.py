@@ -11,17 +11,12 @@ import jax
 import numpy as np
 
 from asl_jax import config as config_lib
-from asl_jax import pretrained, restore
+from asl_jax import models, pretrained, restore
 from asl_jax.errors import ConfigError
 
 INIT_FILE = "init_from.json"
 # Fields that shape the parameters besides the model section: a difference makes their shapes differ.
 _SHAPING = ("features", "use_z")
-
-
-def _flat(tree) -> dict[str, object]:
-  return {"/".join(str(getattr(k, "key", k)) for k in path): v
-          for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _model_fields() -> list[str]:
@@ -35,7 +30,7 @@ def warm_start(config, params, glosses) -> tuple[dict, dict]:
   source = pretrained.resolve(config.init_from)
   src = restore.load_run(source)
   same_classes = tuple(src.glosses) == tuple(glosses)
-  theirs, ours = _flat(src.params), _flat(params)
+  theirs, ours = models.named_leaves(src.params), models.named_leaves(params)
   loaded, new, mismatched = [], [], []
   for name, value in ours.items():
     other = theirs.get(name)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from asl_jax import restore, run as run_lib, train, warm_start
+from asl_jax import models, restore, run as run_lib, train, warm_start
 from asl_jax.errors import ConfigError
 from conftest import tiny_config
 
@@ -60,7 +60,7 @@ def test_init_from_loads_the_encoder_and_a_new_classifier(tiny_data, tmp_path):
                                               jax.random.fold_in(jax.random.key(cfg.seed), 0)).params)
   params, report = warm_start.warm_start(cfg, fresh, setup.packed.split.glosses)
   assert not report["same_classes"] and sorted(report["new"]) == ["head/logits/bias", "head/logits/kernel"]
-  flat, theirs, init = warm_start._flat(params), warm_start._flat(trained.params), warm_start._flat(fresh)  # pylint: disable=protected-access
+  flat, theirs, init = (models.named_leaves(t) for t in (params, trained.params, fresh))
   for name in report["loaded"]:
     np.testing.assert_array_equal(flat[name], theirs[name])
   for name in report["new"]:

@@ -66,10 +66,12 @@ class Recognizer:
     """Compiles the forward pass now (a dummy sign), so the first real sign is not slowed by it."""
     self.classify(np.zeros((self.segmenter.min_len, self.dim), np.float32))
 
-  def classify(self, raw: np.ndarray) -> np.ndarray:
-    """(C,) class probabilities of one sign's raw frames (t, D), averaged over the runs."""
-    probs = [p.predict_clips([p.load_clip(raw, layout=self.layout)])[0] for p in self.predictors]
-    return np.mean(probs, 0)
+  def classify(self, raw: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """(C,) class probabilities of one sign's raw frames (t, D), averaged over the runs, and the first run's
+    prepared clip (for its signal warning)."""
+    clips = [p.load_clip(raw, layout=self.layout) for p in self.predictors]
+    probs = [p.predict_clips([c])[0] for p, c in zip(self.predictors, clips)]
+    return np.mean(probs, 0), clips[0]
 
   def push(self, frame: np.ndarray, arrived: float | None = None) -> list[dict]:
     """One frame (D,) -> the signs it completes (usually none). `arrived`: when the frame was captured
@@ -104,13 +106,13 @@ class Recognizer:
   def _result(self, start: int, end: int) -> dict:
     start, end = start + self._origin, end + self._origin
     raw = self.frames(start, end)
-    probs = self.classify(raw)
+    probs, clip = self.classify(raw)
     top = self.predictors[0].top_k(probs[None], self.top_k)[0]
     step, source_fps = self.frame_step, self.fps * self.frame_step
     first, last = start * step, end * step + step - 1
     row = {"start_frame": first, "end_frame": last, "start_s": round(first / source_fps, 3),
            "end_s": round((last + 1) / source_fps, 3), "top_k": top}
-    warning = predict_lib.signal_warning(self.predictors[0].load_clip(raw, layout=self.layout))
+    warning = predict_lib.signal_warning(clip)
     if warning is None and top[0]["prob"] < GUESS_BELOW:
       warning = f"low confidence ({top[0]['prob']:.2f} < {GUESS_BELOW}): the prediction is a guess"
     if warning:

@@ -33,6 +33,8 @@ class LandmarkSource:
   """A continuous landmark sequence (T, D) from a .npy file (or an array), frame by frame, as fast as the
   consumer takes them (`realtime=True`: paced at `fps`)."""
 
+  frame_step, display, keys = 1, False, ()  # every frame is one; no display, no key presses
+
   def __init__(self, path_or_array, fps: float, layout: str = "auto", realtime: bool = False):
     name = path_or_array if isinstance(path_or_array, str) else "landmarks"
     if isinstance(path_or_array, str):

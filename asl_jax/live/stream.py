@@ -6,6 +6,7 @@ stderr.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from typing import Sequence
@@ -51,8 +52,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
       say(f"note: {source.name} holds {source.layout} landmarks and the model was trained on {layout}; both "
           "become the same canonical points (parts a layout lacks count as undetected)")
     t0 = time.perf_counter()
-    recog = rec_lib.Recognizer(predictors, source.fps, config, source.layout, top_k,
-                               frame_step=getattr(source, "frame_step", 1))
+    recog = rec_lib.Recognizer(predictors, source.fps, config, source.layout, top_k, source.frame_step)
     say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
         f"{source.fps:g} fps")
     log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)
@@ -75,22 +75,16 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
         say(f"warning: frames {s['start_frame']}-{s['end_frame']}: {s['warning']}")
 
   try:
-    try:
-      for frame, arrived in source:
-        emit(recog.push(frame, arrived))
-        keys = getattr(source, "keys", None)
-        while keys:
-          key = keys.popleft()
-          if key == b"r":
-            recog.reset()
-          else:
-            emit(recog.finish())
-        if getattr(source, "display", False):
-          source.show({"state": "signing" if recog.segmenter.active else "waiting", "glosses": recent[-5:]})
-      emit(recog.finish())
-    except DataError:
-      status = "failed"
-      raise
+    for frame, arrived in source:
+      emit(recog.push(frame, arrived))
+      while source.keys:
+        if source.keys.popleft() == b"r":
+          recog.reset()
+        else:
+          emit(recog.finish())
+      if source.display:
+        source.show({"state": "signing" if recog.segmenter.active else "waiting", "glosses": recent[-5:]})
+    emit(recog.finish())
   except KeyboardInterrupt:
     status = "interrupted"
     log.write_files()
@@ -105,7 +99,6 @@ def recognize_with(predictors, landmarks, fps: float, config: seg_lib.SegmenterC
                    top_k: int = 5, frame_step: int = 1) -> dict:
   """`recognize` on a (T, D) landmark array with runs already restored (benchmarks, tests): no files, no
   output."""
-  import io  # pylint: disable=import-outside-toplevel
   source = sources.LandmarkSource(landmarks, fps)
   recog = rec_lib.Recognizer(predictors, fps, config, source.layout, top_k, frame_step)
   return _loop(source, recog, writers.SignLog(out=io.StringIO()), lambda m: None)

@@ -184,6 +184,12 @@ def count_params(params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
 
+def named_leaves(tree) -> dict[str, object]:
+  """{"head/logits/kernel": leaf} of a parameter tree (or of its checkpoint metadata), in tree order."""
+  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def example_batch(batch_size: int, frames: int, landmark_dim: int, visual_dim: int = 0,
                   visual_frames: int | None = None) -> dict[str, jnp.ndarray]:
   """A zero batch of the right shapes (for init and shape tracing)."""

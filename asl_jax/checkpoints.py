@@ -4,10 +4,16 @@
 Each checkpoint holds the TrainState pytree (parameters, optimiser state, step, running epoch sums) and a
 JSON dict (epoch, best value so far, ...). Orbax writes to a temporary directory and renames it when
 complete, so a process killed mid-save leaves the previous checkpoint restorable.
+
+After each save, `STEP/asl_jax_files.json` records every file's size and SHA-256; a read checks them first, so
+a damaged checkpoint is named before Orbax touches it (a failed Orbax read leaves TensorStore threads that
+print tracebacks of their own). A checkpoint without that file (older runs) is read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 
@@ -18,6 +24,54 @@ from asl_jax import models
 from asl_jax.errors import CheckpointError
 
 KINDS = ("latest", "best")
+DIGEST = "asl_jax_files.json"
+
+
+def _file_digests(step_dir: str) -> dict[str, list]:
+  """{relative path: [size, sha256]} of every file under `step_dir` but the digest file itself."""
+  out = {}
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel in (DIGEST, DIGEST + ".tmp"):
+        continue
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda f=f: f.read(1 << 20), b""):
+          h.update(block)
+      out[rel] = [os.path.getsize(path), h.hexdigest()]
+  return dict(sorted(out.items()))
+
+
+def write_digest(step_dir: str) -> None:
+  """Records the files of a finished checkpoint (atomically: a kill leaves no digest, i.e. an unchecked read)."""
+  tmp = os.path.join(step_dir, DIGEST + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(_file_digests(step_dir), f, indent=0)
+  os.replace(tmp, os.path.join(step_dir, DIGEST))
+
+
+def check_digest(step_dir: str) -> str | None:
+  """None when `step_dir`'s files match its digest (or it has none); else what differs, in a few words."""
+  path = os.path.join(step_dir, DIGEST)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      expected = json.load(f)
+    if not isinstance(expected, dict):
+      raise ValueError("not a dict")
+  except (OSError, ValueError) as e:
+    return f"its file list {DIGEST} is unreadable ({e})"
+  actual = _file_digests(step_dir)
+  missing = sorted(set(expected) - set(actual))
+  if missing:
+    return f"{len(missing)} file(s) missing, e.g. {missing[0]}"
+  changed = sorted(k for k in expected if list(expected[k]) != actual[k])
+  if changed:
+    return f"{len(changed)} file(s) changed since it was written, e.g. {changed[0]}"
+  return None
 
 
 def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
@@ -30,12 +84,13 @@ def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False)
   return ocp.CheckpointManager(path, options=options, item_names=("state", "info"))
 
 
-def _damaged(directory, step: int, error: Exception) -> str:
+def _damaged(directory, step: int, error: Exception | str) -> str:
   """One line for a checkpoint that cannot be read: which folder, the first line of the cause, what to do."""
   cause = (str(error).strip().splitlines() or [""])[0][:160]
+  if isinstance(error, Exception):
+    cause = f"{type(error).__name__}: {cause}"
   other = "best" if os.path.basename(str(directory)) == "latest" else "latest"
-  return (f"{directory}/{step}: cannot restore this checkpoint, it is damaged or incomplete ({type(error).__name__}: "
-          f"{cause}); use --checkpoint={other} or another step, or remove {directory}/{step} to fall back to the "
+  return (f"{directory}/{step}: cannot restore this checkpoint, it is damaged or incomplete ({cause}); use --checkpoint={other} or another step, or remove {directory}/{step} to fall back to the "
           "previous one")
 
 
@@ -47,12 +102,14 @@ class Checkpoints:
     if read_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
       raise CheckpointError(f"{workdir}: no checkpoints directory (train first, or check --workdir)")
     self.managers = {k: _manager(workdir, k, max_to_keep if k == "latest" else 1, read_only) for k in KINDS}
+    self._checked: set[tuple[str, int]] = set()
 
   def save(self, kind: str, step: int, state, info: dict) -> None:
     try:
       self.managers[kind].save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                               info=ocp.args.JsonSave(info)), force=True)
       self.managers[kind].wait_until_finished()
+      write_digest(os.path.join(str(self.managers[kind].directory), str(step)))
     except Exception as e:  # ENOSPC and friends arrive as OSError or as tensorstore's ValueError
       raise CheckpointError(f"{self.managers[kind].directory}: cannot write checkpoint at step {step} "
                             f"({type(e).__name__}: {e}); the previous checkpoint is intact") from None
@@ -71,6 +128,11 @@ class Checkpoints:
       raise CheckpointError(f"{mgr.directory}: no {kind} checkpoint to restore")
     if step not in mgr.all_steps():
       raise CheckpointError(f"{mgr.directory}: no checkpoint at step {step} (have {list(mgr.all_steps())})")
+    if (kind, step) not in self._checked:
+      problem = check_digest(os.path.join(str(mgr.directory), str(step)))
+      if problem:
+        raise CheckpointError(_damaged(mgr.directory, step, problem))
+      self._checked.add((kind, step))
     return step
 
   def restore(self, kind: str, abstract_state, step: int | None = None):

@@ -220,6 +220,7 @@ def evaluate_main(argv=None):
       _usage_error("give --workdir=DIR (--help lists the flags)")
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
+    print(f"evaluating {f.workdir} on its {f.split} split ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
     from asl_jax import evaluate, evaluation  # pylint: disable=import-outside-toplevel
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
@@ -270,6 +271,7 @@ def predict_main(argv=None):
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
+    print(f"loading {workdir} ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
                                  videos=videos)
     for row in rows:

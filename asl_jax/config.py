@@ -91,6 +91,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("epochs", 100, "training epochs"),
         Field("lr", 1e-4, "peak learning rate (AdamW)"),
         Field("weight_decay", 1e-4, "AdamW decoupled weight decay"),
+        Field("weight_decay_on", "all", "what the weight decay shrinks: all parameters (the seed's) or the "
+              "weight matrices only (no biases or LayerNorm scales)", ("all", "matrices")),
         Field("grad_clip", 1.0, "global gradient-norm clip (0: off)"),
         Field("warmup_epochs", 5, "linear warmup epochs before the cosine decay (clamped to epochs)"),
         Field("min_lr_ratio", 0.0, "the cosine decays to lr * min_lr_ratio"),

@@ -22,10 +22,27 @@ class AdamWState(NamedTuple):
   nu: optax.Params
 
 
+MATRIX_NAMES = ("kernel", "w_ih_", "w_hh_")  # Dense / conv kernels and the LSTM's input / recurrent matrices
+
+
+def is_matrix(path: str) -> bool:
+  """Whether the parameter at "a/b/name" is a weight matrix (decayed under weight_decay_on=matrices), not a
+  bias or a LayerNorm scale."""
+  return path.rsplit("/", 1)[-1].startswith(MATRIX_NAMES)
+
+
+def decay_mask(params) -> optax.Params:
+  """The tree of bools `is_matrix` of every parameter (optax's `mask` convention)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: is_matrix("/".join(str(getattr(k, "key", k)) for k in path)), params)
+
+
 def clipped_adamw(learning_rate: optax.ScalarOrSchedule, max_norm: float = 1.0, b1: float = 0.9,
-                  b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-4) -> optax.GradientTransformation:
-  """optax.chain(clip_by_global_norm(max_norm), adamw(...)) in one pass per parameter tensor;
-  max_norm <= 0: no clipping."""
+                  b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-4,
+                  mask=None) -> optax.GradientTransformation:
+  """optax.chain(clip_by_global_norm(max_norm), adamw(..., mask=mask)) in one pass per parameter tensor;
+  max_norm <= 0: no clipping; `mask` (a function of the parameters giving a tree of bools, or None: every
+  parameter) says which parameters are decayed."""
 
   def init(params):
     zeros = lambda p: jnp.zeros_like(p)  # noqa: E731
@@ -44,16 +61,19 @@ def clipped_adamw(learning_rate: optax.ScalarOrSchedule, max_norm: float = 1.0, 
     c1 = 1 - b1 ** count.astype(jnp.float32)
     c2 = 1 - b2 ** count.astype(jnp.float32)
 
-    def one(g, mu, nu, p):
+    def one(g, mu, nu, p, decayed):
       g = g * scale.astype(g.dtype)
       mu = b1 * mu + (1 - b1) * g
       nu = b2 * nu + (1 - b2) * g * g
-      step = (mu / c1) / (jnp.sqrt(nu / c2) + eps) + weight_decay * p
+      step = (mu / c1) / (jnp.sqrt(nu / c2) + eps)
+      if decayed:
+        step = step + weight_decay * p
       return (-lr * step).astype(p.dtype), mu, nu
 
     treedef = jax.tree.structure(grads)
+    decayed = treedef.flatten_up_to(mask(params)) if mask is not None else [True] * treedef.num_leaves
     out = [one(*leaves) for leaves in zip(*(treedef.flatten_up_to(t) for t in (grads, state.mu, state.nu,
-                                                                              params)))]
+                                                                              params)), decayed)]
     updates, mu, nu = (treedef.unflatten(col) for col in zip(*out))
     return updates, AdamWState(count, mu, nu)
 

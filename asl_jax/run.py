@@ -67,8 +67,10 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(config, schedule) -> optax.GradientTransformation:
-  """AdamW with global-norm clipping (the seed's), fused into one pass per parameter (asl_jax.optim)."""
-  return optim.clipped_adamw(schedule, config.grad_clip, weight_decay=config.weight_decay)
+  """AdamW with global-norm clipping (the seed's), fused into one pass per parameter (asl_jax.optim); with
+  weight_decay_on=matrices the decay skips biases and LayerNorm scales."""
+  mask = optim.decay_mask if config.get("weight_decay_on", "all") == "matrices" else None
+  return optim.clipped_adamw(schedule, config.grad_clip, weight_decay=config.weight_decay, mask=mask)
 
 
 @dataclasses.dataclass

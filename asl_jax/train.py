@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 
 import jax
@@ -111,7 +112,7 @@ class _StopFlag:
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     if self.requested:  # a second Ctrl-C / SIGTERM: leave now, without saving
-      print(f"{signal.Signals(signum).name} again: exiting without saving", flush=True)
+      print(f"{signal.Signals(signum).name} again: exiting without saving", file=sys.stderr, flush=True)
       raise SystemExit(128 + signum)
     self.requested = True
     self.signum = signum
@@ -628,6 +629,6 @@ def _log_epoch(path: str, writer, row: dict) -> None:
 
 
 def _say(is_main: bool, message: str) -> None:
-  """A user-facing progress line (main process only)."""
+  """A user-facing progress line (main process only), on stderr: stdout holds the results alone."""
   if is_main:
-    print(message, flush=True)
+    print(message, file=sys.stderr, flush=True)

@@ -1,11 +1,23 @@
 """Shared fixtures: tiny synthetic WLASL-shaped data dirs built by the tests themselves."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
-import pytest
+# One XLA compilation cache for the session, this process and every CLI subprocess the tests start: the
+# same tiny models are compiled by many tests (a hit skips XLA, not tracing, so what is tested is unchanged).
+# Set before JAX is imported; a fresh directory per session keeps the runs independent of each other.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="asl_jax_test_xla_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-from asl_jax.config import default_config
-from asl_jax.data.synthetic import make_synthetic
+import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+from asl_jax.config import default_config  # noqa: E402  pylint: disable=wrong-import-position
+from asl_jax.data.synthetic import make_synthetic  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The workplace's shared data (read-only, never copied): beside the checkout, or named by $ASL_JAX_SHARED_DATA.

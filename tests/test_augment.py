@@ -78,6 +78,9 @@ def test_flip_twice_is_identity_and_swaps_hands():
   parts = jnp.asarray(np.array([[[True, False, True, True]] * 4] * 2))
   fp, fparts = augment.flip(jax.random.key(0), pts, parts, 1.0)
   np.testing.assert_allclose(fp[:, :, 21:42, 0], -pts[:, :, 0:21, 0])
+  # Every point lands on its mirror partner (tests/test_layouts.py checks the partners), x negated only.
+  mirrored = np.asarray(pts)[:, :, layouts.FLIP_POINTS] * np.array([-1.0, 1.0, 1.0], np.float32)
+  np.testing.assert_allclose(np.asarray(fp), mirrored)
   assert fparts[0, 0].tolist() == [False, True, True, True]
   back, bparts = augment.flip(jax.random.key(1), fp, fparts, 1.0)
   np.testing.assert_allclose(back, pts)

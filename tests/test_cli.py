@@ -77,14 +77,15 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
           "--config.progress_bar=False", "--config.batch_size=8", "--config.cache_dir=none"]
   out = _script("train.py", *args)
   assert out.returncode == 0, out.stderr[-2000:]
-  assert "note: warmup_epochs=10 is more than epochs=2" in out.stdout
-  # What the user sees while nothing else would print: loading, compiling, the first validation and save, test.
+  assert "note: warmup_epochs=10 is more than epochs=2" in out.stderr
+  # What the user sees while nothing else would print: loading, compiling, the first validation and save, test;
+  # on stderr, so stdout holds the results alone (the test table, the report's path and the next commands).
   for said in ("loading the data: ", "compiling the train step", "compiled the train step in ",
                "validating on ", "saving checkpoints to ", "testing the best checkpoint (epoch "):
-    assert said in out.stdout, said
+    assert said in out.stderr and said not in out.stdout, said
   rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
   assert [r["epoch"] for r in rows] == [1, 2]
-  assert "epoch 1: " in out.stdout and "epoch 2: " in out.stdout and "epoch 0" not in out.stdout
+  assert "epoch 1: " in out.stderr and "epoch 2: " in out.stderr and "epoch 0" not in out.stderr
   assert "per-instance" in out.stdout and f"report: {wd}/eval_test/report.json" in out.stdout
   # Every printed command runs as pasted into a fresh shell elsewhere, with no environment activated.
   printed = [line.split("    #")[0].strip() for line in out.stdout.split("next:\n", 1)[1].splitlines()]
@@ -99,8 +100,8 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
   again = _script("train.py", *args)
   assert again.returncode == 0, again.stderr[-2000:]
   assert f"this run is finished (2 epochs, best epoch {best['epoch']}); its test report: {wd}/eval_test/report.json" \
-      in again.stdout
-  assert "epoch 1: " not in again.stdout
+      in again.stderr
+  assert "epoch 1: " not in again.stderr
   assert [json.loads(l) for l in open(wd / "metrics.jsonl")] == rows
 
 

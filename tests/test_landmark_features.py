@@ -128,3 +128,4 @@ def test_flip_view_mirrors_x_and_swaps_hands():
   b = np.asarray(flipped["landmarks"])[..., :162].reshape(2, 6, 54, 3)
   np.testing.assert_allclose(b[:, :, 21:42, 0], -a[:, :, 0:21, 0])
   np.testing.assert_allclose(b[:, :, 0:21, 1:], a[:, :, 21:42, 1:])
+  np.testing.assert_allclose(b, a[:, :, layouts.FLIP_POINTS] * np.array([-1.0, 1.0, 1.0]), atol=1e-6)  # every point

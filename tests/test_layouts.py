@@ -88,5 +88,11 @@ def test_normalize_without_pose_falls_back_to_hands():
 def test_flip_permutation_is_an_involution_swapping_sides():
   perm = layouts.FLIP_POINTS
   np.testing.assert_array_equal(perm[perm], np.arange(54))
-  assert perm[0] == 21 and perm[42] == 43 and perm[53] == 52
+  # Every point, from MediaPipe's numbering: hand point j <-> the other hand's j; canonical pose point
+  # 42 + i is MediaPipe pose 11 + i, whose mirror is its left/right partner (odd <-> next even).
+  expected = [j + 21 for j in range(21)] + list(range(21))
+  for i in range(12):
+    pose = 11 + i
+    expected.append(42 + (pose + 1 if pose % 2 else pose - 1) - 11)
+  np.testing.assert_array_equal(perm, expected)
   np.testing.assert_array_equal(layouts.FLIP_PARTS[layouts.FLIP_PARTS], np.arange(4))

@@ -68,11 +68,17 @@ def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype, mixup_prob):
 
 def test_determinism_and_seed(tiny_data, tmp_path):
   runs = {}
-  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-    train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False), str(tmp_path / name))
+  for name, seed, mixup in (("a", 1, 0.0), ("b", 1, 0.0), ("c", 2, 0.0), ("m", 1, 1.0)):
+    train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False, mixup_prob=mixup),
+                             str(tmp_path / name))
     runs[name] = _rows(tmp_path / name)
   assert runs["a"] == runs["b"]
   assert runs["a"] != runs["c"]
+  # Mixup draws from a key of its own, so it is the only difference between "a" and "m": a run that ignored
+  # mixup_prob would log exactly the same training losses.
+  assert len(runs["m"]) == len(runs["a"])
+  for a, m in zip(runs["a"], runs["m"]):
+    assert abs(m["train_loss"] - a["train_loss"]) > 1e-3
 
 
 def test_class_weights_start_epoch_defers_the_weights(tiny_data, tmp_path):
@@ -110,7 +116,7 @@ def test_eight_devices_match_one(tiny_data, tmp_path):
                      epochs=2, evaluate_test=False)
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert f"{n} device(s)" in out.stdout
+    assert f"{n} device(s)" in out.stderr
     losses[n] = _rows(tmp_path / f"d{n}")
   for r1, r8 in zip(losses[1], losses[8]):
     for k in ("train_loss", "train_top1", "val_loss", "val_top1", "val_class_top5"):
@@ -154,12 +160,12 @@ def test_killed_run_resumes_exactly(tiny_data, tmp_path, sig, uninterrupted):
     assert proc.returncode == -signal.SIGKILL
   else:
     assert proc.returncode == 128 + sig, err[-2000:]
-    assert f"{signal.Signals(sig).name}: saved a checkpoint at step" in out and "rerun the same command" in out
+    assert f"{signal.Signals(sig).name}: saved a checkpoint at step" in err and "rerun the same command" in err
     assert "Traceback" not in err
   assert len(_rows(tmp_path / "killed")) < 8
   done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "resuming from step" in done.stdout
+  assert "resuming from step" in done.stderr
   assert _rows(tmp_path / "killed") == uninterrupted
 
 

@@ -25,7 +25,7 @@ def test_epochs_grow_on_a_finished_run(tiny_data, tmp_path, capsys):
   out = train.train_and_evaluate(longer, wd)
   rows = _rows(wd)
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[:2] == first
-  assert "epochs 2 -> 4: continuing from epoch 2" in capsys.readouterr().out
+  assert "epochs 2 -> 4: continuing from epoch 2" in capsys.readouterr().err
   steps = rows[0]["step"]
   schedule = run_lib.make_schedule(longer, steps)
   for r in rows[2:]:  # the 4-epoch plan's learning rate from the resumed step on

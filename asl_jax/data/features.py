@@ -84,13 +84,13 @@ class DimCheck:
 
 
 def check_dims(paths: Sequence[str], kind: str, expected: int | None = None,
-               metadata_dir: str | None = None) -> DimCheck:
+               metadata_dir: str | None = None, field: str = "") -> DimCheck:
   """Reads every header and decides the feature dimension.
 
   The dimension is `expected` when given, else `extraction_metadata.json`'s `feature_dim`, else the
   one all files agree on. Files with another dimension, another ndim, zero frames or an unreadable
   header are returned in `bad`; when there is no expected dimension and files disagree, raises with the
-  list of shapes.
+  list of shapes, naming the config `field` that sets the dimension (e.g. "landmark_layout=seed162").
   """
   meta_dim = read_metadata_dim(metadata_dir) if metadata_dir else None
   if expected and meta_dim and expected != meta_dim:
@@ -104,7 +104,8 @@ def check_dims(paths: Sequence[str], kind: str, expected: int | None = None,
     if len(dims) > 1:
       listing = _format_listing([(p, s) for p, s in shapes.items() if len(s) == 2], dims)
       raise DataError(f"{kind} files disagree on the feature dimension {dict(dims)}; "
-                      f"set the dimension in the config or fix these files:\n{listing}")
+                      f"set config.{field or 'the dimension'} to the one to use (the others are then reported as "
+                      f"bad files) or fix these files:\n{listing}")
     target = next(iter(dims)) if dims else None
   if target is None:
     raise DataError(f"no valid {kind} files to infer the feature dimension from")

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from typing import Sequence
 
@@ -199,9 +200,15 @@ def _remove_stale_temps(root: str) -> None:
 
 def _save_cache(path: str, packed: Packed) -> None:
   parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  _remove_stale_temps(parent)
-  tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=parent)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale_temps(parent)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=parent)
+  except OSError as e:  # an unwritable cache: the run goes on without it
+    print(f"warning: cannot write the packed-data cache in {parent} ({e.strerror or e}); continuing without it. "
+          "Set config.cache_dir=none to switch the cache off, or cache_dir=DIR (or $ASL_JAX_CACHE) to put it "
+          "elsewhere", file=sys.stderr, flush=True)
+    return
   try:
     for name in _ARRAYS:
       arr = getattr(packed, name)
@@ -214,7 +221,9 @@ def _save_cache(path: str, packed: Packed) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and os.path.isdir(path):
       return  # another process packed the same data first: its entry is as good as ours
-    logging.warning("could not write the packed-data cache %s: %s", path, e)
+    print(f"warning: could not write the packed-data cache {path} ({e.strerror or e}); continuing without it. "
+          "Set config.cache_dir=none to switch the cache off, or cache_dir=DIR to put it elsewhere",
+          file=sys.stderr, flush=True)
 
 
 def _load_cache(path: str, split: splits_lib.Split) -> Packed | None:
@@ -329,8 +338,8 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
                     "e.g. {id}.npy)")
   wrong = {}
 
-  def check(paths, kind, expected, meta_dir):
-    result = features_lib.check_dims(paths, kind, expected, meta_dir)
+  def check(paths, kind, expected, meta_dir, field):
+    result = features_lib.check_dims(paths, kind, expected, meta_dir, field)
     if result.bad and spec.on_bad_file != "skip":
       raise DataError(features_lib.describe_bad(result.bad, result.dim, kind)
                       + "\n(set on_bad_file=skip to drop them with a report)")
@@ -338,13 +347,13 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
 
   expected_lm = layouts.LAYOUT_DIMS.get(spec.landmark_layout)
   lm, wrong_lm = check([spec.landmark_file(e.video_id) for e in candidates], "landmark",
-                       expected_lm, lm_dir)
+                       expected_lm, lm_dir, "landmark_layout (" + ", ".join(layouts.LAYOUT_DIMS) + ")")
   wrong.update(wrong_lm)
   layout = layouts.layout_for_dim(lm.dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
   vis_dim = vis_frames = 0
   if vis_dir:
     vis, wrong_vis = check([spec.visual_file(e.video_id) for e in candidates], "visual",
-                           spec.gemma_feature_dim or None, vis_dir)
+                           spec.gemma_feature_dim or None, vis_dir, "gemma_feature_dim")
     vis_dim, vis_frames = vis.dim, min(spec.max_frames, vis.max_len)
     wrong.update(wrong_vis)
   return _Formats(layout, lm.dim, vis_dim, vis_frames, wrong)

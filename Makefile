@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py --data_dir demo_data --workdir demo_run
 
 test: $(DEV_STAMP) $(EXTRACT_STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
 	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
 
 clean:

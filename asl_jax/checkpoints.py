@@ -45,7 +45,10 @@ def _file_digests(step_dir: str) -> dict[str, list]:
 
 
 def write_digest(step_dir: str) -> None:
-  """Records the files of a finished checkpoint (atomically: a kill leaves no digest, i.e. an unchecked read)."""
+  """Records the files of a finished checkpoint (atomically: a kill leaves no digest, i.e. an unchecked read).
+  The main process only, in a multi-process run (they share the directory)."""
+  if jax.process_index() != 0:
+    return
   tmp = os.path.join(step_dir, DIGEST + ".tmp")
   with open(tmp, "w") as f:
     json.dump(_file_digests(step_dir), f, indent=0)

@@ -16,11 +16,9 @@ from conftest import REPO, tiny_config
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from fusion import nearest_centroid  # noqa: E402  pylint: disable=wrong-import-position
 
-# The recommended hybrid settings (configs/nslt_*.py), on a small fast model; lighter input dropout and
-# noise on the visual features than the configs' 0.5 / 1.0, which underfit the linear visual stream in this
-# 360-step run (visual-only test top-1 0.37 vs 0.47 here; on the 100-class benchmark set, 670 steps, val
-# top-1 53.3 vs 51.8 % the other way round).
-HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.2, feature_noise=0.3,
+# The recommended hybrid settings (configs/nslt_*.py: visual dropout 0.5, feature noise 1.0), on a small
+# fast model.
+HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.5, feature_noise=1.0,
               aux_loss_weight=0.5, modality_dropout=0.2,
               fusion_residual=True, fit_head_weights=True)
 
@@ -28,7 +26,7 @@ HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.
 @pytest.fixture(scope="module")
 def weak(tmp_path_factory):
   data = make_synthetic(str(tmp_path_factory.mktemp("weak")), num_classes=12, seed=0, with_visual=True,
-                        train_scale=0.8, visual_strength=0.05)
+                        train_scale=0.8, visual_strength=0.05, test_scale=4)  # ~120 test clips: a point is a clip
   return data, nearest_centroid(data)
 
 
@@ -47,9 +45,9 @@ def _accuracy(data, workdir, **overrides):
 
 
 def _tolerance() -> float:
-  """One point, or one test clip where a point is less than a clip (30 test clips here: a point would
-  demand zero differences; benchmarks/fusion.py checks the one-point bound on 135 clips)."""
-  return max(0.01, 1.0 / _accuracy.n_test) + 1e-9
+  """One point (about one test clip here)."""
+  assert _accuracy.n_test >= 100, _accuracy.n_test
+  return 0.01 + 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +69,9 @@ def test_visual_stream_reaches_the_nearest_centroid_floor(weak, singles):
   assert singles["landmarks"] >= 0.9
 
 
-@pytest.mark.parametrize("fusion", ["concat", "attention", "gated"])
+# The recommended fusion (concat, every config's); attention and gated fusion are held to the same bound by
+# `python benchmarks/fusion.py` (135 test clips, 3 seeds), which is too long for the suite.
+@pytest.mark.parametrize("fusion", ["concat"])
 def test_fusion_never_costs_more_than_a_point(weak, singles, fusion, tmp_path):
   data, _ = weak
   fused = _accuracy(data, tmp_path / fusion, gemma_features_dir=data["gemma_features_dir"], fusion_type=fusion)

@@ -117,6 +117,7 @@ def test_landmark_files_of_two_sizes_name_the_field_to_set(small_data, tmp_path)
   import shutil  # pylint: disable=import-outside-toplevel
   d = tmp_path / "data"
   shutil.copytree(small_data["data_dir"], d)
+  (d / "landmarks" / "extraction_metadata.json").unlink()  # no recorded dimension to go by
   first = sorted((d / "landmarks").iterdir())[0]
   np.save(first, np.zeros((20, 170), np.float32))  # one clip in the holistic170 layout among seed162 ones
   out = _script("train.py", *_train_args({**small_data, "data_dir": str(d)}, tmp_path / "two"))

@@ -42,7 +42,8 @@ def test_two_processes_match_one(tiny_data, tmp_path):
   outs = [p.communicate(timeout=300) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
-  assert "2 device(s)" in outs[0][0]  # the global mesh spans both processes
+  assert "2 device(s)" in outs[0][1]  # the global mesh spans both processes (progress is on stderr)
+  assert "epoch 1: " in outs[0][1] and "epoch 1: " not in outs[1][1]  # one process reports
   # Process 1 prints nothing of its own (progress, table and next steps are process 0's); the collective
   # library may announce its connection.
   assert not [line for line in outs[1][0].splitlines() if line.strip() and not line.startswith("[Gloo]")]

@@ -123,7 +123,10 @@ def test_cli_bad_input(tiny_data, tmp_path, case):
   assert out.returncode == 1, out.stderr[-1500:]
   err = out.stderr.strip()
   assert "Traceback" not in err
-  assert err.startswith("error: ") and expected in err and named in err
+  # Progress lines ("loading the data: ...") may come first; then the one error (its file listing below it).
+  assert sum(line.startswith("error: ") for line in err.splitlines()) == 1, err[-1500:]
+  error = err[err.index("error: "):]
+  assert expected in error and named in error
   assert not workdir.exists()  # nothing half-written
 
 

@@ -148,11 +148,14 @@ def _visual(projection: np.ndarray, class_code: np.ndarray, clip: np.ndarray, rn
 
 
 def make_synthetic(out_dir: str, num_classes: int = 50, seed: int = 0, with_visual: bool = False,
-                   train_scale: float = 1.0, split_name: str | None = None, visual_strength: float = 1.0) -> dict:
+                   train_scale: float = 1.0, split_name: str | None = None, visual_strength: float = 1.0,
+                   test_scale: float = 1.0) -> dict:
   """Writes a synthetic WLASL-shaped data dir; returns a summary (paths and split sizes).
 
   Args:
     train_scale: multiplies the per-class train counts (val / test follow), for tiny test sets.
+    test_scale: multiplies the val and test counts again (more evaluation clips for the same training cost,
+      so that one clip is less than a point).
     visual_strength: how much class signal the visual features carry (1: a strong one, the default; 0.1:
       a weak per-frame signal like frozen image features of a signer, where a nearest-centroid classifier
       on time-pooled features gets far less than the landmarks; 0: none). With visual features, every
@@ -174,7 +177,8 @@ def make_synthetic(out_dir: str, num_classes: int = 50, seed: int = 0, with_visu
   n_train = np.maximum(1, np.round(train_counts(num_classes, rng) * train_scale)).astype(int)
   split, vid = {}, 0
   for c in range(num_classes):
-    counts = {"train": n_train[c], "val": max(1, round(0.26 * n_train[c])), "test": max(1, round(0.21 * n_train[c]))}
+    counts = {"train": n_train[c], "val": max(1, round(0.26 * test_scale * n_train[c])),
+              "test": max(1, round(0.21 * test_scale * n_train[c]))}
     for subset, n in counts.items():
       for _ in range(n):
         vid += 1

@@ -27,6 +27,19 @@ KINDS = ("latest", "best")
 DIGEST = "asl_jax_files.json"
 
 
+class _QuietOrbaxReads(logging.Filter):
+  """Drops Orbax's absl warnings about metadata that these checkpoints do not write (every read of a
+  Composite checkpoint would print two lines that ask nothing of the user)."""
+
+  NOISE = ("Metadata file does not exist", "Failed to get item metadata")
+
+  def filter(self, record):
+    return not str(record.msg).startswith(self.NOISE)
+
+
+logging.getLogger("absl").addFilter(_QuietOrbaxReads())
+
+
 def _file_digests(step_dir: str) -> dict[str, list]:
   """{relative path: [size, sha256]} of every file under `step_dir` but the digest file itself."""
   out = {}

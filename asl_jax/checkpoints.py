@@ -106,8 +106,8 @@ def _damaged(directory, step: int, error: Exception | str) -> str:
   if isinstance(error, Exception):
     cause = f"{type(error).__name__}: {cause}"
   other = "best" if os.path.basename(str(directory)) == "latest" else "latest"
-  return (f"{directory}/{step}: cannot restore this checkpoint, it is damaged or incomplete ({cause}); use --checkpoint={other} or another step, or remove {directory}/{step} to fall back to the "
-          "previous one")
+  return (f"{directory}/{step}: cannot restore this checkpoint, it is damaged or incomplete ({cause}); use "
+          f"--checkpoint={other} or another step, or remove {directory}/{step} to fall back to the previous one")
 
 
 class Checkpoints:

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from asl_jax import models
+
 
 class AdamWState(NamedTuple):
   count: jnp.ndarray  # int32 steps taken; the schedule is evaluated at the count before the step
@@ -33,8 +35,7 @@ def is_matrix(path: str) -> bool:
 
 def decay_mask(params) -> optax.Params:
   """The tree of bools `is_matrix` of every parameter (optax's `mask` convention)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: is_matrix("/".join(str(getattr(k, "key", k)) for k in path)), params)
+  return jax.tree.structure(params).unflatten([is_matrix(path) for path in models.named_leaves(params)])
 
 
 def clipped_adamw(learning_rate: optax.ScalarOrSchedule, max_norm: float = 1.0, b1: float = 0.9,

@@ -205,9 +205,7 @@ def _save_cache(path: str, packed: Packed) -> None:
     _remove_stale_temps(parent)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=parent)
   except OSError as e:  # an unwritable cache: the run goes on without it
-    print(f"warning: cannot write the packed-data cache in {parent} ({e.strerror or e}); continuing without it. "
-          "Set config.cache_dir=none to switch the cache off, or cache_dir=DIR (or $ASL_JAX_CACHE) to put it "
-          "elsewhere", file=sys.stderr, flush=True)
+    _warn_uncached(f"cannot write the packed-data cache in {parent}", e)
     return
   try:
     for name in _ARRAYS:
@@ -221,9 +219,12 @@ def _save_cache(path: str, packed: Packed) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and os.path.isdir(path):
       return  # another process packed the same data first: its entry is as good as ours
-    print(f"warning: could not write the packed-data cache {path} ({e.strerror or e}); continuing without it. "
-          "Set config.cache_dir=none to switch the cache off, or cache_dir=DIR to put it elsewhere",
-          file=sys.stderr, flush=True)
+    _warn_uncached(f"could not write the packed-data cache {path}", e)
+
+
+def _warn_uncached(what: str, error: OSError) -> None:
+  print(f"warning: {what} ({error.strerror or error}); continuing without it. Set config.cache_dir=none to "
+        "switch the cache off, or cache_dir=DIR (or $ASL_JAX_CACHE) to put it elsewhere", file=sys.stderr, flush=True)
 
 
 def _load_cache(path: str, split: splits_lib.Split) -> Packed | None:

@@ -90,12 +90,13 @@ def check_digest(step_dir: str) -> str | None:
   return None
 
 
-def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+def _manager(workdir: str, kind: str, max_to_keep: int, read_only: bool = False,
+             async_saves: bool = False) -> ocp.CheckpointManager:
   path = os.path.abspath(os.path.join(workdir, "checkpoints", kind))
   if read_only:
     options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
   else:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False,
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_saves,
                                            cleanup_tmp_directories=True)
   return ocp.CheckpointManager(path, options=options, item_names=("state", "info"))
 
@@ -111,24 +112,55 @@ def _damaged(directory, step: int, error: Exception | str) -> str:
 
 
 class Checkpoints:
-  """The latest and best checkpoint managers of one workdir."""
+  """The latest and best checkpoint managers of one workdir.
 
-  def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
+  With `async_saves`, `save` returns once the arrays are copied off the devices and Orbax writes them in the
+  background (still into a temporary folder renamed when complete); the digest of a save is written when
+  it has finished, before the next save of that kind, a read of that kind, or `close`. A write that fails in
+  the background is reported (CheckpointError) at that point."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False, async_saves: bool = False):
     self.workdir = workdir
     if read_only and not os.path.isdir(os.path.join(workdir, "checkpoints")):
       raise CheckpointError(f"{workdir}: no checkpoints directory (train first, or check --workdir)")
-    self.managers = {k: _manager(workdir, k, max_to_keep if k == "latest" else 1, read_only) for k in KINDS}
+    self.managers = {k: _manager(workdir, k, max_to_keep if k == "latest" else 1, read_only, async_saves)
+                     for k in KINDS}
     self._checked: set[tuple[str, int]] = set()
+    self.async_saves = async_saves and not read_only
+    self._pending: dict[str, int] = {}  # kind -> step saved in the background, its digest not yet written
 
   def save(self, kind: str, step: int, state, info: dict) -> None:
+    """Saves `state` (any pytree: the TrainState in latest, the inference weights in best) and `info`."""
+    self.wait(kind)
     try:
       self.managers[kind].save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                               info=ocp.args.JsonSave(info)), force=True)
-      self.managers[kind].wait_until_finished()
-      write_digest(os.path.join(str(self.managers[kind].directory), str(step)))
     except Exception as e:  # ENOSPC and friends arrive as OSError or as tensorstore's ValueError
-      raise CheckpointError(f"{self.managers[kind].directory}: cannot write checkpoint at step {step} "
-                            f"({type(e).__name__}: {e}); the previous checkpoint is intact") from None
+      raise self._write_error(kind, step, e) from None
+    self._pending[kind] = step
+    if not self.async_saves:
+      self.wait(kind)
+
+  def wait(self, kind: str | None = None) -> None:
+    """Waits for the background save of `kind` (default: both) and writes its digest."""
+    for k in KINDS if kind is None else (kind,):
+      step = self._pending.pop(k, None)
+      if step is None:
+        continue
+      try:
+        self.managers[k].wait_until_finished()
+        write_digest(os.path.join(str(self.managers[k].directory), str(step)))
+      except Exception as e:  # pylint: disable=broad-except  (a background write that failed)
+        raise self._write_error(k, step, e) from None
+
+  def _write_error(self, kind: str, step: int, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{self.managers[kind].directory}: cannot write checkpoint at step {step} "
+                           f"({type(e).__name__}: {e}); the previous checkpoint is intact")
+
+  def delete(self, kind: str, step: int) -> None:
+    """Removes one checkpoint (a best newer than the latest a run resumes from: the run writes it again)."""
+    self.wait(kind)
+    self.managers[kind].delete(step)
 
   def latest_step(self, kind: str = "latest") -> int | None:
     return self.managers[kind].latest_step()
@@ -138,6 +170,7 @@ class Checkpoints:
 
   def _existing_step(self, kind: str, step: int | None) -> int:
     """`step`, or the newest step of `kind` when None; a missing one is a CheckpointError."""
+    self.wait(kind)
     mgr = self.managers[kind]
     step = mgr.latest_step() if step is None else step
     if step is None:
@@ -166,15 +199,18 @@ class Checkpoints:
 
   def restore_subtree(self, kind: str, name: str, abstract, step: int | None = None):
     """(one field of the saved TrainState, e.g. its `params`, step): reads that subtree alone (no optimiser
-    moments), for inference."""
-    mgr = self.managers[kind]
+    moments), for inference. `abstract`: arrays or ShapeDtypeStructs (their shardings are the targets)."""
     step = self._existing_step(kind, step)
+    # A reader of its own: a manager that saved this kind has bound its items to StandardSave / Restore.
+    mgr = _manager(self.workdir, kind, 1, read_only=True)
     try:
-      item = {name: abstract}
+      item = {name: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract)}
       restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
           item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
     except Exception as e:  # a corrupt or incompatible checkpoint: one message, not Orbax internals
       raise CheckpointError(_damaged(mgr.directory, step, e)) from None
+    finally:
+      mgr.close()
     return restored["state"][name], int(step)
 
   def param_shapes(self, kind: str, name: str, step: int | None = None) -> dict[str, tuple] | None:
@@ -189,5 +225,8 @@ class Checkpoints:
       return None
 
   def close(self) -> None:
-    for m in self.managers.values():
-      m.close()
+    try:
+      self.wait()
+    finally:
+      for m in self.managers.values():
+        m.close()

@@ -130,11 +130,19 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("mixup_alpha", 0.4, "mixup: the blend weight lambda ~ Beta(alpha, alpha), folded to >= 0.5"),
     ),
     "run": (
-        Field("eval_batch_size", 256, "batch size of validation and evaluation"),
+        Field("eval_batch_size", 0, "batch size of validation and evaluation (0: the larger of the val and test "
+              "splits rounded up to a multiple of 8, at most 256, in training; 256 elsewhere)"),
         Field("tta_flip", False, "evaluation and prediction average the clip and its mirror image"),
         Field("best_metric", "val_top1", "the metric that picks the best checkpoint (higher is better except "
               "val_loss)", tuple(f"val_{m}" for m in METRICS)),
         Field("max_to_keep", 2, "latest checkpoints kept"),
+        Field("checkpoint_every", 1, "epochs between saves of the latest checkpoint (the last epoch, a new best "
+              "and a SIGTERM / Ctrl-C always save; a kill -9 can cost up to this many epochs)"),
+        Field("async_checkpoints", True, "checkpoints are written in the background while the next epoch trains"),
+        Field("best_checkpoint", "weights", "what the best checkpoint holds: the weights inference reads, or the "
+              "whole training state (optimiser moments too: 4x the bytes)", ("weights", "state")),
+        Field("eval_every", 1, "epochs between validations (the last epoch is always validated; the best "
+              "checkpoint is chosen among the validated epochs)"),
         Field("log_every", 50, "steps between progress-bar refreshes (each one waits for the device)"),
         Field("progress_bar", True, "show a progress bar per epoch"),
         Field("evaluate_test", True, "evaluate the best checkpoint on the test split at the end"),
@@ -205,6 +213,7 @@ def closest_field(name: str) -> str | None:
 RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
+    "checkpoint_every", "async_checkpoints", "best_checkpoint",
     "gemma_features_dir", "fit_head_weights",
     "epochs",  # may grow on a finished or interrupted run (train._check_epochs): the schedule is re-planned
 })
@@ -215,13 +224,16 @@ def validate(config) -> None:
   for field, choices in CHOICES.items():
     if config[field] not in choices:
       raise ConfigError(f"config.{field}={config[field]!r}: expected one of {list(choices)}")
-  for field in ("batch_size", "epochs", "num_frames", "max_frames", "hidden_dim", "eval_batch_size"):
+  for field in ("batch_size", "epochs", "num_frames", "max_frames", "hidden_dim", "checkpoint_every",
+                "eval_every", "max_to_keep"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")
   try:
     parse_blocks(config.features)
   except ValueError as e:
     raise ConfigError(f"config.{e}") from None
+  if config.eval_batch_size < 0:
+    raise ConfigError(f"config.eval_batch_size={config.eval_batch_size}: must be >= 1, or 0 for automatic")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f"config.ema_decay={config.ema_decay}: must be in [0, 1)")
   for field in ("conv_kernel", "conv_layers"):

@@ -16,6 +16,9 @@ from asl_jax import config as config_lib
 from asl_jax.sharding import DataParallel
 
 
+EVAL_BATCH = 256  # config.eval_batch_size=0 outside training
+
+
 class Evaluator:
   """Logits -> ranked top-k predictions and loss terms for every clip of a DeviceData."""
 
@@ -44,7 +47,7 @@ class Evaluator:
   @classmethod
   def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
                   visual_norm=None):
-    return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size, class_weights,
+    return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size or EVAL_BATCH, class_weights,
                config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
                bool(config.get("tta_flip", False)), visual_norm)
 

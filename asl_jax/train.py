@@ -258,15 +258,17 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
     if is_main:
       atomic.write_json(os.path.join(workdir, warm_start.INIT_FILE), report)
     _say(is_main, warm_start.init_summary(report))
-  ckpt = Checkpoints(workdir, config.max_to_keep)
+  ckpt = Checkpoints(workdir, config.max_to_keep, async_saves=config.async_checkpoints)
   try:
-    state, info = _reconcile(ckpt, state, setup.steps_per_epoch, _metrics_path(workdir) if is_main else None)
+    state, info = _reconcile(config, ckpt, state, setup.steps_per_epoch,
+                             _metrics_path(workdir) if is_main else None)
     state = jax.device_put(state, parallel.replicated)
     saved_report = _announce(config, workdir, setup, int(state.step), info, is_main)
     if saved_report is not None and ("head_weights" in saved_report) != _fits_head_weights(config, setup):
       saved_report = None  # fit_head_weights was switched since that report: test again
     # One evaluator (one jitted eval step) for validation and the final test.
     evaluator = evaluation.Evaluator.from_config(config, setup.model, parallel, setup.class_weights,
+                                                 batch_size=_eval_batch(config, setup),
                                                  visual_norm=setup.visual_norm)
     state, info, interrupted = _train_epochs(config, workdir, setup, parallel, evaluator, state, info, ckpt, stop,
                                              is_main)
@@ -286,6 +288,13 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
     return result
   finally:
     ckpt.close()
+
+
+def _eval_batch(config, setup: run_lib.Setup) -> int:
+  """config.eval_batch_size, or when 0 the larger of val and test rounded up to a multiple of 8, at most
+  evaluation.EVAL_BATCH (a 94-clip val set padded to 256 clips would cost 2.7x its clips every epoch)."""
+  n = max(len(setup.val_idx), len(setup.test_idx), 1)
+  return config.eval_batch_size or min(evaluation.EVAL_BATCH, -(-n // 8) * 8)
 
 
 def _with_visual_norm(config, setup: run_lib.Setup) -> run_lib.Setup:
@@ -424,21 +433,33 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
       if not complete:
         ckpt.save("latest", int(state.step), state, info)
         return state, info, True
+      last = epoch + 1 == config.epochs
       sums = _checked_sums(state, None, epoch)
       row = {"epoch": epoch + 1, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
              "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
-             "epoch_time_s": round(time.time() - t0, 3)}
-      if val_data is not None:
-        once("val", f"validating on {len(setup.val_idx)} clips after each epoch (the first pass compiles the "
-             "evaluation step)")
+             "steps_time_s": round(time.time() - t0, 3)}
+      if val_data is not None and ((epoch + 1) % config.eval_every == 0 or last):
+        once("val", f"validating on {len(setup.val_idx)} clips " + (
+            "after each epoch" if config.eval_every == 1 else f"every {config.eval_every} epochs and after the "
+            "last") + " (the first pass compiles the evaluation step)")
+        t1 = time.time()
         val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
         row.update(evaluation.flat_metrics(val, "val"))
-      once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest after "
-           f"each epoch; best when {config.best_metric if val_data is not None else 'an epoch ends'})")
-      info = _end_of_epoch(ckpt, state, info, row, config.best_metric if val_data is not None else None)
+        row["val_time_s"] = round(time.time() - t1, 3)
+      once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest " + (
+          "after each epoch" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} epochs, after "
+          "the last and on SIGTERM / Ctrl-C") +
+           f"; best when {config.best_metric + ' improves' if val_data is not None else 'an epoch ends'})")
+      t1 = time.time()
+      save_latest = (epoch + 1) % config.checkpoint_every == 0 or last
+      info = _end_of_epoch(config, ckpt, state, info, row, config.best_metric if val_data is not None else None,
+                           save_latest)
+      row = {**row, "checkpoint_time_s": round(time.time() - t1, 3), "epoch_time_s": round(time.time() - t0, 3)}
       if is_main:
         _log_epoch(_metrics_path(workdir), writer, row)
       if stop.requested:
+        if not save_latest:
+          ckpt.save("latest", int(state.step), state, info)
         return state, info, True
   finally:
     if writer is not None:
@@ -486,18 +507,19 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
   """Evaluates the best checkpoint on the test split and writes DIR/eval_test/ (after fitting the head
   weights on val, when the config asks for it)."""
   packed = setup.packed
-  best_state, best_info = ckpt.restore("best", state)
-  _say(is_main, f"testing the best checkpoint (epoch {best_info.get('best_epoch')}) on {len(setup.test_idx)} clips")
-  weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, best_state, is_main)
+  params, step = ckpt.restore_subtree("best", run_lib.eval_params_name(config), state.eval_params)
+  _say(is_main, f"testing the best checkpoint (epoch {step // setup.steps_per_epoch}) on {len(setup.test_idx)} "
+       "clips")
+  weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, params, step, is_main)
   if weights is not None:
     evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,
                                                  setup.class_weights, visual_norm=setup.visual_norm)
   _fault("test_evaluation")
   test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
-  summary = evaluator.evaluate(best_state.eval_params, test, packed.labels[setup.test_idx], packed.num_classes)
+  summary = evaluator.evaluate(params, test, packed.labels[setup.test_idx], packed.num_classes)
   if not is_main:
     return {}
-  report = evaluation.build_report(summary, "test", int(best_state.step), packed.split.glosses)
+  report = evaluation.build_report(summary, "test", step, packed.split.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
   if weights is not None:
     report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
@@ -511,16 +533,15 @@ def _fits_head_weights(config, setup: run_lib.Setup) -> bool:
 
 
 def _fit_head_weights(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,
-                      evaluator: evaluation.Evaluator, best_state, is_main: bool) -> tuple | None:
+                      evaluator: evaluation.Evaluator, params, step: int, is_main: bool) -> tuple | None:
   """With per-stream heads and config.fit_head_weights: the head weights minimising the val loss of the
   best checkpoint (DIR/head_weights.json, fitted once per best checkpoint); None otherwise."""
   if not _fits_head_weights(config, setup):
     return None
-  step = int(best_state.step)
   fitted = run_lib.load_head_weights(workdir)
   if fitted is None or fitted.get("step") != step:
     val = parallel.replicate(input_pipeline.select(setup.packed, setup.val_idx))
-    head_log_probs = evaluator.head_log_probs(best_state.eval_params, val)
+    head_log_probs = evaluator.head_log_probs(params, val)
     fitted = {**evaluation.fit_head_weights(head_log_probs, setup.packed.labels[setup.val_idx]),
               "heads": list(models.hybrid.HEAD_NAMES), "step": step}
     if is_main:
@@ -543,43 +564,52 @@ def _report_of_step(path: str, step) -> dict | None:
   return report if report.get("checkpoint_step") == step else None
 
 
-def _end_of_epoch(ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None) -> dict:
-  """The save sequence of a finished epoch: latest (with the row), then best if it improved."""
-  improved = metric is None or _better(metric, row[metric], info["best_value"])
+def _end_of_epoch(config, ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None,
+                  save_latest: bool) -> dict:
+  """The save sequence of a finished epoch: latest (with the row) when `save_latest`, then best if the epoch
+  improved on the best validated one (every epoch when there is no validation)."""
+  improved = metric is None or (metric in row and _better(metric, row[metric], info["best_value"]))
   step = int(state.step)
   info = {**info, "epoch": row["epoch"], "row": row}
   if improved:
     info.update(best_value=row.get(metric), best_epoch=row["epoch"], best_step=step)
-  ckpt.save("latest", step, state, info)
+  if save_latest:
+    ckpt.save("latest", step, state, info)
   _fault("between_saves")
   if improved:
-    ckpt.save("best", step, state, info)
+    _save_best(config, ckpt, step, state, info)
   _fault("after_saves")
   return info
 
 
-def _reconcile(ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str | None):
+def _save_best(config, ckpt: Checkpoints, step: int, state, info: dict) -> None:
+  """The best checkpoint: the weights inference reads (`best_checkpoint=weights`), or the whole state."""
+  tree = state if config.best_checkpoint == "state" else {run_lib.eval_params_name(config): state.eval_params}
+  ckpt.save("best", step, tree, info)
+
+
+def _reconcile(config, ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str | None):
   """(state, info) to resume from, after repairing an interrupted save sequence:
 
-  - resume from the newest complete checkpoint, latest or best (a best newer than every latest, as when a
-    latest folder was lost, is copied to latest);
+  - resume from the newest latest checkpoint (a fresh start when there is none);
+  - best checkpoints newer than it are removed: training from there repeats those epochs exactly and saves
+    them again (with checkpoint_every > 1, or a latest folder lost);
   - a latest whose info names itself as the best step, with no best checkpoint at that step yet (killed
     between the two saves), is copied to best;
-  - metrics.jsonl keeps the rows of finished epochs only, and gets the last finished epoch's row back from
+  - metrics.jsonl keeps the rows of the epochs up to that checkpoint only, and gets its epoch's row back from
     the checkpoint when the process died before appending it."""
   info = {"epoch": 0, "best_value": None, "best_epoch": None}
-  latest, best = ckpt.latest_step("latest"), ckpt.latest_step("best")
-  if latest is None and best is None:
+  latest = ckpt.latest_step("latest")
+  for step in ckpt.all_steps("best"):
+    if latest is None or step > latest:
+      ckpt.delete("best", step)
+  if latest is None:
     if metrics_path:
       _truncate_jsonl(metrics_path, 0, steps_per_epoch)
     return state, info
-  if latest is None or (best is not None and best > latest):
-    state, info = ckpt.restore("best", state)
-    ckpt.save("latest", int(state.step), state, info)
-  else:
-    state, info = ckpt.restore("latest", state)
-    if info.get("best_step") == latest and best != latest:
-      ckpt.save("best", latest, state, info)
+  state, info = ckpt.restore("latest", state)
+  if info.get("best_step") == latest and latest not in ckpt.all_steps("best"):
+    _save_best(config, ckpt, latest, state, info)
   # Epochs are 1-based everywhere (runs written before counted from 0 in metrics.jsonl and the info).
   if info.get("best_step") is not None:
     info["best_epoch"] = info["best_step"] // steps_per_epoch

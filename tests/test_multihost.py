@@ -27,7 +27,7 @@ def _cmd(data, workdir, *extra):
 
 def _rows(workdir):
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+  return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in rows]
 
 
 def test_two_processes_match_one(tiny_data, tmp_path):

@@ -152,7 +152,7 @@ class _StopAtFirstChance(train._StopFlag):  # pylint: disable=protected-access
 
 def _rows(workdir):
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+  return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in rows]
 
 
 def test_interrupted_checkpoint_write(tiny_data, tmp_path, monkeypatch):
@@ -232,12 +232,18 @@ def reference_run(tiny_data, tmp_path_factory):
   return cfg, _final_state(workdir)
 
 
-@pytest.mark.parametrize("point,epoch", [("latest_save", 1), ("between_saves", 1), ("best_save", 1),
-                                         ("after_saves", 1), ("after_saves", 3), ("test_evaluation", 3)])
-def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypatch, point, epoch):
+@pytest.mark.parametrize("point,epoch,every", [
+    ("latest_save", 1, 1), ("between_saves", 1, 1), ("best_save", 1, 1), ("after_saves", 1, 1),
+    ("after_saves", 3, 1), ("test_evaluation", 3, 1),
+    # latest every 3 epochs: killed before the first latest (bests only), between them, in the last save
+    ("after_saves", 1, 3), ("best_save", 2, 3), ("between_saves", 3, 3)])
+def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypatch, point, epoch, every):
   """Fault injection at each point of the end-of-epoch sequence (latest save, best save, metrics row) and
-  during the final test evaluation; the rerun of the same call ends with the reference run's metrics."""
+  during the final test evaluation, with latest saved every epoch or every 3; the rerun of the same call
+  ends with the reference run's metrics."""
   cfg, reference = reference_run
+  cfg = cfg.copy_and_resolve_references()
+  cfg.checkpoint_every = every
   workdir = str(tmp_path / "run")
   steps = len(reference[0]) and reference[0][0]["step"]  # steps per epoch
   real_save = Checkpoints.save
@@ -266,10 +272,68 @@ def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypat
   assert _final_state(workdir) == reference
 
 
+def test_old_behaviour_and_sparse_validation(reference_run, tmp_path):
+  """Synchronous saves of the whole state (the behaviour before background saves) and another eval batch
+  give the reference run's metrics and test report exactly; validating every 2nd epoch leaves training
+  unchanged, validates epochs 2 and 4 with the reference's values, and picks the best among them."""
+  cfg, reference = reference_run
+  old = cfg.copy_and_resolve_references()
+  old.async_checkpoints, old.best_checkpoint, old.eval_batch_size = False, "state", 4
+  train.train_and_evaluate(old, str(tmp_path / "old"))
+  rows, per_instance, step = _final_state(str(tmp_path / "old"))
+  assert (per_instance, step) == reference[1:]
+  for r, ref in zip(rows, reference[0], strict=True):  # the loss sums its batches in another order
+    assert r["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-6)
+    assert {**r, "val_loss": 0} == {**ref, "val_loss": 0}
+  sparse = cfg.copy_and_resolve_references()
+  sparse.eval_every, sparse.checkpoint_every = 2, 3
+  result = train.train_and_evaluate(sparse, str(tmp_path / "sparse"))
+  rows = _rows(str(tmp_path / "sparse"))
+  assert [("val_top1" in r) for r in rows] == [False, True, False, True]
+  for r, ref in zip(rows, reference[0]):
+    assert {k: v for k, v in r.items() if not k.startswith("val_")} == {
+        k: v for k, v in ref.items() if not k.startswith("val_")}
+    assert "val_top1" not in r or r == ref
+  best = max((2, 4), key=lambda e: (rows[e - 1]["val_top1"], -e))  # the first of equals, as _better keeps
+  assert result["best_epoch"] == best
+  steps = rows[0]["step"]
+  assert Checkpoints(str(tmp_path / "sparse")).latest_step("best") == best * steps
+  assert Checkpoints(str(tmp_path / "sparse")).all_steps("latest") == [3 * steps, 4 * steps]
+
+
+def test_stop_at_an_epoch_end_between_checkpoints_saves(reference_run, tmp_path, monkeypatch):
+  """With latest saved every 3 epochs, a stop request (SIGTERM / Ctrl-C) at the end of epoch 1 still saves
+  it at once; the resumed run ends as the reference."""
+  cfg, reference = reference_run
+  cfg = cfg.copy_and_resolve_references()
+  cfg.checkpoint_every = 3
+  steps = reference[0][0]["step"]
+
+  class StopAtFirstEpochEnd(train._StopFlag):  # pylint: disable=protected-access
+    checks = 0
+
+    @property
+    def requested(self):  # asked once per step, then once at the epoch's end
+      StopAtFirstEpochEnd.checks += 1
+      return StopAtFirstEpochEnd.checks == steps + 1
+
+    @requested.setter
+    def requested(self, value):
+      pass
+
+  workdir = str(tmp_path / "run")
+  with monkeypatch.context() as m:
+    m.setattr(train, "_StopFlag", StopAtFirstEpochEnd)
+    assert train.train_and_evaluate(cfg, workdir)["status"] == "interrupted"
+  assert Checkpoints(workdir).all_steps("latest") == [steps]
+  assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
+  assert _final_state(workdir) == reference
+
+
 def test_lost_latest_checkpoint_resumes(reference_run, tmp_path):
   """The reproduction of the report: a finished run loses its last latest/<step> (and the metrics row of
-  that epoch); rerunning the same command resumes (from the best checkpoint when it is newer than every
-  remaining latest, else from the older latest) and ends as before."""
+  that epoch); rerunning the same command resumes from the older latest (a best newer than it is removed
+  and written again by the repeated epochs) and ends as before."""
   cfg, reference = reference_run
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(cfg, workdir)

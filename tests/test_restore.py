@@ -6,6 +6,7 @@ import shutil
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from asl_jax import predict, restore, train
@@ -40,8 +41,12 @@ def test_inference_restores_the_evaluated_parameters_only(hybrid_run):
   assert jax.tree_util.tree_structure(run.params) == jax.tree_util.tree_structure(abstract.params)
   assert shapes(run.params) == shapes(abstract.params)
   ckpt = Checkpoints(hybrid_run["workdir"], read_only=True)
-  state, _ = ckpt.restore("best", abstract)
+  assert ckpt.latest_step("best") == ckpt.latest_step("latest") == run.step  # a 1-epoch run
+  state, _ = ckpt.restore("latest", abstract)  # the training state (best holds the EMA weights alone)
   ckpt.close()
+  best = ocp.PyTreeCheckpointer().metadata(os.path.join(hybrid_run["workdir"], "checkpoints", "best",
+                                                        str(run.step), "state"))
+  assert set(getattr(best, "item_metadata", best)) == {"ema_params"}
   # The EMA weights, exactly, and not the raw ones (which differ after a run with ema_decay < 1).
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
                          state.ema_params, run.params)

@@ -21,9 +21,7 @@ def _rows(workdir):
     return []
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(l) for l in f]
-  for r in rows:
-    r.pop("epoch_time_s")
-  return rows
+  return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in rows]
 
 
 def _cli(data, workdir, env_extra=None, **overrides):

@@ -140,10 +140,12 @@ def pack_clips(clips, max_frames: int, visual_frames: int = 0, visual_dim: int =
 
 
 def _cache_root(spec: DataSpec) -> str | None:
-  if spec.cache_dir == "none":
-    return None
-  return spec.cache_dir or os.environ.get("ASL_JAX_CACHE") or os.path.join(
-      os.path.expanduser("~"), ".cache", "asl_jax")
+  return None if spec.cache_dir == "none" else cache_root(spec.cache_dir)
+
+
+def cache_root(cache_dir: str = "") -> str:
+  """Where asl_jax caches (config.cache_dir): the given directory, else $ASL_JAX_CACHE or ~/.cache/asl_jax."""
+  return cache_dir or os.environ.get("ASL_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "asl_jax")
 
 
 @functools.lru_cache(maxsize=1)

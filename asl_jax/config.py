@@ -136,8 +136,10 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("best_metric", "val_top1", "the metric that picks the best checkpoint (higher is better except "
               "val_loss)", tuple(f"val_{m}" for m in METRICS)),
         Field("max_to_keep", 2, "latest checkpoints kept"),
-        Field("checkpoint_every", 1, "epochs between saves of the latest checkpoint (the last epoch, a new best "
-              "and a SIGTERM / Ctrl-C always save; a kill -9 can cost up to this many epochs)"),
+        Field("checkpoint_every", 1, "epochs between saves of the latest checkpoint, the best epoch's weights "
+              "written with it (the last epoch and a SIGTERM / Ctrl-C always save)"),
+        Field("checkpoint_min_interval_s", 60.0, "and at least this many seconds between them (a kill -9 costs "
+              "the training since the last save: at most max(checkpoint_every epochs, this + 1 epoch))"),
         Field("async_checkpoints", True, "checkpoints are written in the background while the next epoch trains"),
         Field("best_checkpoint", "weights", "what the best checkpoint holds: the weights inference reads, or the "
               "whole training state (optimiser moments too: 4x the bytes)", ("weights", "state")),
@@ -213,7 +215,7 @@ def closest_field(name: str) -> str | None:
 RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
-    "checkpoint_every", "async_checkpoints", "best_checkpoint",
+    "checkpoint_every", "checkpoint_min_interval_s", "async_checkpoints", "best_checkpoint",
     "gemma_features_dir", "fit_head_weights",
     "epochs",  # may grow on a finished or interrupted run (train._check_epochs): the schedule is re-planned
 })
@@ -268,7 +270,7 @@ def validate(config) -> None:
     raise ConfigError(f"config.speed_range={config.speed_range}: must be in [0, 1) (a speed of 1 - speed_range "
                       "must stay above 0)")
   for field in ("feature_noise", "landmark_jitter", "affine_scale", "affine_rotate", "affine_shear",
-                "affine_shift", "weight_decay", "grad_clip", "min_lr_ratio"):
+                "affine_shift", "weight_decay", "grad_clip", "min_lr_ratio", "checkpoint_min_interval_s"):
     if config[field] < 0:
       raise ConfigError(f"config.{field}={config[field]}: must be >= 0")
   if config.warmup_epochs < 0:  # more than `epochs` is clamped (a shortened trial run of a long recipe)

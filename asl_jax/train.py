@@ -407,6 +407,8 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
     step_fn = step_fn.lower(state, train_data, first_order, weights).compile()
     _say(is_main, f"compiled the train step in {time.time() - t0:.1f} s")
   announced = set()
+  pending: dict = {}  # a best epoch not written yet: {"step", "params" (a copy), "info"}
+  last_save = time.time()
 
   def once(what: str, message: str) -> None:
     if what not in announced:
@@ -431,7 +433,7 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
         raise TrainingDivergedError(f"{e}. {kept[0].upper()}{kept[1:]}: lower config.lr, check the features for "
                                     "extreme values, or keep config.grad_clip") from None
       if not complete:
-        ckpt.save("latest", int(state.step), state, info)
+        _save_latest(config, ckpt, state, info, pending)
         return state, info, True
       last = epoch + 1 == config.epochs
       sums = _checked_sums(state, None, epoch)
@@ -451,15 +453,18 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
           "the last and on SIGTERM / Ctrl-C") +
            f"; best when {config.best_metric + ' improves' if val_data is not None else 'an epoch ends'})")
       t1 = time.time()
-      save_latest = (epoch + 1) % config.checkpoint_every == 0 or last
+      save_latest = last or ((epoch + 1) % config.checkpoint_every == 0 and
+                             time.time() - last_save >= config.checkpoint_min_interval_s)
       info = _end_of_epoch(config, ckpt, state, info, row, config.best_metric if val_data is not None else None,
-                           save_latest)
+                           save_latest, pending)
+      if save_latest:
+        last_save = time.time()
       row = {**row, "checkpoint_time_s": round(time.time() - t1, 3), "epoch_time_s": round(time.time() - t0, 3)}
       if is_main:
         _log_epoch(_metrics_path(workdir), writer, row)
       if stop.requested:
         if not save_latest:
-          ckpt.save("latest", int(state.step), state, info)
+          _save_latest(config, ckpt, state, info, pending)
         return state, info, True
   finally:
     if writer is not None:
@@ -565,27 +570,41 @@ def _report_of_step(path: str, step) -> dict | None:
 
 
 def _end_of_epoch(config, ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None,
-                  save_latest: bool) -> dict:
-  """The save sequence of a finished epoch: latest (with the row) when `save_latest`, then best if the epoch
-  improved on the best validated one (every epoch when there is no validation)."""
+                  save_latest: bool, pending: dict) -> dict:
+  """The end of a finished epoch: if it improved on the best validated epoch (every epoch when there is no
+  validation), its weights are kept on the device as the pending best; when `save_latest`, the pending best
+  is written, then latest (with the row). Best is never newer than latest on disk but for a moment: a kill
+  there leaves a best that the resumed run removes and writes again."""
   improved = metric is None or (metric in row and _better(metric, row[metric], info["best_value"]))
   step = int(state.step)
   info = {**info, "epoch": row["epoch"], "row": row}
   if improved:
     info.update(best_value=row.get(metric), best_epoch=row["epoch"], best_step=step)
+    # A copy: the next train step donates (reuses) the state's buffers.
+    pending.update(step=step, params=jax.tree_util.tree_map(jnp.copy, state.eval_params), info=info,
+                   state=jax.tree_util.tree_map(jnp.copy, state) if config.best_checkpoint == "state" else None)
   if save_latest:
-    ckpt.save("latest", step, state, info)
-  _fault("between_saves")
-  if improved:
-    _save_best(config, ckpt, step, state, info)
-  _fault("after_saves")
+    _save_latest(config, ckpt, state, info, pending)
   return info
 
 
-def _save_best(config, ckpt: Checkpoints, step: int, state, info: dict) -> None:
+def _save_latest(config, ckpt: Checkpoints, state, info: dict, pending: dict) -> None:
+  """The save sequence: the pending best (if any), then latest."""
+  if pending:
+    _save_best(config, ckpt, pending["step"], pending["state"] or pending["params"], pending["info"])
+    pending.clear()
+  _fault("between_saves")
+  ckpt.save("latest", int(state.step), state, info)
+  _fault("after_saves")
+
+
+def _save_best(config, ckpt: Checkpoints, step: int, state_or_params, info: dict) -> None:
   """The best checkpoint: the weights inference reads (`best_checkpoint=weights`), or the whole state."""
-  tree = state if config.best_checkpoint == "state" else {run_lib.eval_params_name(config): state.eval_params}
-  ckpt.save("best", step, tree, info)
+  if config.best_checkpoint == "state":
+    ckpt.save("best", step, state_or_params, info)
+  else:
+    params = getattr(state_or_params, "eval_params", state_or_params)
+    ckpt.save("best", step, {run_lib.eval_params_name(config): params}, info)
 
 
 def _reconcile(config, ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str | None):

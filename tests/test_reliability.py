@@ -235,8 +235,10 @@ def reference_run(tiny_data, tmp_path_factory):
 @pytest.mark.parametrize("point,epoch,every", [
     ("latest_save", 1, 1), ("between_saves", 1, 1), ("best_save", 1, 1), ("after_saves", 1, 1),
     ("after_saves", 3, 1), ("test_evaluation", 3, 1),
-    # latest every 3 epochs: killed before the first latest (bests only), between them, in the last save
-    ("after_saves", 1, 3), ("best_save", 2, 3), ("between_saves", 3, 3)])
+    # latest every 3 epochs (epochs 3 and 4), the best weights written just before it: killed in the first
+    # best save (no latest yet), in the best save of epoch 3 or later, between best and latest of the
+    # last epoch, after the last save sequence
+    ("best_save", 0, 3), ("best_save", 2, 3), ("between_saves", 1, 3), ("after_saves", 1, 3)])
 def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypatch, point, epoch, every):
   """Fault injection at each point of the end-of-epoch sequence (latest save, best save, metrics row) and
   during the final test evaluation, with latest saved every epoch or every 3; the rerun of the same call
@@ -302,11 +304,11 @@ def test_old_behaviour_and_sparse_validation(reference_run, tmp_path):
 
 
 def test_stop_at_an_epoch_end_between_checkpoints_saves(reference_run, tmp_path, monkeypatch):
-  """With latest saved every 3 epochs, a stop request (SIGTERM / Ctrl-C) at the end of epoch 1 still saves
-  it at once; the resumed run ends as the reference."""
+  """With latest saved at most once a day (checkpoint_min_interval_s), a stop request (SIGTERM / Ctrl-C) at
+  the end of epoch 1 still saves it at once; the resumed run ends as the reference."""
   cfg, reference = reference_run
   cfg = cfg.copy_and_resolve_references()
-  cfg.checkpoint_every = 3
+  cfg.checkpoint_min_interval_s = 86400.0
   steps = reference[0][0]["step"]
 
   class StopAtFirstEpochEnd(train._StopFlag):  # pylint: disable=protected-access

@@ -104,6 +104,7 @@ def main():
   if unknown or ("after_warm" in names and "after" not in names[:names.index("after_warm")]):
     raise SystemExit(f"--settings: known {list(SETTINGS)}; after_warm needs after before it")
   root = args.root or tempfile.mkdtemp(prefix="asl_jax_run_cost_")
+  os.makedirs(root, exist_ok=True)
   print(f"workdirs under {root}", flush=True)
   # Fill the packed-data cache first (one epoch, not measured), so no measured run packs the data.
   subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={args.config}",

@@ -407,7 +407,7 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
     step_fn = step_fn.lower(state, train_data, first_order, weights).compile()
     _say(is_main, f"compiled the train step in {time.time() - t0:.1f} s")
   announced = set()
-  pending: dict = {}  # a best epoch not written yet: {"step", "params" (a copy), "info"}
+  pending: dict = {}  # a best epoch not written yet: {"step", "tree" (_best_tree, a copy), "info"}
   last_save = time.time()
 
   def once(what: str, message: str) -> None:
@@ -448,10 +448,12 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
         val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
         row.update(evaluation.flat_metrics(val, "val"))
         row["val_time_s"] = round(time.time() - t1, 3)
-      once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest " + (
-          "after each epoch" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} epochs, after "
-          "the last and on SIGTERM / Ctrl-C") +
-           f"; best when {config.best_metric + ' improves' if val_data is not None else 'an epoch ends'})")
+      every = "each epoch" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} epochs"
+      if config.checkpoint_min_interval_s:
+        every += f", at most once per {config.checkpoint_min_interval_s:g} s,"
+      once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest after "
+           f"{every} and after the last and on SIGTERM / Ctrl-C; best when "
+           f"{config.best_metric + ' improves' if val_data is not None else 'an epoch ends'}, written with latest)")
       t1 = time.time()
       save_latest = last or ((epoch + 1) % config.checkpoint_every == 0 and
                              time.time() - last_save >= config.checkpoint_min_interval_s)
@@ -581,8 +583,7 @@ def _end_of_epoch(config, ckpt: Checkpoints, state, info: dict, row: dict, metri
   if improved:
     info.update(best_value=row.get(metric), best_epoch=row["epoch"], best_step=step)
     # A copy: the next train step donates (reuses) the state's buffers.
-    pending.update(step=step, params=jax.tree_util.tree_map(jnp.copy, state.eval_params), info=info,
-                   state=jax.tree_util.tree_map(jnp.copy, state) if config.best_checkpoint == "state" else None)
+    pending.update(step=step, tree=jax.tree_util.tree_map(jnp.copy, _best_tree(config, state)), info=info)
   if save_latest:
     _save_latest(config, ckpt, state, info, pending)
   return info
@@ -591,20 +592,17 @@ def _end_of_epoch(config, ckpt: Checkpoints, state, info: dict, row: dict, metri
 def _save_latest(config, ckpt: Checkpoints, state, info: dict, pending: dict) -> None:
   """The save sequence: the pending best (if any), then latest."""
   if pending:
-    _save_best(config, ckpt, pending["step"], pending["state"] or pending["params"], pending["info"])
+    ckpt.save("best", pending["step"], pending["tree"], pending["info"])
     pending.clear()
   _fault("between_saves")
   ckpt.save("latest", int(state.step), state, info)
   _fault("after_saves")
 
 
-def _save_best(config, ckpt: Checkpoints, step: int, state_or_params, info: dict) -> None:
-  """The best checkpoint: the weights inference reads (`best_checkpoint=weights`), or the whole state."""
-  if config.best_checkpoint == "state":
-    ckpt.save("best", step, state_or_params, info)
-  else:
-    params = getattr(state_or_params, "eval_params", state_or_params)
-    ckpt.save("best", step, {run_lib.eval_params_name(config): params}, info)
+def _best_tree(config, state):
+  """What the best checkpoint holds: the weights inference reads (`best_checkpoint=weights`, under their
+  TrainState field name), or the whole state."""
+  return state if config.best_checkpoint == "state" else {run_lib.eval_params_name(config): state.eval_params}
 
 
 def _reconcile(config, ckpt: Checkpoints, state, steps_per_epoch: int, metrics_path: str | None):
@@ -628,7 +626,7 @@ def _reconcile(config, ckpt: Checkpoints, state, steps_per_epoch: int, metrics_p
     return state, info
   state, info = ckpt.restore("latest", state)
   if info.get("best_step") == latest and latest not in ckpt.all_steps("best"):
-    _save_best(config, ckpt, latest, state, info)
+    ckpt.save("best", latest, _best_tree(config, state), info)
   # Epochs are 1-based everywhere (runs written before counted from 0 in metrics.jsonl and the info).
   if info.get("best_step") is not None:
     info["best_epoch"] = info["best_step"] // steps_per_epoch

@@ -10,12 +10,13 @@ EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
 
 .PHONY: demo test venv extract-env clean
 
-# The demo needs the core only (jax, flax, optax, orbax, ...); the tests add pytest and the PyTorch reference
-# (the `dev` extra).
+# The demo needs the core (jax, flax, optax, orbax, ...) and the ONNX export (the `onnx` extra and jax2onnx, without
+# its dependencies: pyproject.toml says why); the tests add pytest and the PyTorch reference (the `dev` extra).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[onnx]'
+	$(PY) -m pip install --quiet --no-deps 'jax2onnx==0.17.1'
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)

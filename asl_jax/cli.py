@@ -156,7 +156,7 @@ def next_commands(workdir: str) -> str:
       (command("evaluate.py", f"--workdir={w}", "--split=val"), "another split or checkpoint"),
       (command("predict.py", f"--workdir={w}", "--landmarks=CLIP_landmarks.npy"), "or --video=CLIP.mp4"),
       (command("live.py", f"--workdir={w}", "--video=RECORDING.mp4"), "or --camera=0 --display"),
-      (command("export.py", f"--workdir={w}"), "a self-contained model for jax servers"),
+      (command("export.py", f"--workdir={w}", "--format=onnx"), "a model for onnxruntime alone; --format=jax for jax"),
       ("tensorboard --logdir " + shlex.quote(os.path.join(w, "tensorboard")), "curves (pip install '.[tb]')"),
   ]
   return "\n".join(["next:"] + [f"  {c}    # {why}" for c, why in lines])
@@ -307,27 +307,34 @@ def predict_main(argv=None):
 # --------------------------------------------------------------------------------------------- export
 
 EXPORT_USAGE = """
-Export a trained run as DIR/export/model.jax_export + meta.json: a jax.export artifact that takes a raw
-clip (T x D, as the landmark files hold it, any T; plus the visual clip for hybrid runs) and returns class
-probabilities; loading it needs only jax (README, "Export"):
+Export a trained run as a model that takes a raw clip (T x D, as the landmark files hold it, any T; plus the
+visual clip for hybrid runs) and returns class probabilities, with meta.json beside it (README, "Export"):
 
-  python scripts/export.py --workdir=runs/nslt100 [--out_dir=DIR] [--checkpoint=best]
+  python scripts/export.py --workdir=runs/nslt100 [--format=jax|onnx] [--out_dir=DIR] [--checkpoint=best]
+
+--format=jax (default) writes DIR/export/model.jax_export, which needs jax to run; --format=onnx writes
+DIR/onnx/model.onnx and model_batched.onnx, which need onnxruntime alone (servers, phones, browsers).
 """
 
 
 def export_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory")
-  flags.DEFINE_string("out_dir", None, "where to write model.jax_export and meta.json (default WORKDIR/export)")
+  flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export artifact; onnx: ONNX models")
+  flags.DEFINE_string("out_dir", None, "where to write the model files and meta.json (default WORKDIR/export "
+                      "for jax, WORKDIR/onnx for onnx)")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
 
   def action(f, _):
     if not f.workdir:
       _usage_error("give --workdir=DIR (--help lists the flags)")
     from asl_jax import export  # pylint: disable=import-outside-toplevel
-    out = export.export_run(f.workdir, f.out_dir or os.path.join(f.workdir, "export"), f.checkpoint)
+    default = os.path.join(f.workdir, "export" if f.format == "jax" else "onnx")
+    out = export.export_run(f.workdir, f.out_dir or default, f.checkpoint, fmt=f.format)
     with open(os.path.join(out, export.META_FILE), encoding="utf-8") as fh:
       meta = json.load(fh)
     print(f"exported to {out}: {meta['signature']}")
+    if f.format == "onnx":
+      print(f"batched: {meta['batched_signature']}")
 
   _serve(action, EXPORT_USAGE, argv)
 

@@ -23,3 +23,11 @@ class TrainingDivergedError(AslJaxError, FloatingPointError):
 
 class WorkdirBusyError(AslJaxError, RuntimeError):
   """Another training process holds the workdir's lock."""
+
+
+class MissingDependencyError(AslJaxError, RuntimeError):
+  """An optional library a command needs is not installed (the message says how to install it)."""
+
+
+class ExportError(AslJaxError, RuntimeError):
+  """An exported model does not compute what the run computes (nothing is written)."""

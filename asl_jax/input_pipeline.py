@@ -83,7 +83,7 @@ def _interp(x, pos, length, present=None):
   i0 = jnp.floor(pos).astype(jnp.int32)
   i1 = jnp.minimum(i0 + 1, length[:, None] - 1)
   w = pos - i0
-  take = lambda a, i: jnp.take_along_axis(a, i.reshape(i.shape + (1,) * (a.ndim - 2)), axis=1)  # noqa: E731
+  take = lambda a, i: jnp.take_along_axis(a, i.reshape(i.shape + (1,) * (a.ndim - 2)), axis=1, mode="clip")  # noqa: E731
   x0, x1 = take(x, i0), take(x, i1)
   wx = w.reshape(w.shape + (1,) * (x.ndim - 2))
   blend = (1 - wx) * x0 + wx * x1
@@ -91,7 +91,7 @@ def _interp(x, pos, length, present=None):
     return blend, None
   p0, p1 = take(present, i0), take(present, i1)
   nearest_is_1 = (w >= 0.5)[..., None]
-  p_near = jnp.where(nearest_is_1, p1, p0)
+  p_near = (nearest_is_1 & p1) | (~nearest_is_1 & p0)  # a select of booleans, without jnp.where (ONNX has no bool Where)
   x_near = jnp.where(nearest_is_1[..., None], x1, x0)  # points (B, F, 54, 3)
   both = (p0 & p1)[:, :, layouts.POINT_PART][..., None]
   return jnp.where(both, blend, x_near), p_near

@@ -95,6 +95,7 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
   assert ran.returncode == 0 and "val split" in ran.stdout, ran.stderr[-2000:]
   ran = subprocess.run(printed[3], shell=True, cwd="/", env=clean, capture_output=True, text=True, timeout=300)
   assert ran.returncode == 0 and "exported to" in ran.stdout, ran.stderr[-2000:]
+  assert os.path.getsize(wd / "onnx" / "model.onnx") > 0 and os.path.getsize(wd / "onnx" / "model_batched.onnx") > 0
   best = max(rows, key=lambda r: r["val_top1"])
   assert f"best epoch {best['epoch']};" in out.stdout
   again = _script("train.py", *args)

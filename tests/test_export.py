@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from asl_jax import clip_prep, export, predict, train
+from asl_jax import clip_prep, errors, export, predict, train
 from asl_jax.data import layouts, packed as packed_lib
 from conftest import tiny_config
 
@@ -72,50 +72,77 @@ SERVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kind", ["hybrid", "transformer", "recommended"])
-def test_exported_model_matches_predict_in_a_fresh_process(tiny_data, tmp_path, kind):
+KINDS = ["hybrid", "transformer", "recommended", "lstm"]
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def trained(request, tiny_data, tmp_path_factory):
+  """(kind, run dir, clips, predict's probabilities for them): one 1-epoch run of each kind, shared by the
+  jax and the ONNX export tests. The clips have 1 to 300 frames (max_frames is 32 in the tiny config, so
+  most are resampled), the left hand missing at the start."""
+  kind = request.param
   if kind == "hybrid":  # the seed's features, both streams, attention fusion
     overrides = dict(gemma_features_dir=tiny_data["gemma_features_dir"], fusion_type="attention")
+  elif kind == "lstm":
+    overrides = dict(encoder="lstm", lstm_layers=1, features="pos,hand,vel,presence", use_z=False, tta_flip=True)
   else:  # derived features, trimming, flip TTA, EMA, landmarks only; the recommended configs' encoder
     overrides = dict(encoder="transformer" if kind == "transformer" else "conv_transformer", conv_layers=1,
                      features="pos,hand,vel,presence", use_z=False, trim_no_hands=True, tta_flip=True,
                      ema_decay=0.9, num_frames=16)
-  run = str(tmp_path / "run")
-  train.train_and_evaluate(tiny_config(tiny_data, epochs=1, cache_dir=str(tmp_path / "cache"), **overrides), run)
-  out = export.export_run(run, str(tmp_path / "export"))
-  meta = json.load(open(os.path.join(out, "meta.json")))
-  assert meta["landmark_layout"] == "seed162" and meta["landmark_dim"] == 162 and meta["num_classes"] == 8
-  assert meta["inputs"] == (["landmarks", "visual"] if kind == "hybrid" else ["landmarks"])
-  assert "T >= 1" in meta["signature"]
-  assert meta["platforms"] == ["cpu", "cuda"]  # runs on a CPU server wherever it was exported
-
+  tmp = tmp_path_factory.mktemp(f"export_{kind}")
+  run = str(tmp / "run")
+  train.train_and_evaluate(tiny_config(tiny_data, epochs=1, cache_dir=str(tmp / "cache"), **overrides), run)
   rng = np.random.default_rng(0)
   lm_dir = tiny_data["landmarks_dir"]
   names = sorted(os.listdir(lm_dir))[:3]
   clips = []
-  for i, t in enumerate((1, 9, 40, 90)):  # max_frames is 32 in the tiny config: 90 is resampled
+  for i, t in enumerate((1, 9, 40, 90, 300)):
     src = np.load(os.path.join(lm_dir, names[i % len(names)]))
     lm = src[np.arange(t) % len(src)].copy()
     lm[: t // 3, :63] = 0  # the left hand missing at the start
     clip = [lm]
     if kind == "hybrid":
-      clip.append(rng.normal(size=(max(1, t // 2), meta["visual_dim"])).astype(np.float32))
+      clip.append(rng.normal(size=(max(1, t // 2), tiny_data_visual_dim(tiny_data))).astype(np.float32))
     clips.append(clip)
   predictor = predict.Predictor(run)
   expected = predictor.predict_clips([predictor.load_clip(*c) for c in clips])
+  return kind, run, clips, expected, list(predictor.glosses)
 
-  clip_file = tmp_path / "clips.npy"
+
+def tiny_data_visual_dim(data) -> int:
+  name = sorted(os.listdir(data["gemma_features_dir"]))[0]
+  return int(np.load(os.path.join(data["gemma_features_dir"], name), mmap_mode="r").shape[1])
+
+
+def _save_clips(tmp, clips) -> str:
+  path = os.path.join(tmp, "clips.npy")
   arr = np.empty(len(clips), object)
   arr[:] = clips
-  np.save(clip_file, arr, allow_pickle=True)
+  np.save(path, arr, allow_pickle=True)
+  return path
+
+
+def _fresh_process(script: str, *args: str, cwd: str) -> dict:
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  proc = subprocess.run([sys.executable, "-c", SERVER, out, str(clip_file)], capture_output=True, text=True,
-                        timeout=300, cwd=str(tmp_path), env=env)
+  proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+                        env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  served = json.loads(proc.stdout)
-  assert served["glosses"] == list(predictor.glosses)
+  return json.loads(proc.stdout)
+
+
+def test_exported_model_matches_predict_in_a_fresh_process(trained, tmp_path):
+  kind, run, clips, expected, glosses = trained
+  out = export.export_run(run, str(tmp_path / "export"))
+  meta = json.load(open(os.path.join(out, "meta.json")))
+  assert meta["landmark_layout"] == "seed162" and meta["landmark_dim"] == 162 and meta["num_classes"] == 8
+  assert meta["inputs"] == (["landmarks", "visual"] if kind == "hybrid" else ["landmarks"])
+  assert "T >= 1" in meta["signature"] and meta["format"] == "jax"
+  assert meta["platforms"] == ["cpu", "cuda"]  # runs on a CPU server wherever it was exported
+
+  served = _fresh_process(SERVER, out, _save_clips(tmp_path, clips), cwd=str(tmp_path))
+  assert served["glosses"] == glosses
   probs = np.asarray(served["probs"])
-  assert probs.shape == (4, 8)
+  assert probs.shape == (len(clips), 8)
   np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
   # A non-finite input value is an undetected point: the same probabilities as a zero there, never NaN.
@@ -127,3 +154,86 @@ def test_exported_model_matches_predict_in_a_fresh_process(tiny_data, tmp_path, 
   got = call(*holed)
   assert np.isfinite(got).all()
   np.testing.assert_allclose(got, call(*zeroed), rtol=1e-6, atol=1e-7)
+
+
+# README's onnxruntime server lines, in a process where importing jax, flax or asl_jax fails: the ONNX models
+# need onnxruntime and numpy only. Each clip alone through model.onnx, then all of them in one padded batch
+# (filled with 0.5, not zeros, so that padding read as frames would show) through model_batched.onnx.
+ONNX_SERVER = textwrap.dedent("""
+    import builtins, json, sys
+    _import = builtins.__import__
+    def _guard(name, *args, **kwargs):
+      if name.split(".")[0] in ("jax", "jaxlib", "flax", "asl_jax"):
+        raise ImportError(f"{name} is not available here")
+      return _import(name, *args, **kwargs)
+    builtins.__import__ = _guard
+
+    import numpy as np, onnxruntime as ort
+    out = sys.argv[1]
+    meta = json.load(open(out + "/meta.json"))
+    one = ort.InferenceSession(out + "/model.onnx", providers=["CPUExecutionProvider"])
+    clips = np.load(sys.argv[2], allow_pickle=True)
+    names = [i.name for i in one.get_inputs()]
+    probs = [one.run(None, dict(zip(names, clip)))[0].tolist() for clip in clips]
+
+    batched = ort.InferenceSession(out + "/model_batched.onnx", providers=["CPUExecutionProvider"])
+    feeds = {}
+    for k, name in enumerate(names):
+      parts = [clip[k] for clip in clips]
+      pad = np.full((len(parts), max(len(p) for p in parts), parts[0].shape[1]), 0.5, np.float32)
+      for i, p in enumerate(parts):
+        pad[i, :len(p)] = p
+      feeds[name] = pad
+      feeds["lengths" if name == "landmarks" else "visual_lengths"] = np.array([len(p) for p in parts], np.int32)
+    probs_batched = batched.run(None, feeds)[0].tolist()
+    json.dump({"probs": probs, "batched": probs_batched, "glosses": meta["glosses"],
+               "inputs": [i.name for i in batched.get_inputs()]}, sys.stdout)
+""")
+
+
+def test_onnx_model_matches_predict_with_onnxruntime_alone(trained, tmp_path):
+  kind, run, clips, expected, glosses = trained
+  out = export.export_run(run, str(tmp_path / "onnx"), fmt="onnx")
+  meta = json.load(open(os.path.join(out, "meta.json")))
+  assert meta["format"] == "onnx" and meta["file"] == "model.onnx" and meta["num_classes"] == 8
+  assert meta["inputs"] == (["landmarks", "visual"] if kind == "hybrid" else ["landmarks"])
+
+  served = _fresh_process(ONNX_SERVER, out, _save_clips(tmp_path, clips), cwd=str(tmp_path))
+  assert served["glosses"] == glosses
+  assert served["inputs"] == (["landmarks", "lengths"] + (["visual", "visual_lengths"] if kind == "hybrid" else []))
+  for key in ("probs", "batched"):
+    probs = np.asarray(served[key])
+    assert probs.shape == (len(clips), 8)
+    np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-4, err_msg=key)
+  # A non-finite value is an undetected point here too.
+  import onnxruntime  # pylint: disable=import-outside-toplevel
+  session = onnxruntime.InferenceSession(os.path.join(out, "model.onnx"), providers=["CPUExecutionProvider"])
+  names = [i.name for i in session.get_inputs()]
+  holed = [x.copy() for x in clips[2]]
+  holed[0][5, 70] = np.nan
+  holed[0][6, 3] = -np.inf
+  got = session.run(None, dict(zip(names, holed)))[0]
+  zeroed = session.run(None, dict(zip(names, [np.nan_to_num(x, nan=0.0, neginf=0.0) for x in holed])))[0]
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, zeroed, rtol=0, atol=1e-7)
+
+
+def test_sort_free_median_equals_numpy():
+  """ONNX's median (order statistics by counting) is numpy's median over the mask, ties and all."""
+  rng = np.random.default_rng(3)
+  fast = jax.jit(clip_prep.masked_median, static_argnums=2)
+  for n in (1, 2, 3, 8, 33):
+    for _ in range(20):
+      x = rng.integers(0, 5, n).astype(np.float32) / 4 if rng.random() < 0.5 else rng.normal(size=n).astype(np.float32)
+      mask = rng.random(n) < 0.6
+      want = np.median(x[mask]) if mask.any() else 0.0
+      assert float(fast(x, mask, False)) == pytest.approx(float(want), abs=1e-7)
+      assert float(fast(x, mask, True)) == pytest.approx(float(want), abs=1e-7)
+
+
+def test_onnx_export_without_the_converter_is_one_line(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "jax2onnx", None)  # importing it raises ImportError
+  with pytest.raises(errors.MissingDependencyError, match="pip install --no-deps jax2onnx==") as e:
+    export.export_run(str(tmp_path), str(tmp_path / "onnx"), fmt="onnx")
+  assert "\n" not in str(e.value)
+  assert not os.path.exists(tmp_path / "onnx")

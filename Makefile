@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRACT_VENV := .venv-extract
 EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
 
-.PHONY: demo test venv extract-env clean
+.PHONY: demo test venv extract-env web web-build clean
 
 # The demo needs the core (jax, flax, optax, orbax, ...) and the ONNX export (the `onnx` extra and jax2onnx, without
 # its dependencies: pyproject.toml says why); the tests add pytest and the PyTorch reference (the `dev` extra).
@@ -41,9 +41,31 @@ extract-env: $(EXTRACT_STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py --data_dir demo_data --workdir demo_run
 
+# The browser page (web/): npm installs the pinned MediaPipe Holistic, onnxruntime-web and playwright-core from
+# web/package-lock.json; the page is web/dist with the model exported to ONNX (the shipped WLASL100 model, or
+# `make web WORKDIR=runs/x`), served on localhost.
+WORKDIR ?= asl_jax/pretrained/wlasl100
+PORT ?= 8000
+WEB_STAMP := web/node_modules/.installed
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+web-build: $(STAMP) $(WEB_STAMP)
+	$(PY) scripts/export.py --workdir=$(WORKDIR) --format=onnx --out_dir=web/dist/model
+	node web/build.mjs
+
+web: web-build
+	@echo "serving the page on http://localhost:$(PORT)/ (Ctrl-C stops)"
+	$(PY) -m http.server --directory web/dist --bind 127.0.0.1 $(PORT)
+
+# The browser tests (tests/test_web.py) run where node, npm and Chromium are (.ci/run installs Chromium);
+# without them they are skipped and say why.
 test: $(DEV_STAMP) $(EXTRACT_STAMP)
+	-@command -v npm >/dev/null && $(MAKE) --no-print-directory $(WEB_STAMP) || echo "note: web/ dependencies not installed; the browser tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile tests
 	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
 
 clean:
-	rm -rf demo_data demo_run
+	rm -rf demo_data demo_run web/dist

@@ -156,16 +156,19 @@ def _to_onnx(fn, inputs, input_names, output_names):
   jax2onnx, _ = _onnx_libraries()
   # jax2onnx imports every plugin it ships, and logs a traceback for each one whose library (equinox,
   # dm_pix, ...) is not installed: none of them is needed here.
-  quiet = logging.getLogger("jax2onnx")
-  level = quiet.level
-  quiet.setLevel(logging.ERROR)
+  # onnx_ir warns for every intermediate value whose type it does not record (onnxruntime infers them).
+  quiet = [logging.getLogger(name) for name in ("jax2onnx", "onnx_ir")]
+  levels = [q.level for q in quiet]
+  for q in quiet:
+    q.setLevel(logging.ERROR)
   try:
     with warnings.catch_warnings():  # its tracing asks for float64 constants, which jax makes float32
       warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
       model = jax2onnx.to_onnx(fn, inputs, input_names=input_names, output_names=output_names,
                                model_name="asl_jax", opset=ONNX_OPSET)
   finally:
-    quiet.setLevel(level)
+    for q, level in zip(quiet, levels):
+      q.setLevel(level)
   del model.graph.value_info[:]
   _drop_unused_initializers(model.graph)
   return model

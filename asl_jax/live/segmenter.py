@@ -13,7 +13,8 @@ coordinates) and how far each wrist moved. A sign is a run of frames with a hand
 - `max_len`: a sign longer than that is split at its slowest frame (the least wrist motion, smoothed over
   3 frames) at least `min_len` frames from either end.
 
-Signs shorter than `min_len` frames are dropped. Durations are in seconds and become frames at the
+Signs shorter than `min_len` frames are dropped. The signals are float64, each computed in a fixed order of
+IEEE operations, so web/segmenter.js (the browser page's copy) gives the same bits and the same signs. Durations are in seconds and become frames at the
 stream's fps. `Segmenter.push` takes one frame's signals and returns the signs that frame completed;
 `segment` runs a whole array. web/segmenter.js mirrors this file; tests/test_live_segmenter.py specifies both.
 """
@@ -68,18 +69,26 @@ class SegmenterConfig:
       raise ConfigError(f"--max_len_s={self.max_len_s}: must exceed twice --min_len_s={self.min_len_s}")
 
 
+def _length(dx, dy):
+  """sqrt(dx^2 + dy^2), elementwise, in this order (not np.linalg.norm, whose dot may fuse): what
+  web/segmenter.js computes with the same IEEE operations, so both give the same bits."""
+  return np.sqrt(dx * dx + dy * dy)
+
+
 def frame_signals(raw: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(T, D) raw landmarks -> hands (T,) bool, body (T, 3) shoulder midpoint x, y and width (NaN where no
-  pose), wrists (T, 2, 2) left and right wrist x, y (NaN where that hand is missing)."""
+  pose), wrists (T, 2, 2) left and right wrist x, y (NaN where that hand is missing); float64, computed
+  from the float32 landmarks."""
   points, present = layouts.to_canonical(np.asarray(raw, np.float32), layout)
+  points = points.astype(np.float64)
   hands = present[:, 0] | present[:, 1]
   ls, rs = points[:, 42, :2], points[:, 43, :2]
-  width = np.linalg.norm(ls - rs, axis=-1)
+  width = _length(ls[:, 0] - rs[:, 0], ls[:, 1] - rs[:, 1])
   ok = present[:, 2] & (width > 1e-4)
   body = np.where(ok[:, None], np.concatenate([(ls + rs) / 2, width[:, None]], -1), np.nan)
   wrists = np.stack([points[:, 0, :2], points[:, 21, :2]], 1)
   wrists = np.where(present[:, :2, None], wrists, np.nan)
-  return hands, body.astype(np.float32), wrists.astype(np.float32)
+  return hands, body, wrists
 
 
 class Segmenter:
@@ -99,7 +108,7 @@ class Segmenter:
     self._hands: list[bool] = []
     self._body: list[np.ndarray] = []
     self._speed: list[float] = []
-    self._wrists = np.full((2, 2), np.nan, np.float32)
+    self._wrists = np.full((2, 2), np.nan)
     self._scale = DEFAULT_SCALE
     self.start = None  # first frame of the open sign
     self.last_hand = None  # its last frame with a hand
@@ -115,12 +124,13 @@ class Segmenter:
 
   def push(self, hand: bool, body, wrists) -> list[tuple[int, int]]:
     """One frame's signals (as `frame_signals` gives them, for one frame) -> the signs it completes."""
-    body = np.asarray(body, np.float32)
-    wrists = np.asarray(wrists, np.float32)
+    body = np.asarray(body, np.float64)
+    wrists = np.asarray(wrists, np.float64)
     if np.isfinite(body[2]):
       self._scale = float(body[2])
     # Wrist motion between this frame and the previous one, per hand present in both (shoulder widths).
-    moved = np.linalg.norm(wrists - self._wrists, axis=-1) / self._scale
+    d = wrists - self._wrists
+    moved = _length(d[:, 0], d[:, 1]) / self._scale
     moved = moved[np.isfinite(moved)]
     self._speed.append(float(moved.max()) if moved.size else 0.0)
     jump = bool(moved.size and moved.max() > self.config.cut_hand)
@@ -162,8 +172,8 @@ class Segmenter:
     need = max(1, k // 2)
     if len(left) < need or len(right) < need:
       return 0.0
-    lm, rm = left.mean(0), right.mean(0)
-    moved = np.linalg.norm(lm[:2] - rm[:2]) / lm[2]
+    lm, rm = _mean_rows(left), _mean_rows(right)
+    moved = float(_length(lm[0] - rm[0], lm[1] - rm[1])) / lm[2]
     return max(moved / self.config.cut_body, abs(math.log(rm[2] / lm[2])) / self.config.cut_scale)
 
   def _cut(self, c: int) -> list[tuple[int, int]]:
@@ -193,7 +203,9 @@ class Segmenter:
 
   def _split(self, t: int) -> list[tuple[int, int]]:
     lo, hi = self.start + self.min_len, t - self.min_len
-    speed = np.convolve(np.array(self._speed[self.start:t + 1]), np.ones(3) / 3, mode="same")
+    # The wrist speed summed over each frame and its two neighbours (zero beyond the span), in this order.
+    sp = np.concatenate([[0.0], self._speed[self.start:t + 1], [0.0]])
+    speed = (sp[:-2] + sp[1:-1]) + sp[2:]
     at = lo + int(np.argmin(speed[lo - self.start:hi - self.start + 1]))
     end = max((u for u in range(self.start, at) if self._hands[u]), default=None)
     out = self._close(end) if end is not None else []
@@ -206,6 +218,14 @@ class Segmenter:
     start = self.start
     self.start = self.last_hand = None
     return [(start, end)] if end - start + 1 >= self.min_len else []
+
+
+def _mean_rows(rows: np.ndarray) -> list[float]:
+  """The mean of a few rows, summed first to last from zero, then divided (the order web/segmenter.js uses)."""
+  total = [0.0] * rows.shape[1]
+  for row in rows:
+    total = [a + float(b) for a, b in zip(total, row)]
+  return [a / len(rows) for a in total]
 
 
 def segment(raw: np.ndarray, layout: str, config: SegmenterConfig = SegmenterConfig(),

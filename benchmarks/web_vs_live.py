@@ -1,0 +1,111 @@
+"""The browser page against asl-live on the same video: real WLASL clips back to back, recognised by
+`asl-live --video` (Python MediaPipe + JAX) and by web/ in headless Chromium (MediaPipe for JavaScript +
+onnxruntime-web), both with the shipped WLASL100 model and the same frame step.
+
+  python benchmarks/web_vs_live.py [--clips 6] [--step 2] [--subset test]
+
+The clips are the first --clips of the subset in ../shared/data/wlasl_videos (sorted by id; read there, never
+copied into the project), each letterboxed into 640x480 and written at 25 fps into one VP8 WebM with 12 blank
+frames between clips (a rest), by the extraction environment's OpenCV. The page runs in video mode (every
+step-th frame shown, then processed: the frames asl-live reads). Reported: both sign lists, whether the
+glosses and spans agree, each one's top-1 against the clips' true glosses, and the page's per-frame time.
+Writes benchmarks/results/web_vs_live.json. Needs `make web-build`'s node_modules and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VIDEOS = os.path.join(REPO, "..", "shared", "data", "wlasl_videos")
+EXTRACT_PY = os.path.join(REPO, ".venv-extract", "bin", "python")
+
+WRITE = r"""
+import sys, cv2, numpy as np
+out, paths = sys.argv[1], sys.argv[2:]
+w = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"VP80"), 25, (640, 480))
+blank = np.zeros((480, 640, 3), np.uint8)
+spans, n = [], 0
+for p in paths:
+    for _ in range(12):
+        w.write(blank); n += 1
+    cap, start = cv2.VideoCapture(p), n
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        h, wd = f.shape[:2]; s = min(640 / wd, 480 / h)
+        nw, nh = int(wd * s) // 2 * 2, int(h * s) // 2 * 2
+        c = blank.copy(); y, x = (480 - nh) // 2, (640 - nw) // 2
+        c[y:y + nh, x:x + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
+        w.write(c); n += 1
+    spans.append((start, n - 1))
+for _ in range(12):
+    w.write(blank); n += 1
+w.release()
+print(spans, n)
+"""
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--clips", type=int, default=6)
+  ap.add_argument("--step", type=int, default=2)
+  ap.add_argument("--subset", default="test")
+  ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "web_vs_live.json"))
+  args = ap.parse_args()
+  sys.path.insert(0, REPO)
+  from asl_jax import export, pretrained  # pylint: disable=import-outside-toplevel
+
+  with open(os.path.join(VIDEOS, "manifest.csv"), encoding="utf-8") as fh:
+    rows = [r for r in csv.DictReader(fh) if r["subset"] == args.subset]
+  glosses = json.load(open(os.path.join(pretrained.resolve(""), "label_mapping.json"), encoding="utf-8"))
+  known = set(glosses.values()) if isinstance(glosses, dict) else set(glosses)
+  id_key = next(k for k in rows[0] if "id" in k.lower())
+  rows = sorted((r for r in rows if r["gloss"] in known), key=lambda r: r[id_key])[:args.clips]
+  tmp = tempfile.mkdtemp(prefix="web_vs_live_")
+  video = os.path.join(tmp, "stream.webm")
+  made = subprocess.run([EXTRACT_PY, "-c", WRITE, video] + [os.path.join(VIDEOS, "videos", f"{r[id_key]}.mp4")
+                                                            for r in rows], capture_output=True, text=True, check=True)
+  spans, frames = eval(made.stdout.strip().rsplit(" ", 1)[0]), int(made.stdout.strip().rsplit(" ", 1)[1])  # noqa: S307
+
+  live = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "live.py"), f"--video={video}",
+                         f"--frame_step={args.step}"], capture_output=True, text=True, check=True, cwd=REPO)
+  live_signs = [json.loads(line) for line in live.stdout.splitlines()]
+
+  model = export.export_run(pretrained.resolve(""), os.path.join(tmp, "model"), fmt="onnx")
+  subprocess.run(["node", os.path.join(REPO, "web", "build.mjs"), model, os.path.join(tmp, "dist")], check=True,
+                 capture_output=True)
+  page_json = os.path.join(tmp, "page.json")
+  subprocess.run(["node", os.path.join(REPO, "web", "tools", "browser.mjs"), page_json, f"--dist={tmp}/dist",
+                  f"--media={tmp}", "--no-camera", "--timeout=3000",
+                  f"--query=video=/media/stream.webm&fps=25&step={args.step}"], check=True)
+  page = json.load(open(page_json, encoding="utf-8"))
+  page_signs = page["signs"]
+
+  top = lambda signs: [s["top_k"][0]["gloss"] for s in signs]  # noqa: E731
+  span = lambda signs: [(s["start_frame"], s["end_frame"]) for s in signs]  # noqa: E731
+  truth = [r["gloss"] for r in rows]
+  result = {"clips": [r[id_key] for r in rows], "truth": truth, "clip_spans": spans, "frames": frames,
+            "step": args.step, "live_glosses": top(live_signs), "page_glosses": top(page_signs),
+            "same_glosses": top(live_signs) == top(page_signs), "live_spans": span(live_signs),
+            "page_spans": span(page_signs), "same_spans": span(live_signs) == span(page_signs),
+            "page_holistic_ms_median": statistics.median(page["holistic_ms"]) if page["holistic_ms"] else None,
+            "page_frames_processed": page["processed"], "page_error": page["error"],
+            "live_top1_probs": [round(s["top_k"][0]["prob"], 3) for s in live_signs],
+            "page_top1_probs": [round(s["top_k"][0]["prob"], 3) for s in page_signs]}
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "w", encoding="utf-8") as fh:
+    json.dump(result, fh, indent=1)
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,211 @@
+"""The browser page (web/): its segmenter gives asl_jax's signs on the same landmark streams (node), and in
+headless Chromium (Debian's package) the page recognises a video with the shipped model as `asl-live --video`
+does, runs from a fake camera, draws the mirrored preview with the skeleton, and says in one message on the
+page when the camera is refused or missing."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asl_jax import export, pretrained
+from asl_jax.live import segmenter as seg
+from test_live_segmenter import Signer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEB = os.path.join(REPO, "web")
+VIDEO = os.path.join(REPO, "tests", "data", "test_video.mp4")
+VIDEO_FPS = 29.916666666666668  # its frame rate, as OpenCV reads it
+NODE = shutil.which("node")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+EXTRACT_PY = os.path.join(REPO, ".venv-extract", "bin", "python")
+HAS_BROWSER = bool(NODE) and os.path.exists(CHROMIUM) and os.path.isdir(os.path.join(WEB, "node_modules",
+                                                                                        "playwright-core"))
+needs_node = pytest.mark.skipif(not NODE, reason="needs node (the page's segmenter runs in it)")
+needs_browser = pytest.mark.skipif(not HAS_BROWSER, reason="needs node, /usr/bin/chromium and web/node_modules "
+                                                           "(`make test` installs them: `cd web && npm ci`)")
+
+
+# ------------------------------------------------------------------------------------------- segmenter
+
+def _js_segments(tmp_path, stream: np.ndarray, fps: float, config: dict) -> list[tuple[int, int]]:
+  path = tmp_path / "stream.f32"
+  np.ascontiguousarray(stream, np.float32).tofile(path)
+  out = subprocess.run([NODE, os.path.join(WEB, "tools", "segment.mjs"), str(path), repr(fps), json.dumps(config)],
+                       capture_output=True, text=True, timeout=60, check=True)
+  return [tuple(s) for s in json.loads(out.stdout)]
+
+
+def _streams():
+  """(name, stream, fps, settings): every rule of the segmenter at work (rests, bridged drops, blips, edit
+  cuts of the body and of a wrist, long signs split at their slowest frame), at three frame rates (at 15 fps
+  min_len_s=0.3 is 4.5 frames: Python's round-half-even gives 4) and with other settings."""
+  rests = Signer(0).rest(10).sign(20).rest(12).sign(30, two_hands=True, drop=(7, 8)).rest(3).sign(2).rest(15)
+  cuts = Signer(1).rest(5).sign(25).move(centre=(0.3, 0.5)).sign(25).move(width=0.4).sign(20).rest(10)
+  wrist = Signer(2).rest(5).sign(20).sign(20, at=(2.5, 0.0)).rest(10)
+  long = Signer(3).rest(5).sign(200, pause_at=110).rest(10).sign(40, speed=3.0).rest(5)
+  out = [(name, np.stack(s.frames), fps, {}) for name, s in (("rests", rests), ("cuts", cuts), ("wrist", wrist),
+                                                               ("long", long)) for fps in (25.0, 15.0, 30.0)]
+  out.append(("long-short-max", np.stack(long.frames), 25.0, {"max_len_s": 2.0, "gap_s": 0.2}))
+  out.append(("cuts-sensitive", np.stack(cuts.frames), 25.0, {"cut_body": 0.05, "cut_scale": 0.05,
+                                                              "cut_window_s": 0.32}))
+  # Edge cases where a careless port differs: a 4-frame sign at 15 fps (min_len 4.5 frames rounds to 4, to
+  # even), a long sign whose hands freeze (equal smoothed speeds: the split takes the first slowest frame),
+  # and frames without a pose around cuts at 30 fps (a 5-frame window needs 2 posed frames a side).
+  out.append(("blip4", np.stack(Signer(4).rest(10).sign(4).rest(10).sign(20).rest(10).frames), 15.0, {}))
+  frozen = np.stack(Signer(5).rest(5).sign(200).rest(10).frames)
+  frozen[90:120] = frozen[90]
+  out.append(("frozen", frozen, 25.0, {}))
+  gaps = np.stack(cuts.frames)
+  for cut in (30, 55):
+    gaps[[cut - 4, cut - 2, cut - 1, cut + 1, cut + 2, cut + 3], 126:] = 0
+  out += [("posegaps", gaps, fps, {}) for fps in (30.0, 25.0)]
+  real = os.path.join(REPO, "..", "shared", "data", "wlasl_real", "landmarks")
+  if os.path.isdir(real):  # real MediaPipe streams: 40 WLASL clips back to back (read here, never copied)
+    names = sorted(n for n in os.listdir(real) if n.endswith("_landmarks.npy"))[:40]
+    out.append(("wlasl", np.concatenate([np.load(os.path.join(real, n)) for n in names]), 25.0, {}))
+  return out
+
+
+@needs_node
+def test_the_pages_segmenter_gives_the_same_signs_as_asl_live(tmp_path):
+  kinds = set()
+  for name, stream, fps, config in _streams():
+    py = seg.segment(stream, "seed162", seg.SegmenterConfig(**config), fps)
+    assert py, name
+    assert _js_segments(tmp_path, stream, fps, config) == [(int(a), int(b)) for a, b in py], (name, fps, config)
+    kinds.add(name.split("-")[0])
+  assert {"rests", "cuts", "wrist", "long", "blip4", "frozen", "posegaps"} <= kinds
+
+
+@needs_node
+def test_the_pages_segmenter_refuses_bad_settings(tmp_path):
+  stream = np.stack(Signer(0).rest(5).sign(10).frames)
+  for config, fps, said in (({"gap_s": 0}, 25.0, "gap_s=0: must be > 0"),
+                            ({"cut_window_s": 0.6}, 25.0, "the look-ahead is at most 0.5 s"),
+                            ({"max_len_s": 0.5}, 25.0, "must exceed twice min_len_s"), ({}, 0, "fps=0")):
+    path = tmp_path / "s.f32"
+    stream.astype(np.float32).tofile(path)
+    out = subprocess.run([NODE, os.path.join(WEB, "tools", "segment.mjs"), str(path), str(fps), json.dumps(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and said in out.stderr, (config, out.stderr[-500:])
+
+
+# --------------------------------------------------------------------------------------------- browser
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+  """The page built as `make web` builds it, with the shipped model exported to ONNX."""
+  tmp = tmp_path_factory.mktemp("web")
+  model = export.export_run(pretrained.resolve(""), str(tmp / "model"), fmt="onnx")
+  subprocess.run([NODE, os.path.join(WEB, "build.mjs"), model, str(tmp / "dist")], check=True, timeout=120,
+                 capture_output=True)
+  return str(tmp / "dist")
+
+
+def _page(site, tmp_path, *args, timeout=240) -> dict:
+  out = tmp_path / "page.json"
+  proc = subprocess.run([NODE, os.path.join(WEB, "tools", "browser.mjs"), str(out), f"--dist={site}",
+                         f"--timeout={timeout}", *args], capture_output=True, text=True, timeout=timeout + 60)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  status = json.loads(out.read_text())
+  assert not status.get("timed_out"), status
+  return status
+
+
+@needs_browser
+@pytest.mark.parametrize("how,said", [("--deny", "Camera permission was denied: allow the camera"),
+                                      ("--no-camera", "No usable camera was found")])
+def test_without_a_camera_the_page_says_so(site, tmp_path, how, said):
+  status = _page(site, tmp_path, how, timeout=120)
+  assert status["state"] == "error" and status["message"].startswith(said), status["message"]
+  assert status["error"] == status["message"] and "\n" not in status["message"]
+
+
+def _live_signs(video: str, step: int) -> list[dict]:
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "live.py"), f"--video={video}",
+                        f"--frame_step={step}"], capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@needs_browser
+@pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
+def test_the_page_finds_the_signs_asl_live_finds_in_a_video(site, tmp_path):
+  """Every 3rd frame of the test video in the page (video mode: each frame shown, then processed) and in
+  asl-live --video --frame_step=3: the same signs (their spans overlapping by IoU >= 0.5: MediaPipe for
+  JavaScript finds the hands of a frame or two differently), and the same top gloss wherever asl-live's is
+  clear (a margin of 0.1 over the second). On this clip, not a WLASL100 sign, the model hesitates between
+  two glosses, so the page's top gloss is only checked to be among asl-live's first three."""
+  step = 3
+  media = os.path.dirname(VIDEO)
+  status = _page(site, tmp_path, f"--media={media}", "--no-camera",
+                 f"--query=video=/media/{os.path.basename(VIDEO)}&fps={VIDEO_FPS}&step={step}")
+  assert status["error"] is None and status["done"], status
+  assert status["processed"] == 20 and status["frames"] == 58
+  live = _live_signs(VIDEO, step)
+  page = status["signs"]
+  assert live, "the test video has a sign"
+  assert len(page) == len(live), (page, live)
+  for p, l in zip(page, live):
+    inter = min(p["end_frame"], l["end_frame"]) - max(p["start_frame"], l["start_frame"]) + 1
+    union = max(p["end_frame"], l["end_frame"]) - min(p["start_frame"], l["start_frame"]) + 1
+    assert inter / union >= 0.5, (p, l)
+    if l["top_k"][0]["prob"] - l["top_k"][1]["prob"] > 0.1:
+      assert p["top_k"][0]["gloss"] == l["top_k"][0]["gloss"], (p, l)
+    assert p["top_k"][0]["gloss"] in [t["gloss"] for t in l["top_k"][:3]], (p, l)
+  assert status["recent"] and status["current"] == page[-1]["top_k"][0]["gloss"] + ("?" if "warning" in page[-1] else "")
+
+
+# Run in the extraction environment (OpenCV): the test video letterboxed into 640x480 as a YUV4MPEG2 file
+# (what Chromium's fake camera reads, played at 30 fps) and as RGB frames for the comparison.
+CAMERA = """
+import sys, cv2, numpy as np
+cap, frames = cv2.VideoCapture(sys.argv[1]), []
+with open(sys.argv[2], "wb") as fh:
+    fh.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\\n")
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        h, w = f.shape[:2]; s = min(640 / w, 480 / h)
+        nw, nh = int(w * s) // 2 * 2, int(h * s) // 2 * 2
+        c = np.zeros((480, 640, 3), np.uint8); y, x = (480 - nh) // 2, (640 - nw) // 2
+        c[y:y + nh, x:x + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
+        fh.write(b"FRAME\\n" + cv2.cvtColor(c, cv2.COLOR_BGR2YUV_I420).tobytes())
+        frames.append(cv2.cvtColor(c, cv2.COLOR_BGR2RGB))
+np.save(sys.argv[3], np.stack(frames))
+"""
+
+
+@needs_browser
+@pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
+def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(site, tmp_path):
+  """The test video as a camera (Chromium's fake device plays it in a loop at 30 fps): frames are processed
+  as fast as the page can (the rest dropped and counted), and the preview (the canvas's pixels) is the mirrored camera image with
+  the skeleton drawn over it: the screenshot matches the mirrored frame better than the unmirrored one, and
+  it has the skeleton's colours where the frame has none."""
+  subprocess.run([EXTRACT_PY, "-c", CAMERA, VIDEO, str(tmp_path / "camera.y4m"), str(tmp_path / "frames.npy")],
+                 check=True, timeout=120)
+  frames = np.load(tmp_path / "frames.npy").astype(np.float32)
+  shot = tmp_path / "preview.png"
+  status = _page(site, tmp_path, f"--video={tmp_path / 'camera.y4m'}", "--query=frames=12",
+                 f"--screenshot={shot}")
+  assert status["error"] is None and status["done"] and status["ready"], status
+  assert status["frames"] == 12 and status["processed"] >= 3
+  assert status["processed"] + status["dropped"] == 12  # every camera frame was processed or counted as dropped
+  img = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+  assert img.shape[:2] == (480, 640), img.shape
+  diffs = [float(np.abs(img - b[:, ::-1]).mean()) for b in frames]
+  mirrored = min(diffs)
+  plain = min(float(np.abs(img - b).mean()) for b in frames)
+  assert mirrored < 20 and mirrored < plain - 5, (mirrored, plain)
+  # The skeleton: white lines and points (pose) where the frame shown is not white.
+  frame = frames[int(np.argmin(diffs))][:, ::-1]
+  drawn = (img >= 250).all(-1) & (frame < 200).any(-1)
+  assert drawn.sum() > 100, drawn.sum()

@@ -1,0 +1,38 @@
+// node web/build.mjs [MODEL_DIR [OUT_DIR]]: assembles the static page in OUT_DIR (default web/dist) from the
+// page's sources, the npm packages (MediaPipe Holistic with its model files, onnxruntime-web's wasm build)
+// and an ONNX export (default OUT_DIR/model, where `make web` exports to). Everything the page loads is then in web/dist:
+// no CDN, no network.
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = process.argv[3] || join(here, "dist");
+const model = process.argv[2] || join(dist, "model");
+const mods = join(here, "node_modules");
+if (!existsSync(mods)) {
+  console.error("error: web/node_modules is missing: run `npm ci` in web/ (`make web` does)");
+  process.exit(1);
+}
+for (const f of ["model.onnx", "meta.json"]) {
+  if (!existsSync(join(model, f))) {
+    console.error(`error: ${join(model, f)} not found: export a run with scripts/export.py --format=onnx --out_dir=${model}`);
+    process.exit(1);
+  }
+}
+for (const d of ["src", "mediapipe", "ort"]) rmSync(join(dist, d), { recursive: true, force: true });
+mkdirSync(join(dist, "mediapipe"), { recursive: true });
+mkdirSync(join(dist, "ort"), { recursive: true });
+for (const f of ["index.html", "style.css"]) cpSync(join(here, f), join(dist, f));
+cpSync(join(here, "src"), join(dist, "src"), { recursive: true });
+// Holistic: the solution's loader, graph, wasm (with and without SIMD) and the model_complexity=1 pose model.
+const holistic = join(mods, "@mediapipe", "holistic");
+for (const f of readdirSync(holistic)) {
+  if (/^holistic/.test(f) || f === "pose_landmark_full.tflite") cpSync(join(holistic, f), join(dist, "mediapipe", f));
+}
+const ort = join(mods, "onnxruntime-web", "dist");
+for (const f of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]) {
+  cpSync(join(ort, f), join(dist, "ort", f));
+}
+if (model !== join(dist, "model")) cpSync(model, join(dist, "model"), { recursive: true });
+console.log(`built ${dist}`);

@@ -34,5 +34,9 @@ const ort = join(mods, "onnxruntime-web", "dist");
 for (const f of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]) {
   cpSync(join(ort, f), join(dist, "ort", f));
 }
-if (model !== join(dist, "model")) cpSync(model, join(dist, "model"), { recursive: true });
+if (model !== join(dist, "model")) {
+  mkdirSync(join(dist, "model"), { recursive: true });
+  for (const f of ["model.onnx", "meta.json"]) cpSync(join(model, f), join(dist, "model", f));
+}
+rmSync(join(dist, "model", "model_batched.onnx"), { force: true });  // for servers; the page runs one clip at a time
 console.log(`built ${dist}`);

@@ -233,8 +233,9 @@ async function main() {
     if (signs.length || finishing || status.processed % 5 === 0) show(status.signs, recognizer.segmenter.active && !finishing);
     status.fps_processed = status.processed / ((performance.now() - t0) / 1000);
     const dropped = status.dropped ? `, ${status.dropped} dropped while busy (try step=${step + 1})` : "";
-    $("speed").textContent = `${status.fps_processed.toFixed(1)} frames/s processed (every ${step === 1 ? "" : `${step}th `}` +
-        `camera frame at ${fps.toFixed(1)} fps${dropped})`;
+    const which = step === 1 ? "every frame" : `1 frame in ${step}`;
+    $("speed").textContent = `${status.fps_processed.toFixed(1)} frames/s processed (${which} of the ` +
+        `${file ? "video" : "camera"}, ${fps.toFixed(1)} fps after the step${dropped})`;
   };
   status.dropped = 0;
   if (file) {

@@ -1,5 +1,5 @@
 // node web/tools/browser.mjs OUT_JSON [--video=FILE.y4m | --no-camera | --deny] [--query=a=1&b=2]
-//     [--screenshot=FILE.png] [--timeout=SECONDS] [--dist=web/dist] [--media=DIR]
+//     [--screenshot=FILE.png] [--page_screenshot=FILE.png] [--timeout=SECONDS] [--dist=web/dist] [--media=DIR]
 // Serves web/dist on a free localhost port, opens the page in headless Chromium (Debian's /usr/bin/chromium,
 // or $CHROMIUM) and writes what the page reports (window.aslLive: the signs, frames, timings, any error
 // message) to OUT_JSON. --video feeds the file to a fake camera; --no-camera runs without any camera;
@@ -76,6 +76,7 @@ status.current = await page.evaluate(() => document.getElementById("current").te
 status.recent = await page.evaluate(() => Array.from(document.querySelectorAll("#recent li")).map((li) => li.textContent));
 status.wall_s = (Date.now() - t0) / 1000;
 status.console = logs.slice(-30);
+if (args.page_screenshot) await page.screenshot({ path: args.page_screenshot });
 if (args.screenshot) {  // the preview canvas's own pixels, as rendered
   const url = await page.evaluate(() => document.getElementById("preview").toDataURL("image/png"));
   writeFileSync(args.screenshot, Buffer.from(url.split(",")[1], "base64"));

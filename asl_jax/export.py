@@ -1,4 +1,7 @@
-"""Export a trained run as a self-contained `jax.export` artifact (StableHLO with the weights inside).
+"""Export a trained run as a self-contained model: a `jax.export` artifact (StableHLO with the weights
+inside; `fmt="jax"`) or ONNX models for onnxruntime alone (`fmt="onnx"`: model.onnx for one clip and
+model_batched.onnx for padded clips with their lengths, converted by jax2onnx and checked in onnxruntime
+against jax before they are written; README "ONNX").
 
 The exported function takes one raw clip exactly as the feature files hold it and returns class
 probabilities:

@@ -2,7 +2,7 @@
 // page's sources, the npm packages (MediaPipe Holistic with its model files, onnxruntime-web's wasm build)
 // and an ONNX export (default OUT_DIR/model, where `make web` exports to). Everything the page loads is then in web/dist:
 // no CDN, no network.
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,5 +38,17 @@ if (model !== join(dist, "model")) {
   mkdirSync(join(dist, "model"), { recursive: true });
   for (const f of ["model.onnx", "meta.json"]) cpSync(join(model, f), join(dist, "model", f));
 }
-rmSync(join(dist, "model", "model_batched.onnx"), { force: true });  // for servers; the page runs one clip at a time
+rmSync(join(dist, "model", "model_batched.onnx"), { force: true });
+// The shipped model travels with its licence note.
+const meta = JSON.parse(readFileSync(join(dist, "model", "meta.json"), "utf8"));
+const note = join(here, "..", "asl_jax", "pretrained", "LICENSE-model.md");
+if (/asl_jax\/pretrained\//.test(meta.workdir || "") && existsSync(note)) cpSync(note, join(dist, "model", "LICENSE-model.md"));  // for servers; the page runs one clip at a time
+// What the site redistributes, with the licences its packages declare (neither ships a licence file).
+const notice = ["Third-party files in this site:"];
+for (const [pkg, dir] of [["@mediapipe/holistic", "mediapipe/"], ["onnxruntime-web", "ort/"]]) {
+  const meta = JSON.parse(readFileSync(join(mods, pkg, "package.json"), "utf8"));
+  notice.push(`  ${dir}: ${pkg} ${meta.version}, licence ${meta.license}`);
+}
+notice.push("  model/: see the model's own licence note (asl_jax/pretrained/LICENSE-model.md for the shipped model)");
+writeFileSync(join(dist, "THIRD_PARTY.txt"), notice.join("\n") + "\n");
 console.log(`built ${dist}`);

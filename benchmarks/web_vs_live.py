@@ -29,6 +29,7 @@ EXTRACT_PY = os.path.join(REPO, ".venv-extract", "bin", "python")
 
 WRITE = r"""
 import sys, cv2, numpy as np
+from asl_jax.extract.frames import letterbox, read_frames
 out, paths = sys.argv[1], sys.argv[2:]
 w = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"VP80"), 25, (640, 480))
 blank = np.zeros((480, 640, 3), np.uint8)
@@ -36,16 +37,9 @@ spans, n = [], 0
 for p in paths:
     for _ in range(12):
         w.write(blank); n += 1
-    cap, start = cv2.VideoCapture(p), n
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        h, wd = f.shape[:2]; s = min(640 / wd, 480 / h)
-        nw, nh = int(wd * s) // 2 * 2, int(h * s) // 2 * 2
-        c = blank.copy(); y, x = (480 - nh) // 2, (640 - nw) // 2
-        c[y:y + nh, x:x + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
-        w.write(c); n += 1
+    start = n
+    for rgb in read_frames(p):
+        w.write(cv2.cvtColor(letterbox(rgb), cv2.COLOR_RGB2BGR)); n += 1
     spans.append((start, n - 1))
 for _ in range(12):
     w.write(blank); n += 1

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from asl_jax.extract.frames import frame_indices
+from asl_jax.extract.frames import frame_indices, letterbox
 from asl_jax.extract.holistic import assemble_frame
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -32,6 +32,19 @@ def test_frame_indices_trim_one_based_inclusive():
   np.testing.assert_array_equal(frame_indices(100, 1, -1, 5), [0, 25, 50, 74, 99])
   np.testing.assert_array_equal(frame_indices(4, 1, -1, 16), [0, 1, 2, 3])  # short clips keep every frame
   assert len(frame_indices(10, 12, 15)) == 0 and len(frame_indices(0)) == 0
+
+
+@pytest.mark.skipif(not _have("cv2"), reason="needs opencv (the extraction environment)")
+def test_letterbox_keeps_the_aspect_ratio_centred_on_black():
+  portrait = np.full((720, 540, 3), 200, np.uint8)  # the test video's shape
+  out = letterbox(portrait)
+  assert out.shape == (480, 640, 3) and out.dtype == np.uint8
+  cols = np.flatnonzero(out[240, :, 0])
+  assert (cols[0], cols[-1]) == (140, 499) and (out[:, 140:500] == 200).all()  # 360 x 480 in the middle
+  assert not out[:, :140].any() and not out[:, 500:].any()
+  wide = letterbox(np.full((100, 400, 3), 7, np.uint8))  # 640 x 160, rows 160-319
+  rows = np.flatnonzero(wide[:, 320, 0])
+  assert (rows[0], rows[-1]) == (160, 319) and not wide[:160].any()
 
 
 def test_assemble_seed162_and_holistic543():

@@ -159,26 +159,20 @@ def test_the_page_finds_the_signs_asl_live_finds_in_a_video(site, tmp_path):
     if l["top_k"][0]["prob"] - l["top_k"][1]["prob"] > 0.1:
       assert p["top_k"][0]["gloss"] == l["top_k"][0]["gloss"], (p, l)
     assert p["top_k"][0]["gloss"] in [t["gloss"] for t in l["top_k"][:3]], (p, l)
-  assert status["recent"] and status["current"] == page[-1]["top_k"][0]["gloss"] + ("?" if "warning" in page[-1] else "")
+  shown = page[-1]["top_k"][0]["gloss"] + ("?" if "warning" in page[-1] else "")
+  assert status["recent"] and status["current"] == shown
 
 
 # Run in the extraction environment (OpenCV): the test video letterboxed into 640x480 as a YUV4MPEG2 file
 # (what Chromium's fake camera reads, played at 30 fps) and as RGB frames for the comparison.
 CAMERA = """
 import sys, cv2, numpy as np
-cap, frames = cv2.VideoCapture(sys.argv[1]), []
+from asl_jax.extract.frames import letterbox, read_frames
+frames = [letterbox(rgb) for rgb in read_frames(sys.argv[1])]
 with open(sys.argv[2], "wb") as fh:
     fh.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\\n")
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        h, w = f.shape[:2]; s = min(640 / w, 480 / h)
-        nw, nh = int(w * s) // 2 * 2, int(h * s) // 2 * 2
-        c = np.zeros((480, 640, 3), np.uint8); y, x = (480 - nh) // 2, (640 - nw) // 2
-        c[y:y + nh, x:x + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
-        fh.write(b"FRAME\\n" + cv2.cvtColor(c, cv2.COLOR_BGR2YUV_I420).tobytes())
-        frames.append(cv2.cvtColor(c, cv2.COLOR_BGR2RGB))
+    for f in frames:
+        fh.write(b"FRAME\\n" + cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420).tobytes())
 np.save(sys.argv[3], np.stack(frames))
 """
 

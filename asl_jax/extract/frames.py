@@ -58,3 +58,17 @@ def read_frames(path: str, start: int = 1, end: int = -1, num_frames: int = 0):
       i += 1
   finally:
     cap.release()
+
+
+def letterbox(rgb: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+  """An (H, W, 3) frame scaled to fit (width, height) with its aspect ratio kept, even-sized, centred on
+  black: how a camera-shaped picture is made from a video of another shape (the browser tests' fake camera,
+  benchmarks/web_vs_live.py)."""
+  import cv2  # pylint: disable=import-outside-toplevel
+  h, w = rgb.shape[:2]
+  s = min(width / w, height / h)
+  nw, nh = int(w * s) // 2 * 2, int(h * s) // 2 * 2
+  out = np.zeros((height, width, 3), np.uint8)
+  y, x = (height - nh) // 2, (width - nw) // 2
+  out[y:y + nh, x:x + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+  return out

@@ -4,9 +4,9 @@
 // URL parameters (all optional): fps=F the camera's frame rate as the segmenter counts it (default: what the
 // camera reports, else 25); step=N process every N-th camera frame (asl-live --frame_step); model=DIR the
 // exported model's folder (default model/); frames=N stop after N camera frames and finish the open sign
-// (tests); video=URL recognise a video file instead of the camera, every step-th frame in order, as
-// `asl-live --video` does (fps is then the file's frame rate, default 25); and the segmenter's settings by
-// their asl-live names (gap_s=0.32, ...).
+// (tests); debug keeps every frame's landmarks in window.aslLive.landmarks; video=URL recognise a video
+// file instead of the camera, every step-th frame in order, as `asl-live --video` does (fps is then the
+// file's frame rate, default 25); and the segmenter's settings by their asl-live names (gap_s=0.32, ...).
 
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
@@ -152,7 +152,7 @@ async function main() {
   const dir = params.get("model") || "model";
   const step = Math.max(1, parseInt(params.get("step") || "1", 10));
   const stopAfter = parseInt(params.get("frames") || "0", 10);
-  const debug = params.has("debug");  // keep every frame's landmarks in window.aslLive.landmarks
+  const debug = params.has("debug");
   status.landmarks = [];
   const config = {};
   for (const key of Object.keys(DEFAULTS)) if (params.has(key)) config[key] = Number(params.get(key));
@@ -200,10 +200,10 @@ async function main() {
 
   // Each camera frame is processed when the previous one is done and it is an N-th frame (step); a frame
   // that arrives while the page is still busy is dropped and counted, and the page says so.
-  let busy = false;
+  let current = null;  // the frame being processed
   let seen = 0;
   const t0 = performance.now();
-  const process = async (finishing) => {
+  const process = async () => {
     const start = performance.now();
     smallCtx.drawImage(video, 0, 0, small.width, small.height);
     // Timestamps as the Python solution API gives them (33333 us per processed frame, whatever the real
@@ -213,29 +213,26 @@ async function main() {
     if (holistic.h && typeof holistic.h.send === "function") await holistic.h.send({ image: small }, stamp);
     else await holistic.send({ image: small });
     status.holistic_ms.push(performance.now() - start);
+    if (status.holistic_ms.length > 1000) status.holistic_ms.shift();  // the recent frames' times, not a whole session's
     const frame = assembleFrame(latest || {});
-    if (debug) {
-      status.landmarks.push(Array.from(frame));
-      const px = smallCtx.getImageData(0, 0, small.width, small.height).data;
-      let sum = 0;
-      for (let i = 0; i < px.length; i += 97) sum += px[i];
-      (status.pixels = status.pixels || []).push([video.currentTime, sum]);
-    }
+    if (debug) status.landmarks.push(Array.from(frame));
     const signs = await recognizer.push(frame);
     status.processed += 1;
     status.signs.push(...signs);
     draw(ctx, video, latest);
-    if (finishing) {
-      status.signs.push(...(await recognizer.finish()));
-      status.done = true;
-      setState("finished");
-    }
-    if (signs.length || finishing || status.processed % 5 === 0) show(status.signs, recognizer.segmenter.active && !finishing);
+    if (signs.length || status.processed % 5 === 0) show(status.signs, recognizer.segmenter.active);
     status.fps_processed = status.processed / ((performance.now() - t0) / 1000);
     const dropped = status.dropped ? `, ${status.dropped} dropped while busy (try step=${step + 1})` : "";
     const which = step === 1 ? "every frame" : `1 frame in ${step}`;
     $("speed").textContent = `${status.fps_processed.toFixed(1)} frames/s processed (${which} of the ` +
         `${file ? "video" : "camera"}, ${fps.toFixed(1)} fps after the step${dropped})`;
+  };
+  // The end of the stream (frames=N, or the video's last frame): the open sign is finished.
+  const finish = async () => {
+    status.signs.push(...(await recognizer.finish()));
+    status.done = true;
+    show(status.signs, false);
+    setState("finished");
   };
   status.dropped = 0;
   if (file) {
@@ -245,8 +242,9 @@ async function main() {
     status.frames = count;
     for (let index = 0; index < count; index += step) {
       await seek(video, (index + 0.5) / (fps * step));
-      await process(index + step >= count);
+      await process();
     }
+    await finish();
     return;
   }
   const onFrame = () => {
@@ -255,14 +253,17 @@ async function main() {
     status.frames = seen;
     const finishing = stopAfter > 0 && seen >= stopAfter;
     if (index % step === 0) {
-      if (busy) {
+      if (current) {
         status.dropped += 1;
       } else {
-        busy = true;
-        process(finishing).catch((e) => fail(`Recognition stopped: ${e.message}`)).finally(() => { busy = false; });
+        current = process().catch((e) => fail(`Recognition stopped: ${e.message}`)).finally(() => { current = null; });
       }
     }
-    if (!finishing) video.requestVideoFrameCallback(onFrame);
+    if (finishing) {  // after the frame in hand, whether this one was processed or not
+      (current || Promise.resolve()).then(() => !status.error && finish()).catch((e) => fail(`Recognition stopped: ${e.message}`));
+    } else {
+      video.requestVideoFrameCallback(onFrame);
+    }
   };
   video.requestVideoFrameCallback(onFrame);
 }

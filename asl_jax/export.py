@@ -15,8 +15,8 @@ does to a clip happens inside: layout -> canonical points, body-centred normalis
 resampling to max_frames, the run's frame sampling and per-frame features, its visual standardisation,
 the model (with test-time flips when the run uses them) and the softmax. Zeros mark a part MediaPipe did
 not find, as in the feature files, and a NaN or infinite input value is treated the same way. The artifact
-is lowered for CPU and CUDA (`platforms` in meta.json), so it runs on either, wherever it was exported. `meta.json` beside it lists the glosses, the
-layout, D, G and the call signature. A server needs only jax and numpy:
+is lowered for CPU and CUDA (`platforms` in meta.json), so it runs on either, wherever it was exported.
+`meta.json` beside it lists the glosses, the layout, D, G and the call signature. A server needs only jax and numpy:
 
     import json, jax, numpy as np
     exported = jax.export.deserialize(bytearray(open("export/model.jax_export", "rb").read()))

@@ -92,6 +92,7 @@ def trained(request, tiny_data, tmp_path_factory):
   tmp = tmp_path_factory.mktemp(f"export_{kind}")
   run = str(tmp / "run")
   train.train_and_evaluate(tiny_config(tiny_data, epochs=1, cache_dir=str(tmp / "cache"), **overrides), run)
+  predictor = predict.Predictor(run)
   rng = np.random.default_rng(0)
   lm_dir = tiny_data["landmarks_dir"]
   names = sorted(os.listdir(lm_dir))[:3]
@@ -102,16 +103,10 @@ def trained(request, tiny_data, tmp_path_factory):
     lm[: t // 3, :63] = 0  # the left hand missing at the start
     clip = [lm]
     if kind == "hybrid":
-      clip.append(rng.normal(size=(max(1, t // 2), tiny_data_visual_dim(tiny_data))).astype(np.float32))
+      clip.append(rng.normal(size=(max(1, t // 2), predictor.run.visual_dim)).astype(np.float32))
     clips.append(clip)
-  predictor = predict.Predictor(run)
   expected = predictor.predict_clips([predictor.load_clip(*c) for c in clips])
   return kind, run, clips, expected, list(predictor.glosses)
-
-
-def tiny_data_visual_dim(data) -> int:
-  name = sorted(os.listdir(data["gemma_features_dir"]))[0]
-  return int(np.load(os.path.join(data["gemma_features_dir"], name), mmap_mode="r").shape[1])
 
 
 def _save_clips(tmp, clips) -> str:

@@ -181,9 +181,9 @@ np.save(sys.argv[3], np.stack(frames))
 @pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
 def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(site, tmp_path):
   """The test video as a camera (Chromium's fake device plays it in a loop at 30 fps): frames are processed
-  as fast as the page can (the rest dropped and counted), and the preview (the canvas's pixels) is the mirrored camera image with
-  the skeleton drawn over it: the screenshot matches the mirrored frame better than the unmirrored one, and
-  it has the skeleton's colours where the frame has none."""
+  as fast as the page can (the rest dropped and counted), and the preview (the canvas's pixels) is the
+  mirrored camera image with the skeleton drawn over it: it matches the mirrored frame better than the
+  unmirrored one, and it is white (the arms' lines) where the frame is not."""
   subprocess.run([EXTRACT_PY, "-c", CAMERA, VIDEO, str(tmp_path / "camera.y4m"), str(tmp_path / "frames.npy")],
                  check=True, timeout=120)
   frames = np.load(tmp_path / "frames.npy").astype(np.float32)

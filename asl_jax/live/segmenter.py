@@ -13,10 +13,13 @@ coordinates) and how far each wrist moved. A sign is a run of frames with a hand
 - `max_len`: a sign longer than that is split at its slowest frame (the least wrist motion, smoothed over
   3 frames) at least `min_len` frames from either end.
 
-Signs shorter than `min_len` frames are dropped. The signals are float64, each computed in a fixed order of
-IEEE operations, so web/segmenter.js (the browser page's copy) gives the same bits and the same signs. Durations are in seconds and become frames at the
+Signs shorter than `min_len` frames are dropped. Durations are in seconds and become frames at the
 stream's fps. `Segmenter.push` takes one frame's signals and returns the signs that frame completed;
-`segment` runs a whole array. web/segmenter.js mirrors this file; tests/test_live_segmenter.py specifies both.
+`segment` runs a whole array. tests/test_live_segmenter.py specifies it.
+
+web/src/segmenter.js (the browser page's copy) mirrors this file line for line. The signals are float64,
+each computed in a fixed order of IEEE operations (`_length`, `_mean_rows`), so both give the same bits and
+the same signs; tests/test_web.py feeds the same streams to both.
 """
 
 from __future__ import annotations
@@ -71,8 +74,16 @@ class SegmenterConfig:
 
 def _length(dx, dy):
   """sqrt(dx^2 + dy^2), elementwise, in this order (not np.linalg.norm, whose dot may fuse): what
-  web/segmenter.js computes with the same IEEE operations, so both give the same bits."""
+  web/src/segmenter.js computes with the same IEEE operations, so both give the same bits."""
   return np.sqrt(dx * dx + dy * dy)
+
+
+def _mean_rows(rows: np.ndarray) -> list[float]:
+  """The mean of a few rows, summed first to last from zero, then divided (the order web/src/segmenter.js uses)."""
+  total = [0.0] * rows.shape[1]
+  for row in rows:
+    total = [a + float(b) for a, b in zip(total, row)]
+  return [a / len(rows) for a in total]
 
 
 def frame_signals(raw: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,14 +229,6 @@ class Segmenter:
     start = self.start
     self.start = self.last_hand = None
     return [(start, end)] if end - start + 1 >= self.min_len else []
-
-
-def _mean_rows(rows: np.ndarray) -> list[float]:
-  """The mean of a few rows, summed first to last from zero, then divided (the order web/segmenter.js uses)."""
-  total = [0.0] * rows.shape[1]
-  for row in rows:
-    total = [a + float(b) for a, b in zip(total, row)]
-  return [a / len(rows) for a in total]
 
 
 def segment(raw: np.ndarray, layout: str, config: SegmenterConfig = SegmenterConfig(),

@@ -6,7 +6,8 @@
 
 For each config, set and seed it calls `asl_jax.train.train_and_evaluate` (what `scripts/train.py` runs):
 the best checkpoint is chosen on val (`best_metric`), then evaluated on test. Per config and set it
-reports the mean and standard deviation over seeds of val and test top-1 / top-5, per instance and per
+reports the mean and standard deviation over seeds of the val top-1 / top-5 / loss of the last 10 epochs
+(the selection statistic), and of the best epoch's val and the test top-1 / top-5, per instance and per
 class, and the N-seed ensemble (probabilities averaged, `asl_jax.evaluate.evaluate_workdir` with all
 seeds' workdirs) on val and test. Nothing is selected on test.
 
@@ -36,6 +37,7 @@ import common  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 METRICS = ("top1", "top5", "class_top1", "class_top5")
+LAST = 10  # epochs averaged for the val selection statistic
 
 
 def set_args(name: str, data_root: str, work_root: str) -> dict | None:
@@ -97,11 +99,15 @@ def run_one(job: dict) -> dict:
   seconds = time.time() - t0
   rows = [json.loads(line) for line in open(os.path.join(job["workdir"], "metrics.jsonl"), encoding="utf-8")]
   best = next(r for r in rows if r["epoch"] == result["best_epoch"])
+  validated = [r for r in rows if "val_top1" in r][-LAST:]
   with open(result["test_report"], encoding="utf-8") as f:
     test = json.load(f)
   return {**{k: job[k] for k in ("config", "set", "seed", "workdir")}, "seconds": round(seconds, 1),
           "best_epoch": best["epoch"], "epochs": config.epochs,
           "val": {m: best[f"val_{m}"] for m in METRICS},
+          # The selection statistic: the mean over the last LAST validated epochs, not the best epoch's value
+          # (a maximum over every epoch's noisy evaluation, biased upward).
+          f"val_last{LAST}": {m: statistics.mean(r[f"val_{m}"] for r in validated) for m in (*METRICS, "loss")},
           "test": {"top1": test["per_instance"]["top1"], "top5": test["per_instance"]["top5"],
                    "class_top1": test["per_class"]["top1"], "class_top5": test["per_class"]["top5"]},
           "n_test": test["num_samples"], **({"head_weights": test["head_weights"]} if "head_weights" in test else {})}
@@ -119,24 +125,29 @@ def ensemble(workdirs: list[str]) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
   out = {}
+  spread = lambda xs: {"mean": statistics.mean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}  # noqa: E731
   for split in ("val", "test"):
     for m in METRICS:
-      xs = [r[split][m] for r in runs]
-      out[f"{split}_{m}"] = {"mean": statistics.mean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}
+      out[f"{split}_{m}"] = spread([r[split][m] for r in runs])
+  if all(f"val_last{LAST}" in r for r in runs):
+    for m in (*METRICS, "loss"):
+      out[f"val_last{LAST}_{m}"] = spread([r[f"val_last{LAST}"][m] for r in runs])
   out["seconds_mean"] = statistics.mean(r["seconds"] for r in runs)
   return out
 
 
 def table(results: list[dict]) -> str:
   n = max(len(r["runs"]) for r in results)
-  lines = ["| config | set | seeds | val top-1 | test top-1 | test top-5 | test per-class top-1 | "
-           f"{n}-seed ensemble test top-1 / top-5 | minutes per run |", "|---|---|---|---|---|---|---|---|---|"]
+  lines = [f"| config | set | seeds | val top-1, last {LAST} epochs | val top-1, best epoch | test top-1 | "
+           "test top-5 | test per-class top-1 | "
+           f"{n}-seed ensemble test top-1 / top-5 | minutes per run |", "|---|---|---|---|---|---|---|---|---|---|"]
   pct = lambda s, k: f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['std']:.1f}"  # noqa: E731
   for r in results:
     s, e = r["summary"], r.get("ensemble")
     ens = f"{100 * e['test']['top1']:.1f} / {100 * e['test']['top5']:.1f}" if e else "-"
     lines.append(f"| {os.path.basename(r['config'])}{' ' + r['overrides'] if r['overrides'] else ''} | {r['set']} | "
-                 f"{len(r['runs'])} | {pct(s, 'val_top1')} | {pct(s, 'test_top1')} | {pct(s, 'test_top5')} | "
+                 f"{len(r['runs'])} | {pct(s, f'val_last{LAST}_top1') if f'val_last{LAST}_top1' in s else '-'} | "
+                 f"{pct(s, 'val_top1')} | {pct(s, 'test_top1')} | {pct(s, 'test_top5')} | "
                  f"{pct(s, 'test_class_top1')} | {ens} | {s['seconds_mean'] / 60:.1f} |")
   return "\n".join(lines)
 
@@ -189,7 +200,8 @@ def main() -> None:
   runs = []
   with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
     for r in pool.map(run_one, jobs):
-      print(f"{os.path.basename(r['config'])} {r['set']} seed {r['seed']}: val top-1 {r['val']['top1']:.3f} | test "
+      print(f"{os.path.basename(r['config'])} {r['set']} seed {r['seed']}: val top-1 last {LAST} "
+            f"{r[f'val_last{LAST}']['top1']:.3f}, best {r['val']['top1']:.3f} | test "
             f"top-1 {r['test']['top1']:.3f} top-5 {r['test']['top5']:.3f} | P-C {r['test']['class_top1']:.3f} | "
             f"best epoch {r['best_epoch']}/{r['epochs']} | {r['seconds']:.0f} s", flush=True)
       runs.append(r)

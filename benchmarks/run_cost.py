@@ -98,6 +98,7 @@ def main():
   p.add_argument("--epochs", type=int, default=0, help="0: the config's")
   p.add_argument("--seed", type=int, default=1)
   p.add_argument("--root", default="", help="where the workdirs go (default: a new temporary folder)")
+  p.add_argument("--name", default="run_cost", help="benchmarks/results/NAME.json")
   args = p.parse_args()
   names = args.settings.split(",")
   unknown = [n for n in names if n not in SETTINGS]
@@ -130,7 +131,7 @@ def main():
             f"same val top-1 every epoch {r['same_val_top1_every_epoch']}, same train loss every epoch "
             f"{r['same_train_loss_every_epoch']}")
   payload["runs"] = {n: {k: v for k, v in r.items() if not k.startswith("_")} for n, r in results.items()}
-  print("wrote", common.save("run_cost", payload))
+  print("wrote", common.save(args.name, payload))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,10 @@ def test_ctrl_c_keeps_the_signs_recognised_so_far(tiny_run, signed_stream, tmp_p
   srt_path = str(tmp_path / "partial.srt")
   proc = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts", "live.py"), f"--workdir={tiny_run}",
                            f"--landmarks={signed_stream['path']}", "--realtime", f"--srt={srt_path}", "--cut_hand=5",
-                           "--cut_scale=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           "--cut_scale=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          # A suite started in the background of a non-interactive shell inherits SIGINT ignored,
+                          # and Python then never installs its Ctrl-C handler: give the child the terminal's.
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   first = proc.stdout.readline()  # the first sign, some seconds into the 16.6 s stream
   proc.send_signal(signal.SIGINT)
   rest, err = proc.communicate(timeout=60)

@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import json
 import os
+import threading
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -140,10 +141,19 @@ def describe_bad(bad: Iterable[tuple[str, tuple[int, ...]]], dim: int, kind: str
   return f"{len(bad)} {kind} file(s) have the wrong shape:\n" + "\n".join(lines)
 
 
+# np.load parses each header with ast.literal_eval. In CPython 3.11 the AST constructor keeps its recursion
+# depth in state the threads share (python/cpython#106905): two threads parsing at once can fail with
+# "SystemError: AST constructor recursion depth mismatch" (seen here, on a clip of a test's packing). The
+# packer loads files in threads, so the loads take turns; the clip preparation after each load still runs
+# in parallel.
+_NPY_HEADER_LOCK = threading.Lock()
+
+
 def load_array(path: str, dim: int) -> np.ndarray:
   """Loads one (T, dim) float32 array; any problem raises a DataError naming the file."""
   try:
-    x = np.load(path, allow_pickle=False)
+    with _NPY_HEADER_LOCK:
+      x = np.load(path, allow_pickle=False)
   except FileNotFoundError:
     raise DataError(f"{path}: file not found") from None
   except Exception as e:  # truncated, corrupt, pickled object arrays, not an npy at all

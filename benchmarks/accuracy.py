@@ -129,9 +129,8 @@ def summarise(runs: list[dict]) -> dict:
   for split in ("val", "test"):
     for m in METRICS:
       out[f"{split}_{m}"] = spread([r[split][m] for r in runs])
-  if all(f"val_last{LAST}" in r for r in runs):
-    for m in (*METRICS, "loss"):
-      out[f"val_last{LAST}_{m}"] = spread([r[f"val_last{LAST}"][m] for r in runs])
+  for m in (*METRICS, "loss"):
+    out[f"val_last{LAST}_{m}"] = spread([r[f"val_last{LAST}"][m] for r in runs])
   out["seconds_mean"] = statistics.mean(r["seconds"] for r in runs)
   return out
 
@@ -146,7 +145,7 @@ def table(results: list[dict]) -> str:
     s, e = r["summary"], r.get("ensemble")
     ens = f"{100 * e['test']['top1']:.1f} / {100 * e['test']['top5']:.1f}" if e else "-"
     lines.append(f"| {os.path.basename(r['config'])}{' ' + r['overrides'] if r['overrides'] else ''} | {r['set']} | "
-                 f"{len(r['runs'])} | {pct(s, f'val_last{LAST}_top1') if f'val_last{LAST}_top1' in s else '-'} | "
+                 f"{len(r['runs'])} | {pct(s, f'val_last{LAST}_top1')} | "
                  f"{pct(s, 'val_top1')} | {pct(s, 'test_top1')} | {pct(s, 'test_top5')} | "
                  f"{pct(s, 'test_class_top1')} | {ens} | {s['seconds_mean'] / 60:.1f} |")
   return "\n".join(lines)

@@ -146,13 +146,13 @@ def describe_bad(bad: Iterable[tuple[str, tuple[int, ...]]], dim: int, kind: str
 # "SystemError: AST constructor recursion depth mismatch" (seen here, on a clip of a test's packing). The
 # packer loads files in threads, so the loads take turns; the clip preparation after each load still runs
 # in parallel.
-_NPY_HEADER_LOCK = threading.Lock()
+_NPY_LOAD_LOCK = threading.Lock()
 
 
 def load_array(path: str, dim: int) -> np.ndarray:
   """Loads one (T, dim) float32 array; any problem raises a DataError naming the file."""
   try:
-    with _NPY_HEADER_LOCK:
+    with _NPY_LOAD_LOCK:
       x = np.load(path, allow_pickle=False)
   except FileNotFoundError:
     raise DataError(f"{path}: file not found") from None

@@ -104,6 +104,9 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("ema_decay", 0.0, "> 0: keep an exponential moving average of the weights; validate, test, "
               "predict and export it"),
         Field("seed", 42, "seeds initialisation, data order, augmentation and dropout"),
+        Field("dropout_rng", "threefry", "the generator of the dropout masks: threefry (jax's default) or rbg "
+              "(XLA's RngBitGenerator: the same kind of masks, other draws, a cheaper step on CPU)",
+              ("threefry", "rbg")),
         Field("init_from", "", "start from a trained run's parameters: its directory, or wlasl100 (the shipped "
               "model); the classifier is new when the classes differ (fine-tuning)"),
     ),
@@ -143,6 +146,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("async_checkpoints", True, "checkpoints are written in the background while the next epoch trains"),
         Field("best_checkpoint", "weights", "what the best checkpoint holds: the weights inference reads, or the "
               "whole training state (optimiser moments too: 4x the bytes)", ("weights", "state")),
+        Field("background_validation", True, "an epoch that saves no checkpoint is validated on a worker thread "
+              "while the next one trains (one device, one process, best_checkpoint=weights; the same results)"),
         Field("eval_every", 1, "epochs between validations (the last epoch is always validated; the best "
               "checkpoint is chosen among the validated epochs)"),
         Field("log_every", 50, "steps between progress-bar refreshes (each one waits for the device)"),
@@ -215,7 +220,7 @@ def closest_field(name: str) -> str | None:
 RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
-    "checkpoint_every", "checkpoint_min_interval_s", "async_checkpoints", "best_checkpoint",
+    "checkpoint_every", "checkpoint_min_interval_s", "async_checkpoints", "best_checkpoint", "background_validation",
     "gemma_features_dir", "fit_head_weights",
     "epochs",  # may grow on a finished or interrupted run (train._check_epochs): the schedule is re-planned
 })

@@ -51,14 +51,16 @@ class Evaluator:
                config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
                bool(config.get("tta_flip", False)), visual_norm)
 
-  def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
-    """Runs `step(params, data, idx, valid)` over every clip of `data` in fixed-size batches; returns the
-    per-batch outputs of each chunk (fetched to the host), padding included.
+  def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None):
+    """Runs `step(params, data, idx, valid)` over the first `count` clips of `data` (default all) in fixed-size
+    batches; returns the per-batch outputs of each chunk (fetched to the host), padding included.
 
     Device-resident data is used as is; host (numpy / memory-mapped) data is streamed to the devices in
-    chunks of `chunk_batches` batches, so splits larger than device memory evaluate too.
+    chunks of `chunk_batches` batches, so splits larger than device memory evaluate too. Clips after the
+    first `count` are padding (`input_pipeline.padded_indices`): two splits padded to one size share one
+    compiled step.
     """
-    n = data.size
+    n = data.size if count is None else count
     on_device = isinstance(data.labels, jax.Array)
     chunk = n if on_device else self.batch_size * chunk_batches
     out = []
@@ -74,9 +76,9 @@ class Evaluator:
       out += jax.device_get(chunk_out)
     return out
 
-  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16):
-    """(top_k (N, k) numpy, loss) over all clips of `data`, in order."""
-    out = self._map(self._step, params, data, chunk_batches)
+  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None):
+    """(top_k (N, k) numpy, loss) over the first `count` clips of `data` (default all), in order."""
+    out = self._map(self._step, params, data, chunk_batches, count)
     tops = np.concatenate([top[:k] for (top, _, _), k in out])
     num, den = sum(float(o[0][1]) for o in out), sum(float(o[0][2]) for o in out)
     return tops, num / max(den, 1e-12)
@@ -92,7 +94,8 @@ class Evaluator:
     return np.concatenate([h[:, :, :k] for h, k in out], axis=2)
 
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
-    top_k, loss = self.predict(params, data)
+    """Metrics of the first len(labels) clips of `data` (the rest, if any, is padding)."""
+    top_k, loss = self.predict(params, data, count=len(labels))
     summary = metrics.summarize(top_k, labels, num_classes)
     summary["loss"] = loss
     summary["top_k"] = top_k

@@ -41,6 +41,14 @@ def select(packed, indices: np.ndarray) -> DeviceData:
                     visual_lengths=take(packed.visual_lengths))
 
 
+def padded_indices(indices: np.ndarray, size: int) -> np.ndarray:
+  """`indices` followed by copies of its first element up to `size` entries: a split selected with these
+  has the shapes of a larger one, so both evaluate with one compiled step (`Evaluator.evaluate` reads
+  only the first len(labels) clips)."""
+  indices = np.asarray(indices)
+  return np.concatenate([indices, np.full(max(0, size - len(indices)), indices[0], indices.dtype)])
+
+
 def eval_positions(lengths, num_frames: int, first=None):
   """Uniform sampling: every frame of short clips, `num_frames` evenly spaced ones of long clips.
 

@@ -7,6 +7,7 @@ epoch (data order), so a run restored from a checkpoint continues exactly as if 
 
 from __future__ import annotations
 
+from concurrent import futures
 import contextlib
 import dataclasses
 import json
@@ -44,12 +45,17 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
   aug = aug_lib.AugmentConfig.from_config(config)
   features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  # rbg: the masks from XLA's RngBitGenerator, keyed by seed and step (the augmentation keeps threefry).
+  dropout_key = (None if config.dropout_rng == "threefry" else
+                 jax.random.fold_in(jax.random.key(config.seed, impl=config.dropout_rng), 2))
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
   aux_weight = config.aux_loss_weight
 
   def step(state: run_lib.TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
     k_batch, k_dropout = jax.random.split(key)
+    if dropout_key is not None:
+      k_dropout = jax.random.fold_in(dropout_key, state.step)
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
                                       features, visual_norm=visual_norm)
@@ -389,31 +395,59 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
                   evaluator: evaluation.Evaluator, state, info: dict, ckpt: Checkpoints, stop: _StopFlag,
                   is_main: bool):
   """The epoch loop from the state's step to config.epochs; returns (state, info, interrupted). A stop
-  request mid-epoch saves `latest` and returns; at an epoch's end the save sequence runs first."""
+  request mid-epoch saves `latest` and returns; at an epoch's end the save sequence runs first.
+
+  An epoch that saves nothing is validated on a worker thread while the next epoch trains
+  (`_background_validation`): its row is completed, recorded and logged when the pass is done, and always
+  before the next save and the next epoch's own row, so rows, checkpoints and their order are the same as
+  with validation in line."""
   packed, model, steps = setup.packed, setup.model, setup.steps_per_epoch
   train_data = parallel.replicate(input_pipeline.select(packed, setup.train_idx))
-  val_data = parallel.replicate(input_pipeline.select(packed, setup.val_idx)) if len(setup.val_idx) else None
+  val_data = (parallel.replicate(input_pipeline.select(packed, input_pipeline.padded_indices(
+      setup.val_idx, _eval_size(setup)))) if len(setup.val_idx) else None)
+  val_labels = packed.labels[setup.val_idx]
+  metric = config.best_metric if val_data is not None else None
   weights = None if setup.class_weights is None else parallel.replicate(setup.class_weights)
   unit_weights = None if weights is None else parallel.replicate(np.ones_like(setup.class_weights))
   step_fn = make_train_step(config, model, steps, parallel, setup.visual_norm)
   schedule = run_lib.make_schedule(config, steps)
   train_labels = packed.labels[setup.train_idx]
   start_step = int(state.step)
-  writer = _summary_writer(workdir) if is_main else None
+  workers = futures.ThreadPoolExecutor(1, thread_name_prefix="asl_jax_train")
+  writer = workers.submit(_summary_writer, workdir) if is_main else None  # (its import overlaps compilation)
   if start_step < config.epochs * steps:  # compiled ahead, so the first epoch's progress and ETA are the steps'
     t0 = time.time()
     _say(is_main, "compiling the train step")
     first_order = parallel.shard_order(epoch_order(config, train_labels, start_step // steps, steps))
     step_fn = step_fn.lower(state, train_data, first_order, weights).compile()
     _say(is_main, f"compiled the train step in {time.time() - t0:.1f} s")
+  writer = writer.result() if writer is not None else None
+  background = _background_validation(config, parallel, val_data)
   announced = set()
   pending: dict = {}  # a best epoch not written yet: {"step", "tree" (_best_tree, a copy), "info"}
+  deferred: list = []  # at most one epoch validating in the background: (row, step, weights copy, future)
   last_save = time.time()
 
   def once(what: str, message: str) -> None:
     if what not in announced:
       announced.add(what)
       _say(is_main, message)
+
+  def validate(params) -> tuple[dict, float]:
+    t1 = time.time()
+    val = evaluator.evaluate(params, val_data, val_labels, packed.num_classes)
+    return evaluation.flat_metrics(val, "val"), round(time.time() - t1, 3)
+
+  def settle(wait: bool) -> None:
+    """Completes the epoch validating in the background (if any) once its pass is done, or waits for it."""
+    nonlocal info
+    if deferred and (wait or deferred[0][3].done()):
+      row, step, tree, future = deferred.pop()
+      val, seconds = future.result()
+      row = {**row, **val, "val_background_time_s": seconds}
+      info = _record_epoch(info, row, metric, step, lambda: tree, pending)
+      if is_main:
+        _log_epoch(_metrics_path(workdir), writer, row)
 
   try:
     for epoch in range(start_step // steps, config.epochs):  # 0-based here, 1-based in every output
@@ -425,13 +459,14 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
       t0 = time.time()
       try:
         state, complete = _run_steps(config, state, step_fn, train_data, order, epoch_weights, epoch, first, steps,
-                                     schedule, stop, is_main)
+                                     schedule, stop, is_main, poll=lambda: settle(wait=False))
       except TrainingDivergedError as e:
         kept = ckpt.latest_step("latest")
         kept = (f"the last good checkpoint (step {kept}) is kept" if kept is not None else
                 "no checkpoint had been saved yet")
         raise TrainingDivergedError(f"{e}. {kept[0].upper()}{kept[1:]}: lower config.lr, check the features for "
                                     "extreme values, or keep config.grad_clip") from None
+      settle(wait=True)
       if not complete:
         _save_latest(config, ckpt, state, info, pending)
         return state, info, True
@@ -440,48 +475,82 @@ def _train_epochs(config, workdir: str, setup: run_lib.Setup, parallel: DataPara
       row = {"epoch": epoch + 1, "step": int(state.step), "lr": float(schedule(int(state.step) - 1)),
              "train_loss": float(sums[0] / sums[1]), "train_top1": float(sums[2] / sums[3]),
              "steps_time_s": round(time.time() - t0, 3)}
-      if val_data is not None and ((epoch + 1) % config.eval_every == 0 or last):
+      save_latest = last or ((epoch + 1) % config.checkpoint_every == 0 and
+                             time.time() - last_save >= config.checkpoint_min_interval_s)
+      validating = val_data is not None and ((epoch + 1) % config.eval_every == 0 or last)
+      if validating:
         once("val", f"validating on {len(setup.val_idx)} clips " + (
             "after each epoch" if config.eval_every == 1 else f"every {config.eval_every} epochs and after the "
-            "last") + " (the first pass compiles the evaluation step)")
-        t1 = time.time()
-        val = evaluator.evaluate(state.eval_params, val_data, packed.labels[setup.val_idx], packed.num_classes)
-        row.update(evaluation.flat_metrics(val, "val"))
-        row["val_time_s"] = round(time.time() - t1, 3)
+            "last") + (" (the first pass compiles the evaluation step" + (
+                "; epochs that save no checkpoint validate in the background while the next trains)"
+                if background else ")")))
       every = "each epoch" if config.checkpoint_every == 1 else f"every {config.checkpoint_every} epochs"
       if config.checkpoint_min_interval_s:
         every += f", at most once per {config.checkpoint_min_interval_s:g} s,"
       once("save", f"saving checkpoints to {os.path.join(os.path.abspath(workdir), 'checkpoints')} (latest after "
            f"{every} and after the last and on SIGTERM / Ctrl-C; best when "
            f"{config.best_metric + ' improves' if val_data is not None else 'an epoch ends'}, written with latest)")
-      t1 = time.time()
-      save_latest = last or ((epoch + 1) % config.checkpoint_every == 0 and
-                             time.time() - last_save >= config.checkpoint_min_interval_s)
-      info = _end_of_epoch(config, ckpt, state, info, row, config.best_metric if val_data is not None else None,
-                           save_latest, pending)
-      if save_latest:
-        last_save = time.time()
-      row = {**row, "checkpoint_time_s": round(time.time() - t1, 3), "epoch_time_s": round(time.time() - t0, 3)}
-      if is_main:
-        _log_epoch(_metrics_path(workdir), writer, row)
+      if validating and background and not save_latest:
+        tree = _copy_tree(state.eval_params)  # the next step donates the state's buffers
+        future = workers.submit(validate, tree)
+        deferred.append(({**row, "checkpoint_time_s": 0.0, "epoch_time_s": round(time.time() - t0, 3)},
+                         int(state.step), {run_lib.eval_params_name(config): tree}, future))
+      else:
+        if validating:
+          val, seconds = validate(state.eval_params)
+          row.update(val, val_time_s=seconds)
+        t1 = time.time()
+        info = _record_epoch(info, row, metric, int(state.step),
+                             lambda: _copy_tree(_best_tree(config, state)), pending)
+        if save_latest:
+          _save_latest(config, ckpt, state, info, pending)
+          last_save = time.time()
+        row = {**row, "checkpoint_time_s": round(time.time() - t1, 3), "epoch_time_s": round(time.time() - t0, 3)}
+        if is_main:
+          _log_epoch(_metrics_path(workdir), writer, row)
       if stop.requested:
+        settle(wait=True)
         if not save_latest:
           _save_latest(config, ckpt, state, info, pending)
         return state, info, True
   finally:
+    workers.shutdown(wait=True)  # (an error mid-epoch: the background pass ends before the process does)
     if writer is not None:
       writer.close()
   return state, info, False
 
 
+def _background_validation(config, parallel: DataParallel, val_data) -> bool:
+  """Whether finished epochs that save nothing validate on a worker thread during the next epoch: with
+  config.background_validation, on one device in one process (with several, two programs with collectives
+  launched from two threads could interleave differently on each device), and with best_checkpoint=weights
+  (the pass holds a copy of the weights, not of the whole state)."""
+  return (config.background_validation and val_data is not None and parallel.num_devices == 1 and
+          jax.process_count() == 1 and config.best_checkpoint == "weights")
+
+
+@jax.jit
+def _copy_tree(tree):
+  """A copy of a tree of device arrays on fresh buffers (one compiled program, not one per leaf shape)."""
+  return jax.tree_util.tree_map(jnp.copy, tree)
+
+
+def _eval_size(setup: run_lib.Setup) -> int:
+  """The clip count val and test are padded to, so the final test reuses validation's compiled step."""
+  return max(len(setup.val_idx), len(setup.test_idx), 1)
+
+
 def _run_steps(config, state, step_fn, train_data, order, weights, epoch: int, first: int, steps: int, schedule,
-               stop: _StopFlag, is_main: bool):
-  """Steps `first`..`steps` of one epoch (a progress bar, the loss checked every log_every steps); returns
-  (state, whether the epoch completed) — False when a stop request came first."""
+               stop: _StopFlag, is_main: bool, poll=None):
+  """Steps `first`..`steps` of one epoch (a progress bar, the loss checked every log_every steps, `poll()`
+  after each dispatch); returns (state, whether the epoch completed) — False when a stop request came
+  first."""
   bar = _progress(config, is_main, steps, first, f"epoch {epoch + 1}/{config.epochs}")
   try:
     for s in range(first, steps):
       state, loss = step_fn(state, train_data, order, weights)
+      if poll is not None:
+        poll()
       if bar is not None:
         bar.update(1)
       if (s + 1) % config.log_every == 0 or s + 1 == steps:
@@ -522,7 +591,8 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
     evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,
                                                  setup.class_weights, visual_norm=setup.visual_norm)
   _fault("test_evaluation")
-  test = parallel.replicate(input_pipeline.select(packed, setup.test_idx))
+  test = parallel.replicate(input_pipeline.select(packed, input_pipeline.padded_indices(setup.test_idx,
+                                                                                      _eval_size(setup))))
   summary = evaluator.evaluate(params, test, packed.labels[setup.test_idx], packed.num_classes)
   if not is_main:
     return {}
@@ -571,21 +641,17 @@ def _report_of_step(path: str, step) -> dict | None:
   return report if report.get("checkpoint_step") == step else None
 
 
-def _end_of_epoch(config, ckpt: Checkpoints, state, info: dict, row: dict, metric: str | None,
-                  save_latest: bool, pending: dict) -> dict:
-  """The end of a finished epoch: if it improved on the best validated epoch (every epoch when there is no
-  validation), its weights are kept on the device as the pending best; when `save_latest`, the pending best
-  is written, then latest (with the row). Best is never newer than latest on disk but for a moment: a kill
-  there leaves a best that the resumed run removes and writes again."""
+def _record_epoch(info: dict, row: dict, metric: str | None, step: int, best_tree, pending: dict) -> dict:
+  """The info after a finished epoch (its row; the best so far). If the epoch improved on the best
+  validated epoch (every epoch when there is no validation), `best_tree()` (a copy of what `best` holds:
+  the next train step donates the state's buffers) becomes the pending best, written just before the next
+  latest (`_save_latest`). Best is never newer than latest on disk but for a moment: a kill there leaves a
+  best that the resumed run removes and writes again."""
   improved = metric is None or (metric in row and _better(metric, row[metric], info["best_value"]))
-  step = int(state.step)
   info = {**info, "epoch": row["epoch"], "row": row}
   if improved:
     info.update(best_value=row.get(metric), best_epoch=row["epoch"], best_step=step)
-    # A copy: the next train step donates (reuses) the state's buffers.
-    pending.update(step=step, tree=jax.tree_util.tree_map(jnp.copy, _best_tree(config, state)), info=info)
-  if save_latest:
-    _save_latest(config, ckpt, state, info, pending)
+    pending.update(step=step, tree=best_tree(), info=info)
   return info
 
 

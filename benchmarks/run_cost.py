@@ -9,15 +9,19 @@ a fresh workdir and a fresh XLA compilation cache (so every run compiles, as a f
 one after the other on the same machine; the packed data cache is filled once before they start.
 
   before      the behaviour until 2026-12-02: synchronous saves of the whole TrainState to latest every
-              epoch and to best when it improves, validation in batches of 256 (94 val clips padded to 256)
+              epoch and to best when it improves, validation in line in batches of 256 (94 val clips padded
+              to 256)
   after       today's defaults: latest at most once a minute (checkpoint_min_interval_s=60) with the best
               epoch's weights written just before it, background saves, best holds the evaluated weights
-              only, validation in batches sized to the split
+              only, validation in batches sized to the split, on a worker thread while the next epoch trains
+              for epochs that save nothing (background_validation)
   after_warm  as after, with the XLA cache the `after` run filled (a second seed, a resume, a rerun)
   after_every_epoch  as after with latest saved after every epoch (checkpoint_min_interval_s=0)
   after_sync  as after with async_checkpoints=False
+  after_inline_val  as after with background_validation=False
 
-Reported per run: wall time of the command; from metrics.jsonl the sums of the steps' time, validation,
+Reported per run: wall time of the command; from metrics.jsonl the sums of the steps' time, validation in
+line (val_time_s) and on the worker thread (val_background_time_s, overlapping the next epoch's steps),
 checkpoint saves and the epochs' wall time; outside the epochs (start-up, data, compilation, test); the
 test metrics and whether they (best step, top-1 / top-5, per-class accuracies) equal `before`'s. Writes benchmarks/results/run_cost.json.
 """
@@ -41,11 +45,12 @@ SHARED = os.path.join(REPO, "..", "shared", "data", "wlasl_real")
 
 SETTINGS = {
     "before": ["--config.async_checkpoints=False", "--config.best_checkpoint=state", "--config.eval_batch_size=256",
-               "--config.checkpoint_min_interval_s=0"],
+               "--config.checkpoint_min_interval_s=0", "--config.background_validation=False"],
     "after": [],
     "after_warm": [],
     "after_every_epoch": ["--config.checkpoint_min_interval_s=0"],
     "after_sync": ["--config.async_checkpoints=False"],
+    "after_inline_val": ["--config.background_validation=False"],
 }
 
 
@@ -71,7 +76,7 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
   compiled = re.search(r"compiled the train step in ([0-9.]+) s", out.stderr)
   epochs = total("epoch_time_s")
   res = {"wall_s": round(wall, 1), "epochs": len(rows), "steps_s": total("steps_time_s"),
-         "val_s": total("val_time_s"), "checkpoint_s": total("checkpoint_time_s"), "epochs_s": epochs,
+         "val_s": total("val_time_s"), "val_background_s": total("val_background_time_s"), "checkpoint_s": total("checkpoint_time_s"), "epochs_s": epochs,
          "other_in_epochs_s": round(epochs - total("steps_time_s") - total("val_time_s") -
                                     total("checkpoint_time_s"), 1),
          "outside_epochs_s": round(wall - epochs, 1),
@@ -81,6 +86,7 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
          "val_top1_last": rows[-1].get("val_top1"), "_predictions": preds, "_rows": rows}
   res["outside_steps_fraction"] = round(1 - res["steps_s"] / wall, 3)
   print(f"{name:11s} wall {res['wall_s']:7.1f} s | steps {res['steps_s']:6.1f} val {res['val_s']:5.1f} "
+        f"(background {res['val_background_s']:5.1f}) "
         f"checkpoints {res['checkpoint_s']:5.1f} other {res['other_in_epochs_s']:4.1f} outside epochs "
         f"{res['outside_epochs_s']:5.1f} (compile {res['train_step_compile_s']}) | outside steps "
         f"{100 * res['outside_steps_fraction']:.1f} % | best epoch {res['best_epoch']} test top-1 "

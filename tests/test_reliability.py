@@ -303,6 +303,49 @@ def test_old_behaviour_and_sparse_validation(reference_run, tmp_path):
   assert Checkpoints(str(tmp_path / "sparse")).all_steps("latest") == [3 * steps, 4 * steps]
 
 
+def test_background_validation_and_a_stop_while_it_runs(reference_run, tmp_path, monkeypatch):
+  """Epochs that save nothing (latest every 4th epoch) validate on a worker thread while the next epoch
+  trains; rows, best epoch and test report equal the reference run's (validated in line). A stop request
+  in epoch 2, while epoch 1's pass may still run, saves epoch 1's row and best first; the resumed run ends
+  as the reference. With background_validation=False every pass runs in line, with the same results."""
+  cfg, reference = reference_run
+  steps = reference[0][0]["step"]
+  cfg = cfg.copy_and_resolve_references()
+  cfg.checkpoint_every = 4
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(cfg, workdir)
+  raw = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert ["val_background_time_s" in r for r in raw] == [True, True, True, False]  # the last always in line
+  assert _final_state(workdir) == reference
+
+  class StopInEpochTwo(train._StopFlag):  # pylint: disable=protected-access
+    checks = 0
+
+    @property
+    def requested(self):  # asked once per step, then once at the epoch's end
+      StopInEpochTwo.checks += 1
+      return StopInEpochTwo.checks == steps + 2  # after epoch 2's first step
+
+    @requested.setter
+    def requested(self, value):
+      pass
+
+  stopped = str(tmp_path / "stopped")
+  with monkeypatch.context() as m:
+    m.setattr(train, "_StopFlag", StopInEpochTwo)
+    assert train.train_and_evaluate(cfg, stopped)["status"] == "interrupted"
+  assert Checkpoints(stopped).all_steps("latest") == [steps + 1]
+  assert Checkpoints(stopped).all_steps("best") == [steps]
+  assert _rows(stopped) == reference[0][:1]
+  assert train.train_and_evaluate(cfg, stopped)["status"] == "done"
+  assert _final_state(stopped) == reference
+  cfg.background_validation = False
+  inline = str(tmp_path / "inline")
+  train.train_and_evaluate(cfg, inline)
+  assert not any("val_background_time_s" in json.loads(l) for l in open(os.path.join(inline, "metrics.jsonl")))
+  assert _final_state(inline) == reference
+
+
 def test_stop_at_an_epoch_end_between_checkpoints_saves(reference_run, tmp_path, monkeypatch):
   """With latest saved at most once a day (checkpoint_min_interval_s), a stop request (SIGTERM / Ctrl-C) at
   the end of epoch 1 still saves it at once; the resumed run ends as the reference."""

@@ -66,12 +66,15 @@ def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype, mixup_prob):
 
 def test_determinism_and_seed(tiny_data, tmp_path):
   runs = {}
-  for name, seed, mixup in (("a", 1, 0.0), ("b", 1, 0.0), ("c", 2, 0.0), ("m", 1, 1.0)):
-    train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False, mixup_prob=mixup),
-                             str(tmp_path / name))
+  for name, seed, mixup, rng in (("a", 1, 0.0, "threefry"), ("b", 1, 0.0, "threefry"), ("c", 2, 0.0, "threefry"),
+                                 ("m", 1, 1.0, "threefry"), ("r", 1, 0.0, "rbg"), ("s", 1, 0.0, "rbg")):
+    train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False, mixup_prob=mixup,
+                                         dropout_rng=rng), str(tmp_path / name))
     runs[name] = _rows(tmp_path / name)
   assert runs["a"] == runs["b"]
   assert runs["a"] != runs["c"]
+  assert runs["r"] == runs["s"]  # rbg masks are as reproducible, and other draws than threefry's
+  assert all(abs(r["train_loss"] - a["train_loss"]) > 1e-4 for r, a in zip(runs["r"], runs["a"], strict=True))
   # Mixup draws from a key of its own, so it is the only difference between "a" and "m": a run that ignored
   # mixup_prob would log exactly the same training losses.
   assert len(runs["m"]) == len(runs["a"])
@@ -106,12 +109,14 @@ def test_nan_loss_stops_with_message_and_no_checkpoint(tiny_data, tmp_path):
   assert Checkpoints(str(tmp_path / "nan")).latest_step() is None
 
 
-def test_eight_devices_match_one(tiny_data, tmp_path):
-  """The same run on 1 and on 8 (virtual CPU) devices gives the same losses."""
+@pytest.mark.parametrize("dropout_rng", ["threefry", "rbg"])
+def test_eight_devices_match_one(tiny_data, tmp_path, dropout_rng):
+  """The same run on 1 and on 8 (virtual CPU) devices gives the same losses, with either dropout generator
+  (the masks do not depend on how the batch is sharded)."""
   losses = {}
   for n in (1, 8):
     args, env = _cli(tiny_data, tmp_path / f"d{n}", {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
-                     epochs=2, evaluate_test=False)
+                     epochs=2, evaluate_test=False, dropout_rng=dropout_rng)
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"{n} device(s)" in out.stderr

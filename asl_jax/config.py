@@ -348,7 +348,7 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   block before each of two Transformer blocks; above 300 classes the plain Transformer) with dropout 0.2
   and weight decay 0.05,
   lr 1e-3, horizontal flips in training and as test-time augmentation, mixup (up to 300 classes), an EMA of
-  the weights, no class weights (on nslt_1000-shaped data they cost 8-26 points of per-class top-1 on val at
+  the weights, dropout masks from XLA's RngBitGenerator (a cheaper step), no class weights (on nslt_1000-shaped data they cost 8-26 points of per-class top-1 on val at
   the last epoch: README, "Class weights"). More classes get more warmup and epochs."""
   c = default_config()
   large = num_classes > 300
@@ -370,6 +370,9 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   # smoothing 0.2 instead (3 seeds each). Not measured with more classes.
   c.mixup_prob, c.mixup_alpha = (0.0 if large else 1.0), 0.4
   c.ema_decay = 0.99
+  # Dropout masks from XLA's RngBitGenerator: a 17 % cheaper train step on CPU, and the same val top-1 of
+  # the last 10 epochs over both real sets (69.6 / 89.9 % against 69.4 / 90.1 % with threefry; 3 seeds each).
+  c.dropout_rng = "rbg"
   c.warmup_epochs, c.epochs = (10, 100) if large else (10, 150)
   # With visual features (gemma_features_dir): the linear, standardised visual stream, per-stream
   # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual

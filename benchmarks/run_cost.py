@@ -10,7 +10,7 @@ one after the other on the same machine; the packed data cache is filled once be
 
   before      the behaviour until 2026-12-02: synchronous saves of the whole TrainState to latest every
               epoch and to best when it improves, validation in line in batches of 256 (94 val clips padded
-              to 256)
+              to 256), dropout masks from threefry
   after       today's defaults: latest at most once a minute (checkpoint_min_interval_s=60) with the best
               epoch's weights written just before it, background saves, best holds the evaluated weights
               only, validation in batches sized to the split, on a worker thread while the next epoch trains
@@ -19,6 +19,8 @@ one after the other on the same machine; the packed data cache is filled once be
   after_every_epoch  as after with latest saved after every epoch (checkpoint_min_interval_s=0)
   after_sync  as after with async_checkpoints=False
   after_inline_val  as after with background_validation=False
+  after_threefry / after_rbg  as after with dropout masks from threefry / XLA's RngBitGenerator (other draws:
+              the same kind of run, not the same numbers)
 
 Reported per run: wall time of the command; from metrics.jsonl the sums of the steps' time, validation in
 line (val_time_s) and on the worker thread (val_background_time_s, overlapping the next epoch's steps),
@@ -45,12 +47,15 @@ SHARED = os.path.join(REPO, "..", "shared", "data", "wlasl_real")
 
 SETTINGS = {
     "before": ["--config.async_checkpoints=False", "--config.best_checkpoint=state", "--config.eval_batch_size=256",
-               "--config.checkpoint_min_interval_s=0", "--config.background_validation=False"],
+               "--config.checkpoint_min_interval_s=0", "--config.background_validation=False",
+               "--config.dropout_rng=threefry"],
     "after": [],
     "after_warm": [],
     "after_every_epoch": ["--config.checkpoint_min_interval_s=0"],
     "after_sync": ["--config.async_checkpoints=False"],
     "after_inline_val": ["--config.background_validation=False"],
+    "after_threefry": ["--config.dropout_rng=threefry"],
+    "after_rbg": ["--config.dropout_rng=rbg"],
 }
 
 

@@ -742,6 +742,14 @@ def _log_epoch(path: str, writer, row: dict) -> None:
 
 
 def _say(is_main: bool, message: str) -> None:
-  """A user-facing progress line (main process only), on stderr: stdout holds the results alone."""
-  if is_main:
+  """A user-facing progress line (main process only), on stderr: stdout holds the results alone. Once a
+  progress bar has been shown, through tqdm.write, so a line logged mid-epoch (a background validation's
+  row) goes above the bar instead of through it."""
+  if not is_main:
+    return
+  if "tqdm" in sys.modules:
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel  (already imported)
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
+  else:
     print(message, file=sys.stderr, flush=True)

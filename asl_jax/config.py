@@ -220,8 +220,8 @@ def closest_field(name: str) -> str | None:
 RESUME_SAFE_FIELDS = frozenset({
     "cache_dir", "log_every", "progress_bar", "eval_batch_size", "evaluate_test", "distributed",
     "coordinator_address", "num_processes", "process_id", "max_to_keep", "data_dir", "landmarks_dir",
-    "checkpoint_every", "checkpoint_min_interval_s", "async_checkpoints", "best_checkpoint", "background_validation",
-    "gemma_features_dir", "fit_head_weights",
+    "checkpoint_every", "checkpoint_min_interval_s", "async_checkpoints", "best_checkpoint",
+    "background_validation", "gemma_features_dir", "fit_head_weights",
     "epochs",  # may grow on a finished or interrupted run (train._check_epochs): the schedule is re-planned
 })
 
@@ -348,8 +348,9 @@ def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
   block before each of two Transformer blocks; above 300 classes the plain Transformer) with dropout 0.2
   and weight decay 0.05,
   lr 1e-3, horizontal flips in training and as test-time augmentation, mixup (up to 300 classes), an EMA of
-  the weights, dropout masks from XLA's RngBitGenerator (a cheaper step), no class weights (on nslt_1000-shaped data they cost 8-26 points of per-class top-1 on val at
-  the last epoch: README, "Class weights"). More classes get more warmup and epochs."""
+  the weights, dropout masks from XLA's RngBitGenerator (a cheaper step), no class weights (on
+  nslt_1000-shaped data they cost 8-26 points of per-class top-1 on val at the last epoch: README, "Class
+  weights"). More classes get more warmup and epochs."""
   c = default_config()
   large = num_classes > 300
   c.subset = f"nslt_{num_classes}.json"

@@ -46,6 +46,8 @@ def padded_indices(indices: np.ndarray, size: int) -> np.ndarray:
   has the shapes of a larger one, so both evaluate with one compiled step (`Evaluator.evaluate` reads
   only the first len(labels) clips)."""
   indices = np.asarray(indices)
+  if not len(indices):
+    return indices
   return np.concatenate([indices, np.full(max(0, size - len(indices)), indices[0], indices.dtype)])
 
 

@@ -81,7 +81,8 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
   compiled = re.search(r"compiled the train step in ([0-9.]+) s", out.stderr)
   epochs = total("epoch_time_s")
   res = {"wall_s": round(wall, 1), "epochs": len(rows), "steps_s": total("steps_time_s"),
-         "val_s": total("val_time_s"), "val_background_s": total("val_background_time_s"), "checkpoint_s": total("checkpoint_time_s"), "epochs_s": epochs,
+         "val_s": total("val_time_s"), "val_background_s": total("val_background_time_s"),
+         "checkpoint_s": total("checkpoint_time_s"), "epochs_s": epochs,
          "other_in_epochs_s": round(epochs - total("steps_time_s") - total("val_time_s") -
                                     total("checkpoint_time_s"), 1),
          "outside_epochs_s": round(wall - epochs, 1),

@@ -212,6 +212,17 @@ def test_streamed_evaluation(tiny_data, tmp_path):
   streamed = ev.predict(state.params, host, chunk_batches=2)  # 8 clips per chunk
   np.testing.assert_array_equal(on_device[0], streamed[0])
   assert on_device[1] == pytest.approx(streamed[1], rel=1e-6)
+  # A split padded to a larger clip count (val and test share one compiled step so) evaluates as itself.
+  part = idx[3:10]
+  labels = setup.packed.labels[part]
+  alone = ev.evaluate(state.params, parallel.replicate(input_pipeline.select(setup.packed, part)), labels,
+                      setup.packed.num_classes)
+  padded_idx = input_pipeline.padded_indices(part, 13)
+  assert len(padded_idx) == 13 and (padded_idx[7:] == part[0]).all()
+  padded = ev.evaluate(state.params, parallel.replicate(input_pipeline.select(setup.packed, padded_idx)), labels,
+                       setup.packed.num_classes)
+  np.testing.assert_array_equal(alone["top_k"], padded["top_k"])
+  assert padded["loss"] == pytest.approx(alone["loss"], rel=1e-6) and len(padded["top_k"]) == 7
 
 
 class _Killed(BaseException):

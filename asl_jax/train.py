@@ -299,8 +299,7 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
 def _eval_batch(config, setup: run_lib.Setup) -> int:
   """config.eval_batch_size, or when 0 the larger of val and test rounded up to a multiple of 8, at most
   evaluation.EVAL_BATCH (a 94-clip val set padded to 256 clips would cost 2.7x its clips every epoch)."""
-  n = max(len(setup.val_idx), len(setup.test_idx), 1)
-  return config.eval_batch_size or min(evaluation.EVAL_BATCH, -(-n // 8) * 8)
+  return config.eval_batch_size or min(evaluation.EVAL_BATCH, -(-_eval_size(setup) // 8) * 8)
 
 
 def _with_visual_norm(config, setup: run_lib.Setup) -> run_lib.Setup:

@@ -314,6 +314,25 @@ def test_old_behaviour_and_sparse_validation(reference_run, tmp_path):
   assert Checkpoints(str(tmp_path / "sparse")).all_steps("latest") == [3 * steps, 4 * steps]
 
 
+def _stop_at_check(n: int):
+  """A stop flag (train._StopFlag) that reports a stop request at its n-th check, as a SIGTERM arriving then
+  would. The loop asks once per step, then once at the epoch's end."""
+
+  class StopAtCheck(train._StopFlag):  # pylint: disable=protected-access
+    checks = 0
+
+    @property
+    def requested(self):
+      StopAtCheck.checks += 1
+      return StopAtCheck.checks == n
+
+    @requested.setter
+    def requested(self, value):
+      pass
+
+  return StopAtCheck
+
+
 def test_background_validation_and_a_stop_while_it_runs(reference_run, tmp_path, monkeypatch):
   """Epochs that save nothing (latest every 4th epoch) validate on a worker thread while the next epoch
   trains; rows, best epoch and test report equal the reference run's (validated in line). A stop request
@@ -329,21 +348,10 @@ def test_background_validation_and_a_stop_while_it_runs(reference_run, tmp_path,
   assert ["val_background_time_s" in r for r in raw] == [True, True, True, False]  # the last always in line
   assert _final_state(workdir) == reference
 
-  class StopInEpochTwo(train._StopFlag):  # pylint: disable=protected-access
-    checks = 0
-
-    @property
-    def requested(self):  # asked once per step, then once at the epoch's end
-      StopInEpochTwo.checks += 1
-      return StopInEpochTwo.checks == steps + 2  # after epoch 2's first step
-
-    @requested.setter
-    def requested(self, value):
-      pass
-
+  stop_in_epoch_two = _stop_at_check(steps + 2)  # after epoch 2's first step
   stopped = str(tmp_path / "stopped")
   with monkeypatch.context() as m:
-    m.setattr(train, "_StopFlag", StopInEpochTwo)
+    m.setattr(train, "_StopFlag", stop_in_epoch_two)
     assert train.train_and_evaluate(cfg, stopped)["status"] == "interrupted"
   assert Checkpoints(stopped).all_steps("latest") == [steps + 1]
   assert Checkpoints(stopped).all_steps("best") == [steps]
@@ -365,21 +373,10 @@ def test_stop_at_an_epoch_end_between_checkpoints_saves(reference_run, tmp_path,
   cfg.checkpoint_min_interval_s = 86400.0
   steps = reference[0][0]["step"]
 
-  class StopAtFirstEpochEnd(train._StopFlag):  # pylint: disable=protected-access
-    checks = 0
-
-    @property
-    def requested(self):  # asked once per step, then once at the epoch's end
-      StopAtFirstEpochEnd.checks += 1
-      return StopAtFirstEpochEnd.checks == steps + 1
-
-    @requested.setter
-    def requested(self, value):
-      pass
-
+  stop_at_first_epoch_end = _stop_at_check(steps + 1)
   workdir = str(tmp_path / "run")
   with monkeypatch.context() as m:
-    m.setattr(train, "_StopFlag", StopAtFirstEpochEnd)
+    m.setattr(train, "_StopFlag", stop_at_first_epoch_end)
     assert train.train_and_evaluate(cfg, workdir)["status"] == "interrupted"
   assert Checkpoints(workdir).all_steps("latest") == [steps]
   assert train.train_and_evaluate(cfg, workdir)["status"] == "done"

@@ -207,9 +207,11 @@ async function main() {
     const start = performance.now();
     smallCtx.drawImage(video, 0, 0, small.width, small.height);
     // Timestamps as the Python solution API gives them (33333 us per processed frame, whatever the real
-    // time), so that the landmark smoothing, which depends on them, filters the same way as asl-live's.
-    // The public send() drops its timestamp argument; the pinned package's inner graph takes it in ms.
-    const stamp = status.processed * 33.333;
+    // time, the first at 33333: a first frame at 0 is not after the smoothing filters' initial time, so
+    // they skip it and start a frame late), so that the landmark smoothing filters as asl-live's does.
+    // The public send() drops its timestamp argument; the pinned package's inner graph takes it in ms
+    // (the half microsecond keeps its conversion to whole microseconds from rounding down).
+    const stamp = ((status.processed + 1) * 33333 + 0.5) / 1000;
     if (holistic.h && typeof holistic.h.send === "function") await holistic.h.send({ image: small }, stamp);
     else await holistic.send({ image: small });
     status.holistic_ms.push(performance.now() - start);

@@ -2,8 +2,9 @@
 //     [--screenshot=FILE.png] [--page_screenshot=FILE.png] [--timeout=SECONDS] [--dist=web/dist] [--media=DIR]
 // Serves web/dist on a free localhost port, opens the page in headless Chromium (Debian's /usr/bin/chromium,
 // or $CHROMIUM) and writes what the page reports (window.aslLive: the signs, frames, timings, any error
-// message) to OUT_JSON. --video feeds the file to a fake camera; --no-camera runs without any camera;
-// --deny refuses the camera permission; --media=DIR serves DIR's files as /media/NAME (for ?video=/media/NAME). tests/test_web.py drives it.
+// message, the last 30 console lines, every distinct warning and error logged) to OUT_JSON. --video feeds
+// the file to a fake camera; --no-camera runs without any camera; --deny refuses the camera permission;
+// --media=DIR serves DIR's files as /media/NAME (for ?video=/media/NAME). tests/test_web.py drives it.
 import { createServer } from "node:http";
 import { readFileSync, writeFileSync, statSync } from "node:fs";
 import { dirname, extname, join, normalize } from "node:path";
@@ -76,6 +77,7 @@ status.current = await page.evaluate(() => document.getElementById("current").te
 status.recent = await page.evaluate(() => Array.from(document.querySelectorAll("#recent li")).map((li) => li.textContent));
 status.wall_s = (Date.now() - t0) / 1000;
 status.console = logs.slice(-30);
+status.warnings = [...new Set(logs.filter((l) => l.startsWith("warning: ") || l.startsWith("error: ")))];  // each once
 if (args.page_screenshot) await page.screenshot({ path: args.page_screenshot });
 if (args.screenshot) {  // the preview canvas's own pixels, as rendered
   const url = await page.evaluate(() => document.getElementById("preview").toDataURL("image/png"));

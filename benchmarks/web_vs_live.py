@@ -9,6 +9,14 @@ copied into the project), each letterboxed into 640x480 and written at 25 fps in
 frames between clips (a rest), by the extraction environment's OpenCV. The page runs in video mode (every
 step-th frame shown, then processed: the frames asl-live reads). Reported: both sign lists, whether the
 glosses and spans agree, each one's top-1 against the clips' true glosses, and the page's per-frame time.
+
+Where a difference comes from: the same frames' landmarks from Python MediaPipe (asl-live's extraction) and
+from the page, and from Python MediaPipe on the frames with every pixel moved by at most one level (uniform
+in {-1, 0, 1}, seed 0: about what two video decoders differ by), compared per part (the xy distance where
+both found it, in image sizes, and the frames where only one found it); and each landmark stream recognised
+by `asl-live --landmarks`, so a gloss that differs between the page's landmarks there and the page itself
+would be a difference in the page's segmenter or model, and one that flips with the pixel noise is
+MediaPipe's sensitivity, not the browser's.
 Writes benchmarks/results/web_vs_live.json. Needs `make web-build`'s node_modules and Debian's chromium.
 """
 
@@ -22,6 +30,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIDEOS = os.path.join(REPO, "..", "shared", "data", "wlasl_videos")
@@ -46,6 +56,43 @@ for _ in range(12):
 w.release()
 print(spans, n)
 """
+
+# Python MediaPipe's landmarks of every step-th frame (asl-live's frames), as read and with +-1 level noise.
+LANDMARKS = r"""
+import sys, numpy as np
+from asl_jax.extract.holistic import HolisticExtractor, read_frames
+video, step, clean_out, noisy_out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+frames = list(read_frames(video))[::step]
+rng = np.random.default_rng(0)
+for out, noise in ((clean_out, False), (noisy_out, True)):
+    with HolisticExtractor() as ex:
+        rows = [ex.frame(np.clip(f.astype(np.int16) + rng.integers(-1, 2, f.shape), 0, 255).astype(np.uint8)
+                         if noise else f) for f in frames]
+    np.save(out, np.stack(rows).astype(np.float32))
+"""
+PARTS = {"left_hand": slice(0, 21), "right_hand": slice(21, 42), "pose": slice(42, 54)}  # seed162's points
+
+
+def landmark_gaps(a: np.ndarray, b: np.ndarray) -> dict:
+  """Per seed162 part: the mean and max xy distance of the points where both streams found the part, and the
+  frames where only one did."""
+  a, b = a.reshape(len(a), 54, 3)[..., :2], b.reshape(len(b), 54, 3)[..., :2]
+  out = {}
+  for name, part in PARTS.items():
+    found_a, found_b = np.abs(a[:, part]).sum((1, 2)) > 0, np.abs(b[:, part]).sum((1, 2)) > 0
+    both = found_a & found_b
+    dist = np.linalg.norm(a[both][:, part] - b[both][:, part], axis=-1)
+    out[name] = {"frames_both": int(both.sum()), "only_one": int((found_a != found_b).sum()),
+                 "mean": round(float(dist.mean()), 4) if both.any() else None,
+                 "max": round(float(dist.max()), 4) if both.any() else None}
+  return out
+
+
+def live_on_landmarks(path: str, fps: float) -> list[str]:
+  """asl-live's top glosses for a landmark stream."""
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "live.py"), f"--landmarks={path}",
+                        f"--fps={fps}"], capture_output=True, text=True, check=True, cwd=REPO)
+  return [json.loads(line)["top_k"][0]["gloss"] for line in out.stdout.splitlines()]
 
 
 def main() -> None:
@@ -80,9 +127,16 @@ def main() -> None:
   page_json = os.path.join(tmp, "page.json")
   subprocess.run(["node", os.path.join(REPO, "web", "tools", "browser.mjs"), page_json, f"--dist={tmp}/dist",
                   f"--media={tmp}", "--no-camera", "--timeout=3000",
-                  f"--query=video=/media/stream.webm&fps=25&step={args.step}"], check=True)
+                  f"--query=video=/media/stream.webm&fps=25&step={args.step}&debug=1"], check=True)
   page = json.load(open(page_json, encoding="utf-8"))
   page_signs = page["signs"]
+
+  clean, noisy, page_lm = (os.path.join(tmp, f"{n}.npy") for n in ("python", "python_noisy", "page"))
+  subprocess.run([EXTRACT_PY, "-c", LANDMARKS, video, str(args.step), clean, noisy], check=True, capture_output=True,
+                 cwd=REPO)
+  np.save(page_lm, np.asarray(page["landmarks"], np.float32))
+  streams = {"python": np.load(clean), "python_pixels_pm1": np.load(noisy), "page": np.load(page_lm)}
+  fps = 25 / args.step
 
   top = lambda signs: [s["top_k"][0]["gloss"] for s in signs]  # noqa: E731
   span = lambda signs: [(s["start_frame"], s["end_frame"]) for s in signs]  # noqa: E731
@@ -94,7 +148,11 @@ def main() -> None:
             "page_holistic_ms_median": statistics.median(page["holistic_ms"]) if page["holistic_ms"] else None,
             "page_frames_processed": page["processed"], "page_error": page["error"],
             "live_top1_probs": [round(s["top_k"][0]["prob"], 3) for s in live_signs],
-            "page_top1_probs": [round(s["top_k"][0]["prob"], 3) for s in page_signs]}
+            "page_top1_probs": [round(s["top_k"][0]["prob"], 3) for s in page_signs],
+            "landmarks_page_vs_python": landmark_gaps(streams["page"], streams["python"]),
+            "landmarks_pixels_pm1_vs_python": landmark_gaps(streams["python_pixels_pm1"], streams["python"]),
+            "live_on_landmarks": {name: live_on_landmarks(path, fps) for name, path in
+                                  (("python", clean), ("python_pixels_pm1", noisy), ("page", page_lm))}}
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "w", encoding="utf-8") as fh:
     json.dump(result, fh, indent=1)

@@ -11,12 +11,12 @@ step-th frame shown, then processed: the frames asl-live reads). Reported: both 
 glosses and spans agree, each one's top-1 against the clips' true glosses, and the page's per-frame time.
 
 Where a difference comes from: the same frames' landmarks from Python MediaPipe (asl-live's extraction) and
-from the page, and from Python MediaPipe on the frames with every pixel moved by at most one level (uniform
-in {-1, 0, 1}, seed 0: about what two video decoders differ by), compared per part (the xy distance where
-both found it, in image sizes, and the frames where only one found it); and each landmark stream recognised
-by `asl-live --landmarks`, so a gloss that differs between the page's landmarks there and the page itself
-would be a difference in the page's segmenter or model, and one that flips with the pixel noise is
-MediaPipe's sensitivity, not the browser's.
+from the page, and from Python MediaPipe on the frames with every pixel moved by at most one level (uniform in
+{-1, 0, 1}, seed 0: about what two video decoders differ by), compared per part of the canonical layout (the
+xy distance where both found it, in image sizes, and the frames where only one found it); and each landmark
+stream recognised by `asl-live --landmarks`, so a gloss that differs between the page's landmarks there and
+the page itself would be a difference in the page's segmenter or model, and one that flips with the pixel
+noise is MediaPipe's sensitivity, not the browser's.
 Writes benchmarks/results/web_vs_live.json. Needs `make web-build`'s node_modules and Debian's chromium.
 """
 
@@ -36,6 +36,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIDEOS = os.path.join(REPO, "..", "shared", "data", "wlasl_videos")
 EXTRACT_PY = os.path.join(REPO, ".venv-extract", "bin", "python")
+sys.path.insert(0, REPO)
+from asl_jax import export, pretrained  # noqa: E402
+from asl_jax.data import layouts  # noqa: E402
 
 WRITE = r"""
 import sys, cv2, numpy as np
@@ -70,19 +73,17 @@ for out, noise in ((clean_out, False), (noisy_out, True)):
                          if noise else f) for f in frames]
     np.save(out, np.stack(rows).astype(np.float32))
 """
-PARTS = {"left_hand": slice(0, 21), "right_hand": slice(21, 42), "pose": slice(42, 54)}  # seed162's points
 
 
 def landmark_gaps(a: np.ndarray, b: np.ndarray) -> dict:
-  """Per seed162 part: the mean and max xy distance of the points where both streams found the part, and the
-  frames where only one did."""
-  a, b = a.reshape(len(a), 54, 3)[..., :2], b.reshape(len(b), 54, 3)[..., :2]
+  """Per part of the canonical layout (data/layouts): the mean and max xy distance of its points where both
+  streams found it, and the frames where only one did."""
+  (a, found_a), (b, found_b) = layouts.to_canonical(a, "seed162"), layouts.to_canonical(b, "seed162")
   out = {}
-  for name, part in PARTS.items():
-    found_a, found_b = np.abs(a[:, part]).sum((1, 2)) > 0, np.abs(b[:, part]).sum((1, 2)) > 0
-    both = found_a & found_b
-    dist = np.linalg.norm(a[both][:, part] - b[both][:, part], axis=-1)
-    out[name] = {"frames_both": int(both.sum()), "only_one": int((found_a != found_b).sum()),
+  for i, (name, part) in enumerate(zip(layouts.PARTS, layouts.PART_SLICES)):
+    both = found_a[:, i] & found_b[:, i]
+    dist = np.linalg.norm(a[both][:, part, :2] - b[both][:, part, :2], axis=-1)
+    out[name] = {"frames_both": int(both.sum()), "only_one": int((found_a[:, i] != found_b[:, i]).sum()),
                  "mean": round(float(dist.mean()), 4) if both.any() else None,
                  "max": round(float(dist.max()), 4) if both.any() else None}
   return out
@@ -102,8 +103,6 @@ def main() -> None:
   ap.add_argument("--subset", default="test")
   ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "web_vs_live.json"))
   args = ap.parse_args()
-  sys.path.insert(0, REPO)
-  from asl_jax import export, pretrained  # pylint: disable=import-outside-toplevel
 
   with open(os.path.join(VIDEOS, "manifest.csv"), encoding="utf-8") as fh:
     rows = [r for r in csv.DictReader(fh) if r["subset"] == args.subset]

@@ -15,6 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
+from asl_jax import allocator
 from asl_jax.errors import AslJaxError
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
@@ -75,7 +76,10 @@ def flags_help() -> str:
 
 def _serve(action, usage: str, argv=None, positional: bool = False, extra_help: str = "", precheck=None) -> None:
   """app.run a main that calls action(FLAGS, positional args) under run_guarded. `--help` prints `usage`,
-  this entry point's flags and `extra_help`; stray arguments are rejected unless `positional`."""
+  this entry point's flags and `extra_help`; stray arguments are rejected unless `positional`. Run as a
+  program (argv None), the process first gets a caching allocator where one is installed (asl_jax.allocator)."""
+  if argv is None:
+    allocator.use_caching_allocator()
   argv = list(sys.argv if argv is None else argv)
   if any(a in HELP_FLAGS for a in argv[1:]):
     print(usage.strip() + "\n\nflags:\n" + flags_help() + ("\n\n" + extra_help.strip() if extra_help else ""))

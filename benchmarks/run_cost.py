@@ -8,7 +8,7 @@ Each setting runs `scripts/train.py --config=configs/nslt_100.py` (the recommend
 a fresh workdir and a fresh XLA compilation cache (so every run compiles, as a first run on a machine does),
 one after the other on the same machine; the packed data cache is filled once before they start.
 
-  before      the behaviour until 2026-12-02: synchronous saves of the whole TrainState to latest every
+  before      the behaviour until 2026-12-02 (the system's memory allocator until 2026-12-03): synchronous saves of the whole TrainState to latest every
               epoch and to best when it improves, validation in line in batches of 256 (94 val clips padded
               to 256), dropout masks from threefry
   after       today's defaults: latest at most once a minute (checkpoint_min_interval_s=60) with the best
@@ -21,6 +21,12 @@ one after the other on the same machine; the packed data cache is filled once be
   after_inline_val  as after with background_validation=False
   after_threefry / after_rbg  as after with dropout masks from threefry / XLA's RngBitGenerator (other draws:
               the same kind of run, not the same numbers)
+  after_system_malloc / after_threefry_system_malloc  as after / after_threefry with the system's memory
+              allocator (ASL_JAX_MALLOC=system) instead of a caching one (tcmalloc where installed;
+              asl_jax.allocator), as before has
+
+Every run but these two and before gets the caching allocator when one is installed (the report says which
+each run had).
 
 Reported per run: wall time of the command; from metrics.jsonl the sums of the steps' time, validation in
 line (val_time_s) and on the worker thread (val_background_time_s, overlapping the next epoch's steps),
@@ -34,6 +40,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -41,6 +48,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+from asl_jax import allocator  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(REPO, "..", "shared", "data", "wlasl_real")
@@ -56,19 +64,26 @@ SETTINGS = {
     "after_inline_val": ["--config.background_validation=False"],
     "after_threefry": ["--config.dropout_rng=threefry"],
     "after_rbg": ["--config.dropout_rng=rbg"],
+    "after_system_malloc": [],
+    "after_threefry_system_malloc": ["--config.dropout_rng=threefry"],
 }
+# The process's memory allocator (asl_jax.allocator): before 2026-12-03 every run used the system's.
+ENVIRONMENT = {"before": {"ASL_JAX_MALLOC": "system"}, "after_system_malloc": {"ASL_JAX_MALLOC": "system"},
+               "after_threefry_system_malloc": {"ASL_JAX_MALLOC": "system"}}
 
 
 def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
   workdir = os.path.join(root, name)
   xla = xla_dirs["after"] if name == "after_warm" else xla_dirs.setdefault(name, tempfile.mkdtemp(dir=root))
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": xla, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": xla, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1",
+         **ENVIRONMENT.get(name, {})}
   cmd = [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={args.config}",
          f"--workdir={workdir}", f"--config.data_dir={args.data_dir}", f"--config.subset={args.subset}",
          f"--config.landmarks_dir={args.landmarks_dir}", "--config.gemma_features_dir=",
          "--config.progress_bar=False", f"--config.seed={args.seed}", *SETTINGS[name]]
   if args.epochs:
     cmd.append(f"--config.epochs={args.epochs}")
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
   wall = time.perf_counter() - t0
@@ -79,6 +94,7 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
   report = json.load(open(os.path.join(workdir, "eval_test", "report.json"), encoding="utf-8"))
   preds = {k: report[k] for k in ("checkpoint_step", "per_instance", "per_class", "per_class_accuracy")}
   compiled = re.search(r"compiled the train step in ([0-9.]+) s", out.stderr)
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
   epochs = total("epoch_time_s")
   res = {"wall_s": round(wall, 1), "epochs": len(rows), "steps_s": total("steps_time_s"),
          "val_s": total("val_time_s"), "val_background_s": total("val_background_time_s"),
@@ -89,14 +105,18 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
          "train_step_compile_s": float(compiled.group(1)) if compiled else None,
          "best_epoch": report.get("checkpoint_step", 0) // max(1, rows[0]["step"]),
          "test_top1": report["per_instance"]["top1"], "test_top5": report["per_instance"]["top5"],
-         "val_top1_last": rows[-1].get("val_top1"), "_predictions": preds, "_rows": rows}
+         "val_top1_last": rows[-1].get("val_top1"), "_predictions": preds, "_rows": rows,
+         "allocator": "system" if ENVIRONMENT.get(name) else os.path.basename(allocator.caching_library() or "system"),
+         "cpu_user_s": round(usage.ru_utime - before.ru_utime, 1), "cpu_system_s": round(usage.ru_stime - before.ru_stime, 1),
+         "page_faults": usage.ru_minflt - before.ru_minflt}
   res["outside_steps_fraction"] = round(1 - res["steps_s"] / wall, 3)
   print(f"{name:11s} wall {res['wall_s']:7.1f} s | steps {res['steps_s']:6.1f} val {res['val_s']:5.1f} "
         f"(background {res['val_background_s']:5.1f}) "
         f"checkpoints {res['checkpoint_s']:5.1f} other {res['other_in_epochs_s']:4.1f} outside epochs "
         f"{res['outside_epochs_s']:5.1f} (compile {res['train_step_compile_s']}) | outside steps "
         f"{100 * res['outside_steps_fraction']:.1f} % | best epoch {res['best_epoch']} test top-1 "
-        f"{res['test_top1']:.3f} top-5 {res['test_top5']:.3f}", flush=True)
+        f"{res['test_top1']:.3f} top-5 {res['test_top5']:.3f} | {res['allocator']} allocator, cpu user "
+        f"{res['cpu_user_s']} system {res['cpu_system_s']} s, {res['page_faults']} page faults", flush=True)
   return res
 
 

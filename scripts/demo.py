@@ -5,6 +5,7 @@ import os
 
 from absl import app, flags
 
+from asl_jax.allocator import use_caching_allocator
 from asl_jax.cli import next_commands, run_guarded
 
 flags.DEFINE_string("data_dir", "demo_data", "where the synthetic data is written (reused when present)")
@@ -44,4 +45,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  use_caching_allocator()
   app.run(main)

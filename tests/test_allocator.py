@@ -94,3 +94,21 @@ def test_training_through_the_cli_gets_the_allocator_and_the_same_numbers(tiny_d
     runs[choice] = ([{k: v for k, v in r.items() if not k.endswith("time_s")} for r in rows],
                     {k: report[k] for k in ("checkpoint_step", "per_instance", "per_class", "per_class_accuracy")})
   assert runs["auto"] == runs["system"]
+
+
+@pytest.mark.skipif(allocator.caching_library("jemalloc") is None, reason="jemalloc is not installed")
+def test_jemalloc_is_told_to_keep_freed_memory_and_its_setting_is_not_inherited(tmp_path):
+  """jemalloc purges freed blocks over 8 MB at once unless told otherwise (MALLOC_CONF), the behaviour the
+  allocator is there to avoid; a MALLOC_CONF of the user's own is left as it is."""
+  probe = tmp_path / "conf.py"
+  probe.write_text("import json, os, sys\nfrom asl_jax import allocator\nconf = os.environ.get('MALLOC_CONF')\n"
+                   "allocator.use_caching_allocator()\nprint(json.dumps([allocator.loaded(), conf, "
+                   "os.environ.get('MALLOC_CONF')]))\n")
+  base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+  for user, seen in ((None, "dirty_decay_ms:-1,muzzy_decay_ms:-1"), ("narenas:1", "narenas:1")):
+    env = {**base, allocator.ENV: "jemalloc", **({"MALLOC_CONF": user} if user else {})}
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, timeout=60,
+                         check=True)
+    loaded, conf_at_start, conf_after = json.loads(out.stdout)
+    assert "jemalloc" in loaded
+    assert conf_at_start == seen and conf_after == user  # what jemalloc read; what the children get

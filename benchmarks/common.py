@@ -8,6 +8,8 @@ import os
 import platform
 import statistics
 
+from asl_jax import allocator
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -15,7 +17,8 @@ def machine() -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   info = {"date": datetime.date.today().isoformat(), "python": platform.python_version(),
           "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "jax": jax.__version__,
-          "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()]}
+          "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()],
+          "allocator": os.path.basename(allocator.loaded() or "system")}
   try:
     import torch  # pylint: disable=import-outside-toplevel
     info["torch"] = torch.__version__

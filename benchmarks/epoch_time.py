@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import augment, input_pipeline, losses, models, train  # noqa: E402
+from asl_jax import allocator, augment, input_pipeline, losses, models, train  # noqa: E402
 from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
 from asl_jax.data import packed as packed_lib  # noqa: E402
@@ -176,4 +176,5 @@ def main():
 
 
 if __name__ == "__main__":
+  allocator.use_caching_allocator()  # as the entry points run (PyTorch gets it too: one process)
   main()

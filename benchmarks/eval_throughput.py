@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import evaluation, input_pipeline  # noqa: E402
+from asl_jax import allocator, evaluation, input_pipeline  # noqa: E402
 from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
 from asl_jax.data.synthetic import make_synthetic  # noqa: E402
@@ -66,4 +66,5 @@ def main():
 
 
 if __name__ == "__main__":
+  allocator.use_caching_allocator()  # as the entry points run (PyTorch gets it too: one process)
   main()

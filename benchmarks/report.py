@@ -19,15 +19,18 @@ def _load(name):
   return json.load(open(path)) if os.path.exists(path) else None
 
 
+def _measured(m: dict) -> str:
+  return (f"Measured {m.get('date', '?')} on {m.get('cores', '?')} CPU cores ({m.get('cpu', '?')}), "
+          f"backend {m.get('backend', '?')}, jax {m.get('jax', '?')}, torch {m.get('torch', '-')}, memory allocator "
+          f"{m.get('allocator', 'system')}, PyTorch and asl_jax in the same run with the same thread count.")
+
+
 def render() -> str:
+  """The tables, each under the facts of the run it comes from (the benchmarks are rerun separately)."""
   lines = []
   tt, et, ev = _load("train_throughput"), _load("epoch_time"), _load("eval_throughput")
-  m = (tt or et or ev or {}).get("machine", {})
-  lines.append(f"Measured {m.get('date', '?')} on {m.get('cores', '?')} CPU cores ({m.get('cpu', '?')}), "
-               f"backend {m.get('backend', '?')}, jax {m.get('jax', '?')}, torch {m.get('torch', '-')}, "
-               "PyTorch and asl_jax in the same run with the same thread count.")
-  lines.append("")
   if tt:
+    lines += [_measured(tt.get("machine", {})), ""]
     lines += ["| train step (B=32, T=16, G=1152, H=512) | params | asl_jax samples/s (ratio) | asl_jax, LSTM "
               "matmuls in bfloat16 (ratio) | PyTorch seed samples/s |",
               "|---|---|---|---|---|"]
@@ -42,6 +45,8 @@ def render() -> str:
                    f"{t['samples_per_s'] if t else '-'} |")
     lines.append("")
   if et:
+    if et.get("machine") != (tt or {}).get("machine"):
+      lines += [_measured(et.get("machine", {})), ""]
     lines += ["| nslt_1000-shaped epoch (landmarks + visual) | asl_jax | PyTorch seed pipeline |", "|---|---|---|",
               f"| input pipeline alone, samples/s | {et['pipeline_jax_sps']} | {et.get('pipeline_torch_w0_sps', '-')} "
               f"(0 workers), {et.get('pipeline_torch_w2_sps', '-')} (2 workers) |",

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import input_pipeline, models, train  # noqa: E402
+from asl_jax import allocator, input_pipeline, models, train  # noqa: E402
 from asl_jax import run as run_lib  # noqa: E402
 from asl_jax.config import default_config, nslt_config  # noqa: E402
 from asl_jax.data import layouts  # noqa: E402
@@ -160,4 +160,5 @@ def measure(name: str, batch: int, a, have_torch: bool, results: dict) -> None:
 
 
 if __name__ == "__main__":
+  allocator.use_caching_allocator()  # as the entry points run (PyTorch gets it too: one process)
   main()

@@ -367,8 +367,11 @@ def _describe(config, setup: run_lib.Setup, parallel: DataParallel, n_params: in
        f"{n_params / 1e6:.2f} M parameters; {parallel.num_devices} device(s), {setup.steps_per_epoch} steps/epoch")
   if jax.default_backend() == "cpu" and sys.platform.startswith("linux") and allocator.loaded() is None and (
       os.environ.get(allocator.ENV, "auto") != "system"):
-    _say(is_main, "note: no caching memory allocator found; with one, each CPU step takes about a fifth less "
-         "time (Debian / Ubuntu: apt-get install libtcmalloc-minimal4; README, Performance)")
+    installed = allocator.caching_library()
+    how = ("install one (Debian / Ubuntu: apt-get install libtcmalloc-minimal4)" if installed is None else
+           f"start Python with LD_PRELOAD={installed} (the asl-* commands and scripts/*.py do it by themselves)")
+    _say(is_main, f"note: this process runs without a caching memory allocator; {how} and each CPU step takes "
+         "about a fifth less time (README, Performance)")
 
 
 def _test_report_path(workdir: str) -> str:

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from asl_jax import allocator
-from conftest import REPO
+from asl_jax import allocator, train
+from conftest import REPO, tiny_config
 
 LIBRARY = allocator.caching_library()
 needs_library = pytest.mark.skipif(
@@ -88,7 +88,7 @@ def test_training_through_the_cli_gets_the_allocator_and_the_same_numbers(tiny_d
          "--config.dropout_rng=threefry"], capture_output=True, text=True, timeout=300, check=False,
         env={**env, allocator.ENV: choice})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "no caching memory allocator found" not in out.stderr  # (system: chosen, so no note either)
+    assert "without a caching memory allocator" not in out.stderr  # (system: chosen, so no note either)
     rows = [json.loads(line) for line in open(wd / "metrics.jsonl", encoding="utf-8")]
     report = json.load(open(wd / "eval_test" / "report.json", encoding="utf-8"))
     runs[choice] = ([{k: v for k, v in r.items() if not k.endswith("time_s")} for r in rows],
@@ -112,3 +112,15 @@ def test_jemalloc_is_told_to_keep_freed_memory_and_its_setting_is_not_inherited(
     loaded, conf_at_start, conf_after = json.loads(out.stdout)
     assert "jemalloc" in loaded
     assert conf_at_start == seen and conf_after == user  # what jemalloc read; what the children get
+
+
+def test_training_in_a_process_without_one_says_how_to_get_it(tiny_data, tmp_path, capsys, monkeypatch):
+  """Training from Python (this test process: no allocator preloaded) notes what the steps lose, and how to
+  get the allocator: the LD_PRELOAD line where one is installed, the package where none is."""
+  if allocator.loaded() is not None:
+    pytest.skip("this process already has a caching allocator")
+  monkeypatch.delenv(allocator.ENV, raising=False)
+  train.train_and_evaluate(tiny_config(tiny_data, epochs=1, evaluate_test=False), str(tmp_path / "run"))
+  err = capsys.readouterr().err
+  assert "note: this process runs without a caching memory allocator; " in err
+  assert (f"start Python with LD_PRELOAD={LIBRARY} " if LIBRARY else "apt-get install libtcmalloc-minimal4") in err

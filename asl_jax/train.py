@@ -365,13 +365,9 @@ def _describe(config, setup: run_lib.Setup, parallel: DataParallel, n_params: in
        f"({len(packed.report['missing_features'])} without features, {len(packed.report['skipped'])} skipped)")
   _say(is_main, f"model: {config.encoder} encoder, {streams}, {packed.num_classes} classes, "
        f"{n_params / 1e6:.2f} M parameters; {parallel.num_devices} device(s), {setup.steps_per_epoch} steps/epoch")
-  if jax.default_backend() == "cpu" and sys.platform.startswith("linux") and allocator.loaded() is None and (
-      os.environ.get(allocator.ENV, "auto") != "system"):
-    installed = allocator.caching_library()
-    how = ("install one (Debian / Ubuntu: apt-get install libtcmalloc-minimal4)" if installed is None else
-           f"start Python with LD_PRELOAD={installed} (the asl-* commands and scripts/*.py do it by themselves)")
-    _say(is_main, f"note: this process runs without a caching memory allocator; {how} and each CPU step takes "
-         "about a fifth less time (README, Performance)")
+  note = allocator.advice() if jax.default_backend() == "cpu" else None
+  if note:
+    _say(is_main, f"note: {note}")
 
 
 def _test_report_path(workdir: str) -> str:

@@ -8,9 +8,9 @@ Each setting runs `scripts/train.py --config=configs/nslt_100.py` (the recommend
 a fresh workdir and a fresh XLA compilation cache (so every run compiles, as a first run on a machine does),
 one after the other on the same machine; the packed data cache is filled once before they start.
 
-  before      the behaviour until 2026-12-02 (the system's memory allocator until 2026-12-03): synchronous saves of the whole TrainState to latest every
-              epoch and to best when it improves, validation in line in batches of 256 (94 val clips padded
-              to 256), dropout masks from threefry
+  before      the behaviour until 2026-12-02 (and the system's memory allocator until 2026-12-03):
+              synchronous saves of the whole TrainState to latest every epoch and to best when it improves,
+              validation in line in batches of 256 (94 val clips padded to 256), dropout masks from threefry
   after       today's defaults: latest at most once a minute (checkpoint_min_interval_s=60) with the best
               epoch's weights written just before it, background saves, best holds the evaluated weights
               only, validation in batches sized to the split, on a worker thread while the next epoch trains
@@ -67,23 +67,22 @@ SETTINGS = {
     "after_system_malloc": [],
     "after_threefry_system_malloc": ["--config.dropout_rng=threefry"],
 }
-# The process's memory allocator (asl_jax.allocator): before 2026-12-03 every run used the system's.
-ENVIRONMENT = {"before": {"ASL_JAX_MALLOC": "system"}, "after_system_malloc": {"ASL_JAX_MALLOC": "system"},
-               "after_threefry_system_malloc": {"ASL_JAX_MALLOC": "system"}}
+# The settings run with the system's memory allocator (asl_jax.allocator; every run did before 2026-12-03).
+SYSTEM_MALLOC = {"before", "after_system_malloc", "after_threefry_system_malloc"}
 
 
 def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
   workdir = os.path.join(root, name)
   xla = xla_dirs["after"] if name == "after_warm" else xla_dirs.setdefault(name, tempfile.mkdtemp(dir=root))
   env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": xla, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1",
-         **ENVIRONMENT.get(name, {})}
+         **({allocator.ENV: "system"} if name in SYSTEM_MALLOC else {})}
   cmd = [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={args.config}",
          f"--workdir={workdir}", f"--config.data_dir={args.data_dir}", f"--config.subset={args.subset}",
          f"--config.landmarks_dir={args.landmarks_dir}", "--config.gemma_features_dir=",
          "--config.progress_bar=False", f"--config.seed={args.seed}", *SETTINGS[name]]
   if args.epochs:
     cmd.append(f"--config.epochs={args.epochs}")
-  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
   wall = time.perf_counter() - t0
@@ -106,9 +105,9 @@ def run_one(name: str, args, root: str, xla_dirs: dict) -> dict:
          "best_epoch": report.get("checkpoint_step", 0) // max(1, rows[0]["step"]),
          "test_top1": report["per_instance"]["top1"], "test_top5": report["per_instance"]["top5"],
          "val_top1_last": rows[-1].get("val_top1"), "_predictions": preds, "_rows": rows,
-         "allocator": "system" if ENVIRONMENT.get(name) else os.path.basename(allocator.caching_library() or "system"),
-         "cpu_user_s": round(usage.ru_utime - before.ru_utime, 1), "cpu_system_s": round(usage.ru_stime - before.ru_stime, 1),
-         "page_faults": usage.ru_minflt - before.ru_minflt}
+         "allocator": "system" if name in SYSTEM_MALLOC else os.path.basename(allocator.caching_library() or "system"),
+         "cpu_user_s": round(usage.ru_utime - usage0.ru_utime, 1),
+         "cpu_system_s": round(usage.ru_stime - usage0.ru_stime, 1), "page_faults": usage.ru_minflt - usage0.ru_minflt}
   res["outside_steps_fraction"] = round(1 - res["steps_s"] / wall, 3)
   print(f"{name:11s} wall {res['wall_s']:7.1f} s | steps {res['steps_s']:6.1f} val {res['val_s']:5.1f} "
         f"(background {res['val_background_s']:5.1f}) "

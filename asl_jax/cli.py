@@ -232,10 +232,21 @@ def evaluate_main(argv=None):
   flags.DEFINE_string("data_dir", "", "the split file's directory, if it moved since training (default: saved)")
   flags.DEFINE_string("landmarks_dir", "", "the landmark files, if they moved (default: saved)")
   flags.DEFINE_string("gemma_features_dir", "", "the visual features, if they moved (default: saved)")
+  flags.DEFINE_bool("calibrate", False, "first fit the run's calibration on its val clips (temperature, unknown "
+                    "threshold, enrolment scales) and write WORKDIR/calibration.json: for runs trained before "
+                    "training did it")
 
   def action(f, _):
     if not f.workdir:
       _usage_error("give --workdir=DIR (--help lists the flags)")
+    if f.calibrate:
+      from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+      moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
+      print(f"calibrating {f.workdir} on its val split", file=sys.stderr, flush=True)
+      cal = evaluate.calibrate_workdir(f.workdir, moved)
+      print(f"calibrated on {cal['clips']} val clips: temperature {cal['temperature']:.3f} (val ECE "
+            f"{cal['val_ece_before']:.3f} -> {cal['val_ece_after']:.3f}), unknown below a top-1 probability of "
+            f"{cal['unknown_threshold']:.3f}", file=sys.stderr, flush=True)
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
     print(f"evaluating {f.workdir} on its {f.split} split ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
@@ -259,6 +270,11 @@ Top-k glosses for new clips, one JSON line per input (without --workdir: the shi
 """
 
 
+def _check_threshold(value) -> None:
+  if value is not None and not 0 <= value <= 1:
+    _usage_error(f"--unknown_threshold={value}: must be a probability in [0, 1]")
+
+
 def predict_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, average their "
                       "probabilities (an ensemble); omitted: the shipped WLASL100 model")
@@ -272,6 +288,8 @@ def predict_main(argv=None):
   flags.DEFINE_string("gemma_features_dir", None, "same as --gemma=DIR")
   flags.DEFINE_integer("top_k", 5, "how many classes to print per input")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.DEFINE_float("unknown_threshold", None, "call a sign unknown below this top-1 probability (default: the "
+                     "run's, fitted on val to accept 95 percent of known signs; 0: never)")
 
   def action(f, args):
     from asl_jax import predict, pretrained  # pylint: disable=import-outside-toplevel
@@ -290,8 +308,9 @@ def predict_main(argv=None):
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
     print(f"loading {workdir} ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
+    _check_threshold(f.unknown_threshold)
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
-                                 videos=videos)
+                                 videos=videos, unknown_threshold=f.unknown_threshold)
     for row in rows:
       if "error" in row:
         print(f"error: {row['file']}: {row['error']}", file=sys.stderr)
@@ -422,6 +441,45 @@ recognition"). Without --workdir it uses the shipped WLASL100 model:
 """
 
 
+# --------------------------------------------------------------------------------------------- enroll
+
+ENROLL_USAGE = """
+Your own signs: a new run that knows a base run's signs plus yours, from a few examples of each (README,
+"Your own signs"). The base is never changed.
+
+  python scripts/enroll.py --from=wlasl100 --signs=SIGNS --workdir=runs/mine    # or --from=runs/x
+
+SIGNS/<gloss>/ holds one sign's examples: landmark .npy files (any supported layout) or videos (extracted
+with MediaPipe, `make extract-env`). A gloss the base knows is refined with its examples. Examples that
+cannot be used are one line each; the others are enrolled and the exit status is 3.
+"""
+
+
+def enroll_main(argv=None):
+  flags.DEFINE_string("from", "wlasl100", "the base run directory, or wlasl100 (the shipped model)")
+  flags.DEFINE_string("signs", None, "a folder of sign folders: SIGNS/<gloss>/ with that sign's examples")
+  flags.DEFINE_string("workdir", None, "the new run directory to write (must not exist)")
+
+  def action(f, _):
+    if not f.signs or not f.workdir:
+      _usage_error("give --signs=SIGNS and --workdir=NEW_RUN (--help lists the flags)")
+    from asl_jax import enroll, pretrained  # pylint: disable=import-outside-toplevel
+    base = pretrained.resolve(f["from"].value)
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"enrolling the signs of {f.signs} into a copy of {base}")
+    result = enroll.enroll(base, f.signs, f.workdir, say=say)
+    for line in result["problems"]:
+      print(f"skipped: {line}", file=sys.stderr)
+    print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "added": result["added"],
+                      "refined": result["refined"], "examples": result["examples"],
+                      "skipped": len(result["problems"])}))
+    if result["problems"]:
+      say(f"{len(result['problems'])} example(s) or folder(s) skipped (the lines above); the rest is enrolled")
+      sys.exit(3)
+
+  _serve(action, ENROLL_USAGE, argv)
+
+
 def live_main(argv=None):
   import dataclasses  # pylint: disable=import-outside-toplevel
   from asl_jax.live import segmenter  # pylint: disable=import-outside-toplevel
@@ -441,6 +499,8 @@ def live_main(argv=None):
   flags.DEFINE_bool("display", False, "show the camera / video with the skeleton, the segmenter's state and the "
                     "recent glosses (needs OpenCV with a GUI in the extraction environment)")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.DEFINE_float("unknown_threshold", None, "call a sign unknown (? in the subtitles) below this top-1 "
+                     "probability (default: the run's, fitted on val to accept 95 percent of known signs; 0: never)")
   defaults = segmenter.SegmenterConfig()
   for field in dataclasses.fields(segmenter.SegmenterConfig):
     flags.DEFINE_float(field.name, getattr(defaults, field.name), f"segmenter: {field.metadata.get('help', '')}"
@@ -450,12 +510,13 @@ def live_main(argv=None):
     from asl_jax.live import stream  # pylint: disable=import-outside-toplevel
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
+    _check_threshold(f.unknown_threshold)
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,
                               fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
                               display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint,
-                              realtime=f.realtime)
+                              realtime=f.realtime, unknown_threshold=f.unknown_threshold)
     if result["status"] == "interrupted":
       sys.exit(130)
 

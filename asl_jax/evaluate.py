@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from asl_jax import atomic, evaluation, input_pipeline, metrics, restore
+from asl_jax import atomic, calibration, evaluation, input_pipeline, metrics, plots, restore
 from asl_jax import run as run_lib
 from asl_jax.data import splits as splits_lib
 from asl_jax.errors import ConfigError, DataError
@@ -54,9 +54,8 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     if len(workdirs) == 1:
       summary = evaluator.evaluate(parallel.replicate(run.params), data, setup.packed.labels[idx],
                                    setup.packed.num_classes)
-    else:
-      p = evaluator.probabilities(parallel.replicate(run.params), data)
-      probs = p if probs is None else probs + p
+    p = evaluator.probabilities(parallel.replicate(run.params), data)
+    probs = p if probs is None else probs + p
     if first is None:
       first = (run, setup, ids, idx)
   run, setup, ids, idx = first
@@ -69,12 +68,50 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = evaluation.build_report(summary, split, run.step, run.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(setup.packed, idx)
+  probs_ = probs
+  cal = calibration.load(workdirs[0])
+  threshold = None if cal is None else cal.get("unknown_threshold")
+  report["calibration"] = {
+      "temperature": float(run.model.temperature), "ece": calibration.expected_calibration_error(probs_, labels),
+      "mean_confidence": float(probs_.max(-1).mean()), "bins": calibration.reliability_bins(probs_, labels),
+      "unknown_threshold": threshold,
+      "called_unknown": float(calibration.is_unknown(probs_, threshold).mean())}
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint
   out_dir = out_dir or os.path.join(workdirs[0], f"eval_{split}" + ("_ensemble" if len(workdirs) > 1 else ""))
   report["path"] = evaluation.write_report(out_dir, report, summary, labels, run.glosses,
                                 os.path.join(workdirs[0], "metrics.jsonl") if len(workdirs) == 1 else None)
+  plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
+                            os.path.join(out_dir, "reliability.png"), f"{split} split")
   predictions = {vid: run.glosses[int(p)] for vid, p in zip(ids, summary["predictions"])}
   atomic.write_json(os.path.join(out_dir, "predictions.json"), predictions, indent=1)
   return report
+
+
+def calibrate_workdir(workdir: str, data_overrides: dict | None = None) -> dict:
+  """Fits a run's calibration (calibration.json: temperature, unknown threshold, enrolment scales) on its val
+  clips, for runs trained before training did it; returns it. The run must not have trained on val."""
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  if os.path.abspath(workdir).startswith(os.path.abspath(pretrained.HERE)):
+    raise ConfigError(f"{workdir}: the shipped model is calibrated already, and an installed package is not a "
+                      "place to write")
+  run = restore.load_run(workdir, "best", data_overrides)
+  if "val" in splits_lib.train_subsets(run.config.train_subsets):
+    raise ConfigError(f"{workdir}: the run trained on its val clips (train_subsets={run.config.train_subsets}), "
+                      "so they cannot calibrate it")
+  setup = run_lib.prepare(run.config)
+  if not len(setup.val_idx):
+    raise DataError(f"{setup.packed.split.path}: the val split has no clips with features to calibrate on")
+  if setup.packed.split.glosses != run.glosses:
+    raise DataError(f"{setup.packed.split.path}: its classes are not the run's (an enrolled run is calibrated by "
+                    "its base)")
+  parallel = DataParallel()
+  evaluator = evaluation.Evaluator.from_config(run.config, run.model.clone(temperature=1.0), parallel,
+                                               setup.class_weights, 0, run.visual_norm)
+  packed = setup.packed
+  cal = evaluation.calibrate(evaluator, run.params, parallel.replicate(input_pipeline.select(packed, setup.val_idx)),
+                             packed.labels[setup.val_idx], run.step, input_pipeline.select(packed, setup.train_idx),
+                             packed.labels[setup.train_idx])
+  calibration.save(workdir, cal)
+  return cal

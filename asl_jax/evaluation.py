@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, inference, input_pipeline, landmark_features, losses, metrics, plots
+from asl_jax import atomic, calibration, inference, input_pipeline, landmark_features, losses, metrics, plots
 from asl_jax import config as config_lib
 from asl_jax.sharding import DataParallel
 
@@ -40,9 +40,14 @@ class Evaluator:
     def heads(params, data, idx, valid):  # pylint: disable=unused-argument
       return inference.head_log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
 
+    def embed(params, data, idx, valid):  # pylint: disable=unused-argument
+      return inference.embeddings(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
+
     self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
     self._probs = jax.jit(probs, out_shardings=parallel.replicated)
     self._heads = jax.jit(heads, out_shardings=parallel.replicated)
+    self._embed = jax.jit(embed, out_shardings=parallel.replicated)
+    self.model = model
 
   @classmethod
   def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
@@ -93,6 +98,18 @@ class Evaluator:
     out = self._map(self._heads, params, data, chunk_batches)
     return np.concatenate([h[:, :, :k] for h, k in out], axis=2)
 
+  def view_logits(self, params, data: input_pipeline.DeviceData) -> np.ndarray:
+    """(V, N, C): per test-time view, what the model's evaluation logits are before its temperature (the
+    heads' log-probabilities combined with its head weights): what calibration fits the temperature on."""
+    h = self.head_log_probs(params, data)
+    w = np.asarray(self.model.head_weights if h.shape[1] > 1 else (1.0,), np.float32)
+    return np.einsum("k,vknc->vnc", w, h)
+
+  def embeddings(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(V, N, E): every clip's embedding in every test-time view (inference.embeddings)."""
+    out = self._map(self._embed, params, data, chunk_batches)
+    return np.concatenate([e[:, :k] for e, k in out], axis=1)
+
   def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
     """Metrics of the first len(labels) clips of `data` (the rest, if any, is padding)."""
     top_k, loss = self.predict(params, data, count=len(labels))
@@ -126,6 +143,22 @@ def fit_head_weights(head_log_probs: np.ndarray, labels: np.ndarray, grid=HEAD_W
   best = int(np.argmin(losses_))
   return {"weights": [float(x) for x in candidates[best]], "val_loss": losses_[best],
           "equal_val_loss": combined_nll(head_log_probs, labels, (1.0,) * k)}
+
+
+def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=None, train_labels=None,
+              fitted_on: str = "val") -> dict:
+  """A run's calibration.json from its held-out clips `val` (the evaluator's model without a temperature):
+  the temperature, the unknown threshold, and with the training clips the enrolment scales
+  (enroll.fit_scales)."""
+  from asl_jax import enroll  # pylint: disable=import-outside-toplevel
+  cal = calibration.fit(evaluator.view_logits(params, val), val_labels, step, fitted_on=fitted_on)
+  model = evaluator.model
+  if train is not None and not model.stream_heads and "head" in params and "logits" in params["head"]:
+    head = jax.device_get(params["head"]["logits"])
+    cal["enrol"] = enroll.fit_scales(evaluator.embeddings(params, train), train_labels,
+                                     evaluator.embeddings(params, val), val_labels,
+                                     np.asarray(head["kernel"], np.float64), np.asarray(head["bias"], np.float64))
+  return cal
 
 
 def clips_without_hands(packed, idx) -> int:

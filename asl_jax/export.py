@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, clip_prep, inference, input_pipeline
+from asl_jax import atomic, calibration, clip_prep, inference, input_pipeline
 from asl_jax.data import layouts
 from asl_jax.errors import ConfigError, ExportError, MissingDependencyError
 from asl_jax.restore import load_run
@@ -105,7 +105,11 @@ def _signature(run, dim: int, verb: str = "call") -> str:
 
 
 def _meta(run, workdir: str, dim: int) -> dict:
-  return {"inputs": ["landmarks"] + (["visual"] if run.visual_dim else []),
+  cal = calibration.load(workdir)
+  return {"temperature": float(run.model.temperature),  # inside the model: its probabilities are calibrated
+          # A sign is unknown when its top-1 probability is below this (null: the run calls nothing unknown).
+          "unknown_threshold": None if cal is None else cal.get("unknown_threshold"),
+          "inputs": ["landmarks"] + (["visual"] if run.visual_dim else []),
           "landmark_layout": run.layout, "landmark_dim": dim, "visual_dim": run.visual_dim,
           "num_classes": len(run.glosses), "glosses": list(run.glosses), "checkpoint_step": run.step,
           "max_frames": run.config.max_frames, "num_frames": run.config.num_frames,

@@ -37,6 +37,27 @@ def head_log_probs(model, params, data, idx, num_frames: int, features: landmark
   return jnp.stack([view(False), view(True)] if tta_flip and model.use_landmarks else [view(False)])
 
 
+def embeddings(model, params, data, idx, num_frames: int, features: landmark_features.FeatureConfig,
+               tta_flip: bool = False, visual_norm=None):
+  """(V, B, E): the embedding (models.HybridModel.embed, the last layer's input) of clips `idx` in each of V
+  views (the clip, and its mirror image with `tta_flip`). The last layer maps each view to logits, and
+  `log_probs` averages the views' probabilities: enrolment (asl_jax/enroll.py) fits class vectors for new
+  signs in this space, with the same views."""
+  def view(flip):
+    batch = input_pipeline.make_batch(data, idx, None, num_frames, None, model.use_landmarks, model.use_visual,
+                                      features, flip=flip, visual_norm=visual_norm)
+    return model.apply({"params": params}, batch, method=model.embed)
+  return jnp.stack([view(False), view(True)] if tta_flip and model.use_landmarks else [view(False)])
+
+
+def embeddings_fn(config, model, visual_norm=None):
+  """`embeddings` with the run's settings bound: f(params, data, idx) -> (V, B, E)."""
+  features = landmark_features.FeatureConfig.from_config(config)
+  tta = bool(config.get("tta_flip", False))
+  return lambda params, data, idx: embeddings(model, params, data, idx, config.num_frames, features, tta,
+                                              visual_norm)
+
+
 def log_probs_fn(config, model, visual_norm=None):
   """`log_probs` with the run's settings bound: f(params, data, idx) -> (B, C)."""
   features = landmark_features.FeatureConfig.from_config(config)

@@ -77,3 +77,25 @@ def training_curves(metrics_jsonl: str, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def reliability_diagram(bins: list[dict], ece: float, path: str, title: str = "") -> None:
+  """Accuracy against confidence of the top-1 prediction per confidence bin (calibration.reliability_bins),
+  with the diagonal of perfect calibration and each bin's clip count."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(4.6, 4.4))
+  ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+  width = bins[0]["hi"] - bins[0]["lo"] if bins else 0.1
+  for b in bins:
+    if b["count"]:
+      ax.bar(b["lo"], b["accuracy"], width=width, align="edge", color="tab:blue", alpha=0.75, edgecolor="white")
+      ax.text(b["lo"] + width / 2, b["accuracy"] + 0.01, str(b["count"]), ha="center", fontsize=7)
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.05)
+  ax.set_xlabel("confidence (top-1 probability)")
+  ax.set_ylabel("accuracy")
+  ax.set_title(f"{title + ': ' if title else ''}reliability, ECE {ece:.3f}", fontsize=9)
+  ax.legend(loc="upper left", fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from asl_jax import inference, input_pipeline
+from asl_jax import calibration, inference, input_pipeline
 from asl_jax.data import features as features_lib
 from asl_jax.data import layouts, packed as packed_lib
 from asl_jax.errors import DataError
@@ -32,6 +32,10 @@ class Predictor:
     self.batch_size = batch_size
     log_probs = inference.log_probs_fn(self.run.config, self.run.model, self.run.visual_norm)
     self._forward = jax.jit(lambda params, data, idx: jnp.exp(log_probs(params, data, idx)))
+    self._embed = jax.jit(inference.embeddings_fn(self.run.config, self.run.model, self.run.visual_norm))
+    cal = calibration.load(workdir)
+    # The unknown-sign threshold on the calibrated top-1 probability (None: the run has none).
+    self.unknown_threshold = None if cal is None else cal.get("unknown_threshold")
 
   @property
   def glosses(self) -> tuple[str, ...]:
@@ -54,20 +58,26 @@ class Predictor:
           features_lib.validate_array(visual, self.run.visual_dim, "visual features"))
     return packed_lib.prepare_clip(raw, layout, self.run.config.max_frames, vis, self.run.config.max_frames)
 
-  def predict_clips(self, clips: Sequence) -> np.ndarray:
-    """(N, C) class probabilities for prepared clips."""
-    out = []
+  def _batches(self, fn, clips: Sequence):
+    """fn(params, data, idx) over prepared clips in fixed-size batches (padding slots repeat the first clip,
+    so each function compiles once): one array per batch, its real clips only, along the last batch axis."""
     cfg = self.run.config
-    # Every batch has batch_size clips (padding slots repeat the first clip), so the forward compiles once.
     for idx, _, count in inference.padded_batches(len(clips), self.batch_size):
       points, parts, lengths, visual, vlen = packed_lib.pack_clips(
           [clips[i] for i in idx], cfg.max_frames, cfg.max_frames if self.run.visual_dim else 0, self.run.visual_dim)
       data = input_pipeline.DeviceData(points=points, parts=parts, lengths=lengths,
                                        labels=np.zeros(len(lengths), np.int32), visual=visual,
                                        visual_lengths=vlen)
-      local = np.arange(self.batch_size, dtype=np.int32)
-      out.append(np.asarray(self._forward(self.run.params, data, local))[:count])
+      yield np.asarray(fn(self.run.params, data, np.arange(self.batch_size, dtype=np.int32))), count
+
+  def predict_clips(self, clips: Sequence) -> np.ndarray:
+    """(N, C) class probabilities for prepared clips."""
+    out = [p[:count] for p, count in self._batches(self._forward, clips)]
     return np.concatenate(out) if out else np.zeros((0, len(self.glosses)), np.float32)
+
+  def embed_clips(self, clips: Sequence) -> np.ndarray:
+    """(V, N, E): each prepared clip's embedding in each test-time view (inference.embeddings)."""
+    return np.concatenate([e[:, :count] for e, count in self._batches(self._embed, clips)], 1)
 
   def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[dict]]:
     if k < 1:
@@ -76,6 +86,11 @@ class Predictor:
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     return [[{"gloss": self.glosses[c], "class": int(c), "prob": float(p[c])} for c in row]
             for row, p in zip(order, probs)]
+
+
+def is_unknown(top_k: list[dict], threshold: float | None) -> bool:
+  """Whether a prediction's top-1 probability is below the unknown threshold (never without one)."""
+  return threshold is not None and top_k[0]["prob"] < threshold
 
 
 def signal_warning(clip) -> str | None:
@@ -89,7 +104,7 @@ def signal_warning(clip) -> str | None:
   return None
 
 
-def _is_video(path: str) -> bool:
+def is_video(path: str) -> bool:
   return path.lower().endswith(VIDEO_SUFFIXES)
 
 
@@ -101,21 +116,21 @@ def expand_inputs(paths: Iterable[str], kind: str = "landmarks") -> list[str]:
     if os.path.isdir(p):
       names = sorted(os.listdir(p))
       if kind == "video":
-        found = [n for n in names if _is_video(n)]
+        found = [n for n in names if is_video(n)]
         what = f"videos ({', '.join(VIDEO_SUFFIXES)})"
       else:
         found = [n for n in names if n.endswith(features_lib.LANDMARK_SUFFIX)] or [
             n for n in names if n.endswith(".npy") and not n.endswith(features_lib.VISUAL_SUFFIX)]
         what = ".npy landmark files"
       if not found:
-        hint = " (videos go with --video)" if kind != "video" and any(_is_video(n) for n in names) else ""
+        hint = " (videos go with --video)" if kind != "video" and any(is_video(n) for n in names) else ""
         raise DataError(f"{p}: no {what} in this directory{hint}")
       out += [os.path.join(p, n) for n in found]
     elif not os.path.exists(p):
       raise DataError(f"{p}: file not found")
-    elif kind == "video" and not _is_video(p):
+    elif kind == "video" and not is_video(p):
       raise DataError(f"{p}: not a video ({', '.join(VIDEO_SUFFIXES)}); landmark .npy files go with --landmarks")
-    elif kind != "video" and _is_video(p):
+    elif kind != "video" and is_video(p):
       raise DataError(f"{p}: a video given as landmarks; pass it with --video")
     elif kind != "video" and p.endswith(features_lib.VISUAL_SUFFIX):
       raise DataError(f"{p}: visual features given as landmarks; pass them with --gemma")
@@ -134,10 +149,12 @@ def visual_for(landmarks_path: str, visual: str | None) -> str | None:
 
 
 def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = None, top_k: int = 5,
-                  checkpoint: str = "best", videos: Sequence[str] = ()) -> list[dict]:
-  """One result per input file, in order: {"file", "top_k": [{"gloss", "class", "prob"}, ...]} (plus
-  "warning" for a guess), or {"file", "error"} for an input that cannot be used (unreadable, wrong shape, a
-  video that fails to extract): each input fails alone. `landmarks` are .npy files or directories of them,
+                  checkpoint: str = "best", videos: Sequence[str] = (),
+                  unknown_threshold: float | None = None) -> list[dict]:
+  """One result per input file, in order: {"file", "top_k": [{"gloss", "class", "prob"}, ...], "unknown"}
+  (plus "warning" for a guess), or {"file", "error"} for an input that cannot be used (unreadable, wrong
+  shape, a video that fails to extract): each input fails alone. "unknown" is true when the top-1
+  probability is below `unknown_threshold` (default: the run's, fitted on val; calibration.py). `landmarks` are .npy files or directories of them,
   `videos` video files or directories (MediaPipe extracts their landmarks first). `workdir` may name several
   runs ("a,b" or a list) with the same classes: their probabilities are averaged, and each result lists
   them under "runs"."""
@@ -155,18 +172,18 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
                       "leave --gemma out")
     if first is not None and predictor.glosses != first.glosses:
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs have different classes")
-    if predictor.run.visual_dim and any(map(_is_video, files)):
+    if predictor.run.visual_dim and any(map(is_video, files)):
       raise DataError(f"{wd} also needs visual features, which predict does not extract from videos: extract "
                       "them (scripts/extract_visual_features.py) and pass --landmarks and --gemma")
     clips = {}
-    n_videos = sum(map(_is_video, files))
+    n_videos = sum(map(is_video, files))
     bar = tqdm.tqdm(total=n_videos, desc="extracting landmarks", unit="video", file=sys.stderr,
                     disable=not n_videos or bool(raw_cache), leave=False)
     for f in files:
       if f in errors:
         continue
       try:
-        if _is_video(f):
+        if is_video(f):
           bar.set_postfix_str(os.path.basename(f))
           key = (f, predictor.run.layout)
           if key not in raw_cache:  # extract each video once per layout
@@ -188,8 +205,9 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
   good = [f for f in files if f not in errors]  # a file that failed for any run has no result
   top = first.top_k(np.stack([totals[f] for f in good]) / len(workdirs), top_k) if good else []
   rows_of = {}
+  threshold = first.unknown_threshold if unknown_threshold is None else unknown_threshold
   for f, t in zip(good, top):
-    row = {"file": f, "top_k": t}
+    row = {"file": f, "top_k": t, "unknown": is_unknown(t, threshold)}
     warning = signal_warning(clips[f]) if first.run.config.use_landmarks else None
     if warning:
       row["warning"] = warning

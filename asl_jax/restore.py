@@ -9,6 +9,7 @@ import os
 import jax
 import ml_collections
 
+from asl_jax import calibration
 from asl_jax import config as config_lib
 from asl_jax import models
 from asl_jax import run as run_lib
@@ -128,5 +129,8 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
   finally:
     ckpts.close()
   model = run_lib.with_head_weights(config, model, workdir, step)
+  cal = calibration.load(workdir)
+  if cal is not None:
+    model = model.clone(temperature=cal["temperature"])
   norm = run_lib.load_visual_norm(workdir) if spec.use_visual and config.visual_standardize else None
   return TrainedRun(workdir, config, model, params, step, glosses, spec, norm)

@@ -195,6 +195,10 @@ def with_head_weights(config, model: models.HybridModel, workdir: str, step: int
 
 
 INPUT_SPEC_FILE = "input_spec.json"
+# The files of a run directory that inference reads, beside its checkpoint (what pretrained.package and
+# enroll.enroll copy).
+RUN_FILES = ("config.json", "label_mapping.json", "input_spec.json", "class_mapping.json", "head_weights.json",
+             "visual_norm.npz", "calibration.json", "enrolled.json")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import allocator, atomic
+from asl_jax import allocator, atomic, calibration
 from asl_jax import augment as aug_lib
 from asl_jax import config as config_lib
 from asl_jax import evaluation, input_pipeline, landmark_features, losses, models
@@ -29,6 +29,7 @@ from asl_jax import run as run_lib
 from asl_jax import run_files, warm_start
 from asl_jax.checkpoints import Checkpoints
 from asl_jax.data import packed as packed_lib
+from asl_jax.data import splits as splits_lib
 from asl_jax.errors import CheckpointError, ConfigError, TrainingDivergedError, WorkdirBusyError
 from asl_jax.sharding import DataParallel, initialize_distributed
 
@@ -278,6 +279,8 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
                                                  visual_norm=setup.visual_norm)
     state, info, interrupted = _train_epochs(config, workdir, setup, parallel, evaluator, state, info, ckpt, stop,
                                              is_main)
+    if not interrupted:
+      _calibrate(config, workdir, setup, parallel, evaluator, ckpt, state, is_main)
     result = {"status": "interrupted" if interrupted else "done", "best_epoch": info["best_epoch"],
               "best_value": info["best_value"], "num_params": n_params, "test_report": None}
     if interrupted:
@@ -589,9 +592,12 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
   _say(is_main, f"testing the best checkpoint (epoch {step // setup.steps_per_epoch}) on {len(setup.test_idx)} "
        "clips")
   weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, params, step, is_main)
-  if weights is not None:
-    evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,
-                                                 setup.class_weights, visual_norm=setup.visual_norm)
+  cal = calibration.load(workdir)
+  temperature = cal["temperature"] if cal and cal.get("step") == step else 1.0
+  if weights is not None or temperature != 1.0:
+    model = setup.model.clone(head_weights=weights or setup.model.head_weights, temperature=temperature)
+    evaluator = evaluation.Evaluator.from_config(config, model, parallel, setup.class_weights,
+                                                 visual_norm=setup.visual_norm)
   _fault("test_evaluation")
   test = parallel.replicate(input_pipeline.select(packed, input_pipeline.padded_indices(setup.test_idx,
                                                                                       _eval_size(setup))))
@@ -602,9 +608,43 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
   report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
   if weights is not None:
     report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
+  probs = evaluator.probabilities(params, test)[:len(setup.test_idx)]
+  labels = packed.labels[setup.test_idx]
+  report["calibration"] = {"temperature": temperature, "ece": calibration.expected_calibration_error(probs, labels),
+                           "mean_confidence": float(probs.max(-1).mean()),
+                           "bins": calibration.reliability_bins(probs, labels),
+                           "unknown_threshold": cal.get("unknown_threshold") if cal else None}
   path = evaluation.write_report(os.path.dirname(_test_report_path(workdir)), report, summary,
                                  packed.labels[setup.test_idx], packed.split.glosses, _metrics_path(workdir))
   return _test_result(path, report)
+
+
+def _calibrate(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,
+               evaluator: evaluation.Evaluator, ckpt: Checkpoints, state, is_main: bool) -> None:
+  """Fits the best checkpoint's calibration on val (DIR/calibration.json: the temperature, the unknown
+  threshold, the enrolment scales; once per best checkpoint), when the run has val clips it did not train on."""
+  if not len(setup.val_idx) or "val" in splits_lib.train_subsets(config.train_subsets):
+    _say(is_main, "no calibration: the run has no held-out val clips (its probabilities are the model's own, and "
+         "it calls no sign unknown)")
+    return
+  params, step = ckpt.restore_subtree("best", run_lib.eval_params_name(config), state.eval_params)
+  cal = calibration.load(workdir)
+  if cal is not None and cal.get("step") == step:
+    return
+  weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, params, step, is_main)
+  if weights is not None:
+    evaluator = evaluation.Evaluator.from_config(config, setup.model.clone(head_weights=weights), parallel,
+                                                 setup.class_weights, visual_norm=setup.visual_norm)
+  packed = setup.packed
+  val = parallel.replicate(input_pipeline.select(packed, setup.val_idx))
+  train = input_pipeline.select(packed, setup.train_idx)
+  cal = evaluation.calibrate(evaluator, jax.device_get(params), val, packed.labels[setup.val_idx], step, train,
+                             packed.labels[setup.train_idx])
+  if is_main:
+    calibration.save(workdir, cal)
+  _say(is_main, f"calibrated on {cal['clips']} val clips: temperature {cal['temperature']:.3f} (val ECE "
+       f"{cal['val_ece_before']:.3f} -> {cal['val_ece_after']:.3f}), unknown below a top-1 probability of "
+       f"{cal['unknown_threshold']:.3f}")
 
 
 def _fits_head_weights(config, setup: run_lib.Setup) -> bool:

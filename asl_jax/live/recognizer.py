@@ -34,8 +34,11 @@ class Recognizer:
 
   def __init__(self, predictors: Sequence[predict_lib.Predictor], fps: float,
                config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(), layout: str | None = None,
-               top_k: int = 5, frame_step: int = 1):
+               top_k: int = 5, frame_step: int = 1, unknown_threshold: float | None = None):
     self.predictors = list(predictors)
+    # A sign whose top-1 probability is below this is unknown (default: the first run's, fitted on val).
+    self.unknown_threshold = self.predictors[0].unknown_threshold if unknown_threshold is None else (
+        unknown_threshold)
     workdirs = [p.run.workdir for p in self.predictors]
     first = self.predictors[0]
     for w, p in zip(workdirs[1:], self.predictors[1:]):
@@ -111,9 +114,10 @@ class Recognizer:
     step, source_fps = self.frame_step, self.fps * self.frame_step
     first, last = start * step, end * step + step - 1
     row = {"start_frame": first, "end_frame": last, "start_s": round(first / source_fps, 3),
-           "end_s": round((last + 1) / source_fps, 3), "top_k": top}
+           "end_s": round((last + 1) / source_fps, 3), "top_k": top,
+           "unknown": predict_lib.is_unknown(top, self.unknown_threshold)}
     warning = predict_lib.signal_warning(clip)
-    if warning is None and top[0]["prob"] < GUESS_BELOW:
+    if warning is None and self.unknown_threshold is None and top[0]["prob"] < GUESS_BELOW:
       warning = f"low confidence ({top[0]['prob']:.2f} < {GUESS_BELOW}): the prediction is a guess"
     if warning:
       row["warning"] = warning

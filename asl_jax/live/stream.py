@@ -27,7 +27,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
               landmarks=None, fps: float = 25.0, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
               top_k: int = 5, srt: str | None = None, eaf: str | None = None, overwrite: bool = False,
               display: bool = False, frame_step: int = 1, checkpoint: str = "best", out=None,
-              quiet: bool = False, realtime: bool = False) -> dict:
+              quiet: bool = False, realtime: bool = False, unknown_threshold: float | None = None) -> dict:
   """Runs one source to its end (or Ctrl-C). Exactly one of camera, video, landmarks (a .npy path or a
   (T, D) array). Returns {"signs": [...], "frames", "seconds" (wall), "stream_s", "status"}."""
   given = [s for s in (camera, video, landmarks) if s is not None]
@@ -52,7 +52,8 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
       say(f"note: {source.name} holds {source.layout} landmarks and the model was trained on {layout}; both "
           "become the same canonical points (parts a layout lacks count as undetected)")
     t0 = time.perf_counter()
-    recog = rec_lib.Recognizer(predictors, source.fps, config, source.layout, top_k, source.frame_step)
+    recog = rec_lib.Recognizer(predictors, source.fps, config, source.layout, top_k, source.frame_step,
+                               unknown_threshold)
     say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
         f"{source.fps:g} fps")
     log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)

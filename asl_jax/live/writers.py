@@ -22,7 +22,10 @@ SRT_SUFFIX, EAF_SUFFIX = ".srt", ".eaf"
 
 
 def label(sign: dict) -> str:
-  """The subtitle / annotation text of a sign: its top gloss, with a ? when it is a guess."""
+  """The subtitle / annotation text of a sign: its top gloss, with a ? when it is a guess; a sign the run
+  calls unknown is `?` alone."""
+  if sign.get("unknown"):
+    return "?"
   top = sign["top_k"][0]
   return f"{top['gloss']}{'?' if sign.get('warning') else ''}"
 

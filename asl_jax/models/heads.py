@@ -17,12 +17,20 @@ class ClassifierHead(nn.Module):
   num_classes: int
   hidden: int
   dropout: float
+  layers: int = 0  # hidden layers: 0 = by class count (1 up to DEEP_HEAD_ABOVE classes, else 2)
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    if self.num_classes <= DEEP_HEAD_ABOVE:
+  def __call__(self, x, train: bool = False, embed: bool = False):
+    """Logits (B, C); with `embed`, the (B, E) input of the last layer instead: the clip's embedding, over
+    which each class is one vector (a column of `logits/kernel` and its bias), the space enrolment adds
+    classes in (asl_jax/enroll.py)."""
+    if (self.layers or (1 if self.num_classes <= DEEP_HEAD_ABOVE else 2)) == 1:
       x = DenseBlock(self.hidden, self.dropout)(x, train)
-      return nn.Dense(self.num_classes, name="logits")(x)
-    x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
-    x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
-    return nn.Dense(self.num_classes, kernel_init=xavier_uniform(0.1), name="logits")(x)
+      init = nn.initializers.lecun_normal()
+    else:
+      x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
+      x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
+      init = xavier_uniform(0.1)
+    if embed:
+      return x
+    return nn.Dense(self.num_classes, kernel_init=init, name="logits")(x)

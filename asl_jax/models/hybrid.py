@@ -49,6 +49,7 @@ class HybridModel(nn.Module):
   conv_kernel: int = default("conv_kernel")
   conv_layers: int = default("conv_layers")
   drop_path: float = default("drop_path")
+  head_layers: int = default("head_layers")
   # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the pooled vector is the
   # time-mean of the features themselves, and a visual-only model's head is then one zero-initialised Dense
   # layer on it (a full-rank linear probe), as is the per-stream visual head.
@@ -64,6 +65,9 @@ class HybridModel(nn.Module):
   # The weights of the fused, landmark and visual heads' log-probabilities in the prediction (with
   # per-stream heads): a run's DIR/head_weights.json when it fitted them on val, else equal.
   head_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+  # The calibration temperature the evaluation logits are divided by (DIR/calibration.json, fitted on val
+  # after training: asl_jax/calibration.py); training's own logits (aux=True) never are.
+  temperature: float = 1.0
 
   @property
   def stream_heads(self) -> bool:
@@ -104,7 +108,7 @@ class HybridModel(nn.Module):
     if self.use_visual and not self.use_landmarks and self.visual_stream == "linear":
       self.head = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
     else:
-      self.head = ClassifierHead(self.num_classes, h, p)
+      self.head = ClassifierHead(self.num_classes, h, p, self.head_layers)
 
   def encode_streams(self, batch: dict[str, Any], train: bool = False) -> dict[str, Stream]:
     out = {}
@@ -132,6 +136,12 @@ class HybridModel(nn.Module):
       return streams["l"].pooled + self.fusion_out(fused) if self.fusion_residual else fused
     return next(iter(streams.values())).pooled
 
+  def embed(self, batch: dict[str, Any]) -> jnp.ndarray:
+    """(B, E): the evaluation view's input of the last layer, whose columns are the class vectors (for the
+    visual-only linear probe, the pooled features themselves)."""
+    fused = self._fuse(self.encode_streams(batch, False), False)
+    return fused if isinstance(self.head, nn.Dense) else self.head(fused, False, embed=True)
+
   def __call__(self, batch: dict[str, Any], train: bool = False, aux: bool = False, heads: bool = False):
     """Logits (B, C); with `aux=True` the fused head's logits and {"landmarks": (B, C), "visual": (B, C)}
     from the per-stream heads (empty without them), each for its own loss; with `heads=True` the
@@ -150,9 +160,9 @@ class HybridModel(nn.Module):
     if aux:
       return logits, extra
     if not (heads or extra):
-      return logits
+      return logits / self.temperature
     log_probs = jnp.stack([jax.nn.log_softmax(x, -1) for x in (logits, *extra.values())])
-    return log_probs if heads else combine_heads(log_probs, self.head_weights)
+    return log_probs if heads else combine_heads(log_probs, self.head_weights) / self.temperature
 
 
 HEAD_NAMES = ("fused", "landmarks", "visual")
@@ -167,9 +177,9 @@ def combine_heads(log_probs: jnp.ndarray, weights) -> jnp.ndarray:
 # The config fields that are HybridModel fields of the same name.
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "use_landmarks", "lstm_layers",
                 "transformer_layers", "num_heads", "ff_mult", "pooling", "transformer_dropout", "lstm_matmul_dtype",
-                "conv_kernel", "conv_layers", "drop_path", "visual_stream", "visual_dropout", "modality_dropout",
-                "fusion_residual")
-DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads", "head_weights")
+                "conv_kernel", "conv_layers", "drop_path", "head_layers", "visual_stream", "visual_dropout",
+                "modality_dropout", "fusion_residual")
+DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads", "head_weights", "temperature")
 
 
 def create_model(config, num_classes: int, use_landmarks: bool = True, use_visual: bool = False) -> HybridModel:

@@ -19,8 +19,6 @@ from asl_jax.errors import CheckpointError
 HERE = os.path.dirname(os.path.abspath(__file__))
 WLASL100 = os.path.join(HERE, "wlasl100")
 NAMES = {"wlasl100": WLASL100}
-RUN_FILES = ("config.json", "label_mapping.json", "input_spec.json", "class_mapping.json", "head_weights.json",
-             "visual_norm.npz")
 
 
 def resolve(workdir: str | None) -> str:
@@ -44,7 +42,7 @@ def package(src: str, dst: str, checkpoint: str = "best") -> dict:
   tmp = dst + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
-  for name in RUN_FILES:
+  for name in run_lib.RUN_FILES:
     if os.path.exists(os.path.join(src, name)):
       shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
   ckpts = Checkpoints(tmp, max_to_keep=1)

@@ -89,7 +89,7 @@ function show(signs, active) {
   const last = signs[signs.length - 1];
   if (last) {
     $("current").textContent = label(last);
-    $("current").className = last.warning ? "guess" : "";
+    $("current").className = last.warning || last.unknown ? "guess" : "";
   }
   $("recent").innerHTML = "";
   for (const s of signs.slice(-8).reverse()) {
@@ -185,7 +185,8 @@ async function main() {
     fps = Number(params.get("fps") || cameraFps) / step;
   }
   status.fps = fps;
-  const recognizer = new Recognizer(classify, meta.glosses, fps, { config, frameStep: step });
+  const recognizer = new Recognizer(classify, meta.glosses, fps,
+                                    { config, frameStep: step, unknownThreshold: meta.unknown_threshold ?? null });
   const ctx = $("preview").getContext("2d");
   // Holistic reads a copy of each frame, at the source's own size unless input=WIDTH scales it (keeping the
   // aspect ratio); the preview keeps the source's aspect ratio too.

@@ -12,15 +12,19 @@ export function topK(probs, glosses, k = 5) {
   return order.slice(0, Math.min(k, probs.length)).map((c) => ({ gloss: glosses[c], class: c, prob: probs[c] }));
 }
 
+// writers.label: the top gloss, "?" after a guess; a sign the model calls unknown is "?" alone.
 export function label(sign) {
+  if (sign.unknown) return "?";
   return sign.top_k[0].gloss + (sign.warning ? "?" : "");
 }
 
 export class Recognizer {
   // classify(frames Float32Array (t * 162), t) -> Promise<Float32Array (C)>; fps: the rate of the frames
   // pushed, every frameStep-th frame of the source.
-  constructor(classify, glosses, fps, { config = {}, topK: k = 5, frameStep = 1 } = {}) {
+  // unknownThreshold: meta.json's unknown_threshold (a top-1 probability under it is an unknown sign; null: none).
+  constructor(classify, glosses, fps, { config = {}, topK: k = 5, frameStep = 1, unknownThreshold = null } = {}) {
     this.classifyFn = classify;
+    this.unknownThreshold = unknownThreshold;
     this.glosses = glosses;
     this.fps = fps;
     this.k = k;
@@ -76,10 +80,11 @@ export class Recognizer {
     const step = this.frameStep, sourceFps = this.fps * step;
     const first = start * step, last = end * step + step - 1;
     const row = { start_frame: first, end_frame: last, start_s: round3(first / sourceFps),
-                  end_s: round3((last + 1) / sourceFps), top_k: top };
+                  end_s: round3((last + 1) / sourceFps), top_k: top,
+                  unknown: this.unknownThreshold != null && top[0].prob < this.unknownThreshold };
     const warning = signalWarning(raw, end - start + 1);
     if (warning) row.warning = warning;
-    else if (top[0].prob < GUESS_BELOW) row.warning = `low confidence (${top[0].prob.toFixed(2)} < ${GUESS_BELOW}): the prediction is a guess`;
+    else if (this.unknownThreshold == null && top[0].prob < GUESS_BELOW) row.warning = `low confidence (${top[0].prob.toFixed(2)} < ${GUESS_BELOW}): the prediction is a guess`;
     row.classify_ms = Math.round((performance.now() - t0) * 10) / 10;
     return row;
   }

@@ -1,0 +1,246 @@
+"""Open vocabulary on real data: enrolment of signs the base model never saw, and the unknown-sign decision.
+
+The protocol (issue "Your own signs, and I don't know this sign"), on wlasl_real (the official nslt_100 split of
+the real WLASL100 clips):
+1. a draw holds out 20 classes of the **train** split (drawn among the classes with >= 3 train clips and a val
+   clip), and a base model of the recipe (configs/nslt_100.py) is trained on the other 80 through
+   scripts/train.py;
+2. the 20 are enrolled from 3 (and 1) of their train clips each, with `asl_jax.enroll`;
+3. everything is scored on the **val** clips of all 100 classes: top-1 of the new signs among all 100, top-1
+   of the old signs against the base model's, and for the base model alone the AUROC of its unknown score
+   (the 80 classes' val clips against the 20 held-out classes' val clips) and the share of unknown signs it
+   rejects at the run's stored threshold.
+The test clips are never read. Each method here is compared with the naive baseline of the issue (nearest
+class mean of the normalised embeddings, the flip averaged; the top-1 probability as the unknown score).
+
+  python benchmarks/open_vocabulary.py [--draws 0,1,2] [--epochs 150]   # trains 3 bases (~4 min each), scores
+
+Base runs are kept under $ASL_JAX_CACHE/open_vocabulary (or ~/.cache/asl_jax/open_vocabulary) and reused.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+DATA = os.path.join(ROOT, "..", "shared", "data")
+flags.DEFINE_string("draws", "0,1,2", "which draws of held-out classes (each its own base model)")
+flags.DEFINE_integer("held_out", 20, "classes held out of training per draw")
+flags.DEFINE_integer("epochs", 150, "the base models' epochs (the recipe's 150)")
+flags.DEFINE_string("config", "configs/nslt_100.py", "the base models' config")
+flags.DEFINE_string("name", "open_vocabulary", "results file benchmarks/results/NAME.json")
+flags.DEFINE_bool("train_only", False, "train the base runs and stop")
+FLAGS = flags.FLAGS
+
+
+def cache_root() -> str:
+  base = os.environ.get("ASL_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "asl_jax")
+  return os.path.join(base, "open_vocabulary")
+
+
+def real_clips() -> tuple[dict, set]:
+  split = json.load(open(os.path.join(DATA, "wlasl", "nslt_100.json"), encoding="utf-8"))
+  have = {f[:-len("_landmarks.npy")] for f in os.listdir(os.path.join(DATA, "wlasl_real", "landmarks"))
+          if f.endswith("_landmarks.npy")}
+  return {k: v for k, v in split.items() if k in have}, have
+
+
+def draw_classes(split: dict, draw: int, n: int) -> list[int]:
+  """The held-out classes of draw `draw`: n of those with >= 3 train clips and >= 1 val clip, seeded."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  counts = collections.defaultdict(collections.Counter)
+  for v in split.values():
+    counts[v["action"][0]][v["subset"]] += 1
+  eligible = sorted(c for c, k in counts.items() if k["train"] >= 3 and k["val"] >= 1)
+  rng = np.random.default_rng(1000 + draw)
+  return sorted(int(c) for c in rng.choice(eligible, n, replace=False))
+
+
+def prepare_draw(draw: int) -> dict:
+  """The draw's folder: split.json with the base classes' clips only, the class list; returns its facts."""
+  split, _ = real_clips()
+  held = draw_classes(split, draw, FLAGS.held_out)
+  folder = os.path.join(cache_root(), f"draw{draw}")
+  os.makedirs(folder, exist_ok=True)
+  base = {k: v for k, v in split.items() if v["action"][0] not in held and v["subset"] != "test"}
+  with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
+    json.dump(base, f)
+  shutil.copy(os.path.join(DATA, "wlasl", "wlasl_class_list.txt"), folder)
+  return {"draw": draw, "held_out": held, "folder": folder, "workdir": os.path.join(folder, "base"),
+          "split": split}
+
+
+def train_base(d: dict) -> None:
+  done = d["workdir"] + ".done"
+  if os.path.isfile(done):
+    return
+  t0 = time.time()
+  cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), f"--config={FLAGS.config}",
+         f"--workdir={d['workdir']}", f"--config.data_dir={d['folder']}", "--config.subset=split.json",
+         f"--config.landmarks_dir={os.path.join(DATA, 'wlasl_real', 'landmarks')}", "--config.gemma_features_dir=",
+         "--config.seed=1", f"--config.epochs={FLAGS.epochs}", "--config.progress_bar=False",
+         "--config.evaluate_test=False"]
+  with open(d["workdir"] + ".log", "a", encoding="utf-8") as log:
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+  with open(done, "w", encoding="utf-8") as f:
+    f.write(f"{time.time() - t0:.0f}\n")
+  print(f"draw {d['draw']}: base trained in {time.time() - t0:.0f} s", flush=True)
+
+
+def calibrate_base(d: dict) -> None:
+  """Bases trained before training calibrated itself get calibration.json the same way (on val)."""
+  if not os.path.isfile(os.path.join(d["workdir"], "calibration.json")):
+    from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+    evaluate.calibrate_workdir(d["workdir"])
+
+
+def auroc(known, unknown) -> float:
+  """P(a known clip scores above an unknown one), ties counting half."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  k, u = np.asarray(known)[:, None], np.asarray(unknown)[None]
+  return float((k > u).mean() + 0.5 * (k == u).mean())
+
+
+def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
+  """SIGNS/<gloss>/ with `shots` train clips (links) of each held-out class, seeded; and their video ids."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
+                                                            encoding="utf-8") if "\t" in line)
+  folder = os.path.join(d["folder"], f"signs_{shots}")
+  shutil.rmtree(folder, ignore_errors=True)
+  rng = np.random.default_rng(d["draw"])
+  used = []
+  for c in d["held_out"]:
+    ids = sorted(k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] == c)
+    pick = sorted(rng.choice(ids, min(shots, len(ids)), replace=False))
+    os.makedirs(os.path.join(folder, names[str(c)]))
+    for vid in pick:
+      os.symlink(os.path.join(DATA, "wlasl_real", "landmarks", f"{vid}_landmarks.npy"),
+                 os.path.join(folder, names[str(c)], f"{vid}_landmarks.npy"))
+    used += pick
+  return folder, used
+
+
+def enrol(d: dict, shots: int) -> tuple[str, float]:
+  """asl-enroll (a process, start-up included) of the held-out classes from `shots` clips each."""
+  folder, _ = signs_folder(d, shots)
+  out = os.path.join(d["folder"], f"enrolled_{shots}")
+  shutil.rmtree(out, ignore_errors=True)
+  t0 = time.time()
+  subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "enroll.py"), f"--from={d['workdir']}",
+                  f"--signs={folder}", f"--workdir={out}"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+  return out, time.time() - t0
+
+
+def val_predictions(workdir: str, d: dict):
+  """(probs (N, C), true glosses, is-new) of every val clip of all 100 classes under a run."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax import predict  # pylint: disable=import-outside-toplevel
+  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
+                                                            encoding="utf-8") if "\t" in line)
+  val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
+  p = predict.Predictor(workdir)
+  clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
+  probs = p.predict_clips(clips)
+  truth = np.array([names[str(d["split"][k]["action"][0])] for k in val])
+  new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
+  return probs, truth, new, p
+
+
+def naive(d: dict, shots: int) -> dict:
+  """The issue's naive baseline: nearest class mean of the unit embeddings (the flip averaged), base classes'
+  means from their train clips, new ones from the enrolled clips; scored like the method."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax import enroll as enroll_lib, predict  # pylint: disable=import-outside-toplevel
+  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
+                                                            encoding="utf-8") if "\t" in line)
+  p = predict.Predictor(d["workdir"])
+  lm = lambda k: p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
+  _, used = signs_folder(d, shots)
+  train = [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
+  val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
+  emb = lambda ks: enroll_lib.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
+  tr, va, ex = emb(train), emb(val), emb(used)
+  gl = lambda ks: np.array([names[str(d["split"][k]["action"][0])] for k in ks])  # noqa: E731
+  tg, eg = gl(train), gl(used)
+  classes = sorted(set(tg)) + sorted(set(eg))
+  protos = enroll_lib.unit(np.stack([(tr[tg == c].mean(0) if c in set(tg) else ex[eg == c].mean(0))
+                                     for c in classes]))
+  pred = np.array(classes)[(va @ protos.T).argmax(-1)]
+  truth = gl(val)
+  new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
+  return {"new_top1": float((pred == truth)[new].mean()), "old_top1": float((pred == truth)[~new].mean())}
+
+
+def score_draw(d: dict) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax import calibration  # pylint: disable=import-outside-toplevel
+  calibrate_base(d)
+  probs, truth, new, p = val_predictions(d["workdir"], d)
+  glosses = np.array(p.glosses)
+  base_correct = glosses[probs.argmax(-1)] == truth
+  score = calibration.unknown_scores(probs)
+  threshold = p.unknown_threshold
+  row = {"draw": d["draw"], "held_out": d["held_out"], "val_known": int((~new).sum()), "val_new": int(new.sum()),
+         "base_old_top1": float(base_correct[~new].mean()), "unknown_auroc": auroc(score[~new], score[new]),
+         "unknown_threshold": threshold, "known_accepted": float((score[~new] >= threshold).mean()),
+         "unknown_rejected": float((score[new] < threshold).mean()),
+         "base_val_ece": calibration.expected_calibration_error(
+             probs[~new], np.array([list(glosses).index(t) for t in truth[~new]]))}
+  for shots in (3, 1):
+    out, seconds = enrol(d, shots)
+    probs, truth, new, p = val_predictions(out, d)
+    correct = np.array(p.glosses)[probs.argmax(-1)] == truth
+    row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
+                            "seconds": seconds, "naive": naive(d, shots)}
+  print(json.dumps(row), flush=True)
+  return row
+
+
+def summarize(rows: list[dict]) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  def stat(values):
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+  out = {k: stat([r[k] for r in rows]) for k in ("base_old_top1", "unknown_auroc", "unknown_rejected",
+                                                  "known_accepted", "base_val_ece")}
+  for shots in (3, 1):
+    for k in ("new_top1", "old_top1", "seconds"):
+      out[f"enrol{shots}_{k}"] = stat([r[f"enrol{shots}"][k] for r in rows])
+    for k in ("new_top1", "old_top1"):
+      out[f"naive{shots}_{k}"] = stat([r[f"enrol{shots}"]["naive"][k] for r in rows])
+  return out
+
+
+def main(argv):
+  del argv
+  draws = [prepare_draw(int(x)) for x in FLAGS.draws.split(",")]
+  for d in draws:
+    print(f"draw {d['draw']}: held out {d['held_out']}", flush=True)
+    train_base(d)
+  if FLAGS.train_only:
+    return
+  import common  # pylint: disable=import-outside-toplevel
+  rows = [score_draw(d) for d in draws]
+  payload = {"machine": common.machine(), "config": FLAGS.config, "epochs": FLAGS.epochs,
+             "held_out": FLAGS.held_out, "draws": rows, "summary": summarize(rows)}
+  for k, v in payload["summary"].items():
+    print(f"{k:28s} {v['mean']:.3f} (sd {v['sd']:.3f}, {v['min']:.3f}-{v['max']:.3f})")
+  print("wrote", common.save(FLAGS.name, payload))
+
+
+if __name__ == "__main__":
+  app.run(main)

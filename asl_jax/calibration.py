@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from asl_jax import atomic
+from asl_jax import atomic, run_files
 from asl_jax.errors import CheckpointError
 
 CALIBRATION_FILE = "calibration.json"
@@ -110,7 +110,7 @@ def fit_threshold(scores: np.ndarray, accept: float = DEFAULT_ACCEPT) -> float:
   return float(scores[min(k, len(scores) - 1)])
 
 
-def is_unknown(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+def unknown_mask(probs: np.ndarray, threshold: float | None) -> np.ndarray:
   """(N,) bool: the clips whose score is below `threshold` (none when there is no threshold)."""
   scores = unknown_scores(probs)
   return np.zeros(len(scores), bool) if threshold is None else scores < threshold
@@ -139,7 +139,6 @@ def load(workdir: str) -> dict | None:
   path = os.path.join(workdir, CALIBRATION_FILE)
   if not os.path.isfile(path):
     return None
-  from asl_jax import run_files  # pylint: disable=import-outside-toplevel
   cal = run_files.read_json(path, "the calibration temperature and the unknown threshold")
   try:
     t = float(cal["temperature"])

@@ -75,7 +75,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
       "temperature": float(run.model.temperature), "ece": calibration.expected_calibration_error(probs_, labels),
       "mean_confidence": float(probs_.max(-1).mean()), "bins": calibration.reliability_bins(probs_, labels),
       "unknown_threshold": threshold,
-      "called_unknown": float(calibration.is_unknown(probs_, threshold).mean())}
+      "called_unknown": float(calibration.unknown_mask(probs_, threshold).mean())}
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint

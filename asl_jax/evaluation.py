@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, calibration, inference, input_pipeline, landmark_features, losses, metrics, plots
+from asl_jax import atomic, calibration, class_vectors, inference, input_pipeline, landmark_features, losses, metrics, plots
 from asl_jax import config as config_lib
 from asl_jax.sharding import DataParallel
 
@@ -150,12 +150,11 @@ def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=No
   """A run's calibration.json from its held-out clips `val` (the evaluator's model without a temperature):
   the temperature, the unknown threshold, and with the training clips the enrolment scales
   (enroll.fit_scales)."""
-  from asl_jax import enroll  # pylint: disable=import-outside-toplevel
   cal = calibration.fit(evaluator.view_logits(params, val), val_labels, step, fitted_on=fitted_on)
   model = evaluator.model
   if train is not None and not model.stream_heads and "head" in params and "logits" in params["head"]:
     head = jax.device_get(params["head"]["logits"])
-    cal["enrol"] = enroll.fit_scales(evaluator.embeddings(params, train), train_labels,
+    cal["enrol"] = class_vectors.fit_scales(evaluator.embeddings(params, train), train_labels,
                                      evaluator.embeddings(params, val), val_labels,
                                      np.asarray(head["kernel"], np.float64), np.asarray(head["bias"], np.float64))
   return cal
@@ -216,5 +215,7 @@ def format_table(report: dict) -> str:
       f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
       f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
-  ] + ([f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
-        "guesses)"] if report.get("clips_without_hands") else []))
+  ] + ([f"calibration: expected calibration error {report['calibration']['ece']:.3f} (temperature "
+         f"{report['calibration']['temperature']:.3g}; reliability.png)"] if report.get("calibration") else []) + (
+      [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
+       "guesses)"] if report.get("clips_without_hands") else []))

@@ -163,7 +163,7 @@ def naive(d: dict, shots: int) -> dict:
   """The issue's naive baseline: nearest class mean of the unit embeddings (the flip averaged), base classes'
   means from their train clips, new ones from the enrolled clips; scored like the method."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax import enroll as enroll_lib, predict  # pylint: disable=import-outside-toplevel
+  from asl_jax import class_vectors, predict  # pylint: disable=import-outside-toplevel
   names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
                                                             encoding="utf-8") if "\t" in line)
   p = predict.Predictor(d["workdir"])
@@ -171,12 +171,12 @@ def naive(d: dict, shots: int) -> dict:
   _, used = signs_folder(d, shots)
   train = [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
   val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
-  emb = lambda ks: enroll_lib.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
+  emb = lambda ks: class_vectors.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
   tr, va, ex = emb(train), emb(val), emb(used)
   gl = lambda ks: np.array([names[str(d["split"][k]["action"][0])] for k in ks])  # noqa: E731
   tg, eg = gl(train), gl(used)
   classes = sorted(set(tg)) + sorted(set(eg))
-  protos = enroll_lib.unit(np.stack([(tr[tg == c].mean(0) if c in set(tg) else ex[eg == c].mean(0))
+  protos = class_vectors.unit(np.stack([(tr[tg == c].mean(0) if c in set(tg) else ex[eg == c].mean(0))
                                      for c in classes]))
   pred = np.array(classes)[(va @ protos.T).argmax(-1)]
   truth = gl(val)

@@ -8,11 +8,12 @@ from conftest import REPO
 
 ROOT = os.path.join(REPO, "asl_jax")
 APPLICATIONS = {"asl_jax.train", "asl_jax.evaluate", "asl_jax.predict", "asl_jax.export", "asl_jax.cli",
-                "asl_jax.live.recognizer", "asl_jax.live.stream"}
+                "asl_jax.live.recognizer", "asl_jax.live.stream", "asl_jax.enroll"}
 LIBRARIES = {"asl_jax.run", "asl_jax.restore", "asl_jax.evaluation", "asl_jax.inference", "asl_jax.input_pipeline",
              "asl_jax.landmark_features", "asl_jax.augment", "asl_jax.clip_prep", "asl_jax.checkpoints",
              "asl_jax.config", "asl_jax.losses", "asl_jax.metrics", "asl_jax.optim", "asl_jax.sharding",
-             "asl_jax.live.segmenter", "asl_jax.live.scoring", "asl_jax.live.writers"}
+             "asl_jax.live.segmenter", "asl_jax.live.scoring", "asl_jax.live.writers", "asl_jax.calibration",
+             "asl_jax.class_vectors"}
 
 
 def _modules():

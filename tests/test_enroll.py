@@ -1,0 +1,198 @@
+"""asl-enroll and the unknown decision, on synthetic data: a base run trained without 3 of its classes learns
+them from 3 examples each, the base is never touched, bad examples are one line each, and `unknown` follows
+the run's threshold."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asl_jax import calibration, class_vectors, enroll, predict, train
+from asl_jax.data.synthetic import make_synthetic
+from asl_jax.errors import ConfigError, DataError
+
+from conftest import REPO, tiny_config
+
+HELD_OUT = 3
+
+
+def _tree_digest(path: str) -> dict:
+  out = {}
+  for root, _, files in os.walk(path):
+    for name in files:
+      full = os.path.join(root, name)
+      with open(full, "rb") as f:
+        out[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+@pytest.fixture(scope="module")
+def held_out_setup(tmp_path_factory):
+  """A 12-class synthetic set; the base is trained on 9 (the other 3's clips removed from its split file)."""
+  root = tmp_path_factory.mktemp("enrol")
+  data = make_synthetic(str(root / "data"), num_classes=12, seed=5, train_scale=0.6)
+  split_path = os.path.join(data["data_dir"], data["subset"])
+  with open(split_path, encoding="utf-8") as f:
+    split = json.load(f)
+  held = list(range(12 - HELD_OUT, 12))
+  base_dir = root / "base_data"
+  base_dir.mkdir()
+  with open(base_dir / "split.json", "w", encoding="utf-8") as f:
+    json.dump({k: v for k, v in split.items() if v["action"][0] not in held}, f)
+  shutil.copy(os.path.join(data["data_dir"], "wlasl_class_list.txt"), base_dir)
+  names = dict(line.rstrip("\n").split("\t") for line in open(base_dir / "wlasl_class_list.txt", encoding="utf-8"))
+  config = tiny_config({"data_dir": str(base_dir), "subset": "split.json"}, epochs=25, warmup_epochs=2,
+                       landmarks_dir=os.path.join(data["data_dir"], "landmarks"), hidden_dim=48,
+                       features="pos,hand,vel,presence", use_z=False, trim_no_hands=True, tta_flip=True)
+  workdir = str(root / "base")
+  train.train_and_evaluate(config, workdir)
+  lm = lambda vid: os.path.join(data["data_dir"], "landmarks", f"{vid}_landmarks.npy")  # noqa: E731
+  signs = root / "signs"
+  held_clips = {}
+  for c in held:
+    ids = sorted(k for k, v in split.items() if v["action"][0] == c and v["subset"] == "train")
+    (signs / names[str(c)]).mkdir(parents=True)
+    for vid in ids[:3]:
+      shutil.copy(lm(vid), signs / names[str(c)] / f"{vid}_landmarks.npy")
+    held_clips[names[str(c)]] = [lm(k) for k, v in split.items() if v["action"][0] == c and v["subset"] != "train"]
+  known = {names[str(v["action"][0])]: lm(k) for k, v in sorted(split.items())
+           if v["action"][0] not in held and v["subset"] != "train"}
+  return {"base": workdir, "signs": str(signs), "held": held_clips, "known": known, "root": root}
+
+
+def test_training_writes_a_calibration_with_enrolment_scales(held_out_setup):
+  cal = calibration.load(held_out_setup["base"])
+  assert cal is not None and cal["temperature"] > 0 and 0 < cal["unknown_threshold"] < 1
+  assert cal["enrol"]["shots"] == list(class_vectors.SHOTS) and all(s > 0 for s in cal["enrol"]["scale"])
+  # The threshold accepts the share of val clips it was fitted for (ties aside).
+  assert cal["accept"] == calibration.DEFAULT_ACCEPT
+
+
+def test_enrolled_signs_are_recognised_and_the_base_is_unchanged(held_out_setup, tmp_path):
+  before = _tree_digest(held_out_setup["base"])
+  out = str(tmp_path / "mine")
+  result = enroll.enroll(held_out_setup["base"], held_out_setup["signs"], out, say=lambda m: None)
+  assert _tree_digest(held_out_setup["base"]) == before  # byte for byte
+  assert sorted(result["added"]) == sorted(held_out_setup["held"]) and not result["problems"]
+  p = predict.Predictor(out)
+  assert p.glosses[-HELD_OUT:] == tuple(sorted(held_out_setup["held"]))
+  files = [f for fs in held_out_setup["held"].values() for f in fs]
+  truth = [g for g, fs in held_out_setup["held"].items() for _ in fs]
+  probs = p.predict_clips([p.load_clip(f) for f in files])
+  top1 = np.mean([p.glosses[i] == t for i, t in zip(probs.argmax(-1), truth)])
+  assert top1 >= 0.6, top1  # 12 classes: chance is 0.08
+  # The old signs keep most of their accuracy.
+  base = predict.Predictor(held_out_setup["base"])
+  kf, kt = list(held_out_setup["known"].values()), list(held_out_setup["known"])
+  old_after = np.mean([p.glosses[i] == t for i, t in zip(p.predict_clips([p.load_clip(f) for f in kf]).argmax(-1), kt)])
+  old_before = np.mean([base.glosses[i] == t for i, t in
+                        zip(base.predict_clips([base.load_clip(f) for f in kf]).argmax(-1), kt)])
+  assert old_after >= old_before - 0.25, (old_after, old_before)
+
+
+def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
+  """It exports (the exported function gives predict's probabilities) and is the base of a further enrolment,
+  where a gloss it knows is refined, not added."""
+  from asl_jax import export  # pylint: disable=import-outside-toplevel
+  first = str(tmp_path / "first")
+  enroll.enroll(held_out_setup["base"], held_out_setup["signs"], first, say=lambda m: None)
+  call, meta = export.load_exported(export.export_run(first, str(tmp_path / "export")))
+  p = predict.Predictor(first)
+  clip_file = next(iter(held_out_setup["held"].values()))[0]
+  np.testing.assert_allclose(call(np.load(clip_file)), p.predict_clips([p.load_clip(clip_file)])[0], atol=1e-5)
+  assert meta["glosses"] == list(p.glosses) and meta["unknown_threshold"] == p.unknown_threshold
+  again = str(tmp_path / "again")
+  result = enroll.enroll(first, held_out_setup["signs"], again, say=lambda m: None)
+  assert sorted(result["refined"]) == sorted(held_out_setup["held"]) and not result["added"]
+  assert predict.Predictor(again).glosses == p.glosses
+  with pytest.raises(ConfigError, match="exists"):
+    enroll.enroll(first, held_out_setup["signs"], again, say=lambda m: None)
+
+
+def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, tmp_path):
+  signs = tmp_path / "signs"
+  shutil.copytree(held_out_setup["signs"], signs)
+  good = sorted(os.listdir(signs))[0]
+  np.save(signs / good / "wrong_shape.npy", np.ones((20, 7), np.float32))
+  np.save(signs / good / "no_hands.npy", np.zeros((20, 162), np.float32))
+  (signs / good / "broken.npy").write_bytes(b"not a numpy file")
+  (signs / good / "notes.txt").write_text("hello")
+  (signs / "empty").mkdir()
+  (signs / " spaced").mkdir()
+  np.save(signs / " spaced" / "x.npy", np.load(next(iter(held_out_setup["held"].values()))[0]))
+  out = str(tmp_path / "run")
+  result = enroll.enroll(held_out_setup["base"], str(signs), out, say=lambda m: None)
+  problems = result["problems"]
+  assert len(problems) == 6, problems
+  for needle in ("wrong_shape.npy", "no_hands.npy", "broken.npy", "notes.txt", "empty", "' spaced'"):
+    assert sum(needle in line for line in problems) == 1, (needle, problems)
+  assert all("\n" not in line for line in problems)
+  assert sorted(result["added"]) == sorted(held_out_setup["held"])
+  # Through the CLI: one "skipped:" line each, exit status 3, the new run written.
+  cli_out = str(tmp_path / "cli_run")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "enroll.py"),
+                         f"--from={held_out_setup['base']}", f"--signs={signs}", f"--workdir={cli_out}"],
+                        capture_output=True, text=True, cwd=REPO, check=False)
+  assert proc.returncode == 3, proc.stderr
+  assert sum(line.startswith("skipped: ") for line in proc.stderr.splitlines()) == 6, proc.stderr
+  assert "Traceback" not in proc.stderr and os.path.isdir(cli_out)
+  assert json.loads(proc.stdout)["added"] == sorted(held_out_setup["held"])
+
+
+def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path):
+  signs = tmp_path / "signs"
+  (signs / "hello").mkdir(parents=True)
+  np.save(signs / "hello" / "zeros.npy", np.zeros((10, 162), np.float32))
+  with pytest.raises(DataError, match="no usable example"):
+    enroll.enroll(held_out_setup["base"], str(signs), str(tmp_path / "out"), say=lambda m: None)
+  assert not os.path.exists(tmp_path / "out") and not os.path.exists(str(tmp_path / "out") + ".tmp")
+  with pytest.raises(DataError, match="not a directory"):
+    enroll.enroll(held_out_setup["base"], str(tmp_path / "nowhere"), str(tmp_path / "out"), say=lambda m: None)
+
+
+def test_unknown_flips_at_the_threshold(held_out_setup, tmp_path):
+  """`unknown` is the top-1 probability below the run's stored threshold, or below --unknown_threshold."""
+  files = [f for fs in held_out_setup["held"].values() for f in fs]  # signs the base never saw
+  rows = predict.predict_files(held_out_setup["base"], files, unknown_threshold=0.0)
+  clip, prob = min(((r["file"], r["top_k"][0]["prob"]) for r in rows), key=lambda x: x[1])
+  assert prob < 0.99
+  assert predict.predict_files(held_out_setup["base"], [clip], unknown_threshold=prob + 1e-4)[0]["unknown"]
+  assert not predict.predict_files(held_out_setup["base"], [clip], unknown_threshold=prob - 1e-4)[0]["unknown"]
+  run = tmp_path / "run"
+  shutil.copytree(held_out_setup["base"], run)
+  cal = calibration.load(str(run))
+  for threshold, expected in ((prob + 1e-4, True), (prob - 1e-4, False)):
+    calibration.save(str(run), {**cal, "unknown_threshold": threshold})
+    assert predict.predict_files(str(run), [clip])[0]["unknown"] is expected
+  # asl-live's subtitles show an unknown sign as "?".
+  from asl_jax.live import writers  # pylint: disable=import-outside-toplevel
+  sign = {"top_k": [{"gloss": "hello", "prob": 0.2}], "unknown": True, "start_s": 0.0, "end_s": 1.0}
+  assert writers.label(sign) == "?" and writers.label({**sign, "unknown": False}) == "hello"
+
+
+def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
+  """Over-confident logits (the true ones times 4): the temperature fitted on one sample lowers the ECE and
+  the NLL of another sample of the same model, and comes out near 4."""
+  rng = np.random.default_rng(0)
+
+  def sample(n):
+    true_logits = rng.normal(0, 1.5, (n, 10))
+    labels = np.array([rng.choice(10, p=np.exp(z) / np.exp(z).sum()) for z in true_logits])
+    return 4.0 * true_logits[None], labels
+
+  fit_logits, fit_labels = sample(400)
+  test_logits, test_labels = sample(400)
+  t = calibration.fit_temperature(fit_logits, fit_labels)
+  assert 3.0 < t < 5.3, t
+  before = calibration.expected_calibration_error(calibration._mean_probs(test_logits, 1.0), test_labels)
+  after = calibration.expected_calibration_error(calibration._mean_probs(test_logits, t), test_labels)
+  assert after < before / 2, (before, after)
+  assert calibration.nll(test_logits, test_labels, t) < calibration.nll(test_logits, test_labels, 1.0)
+  # The threshold accepts the asked share of known scores.
+  scores = rng.random(1000)
+  assert abs((scores >= calibration.fit_threshold(scores, 0.95)).mean() - 0.95) < 0.002

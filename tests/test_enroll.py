@@ -196,3 +196,12 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   # The threshold accepts the asked share of known scores.
   scores = rng.random(1000)
   assert abs((scores >= calibration.fit_threshold(scores, 0.95)).mean() - 0.95) < 0.002
+
+
+def test_evaluation_reports_the_calibration_error_and_draws_the_reliability_diagram(held_out_setup, tmp_path):
+  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  report = evaluate.evaluate_workdir(held_out_setup["base"], "val", out_dir=str(tmp_path / "eval"))
+  cal = report["calibration"]
+  assert 0 <= cal["ece"] <= 1 and cal["temperature"] == calibration.load(held_out_setup["base"])["temperature"]
+  assert sum(b["count"] for b in cal["bins"]) == report["num_samples"]
+  assert os.path.getsize(tmp_path / "eval" / "reliability.png") > 1000

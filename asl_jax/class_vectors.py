@@ -38,25 +38,35 @@ def _views_lse(x: np.ndarray) -> np.ndarray:
   return (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[..., 0]
 
 
+def head_logits(emb: np.ndarray, head: dict) -> np.ndarray:
+  """The last layer's logits (..., C) of embeddings (..., E): a Dense layer (kernel, bias), or a cosine one
+  (models.heads.CosineDense: it also has log_scale, and its embeddings are unit vectors already)."""
+  kernel, bias = np.asarray(head["kernel"], np.float64), np.asarray(head["bias"], np.float64)
+  if "log_scale" in head:
+    return np.exp(float(head["log_scale"])) * np.asarray(emb, np.float64) @ unit(kernel.T).T + bias
+  return np.asarray(emb, np.float64) @ kernel + bias
+
+
 def fit_scales(train_emb: np.ndarray, train_labels: np.ndarray, val_emb: np.ndarray, val_labels: np.ndarray,
-               kernel: np.ndarray, bias: np.ndarray, shots=SHOTS, draws: int = 8, frac: float = 0.2,
-               seed: int = 0) -> dict:
+               head: dict, shots=SHOTS, draws: int = 8, frac: float = 0.2, seed: int = 0) -> dict:
   """The scale and bias of a built class vector for each example count in `shots` (see the module doc).
-  Embeddings are (V, N, E) (views, clips, E); kernel (E, C) and bias (C,) the trained last layer. Returns
-  {"shots", "scale", "bias", "embedding_norm", "draws", "val_clips"} (JSON-ready)."""
+  Embeddings are (V, N, E) (views, clips, E); `head` the trained last layer's parameters (a cosine layer's
+  scale is its own: only the bias is fitted). Returns {"shots", "scale", "bias", "embedding_norm", "draws",
+  "val_clips"} (JSON-ready)."""
   rng = np.random.default_rng(seed)
   train_labels, val_labels = np.asarray(train_labels), np.asarray(val_labels)
   if len(val_labels) > _MAX_FIT_CLIPS:
     keep = np.sort(rng.choice(len(val_labels), _MAX_FIT_CLIPS, replace=False))
     val_emb, val_labels = val_emb[:, keep], val_labels[keep]
   r = float(np.linalg.norm(np.asarray(val_emb, np.float64), axis=-1).mean())
-  num_classes = kernel.shape[1]
-  logits = np.einsum("vne,ec->vnc", val_emb.astype(np.float64), kernel) + bias  # (V, n, C)
+  logits = head_logits(val_emb, head)  # (V, n, C)
+  num_classes = logits.shape[-1]
+  scale_grid = np.array([np.exp(float(head["log_scale"]))]) if "log_scale" in head else _SCALE_GRID
   n = len(val_labels)
   candidates = [c for c in range(num_classes) if (train_labels == c).any()]
   out = {"shots": [], "scale": [], "bias": []}
   for k in shots:
-    total = np.zeros((len(_SCALE_GRID), len(_BIAS_GRID)))
+    total = np.zeros((len(scale_grid), len(_BIAS_GRID)))
     for _ in range(draws):
       pseudo = rng.choice(candidates, max(1, int(round(frac * len(candidates)))), replace=False)
       protos = []
@@ -72,7 +82,7 @@ def fit_scales(train_emb: np.ndarray, train_labels: np.ndarray, val_emb: np.ndar
       true_base = logits[:, np.arange(n), val_labels]  # (V, n)
       true_cos = np.stack([cos[:, i, pos[y]] if y in pos else np.zeros(cos.shape[0])
                            for i, y in enumerate(val_labels)], 1)  # (V, n)
-      for i, a in enumerate(_SCALE_GRID):
+      for i, a in enumerate(scale_grid):
         lse_new = _views_lse(a * cos)[None] + _BIAS_GRID[:, None, None]  # (B, V, n)
         lse = np.logaddexp(lse_rest[None], lse_new)
         true = np.where(is_pseudo[None, None], a * true_cos[None] + _BIAS_GRID[:, None, None], true_base[None])
@@ -80,7 +90,7 @@ def fit_scales(train_emb: np.ndarray, train_labels: np.ndarray, val_emb: np.ndar
         total[i] += -np.log(np.maximum(p, 1e-30)).mean(-1)
     i, j = np.unravel_index(int(np.argmin(total)), total.shape)
     out["shots"].append(int(k))
-    out["scale"].append(float(_SCALE_GRID[i]))
+    out["scale"].append(float(scale_grid[i]))
     out["bias"].append(float(_BIAS_GRID[j]))
   return {**out, "embedding_norm": r, "draws": draws, "val_clips": int(n)}
 
@@ -102,6 +112,8 @@ def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_ne
   head = params["head"]["logits"]
   kernel, bias = np.asarray(head["kernel"], np.float32), np.asarray(head["bias"], np.float32)
   c0 = kernel.shape[1]
+  if "log_scale" in head:  # a cosine layer compares directions: refine the unit vectors, keep the norm
+    kernel = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-9)
   kernel = np.concatenate([kernel, np.zeros((kernel.shape[0], num_new), np.float32)], 1)
   bias = np.concatenate([bias, np.zeros(num_new, np.float32)])
   for c, (w, b) in columns.items():

@@ -84,6 +84,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("conv_kernel", 17, "conv_transformer: temporal kernel of the depthwise convolutions"),
         Field("conv_layers", 3, "conv_transformer: convolution blocks before each Transformer block"),
         Field("drop_path", 0.1, "conv_transformer: stochastic depth of the last block (linear from 0)"),
+        Field("head_norm", "none", "the classifier's last layer: none (a Dense layer) or cosine (the cosine of "
+              "the unit embedding and unit class vectors, times a learned scale, plus a bias)", ("none", "cosine")),
         Field("head_layers", 0, "hidden layers of the classifier head (0: by class count, 1 up to 500 "
               "classes, 2 above; asl-enroll fixes it so that added classes keep the base's head)"),
     ),

@@ -24,6 +24,7 @@ import numpy as np
 from asl_jax import atomic, calibration, class_vectors, predict as predict_lib
 from asl_jax import run as run_lib
 from asl_jax.checkpoints import Checkpoints
+from asl_jax.data import layouts
 from asl_jax.errors import ConfigError, DataError
 
 ENROLLED_FILE = "enrolled.json"
@@ -90,7 +91,6 @@ def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]
 
 def _layout_of(path: str, default: str) -> str:
   """The landmark layout of a .npy file by its width (any supported layout is enrolled)."""
-  from asl_jax.data import layouts  # pylint: disable=import-outside-toplevel
   try:
     width = np.load(path, mmap_mode="r").shape[-1]
   except Exception:  # pylint: disable=broad-except

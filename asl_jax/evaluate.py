@@ -41,29 +41,27 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
                         "nothing; evaluate --split=test")
     if not len(idx):
       raise DataError(f"{setup.packed.split.path}: the {split} split has no clips with features")
-    if setup.packed.num_classes != len(run.glosses):
-      raise DataError(f"{setup.packed.split.path}: {setup.packed.num_classes} classes, but the run in {wd} "
-                      f"was trained on {len(run.glosses)}")
+    to_run = _labels_to_run(setup.packed.split, run.glosses, wd)
+    labels = to_run[setup.packed.labels[idx]]
     ids = [setup.packed.video_ids[i] for i in idx]
     if first is not None and (ids != first[2] or run.glosses != first[0].glosses):
       raise DataError(f"{wd}: cannot be combined with {workdirs[0]}: the runs differ in their classes or "
                       f"{split} clips")
-    evaluator = evaluation.Evaluator.from_config(run.config, run.model, parallel, setup.class_weights, batch_size,
-                                                 run.visual_norm)
+    same = np.array_equal(to_run, np.arange(len(to_run))) and len(to_run) == len(run.glosses)
+    evaluator = evaluation.Evaluator.from_config(run.config, run.model, parallel,
+                                                 setup.class_weights if same else None, batch_size, run.visual_norm)
     data = input_pipeline.select(setup.packed, idx)
+    data = data.replace(labels=labels.astype(np.int32))
     if len(workdirs) == 1:
-      summary = evaluator.evaluate(parallel.replicate(run.params), data, setup.packed.labels[idx],
-                                   setup.packed.num_classes)
+      summary = evaluator.evaluate(parallel.replicate(run.params), data, labels, len(run.glosses))
     p = evaluator.probabilities(parallel.replicate(run.params), data)
     probs = p if probs is None else probs + p
     if first is None:
-      first = (run, setup, ids, idx)
-  run, setup, ids, idx = first
-  labels = setup.packed.labels[idx]
+      first = (run, setup, ids, idx, labels)
+  run, setup, ids, idx, labels = first
   if len(workdirs) > 1:
     probs /= len(workdirs)
-    summary = metrics.summarize(np.argsort(-probs, -1, kind="stable")[:, :metrics.TOP_K], labels,
-                                setup.packed.num_classes)
+    summary = metrics.summarize(np.argsort(-probs, -1, kind="stable")[:, :metrics.TOP_K], labels, len(run.glosses))
     p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = evaluation.build_report(summary, split, run.step, run.glosses)
@@ -89,14 +87,25 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   return report
 
 
-def calibrate_workdir(workdir: str, data_overrides: dict | None = None) -> dict:
-  """Fits a run's calibration (calibration.json: temperature, unknown threshold, enrolment scales) on its val
-  clips, for runs trained before training did it; returns it. The run must not have trained on val."""
-  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
-  if os.path.abspath(workdir).startswith(os.path.abspath(pretrained.HERE)):
-    raise ConfigError(f"{workdir}: the shipped model is calibrated already, and an installed package is not a "
-                      "place to write")
-  run = restore.load_run(workdir, "best", data_overrides)
+def _labels_to_run(split, glosses, workdir: str) -> np.ndarray:
+  """The run's class index of each of the split's labels, by gloss: the identity for the run's own data; an
+  enrolled run (more classes, asl-enroll) evaluates any split whose glosses it knows."""
+  if tuple(split.glosses) == tuple(glosses):
+    return np.arange(len(glosses))
+  index = {g: i for i, g in enumerate(glosses)}
+  missing = [g for g in split.glosses if g not in index]
+  if missing:
+    raise DataError(f"{split.path}: {len(missing)} of its {len(split.glosses)} classes are not among the "
+                    f"{len(glosses)} of the run in {workdir} ({', '.join(missing[:5])}"
+                    f"{', ...' if len(missing) > 5 else ''})")
+  return np.array([index[g] for g in split.glosses])
+
+
+def heldout_arrays(workdir: str, checkpoint: str = "best", data_overrides: dict | None = None) -> dict:
+  """What a run's calibration is fitted from, on its val clips (which it must not have trained on):
+  {"logits": (V, N, C) per-view logits without a temperature, "labels", "step", "enrol": the enrolment
+  scales (class_vectors.fit_scales) or None}."""
+  run = restore.load_run(workdir, checkpoint, data_overrides)
   if "val" in splits_lib.train_subsets(run.config.train_subsets):
     raise ConfigError(f"{workdir}: the run trained on its val clips (train_subsets={run.config.train_subsets}), "
                       "so they cannot calibrate it")
@@ -110,8 +119,20 @@ def calibrate_workdir(workdir: str, data_overrides: dict | None = None) -> dict:
   evaluator = evaluation.Evaluator.from_config(run.config, run.model.clone(temperature=1.0), parallel,
                                                setup.class_weights, 0, run.visual_norm)
   packed = setup.packed
-  cal = evaluation.calibrate(evaluator, run.params, parallel.replicate(input_pipeline.select(packed, setup.val_idx)),
-                             packed.labels[setup.val_idx], run.step, input_pipeline.select(packed, setup.train_idx),
-                             packed.labels[setup.train_idx])
+  val = parallel.replicate(input_pipeline.select(packed, setup.val_idx))
+  cal = evaluation.calibrate(evaluator, run.params, val, packed.labels[setup.val_idx], run.step,
+                             input_pipeline.select(packed, setup.train_idx), packed.labels[setup.train_idx])
+  return {"logits": evaluator.view_logits(run.params, val), "labels": packed.labels[setup.val_idx],
+          "step": run.step, "enrol": cal.get("enrol"), "calibration": cal}
+
+
+def calibrate_workdir(workdir: str, data_overrides: dict | None = None) -> dict:
+  """Fits a run's calibration (calibration.json: temperature, unknown threshold, enrolment scales) on its val
+  clips, for runs trained before training did it; returns it. The run must not have trained on val."""
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  if os.path.abspath(workdir).startswith(os.path.abspath(pretrained.HERE)):
+    raise ConfigError(f"{workdir}: the shipped model is calibrated already, and an installed package is not a "
+                      "place to write")
+  cal = heldout_arrays(workdir, "best", data_overrides)["calibration"]
   calibration.save(workdir, cal)
   return cal

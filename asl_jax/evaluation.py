@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax import atomic, calibration, class_vectors, inference, input_pipeline, landmark_features, losses, metrics, plots
+from asl_jax import atomic, calibration, class_vectors, inference, input_pipeline, landmark_features, losses
+from asl_jax import metrics, plots
 from asl_jax import config as config_lib
 from asl_jax.sharding import DataParallel
 
@@ -153,10 +154,9 @@ def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=No
   cal = calibration.fit(evaluator.view_logits(params, val), val_labels, step, fitted_on=fitted_on)
   model = evaluator.model
   if train is not None and not model.stream_heads and "head" in params and "logits" in params["head"]:
-    head = jax.device_get(params["head"]["logits"])
     cal["enrol"] = class_vectors.fit_scales(evaluator.embeddings(params, train), train_labels,
-                                     evaluator.embeddings(params, val), val_labels,
-                                     np.asarray(head["kernel"], np.float64), np.asarray(head["bias"], np.float64))
+                                            evaluator.embeddings(params, val), val_labels,
+                                            jax.device_get(params["head"]["logits"]))
   return cal
 
 

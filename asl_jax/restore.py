@@ -68,8 +68,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 # Config fields that shape the parameters: the ones to name when a checkpoint does not fit its config.json.
 SHAPE_FIELDS = ("encoder", "hidden_dim", "lstm_layers", "transformer_layers", "conv_layers", "conv_kernel",
-                "num_heads", "ff_mult", "pooling", "features", "use_z", "visual_stream", "fusion_type",
-                "aux_loss_weight", "fusion_residual")
+                "num_heads", "ff_mult", "pooling", "head_layers", "head_norm", "features", "use_z", "visual_stream",
+                "fusion_type", "aux_loss_weight", "fusion_residual")
 
 
 def _check_shapes(ckpts: Checkpoints, kind: str, name: str, abstract, step, workdir: str, config) -> None:

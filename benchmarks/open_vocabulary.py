@@ -42,6 +42,8 @@ flags.DEFINE_integer("epochs", 150, "the base models' epochs (the recipe's 150)"
 flags.DEFINE_string("config", "configs/nslt_100.py", "the base models' config")
 flags.DEFINE_string("name", "open_vocabulary", "results file benchmarks/results/NAME.json")
 flags.DEFINE_bool("train_only", False, "train the base runs and stop")
+flags.DEFINE_multi_string("override", [], "FIELD=VALUE config overrides of the base runs (a variant of the recipe)")
+flags.DEFINE_string("tag", "", "a name for the variant: its base runs live in draw<N><tag>/")
 FLAGS = flags.FLAGS
 
 
@@ -72,7 +74,7 @@ def prepare_draw(draw: int) -> dict:
   """The draw's folder: split.json with the base classes' clips only, the class list; returns its facts."""
   split, _ = real_clips()
   held = draw_classes(split, draw, FLAGS.held_out)
-  folder = os.path.join(cache_root(), f"draw{draw}")
+  folder = os.path.join(cache_root(), f"draw{draw}{FLAGS.tag}")
   os.makedirs(folder, exist_ok=True)
   base = {k: v for k, v in split.items() if v["action"][0] not in held and v["subset"] != "test"}
   with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
@@ -91,7 +93,7 @@ def train_base(d: dict) -> None:
          f"--workdir={d['workdir']}", f"--config.data_dir={d['folder']}", "--config.subset=split.json",
          f"--config.landmarks_dir={os.path.join(DATA, 'wlasl_real', 'landmarks')}", "--config.gemma_features_dir=",
          "--config.seed=1", f"--config.epochs={FLAGS.epochs}", "--config.progress_bar=False",
-         "--config.evaluate_test=False"]
+         "--config.evaluate_test=False"] + [f"--config.{o}" for o in FLAGS.override]
   with open(d["workdir"] + ".log", "a", encoding="utf-8") as log:
     subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
   with open(done, "w", encoding="utf-8") as f:
@@ -235,7 +237,7 @@ def main(argv):
     return
   import common  # pylint: disable=import-outside-toplevel
   rows = [score_draw(d) for d in draws]
-  payload = {"machine": common.machine(), "config": FLAGS.config, "epochs": FLAGS.epochs,
+  payload = {"machine": common.machine(), "config": FLAGS.config, "overrides": FLAGS.override, "epochs": FLAGS.epochs,
              "held_out": FLAGS.held_out, "draws": rows, "summary": summarize(rows)}
   for k, v in payload["summary"].items():
     print(f"{k:28s} {v['mean']:.3f} (sd {v['sd']:.3f}, {v['min']:.3f}-{v['max']:.3f})")

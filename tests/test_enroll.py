@@ -62,7 +62,7 @@ def held_out_setup(tmp_path_factory):
     held_clips[names[str(c)]] = [lm(k) for k, v in split.items() if v["action"][0] == c and v["subset"] != "train"]
   known = {names[str(v["action"][0])]: lm(k) for k, v in sorted(split.items())
            if v["action"][0] not in held and v["subset"] != "train"}
-  return {"base": workdir, "signs": str(signs), "held": held_clips, "known": known, "root": root}
+  return {"base": workdir, "signs": str(signs), "held": held_clips, "known": known, "root": root, "data": data}
 
 
 def test_training_writes_a_calibration_with_enrolment_scales(held_out_setup):
@@ -106,6 +106,13 @@ def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
   clip_file = next(iter(held_out_setup["held"].values()))[0]
   np.testing.assert_allclose(call(np.load(clip_file)), p.predict_clips([p.load_clip(clip_file)])[0], atol=1e-5)
   assert meta["glosses"] == list(p.glosses) and meta["unknown_threshold"] == p.unknown_threshold
+  # asl-evaluate maps a split's classes to the run's by gloss: the full 12-class split, new signs included.
+  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  data = held_out_setup["data"]
+  report = evaluate.evaluate_workdir(first, "test", out_dir=str(tmp_path / "eval"),
+                                     data_overrides={"data_dir": data["data_dir"], "subset": data["subset"]})
+  assert report["num_classes"] == 12 and report["per_instance"]["top1"] > 0.5, report["per_instance"]
+  assert set(held_out_setup["held"]) <= set(report["per_class_accuracy"])
   again = str(tmp_path / "again")
   result = enroll.enroll(first, held_out_setup["signs"], again, say=lambda m: None)
   assert sorted(result["refined"]) == sorted(held_out_setup["held"]) and not result["added"]

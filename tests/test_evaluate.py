@@ -172,8 +172,11 @@ def test_fitted_head_weights_are_saved_and_used_by_every_application(tiny_data, 
                                                visual_norm=restored.visual_norm)
   heads = evaluator.head_log_probs(restored.params, data)
   assert heads.shape == (2, 3, len(labels), 8)  # two views (flip TTA), three heads
+  # The run's calibration divides the combination by its temperature (calibration.json): without it, the
+  # probabilities are exactly the head weights' product of experts.
+  assert restored.model.temperature == json.load(open(os.path.join(run, "calibration.json")))["temperature"]
   for weights in (fitted["weights"], (1.0, 0.5, 0.0), (0.0, 0.0, 2.0)):
-    model = restored.model.clone(head_weights=tuple(weights))
+    model = restored.model.clone(head_weights=tuple(weights), temperature=1.0)
     probs = evaluation.Evaluator.from_config(restored.config, model, parallel, visual_norm=restored.visual_norm
                                              ).probabilities(restored.params, data)
     nll = float(-np.log(probs[np.arange(len(labels)), labels]).mean())

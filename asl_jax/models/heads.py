@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
 
 from asl_jax.models.layers import DenseBlock
 
@@ -13,11 +15,30 @@ def xavier_uniform(gain: float):
   return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
 
 
+def _unit(x, axis: int = -1):
+  return x * jnp.reciprocal(jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + 1e-12))
+
+
+class CosineDense(nn.Module):
+  """logits = scale * <unit(x), unit(w_c)> + b_c with a learned scale (init 16): class vectors and embeddings
+  compared by angle alone."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    log_scale = self.param("log_scale", nn.initializers.constant(np.log(16.0)), ())
+    return jnp.exp(log_scale) * _unit(x) @ _unit(kernel, 0) + bias
+
+
 class ClassifierHead(nn.Module):
   num_classes: int
   hidden: int
   dropout: float
   layers: int = 0  # hidden layers: 0 = by class count (1 up to DEEP_HEAD_ABOVE classes, else 2)
+  norm: str = "none"  # the last layer: "none" (a Dense layer) or "cosine" (CosineDense)
 
   @nn.compact
   def __call__(self, x, train: bool = False, embed: bool = False):
@@ -31,6 +52,8 @@ class ClassifierHead(nn.Module):
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
       init = xavier_uniform(0.1)
+    if self.norm == "cosine":
+      return _unit(x) if embed else CosineDense(self.num_classes, name="logits")(x)
     if embed:
       return x
     return nn.Dense(self.num_classes, kernel_init=init, name="logits")(x)

@@ -50,6 +50,7 @@ class HybridModel(nn.Module):
   conv_layers: int = default("conv_layers")
   drop_path: float = default("drop_path")
   head_layers: int = default("head_layers")
+  head_norm: str = default("head_norm")
   # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the pooled vector is the
   # time-mean of the features themselves, and a visual-only model's head is then one zero-initialised Dense
   # layer on it (a full-rank linear probe), as is the per-stream visual head.
@@ -108,7 +109,7 @@ class HybridModel(nn.Module):
     if self.use_visual and not self.use_landmarks and self.visual_stream == "linear":
       self.head = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
     else:
-      self.head = ClassifierHead(self.num_classes, h, p, self.head_layers)
+      self.head = ClassifierHead(self.num_classes, h, p, self.head_layers, self.head_norm)
 
   def encode_streams(self, batch: dict[str, Any], train: bool = False) -> dict[str, Stream]:
     out = {}
@@ -177,8 +178,8 @@ def combine_heads(log_probs: jnp.ndarray, weights) -> jnp.ndarray:
 # The config fields that are HybridModel fields of the same name.
 MODEL_FIELDS = ("hidden_dim", "dropout", "encoder", "fusion_type", "use_landmarks", "lstm_layers",
                 "transformer_layers", "num_heads", "ff_mult", "pooling", "transformer_dropout", "lstm_matmul_dtype",
-                "conv_kernel", "conv_layers", "drop_path", "head_layers", "visual_stream", "visual_dropout",
-                "modality_dropout", "fusion_residual")
+                "conv_kernel", "conv_layers", "drop_path", "head_layers", "head_norm", "visual_stream",
+                "visual_dropout", "modality_dropout", "fusion_residual")
 DERIVED_FIELDS = ("num_classes", "use_visual", "aux_heads", "head_weights", "temperature")
 
 

@@ -272,3 +272,8 @@ def test_shipped_model_reproduces_its_test_accuracy():
   top5 = float(np.mean([l in np.argsort(-p)[:5] for p, l in zip(probs, labels)]))
   assert top1 == pytest.approx(reported["test_top1"], abs=1e-6)
   assert top5 == pytest.approx(reported["test_top5"], abs=1e-6)
+  # Its probabilities are the calibrated ones (calibration.json), with the calibration error it reports.
+  assert predictor.run.model.temperature != 1.0 and predictor.unknown_threshold is not None
+  if "test_ece" in reported:
+    from asl_jax import calibration  # pylint: disable=import-outside-toplevel
+    assert calibration.expected_calibration_error(probs, labels) == pytest.approx(reported["test_ece"], abs=1e-5)

@@ -1,9 +1,10 @@
-"""The trained model that ships with asl_jax, used when `asl-live` and `asl-predict` get no --workdir.
+"""The trained model that ships with asl_jax, used when `asl-live`, `asl-predict` and `asl-enroll` get no run.
 
 `wlasl100/` is a run directory holding only what inference reads (config.json, label_mapping.json,
-input_spec.json, the best checkpoint's evaluation weights): the recommended nslt_100 recipe trained on the
-train clips of the real WLASL100 landmarks (seed 1). README "A model to try" gives its test accuracy, the
-command that rebuilds it (`package`), and its licence: WLASL is under C-UDA 1.0; trained models are Results
+input_spec.json, calibration.json, the evaluation weights): the recommended nslt_100 recipe trained on the
+train and val clips of the real WLASL100 landmarks (seed 1), calibrated on held-out folds. README "A model
+to try" gives its test accuracy, the command that rebuilds it (benchmarks/ship_model.py, which ends with
+`package`), and its licence: WLASL is under C-UDA 1.0; trained models are Results
 under that agreement, which section 2.2 does not restrict. WLASL: Li et al., "Word-level Deep Sign Language
 Recognition from Video", WACV 2020.
 """

@@ -53,7 +53,7 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	touch $(WEB_STAMP)
 
 web-build: $(STAMP) $(WEB_STAMP)
-	$(PY) scripts/export.py --workdir=$(WORKDIR) --format=onnx --out_dir=web/dist/model
+	$(PY) scripts/export.py --workdir=$(WORKDIR) --format=onnx --out_dir=web/dist/model --overwrite
 	node web/build.mjs
 
 web: web-build

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import glob
 import json
+import logging as pylogging
+import math
 import os
 import shlex
 import signal
@@ -22,10 +24,19 @@ HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class _PlainFormatter(pylogging.Formatter):
+  """"warning: message", as the commands' own lines read, instead of absl's "W1206 05:18:46.18 ... file.py:417]"."""
+
+  def format(self, record):
+    return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def quiet_logs() -> None:
-  """Libraries (Orbax) log every save at INFO; show warnings only unless --verbosity was given."""
+  """Libraries (Orbax) log every save at INFO; show warnings only, as plain `warning: ...` lines, unless
+  --verbosity was given."""
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().setFormatter(_PlainFormatter())
 
 
 def run_guarded(fn) -> None:
@@ -223,7 +234,7 @@ and plots:
 
 def evaluate_main(argv=None):
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, evaluate their "
-                      "ensemble (averaged probabilities)")
+                      "ensemble (averaged probabilities); omitted or wlasl100: the shipped model")
   flags.DEFINE_string("out_dir", "", "where to write the report (default WORKDIR/eval_SPLIT, or "
                       "FIRST/eval_SPLIT_ensemble for several runs)")
   flags.DEFINE_enum("split", "test", ["test", "val", "train"], "which subset of the run's split file")
@@ -237,22 +248,23 @@ def evaluate_main(argv=None):
                     "training did it")
 
   def action(f, _):
-    if not f.workdir:
-      _usage_error("give --workdir=DIR (--help lists the flags)")
+    workdir = _runs(f.workdir)
+    if f.batch_size < 0:
+      _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
+    from asl_jax import evaluate, evaluation, pretrained  # pylint: disable=import-outside-toplevel
+    moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     if f.calibrate:
-      from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
-      moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
-      print(f"calibrating {f.workdir} on its val split", file=sys.stderr, flush=True)
-      cal = evaluate.calibrate_workdir(f.workdir, moved)
+      print(f"calibrating {workdir} on its val split", file=sys.stderr, flush=True)
+      cal = evaluate.calibrate_workdir(workdir, moved)
       print(f"calibrated on {cal['clips']} val clips: temperature {cal['temperature']:.3f} (val ECE "
             f"{cal['val_ece_before']:.3f} -> {cal['val_ece_after']:.3f}), unknown below a top-1 probability of "
             f"{cal['unknown_threshold']:.3f}", file=sys.stderr, flush=True)
-    if f.batch_size < 0:
-      _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
-    print(f"evaluating {f.workdir} on its {f.split} split ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
-    from asl_jax import evaluate, evaluation  # pylint: disable=import-outside-toplevel
-    moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
-    report = evaluate.evaluate_workdir(f.workdir, f.split, f.checkpoint, f.batch_size, f.out_dir, moved)
+    out_dir = f.out_dir
+    if not out_dir and pretrained.is_shipped(workdir.split(",")[0]):  # an installed package is not a place to write
+      out_dir = os.path.abspath(f"wlasl100_eval_{f.split}")
+    print(f"evaluating {workdir} on its {f.split} split ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
+          flush=True)
+    report = evaluate.evaluate_workdir(workdir, f.split, f.checkpoint, f.batch_size, out_dir, moved)
     print(evaluation.format_table(report))
     print(f"report: {report['path']}")
 
@@ -268,6 +280,40 @@ Top-k glosses for new clips, one JSON line per input (without --workdir: the shi
   python scripts/predict.py --workdir=runs/nslt100 --video=clip.mp4        # landmarks extracted first
   python scripts/predict.py --workdir=runs/hybrid --landmarks=DIR --gemma=DIR   # runs with visual features
 """
+
+
+def _runs(value: str | None) -> str:
+  """--workdir as every command reads it: one run or several comma-separated (an ensemble), each a directory
+  or `wlasl100` (the shipped model); omitted: the shipped model (said on stderr)."""
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  items = [w.strip() for w in (value or "").split(",") if w.strip()]
+  if not items:
+    path = pretrained.resolve(None)
+    print(f"no --workdir: using the shipped WLASL100 model ({path})", file=sys.stderr)
+    return path
+  return ",".join(pretrained.resolve(w) for w in items)
+
+
+def _checkpoint_words(checkpoint: str) -> str:
+  """"best checkpoint", "latest checkpoint" or "the checkpoint of step 999"."""
+  return f"the checkpoint of step {checkpoint}" if str(checkpoint).isdigit() else f"{checkpoint} checkpoint"
+
+
+def _check_out_dir(out: str, names, overwrite: bool) -> None:
+  """Before any slow work: `out` must be (or become) a folder, and hold none of `names` unless `overwrite`."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    _usage_error(f"--out_dir={out}: exists and is not a folder; give a folder to write the model files in")
+  parent = out
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent) or "."
+  if not os.path.isdir(parent):
+    _usage_error(f"--out_dir={out}: {parent} is a file, so the folder cannot be made there")
+  if not os.access(parent, os.W_OK):
+    _usage_error(f"--out_dir={out}: {parent} is not writable")
+  there = [n for n in names if os.path.exists(os.path.join(out, n))]
+  if there and not overwrite:
+    _usage_error(f"--out_dir={out}: already holds {', '.join(there)}; pass --overwrite to replace them, or choose "
+                 "another --out_dir")
 
 
 def _check_threshold(value) -> None:
@@ -292,11 +338,8 @@ def predict_main(argv=None):
                      "run's, fitted on val to accept 95 percent of known signs; 0: never)")
 
   def action(f, args):
-    from asl_jax import predict, pretrained  # pylint: disable=import-outside-toplevel
-    workdir = f.workdir
-    if not workdir:
-      workdir = pretrained.resolve(None)
-      print(f"no --workdir: using the shipped WLASL100 model ({workdir})", file=sys.stderr)
+    from asl_jax import predict  # pylint: disable=import-outside-toplevel
+    workdir = _runs(f.workdir)
     if f.gemma and f.gemma_features_dir:
       _usage_error("give --gemma or --gemma_features_dir, not both")
     landmarks = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else [])
@@ -307,7 +350,7 @@ def predict_main(argv=None):
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
-    print(f"loading {workdir} ({f.checkpoint} checkpoint)", file=sys.stderr, flush=True)
+    print(f"loading {workdir} ({_checkpoint_words(f.checkpoint)})", file=sys.stderr, flush=True)
     _check_threshold(f.unknown_threshold)
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
                                  videos=videos, unknown_threshold=f.unknown_threshold)
@@ -320,8 +363,8 @@ def predict_main(argv=None):
       print(json.dumps(row), flush=True)
     failed = sum("error" in r for r in rows)
     if failed:
-      print(f"{failed} of {len(rows)} inputs failed (their lines above); the others' results are on stdout",
-            file=sys.stderr)
+      print(f"{failed} of {len(rows)} inputs failed (their lines above)" + (
+          "; the others' results are on stdout" if failed < len(rows) else ""), file=sys.stderr)
       sys.exit(1)
 
   _serve(action, PREDICT_USAGE, argv, positional=True)
@@ -341,18 +384,30 @@ DIR/onnx/model.onnx and model_batched.onnx, which need onnxruntime alone (server
 
 
 def export_main(argv=None):
-  flags.DEFINE_string("workdir", None, "training run directory")
+  flags.DEFINE_string("workdir", None, "training run directory; omitted or wlasl100: the shipped model")
   flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export artifact; onnx: ONNX models")
   flags.DEFINE_string("out_dir", None, "where to write the model files and meta.json (default WORKDIR/export "
-                      "for jax, WORKDIR/onnx for onnx)")
+                      "for jax, WORKDIR/onnx for onnx; for the shipped model ./wlasl100_export or ./wlasl100_onnx)")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
+  flags.DEFINE_bool("overwrite", False, "replace model files already in --out_dir")
 
   def action(f, _):
-    if not f.workdir:
-      _usage_error("give --workdir=DIR (--help lists the flags)")
-    from asl_jax import export  # pylint: disable=import-outside-toplevel
-    default = os.path.join(f.workdir, "export" if f.format == "jax" else "onnx")
-    out = export.export_run(f.workdir, f.out_dir or default, f.checkpoint, fmt=f.format)
+    from asl_jax import export, pretrained  # pylint: disable=import-outside-toplevel
+    workdir = _runs(f.workdir)
+    if "," in workdir:
+      _usage_error(f"--workdir={f.workdir}: export takes one run (an ensemble is not one model)")
+    kind = "export" if f.format == "jax" else "onnx"
+    if f.out_dir:
+      out = f.out_dir
+    elif pretrained.is_shipped(workdir):  # an installed package is not a place to write
+      out = os.path.abspath(f"wlasl100_{kind}")
+    else:
+      out = os.path.join(workdir, kind)
+    names = [export.META_FILE] + ([export.EXPORT_FILE] if f.format == "jax" else
+                                  [export.ONNX_FILE, export.ONNX_BATCHED_FILE])
+    _check_out_dir(out, names, f.overwrite)
+    print(f"exporting {workdir} ({_checkpoint_words(f.checkpoint)}) to {out}", file=sys.stderr, flush=True)
+    out = export.export_run(workdir, out, f.checkpoint, fmt=f.format)
     with open(os.path.join(out, export.META_FILE), encoding="utf-8") as fh:
       meta = json.load(fh)
     print(f"exported to {out}: {meta['signature']}")
@@ -480,6 +535,9 @@ def enroll_main(argv=None):
   _serve(action, ENROLL_USAGE, argv)
 
 
+MAX_FPS = 1000.0  # --fps above this is a typo (the ring buffer is sized from it)
+
+
 def live_main(argv=None):
   import dataclasses  # pylint: disable=import-outside-toplevel
   from asl_jax.live import segmenter  # pylint: disable=import-outside-toplevel
@@ -511,6 +569,12 @@ def live_main(argv=None):
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
     _check_threshold(f.unknown_threshold)
+    if not (math.isfinite(f.fps) and 0 < f.fps <= MAX_FPS):
+      _usage_error(f"--fps={f.fps}: frames per second of --landmarks must be a number in (0, {MAX_FPS}]")
+    if f.camera is not None and f.camera < 0:
+      _usage_error(f"--camera={f.camera}: a camera index is 0 or more (0 is the first camera)")
+    if f.frame_step < 1:
+      _usage_error(f"--frame_step={f.frame_step}: must be >= 1")
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,

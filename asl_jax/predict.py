@@ -21,7 +21,7 @@ from asl_jax.data import layouts, packed as packed_lib
 from asl_jax.errors import DataError
 from asl_jax.restore import TrainedRun, load_run, split_workdirs
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+VIDEO_SUFFIXES = features_lib.VIDEO_SUFFIXES
 
 
 class Predictor:

@@ -169,3 +169,36 @@ def test_mixup_blends_clips_with_their_neighbour_and_unions_masks():
     assert same is batch and partner is None and lam is None
   never = [float(augment.mixup(jax.random.key(s), batch, mix(1e-9))[2]) for s in range(5)]
   assert never == [1.0] * 5
+
+
+def _mirror_by_hand(clip: np.ndarray, parts: np.ndarray):
+  """The mirror image of one clip (T, 54, 3), written out point by point without asl_jax's tables: x negated,
+  the left hand's 21 points swapped with the right hand's, and each left/right pair of the arm points (42-47)
+  and of the pose's hand points (48-53) swapped; the hands' presence flags swapped."""
+  out = clip.copy()
+  for i in range(21):
+    out[:, i], out[:, 21 + i] = clip[:, 21 + i], clip[:, i]
+  for left in (42, 44, 46, 48, 50, 52):
+    out[:, left], out[:, left + 1] = clip[:, left + 1], clip[:, left]
+  out[..., 0] *= -1
+  return out, parts[:, [1, 0, 2, 3]]
+
+
+def test_flip_random_branch_mirrors_and_swaps_the_hands_of_the_clips_it_flips():
+  """The recipe's flip_prob=0.5 takes the random branch: each clip comes out either untouched or as its mirror
+  image (hands swapped, not only x negated), its flags swapped with it, and both happen."""
+  rng = np.random.default_rng(5)
+  pts = rng.normal(size=(64, 3, 54, 3)).astype(np.float32)
+  parts = rng.random((64, 3, 4)) < 0.5
+  fp, fparts = augment.flip(jax.random.key(7), jnp.asarray(pts), jnp.asarray(parts), 0.5)
+  fp, fparts = np.asarray(fp), np.asarray(fparts)
+  flipped = 0
+  for b in range(64):
+    mirror, mparts = _mirror_by_hand(pts[b], parts[b])
+    if np.allclose(fp[b], pts[b]):
+      np.testing.assert_array_equal(fparts[b], parts[b])
+    else:
+      np.testing.assert_allclose(fp[b], mirror, err_msg=f"clip {b} is neither itself nor its mirror image")
+      np.testing.assert_array_equal(fparts[b], mparts)
+      flipped += 1
+  assert 16 <= flipped <= 48, flipped

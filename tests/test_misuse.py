@@ -2,6 +2,7 @@
 a non-zero exit and no traceback (README, "What happens when...")."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -222,3 +223,71 @@ def test_a_half_written_metrics_line_is_dropped(run_dir, tmp_path):
   out = _script("evaluate.py", f"--workdir={d}")
   assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
   assert "ignoring its last line, cut short" in out.stderr
+
+
+# ------------------------------------------------------------------ the commands a new user reaches for next
+
+
+@pytest.mark.parametrize("fps", ["3e8", "inf", "nan", "-5", "0"])
+def test_live_absurd_fps_is_refused_by_name(run_dir, small_data, fps):
+  _one_line(_script("live.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", f"--fps={fps}"),
+            f"--fps=")
+
+
+def test_live_negative_camera_is_refused_by_name(run_dir):
+  _one_line(_script("live.py", f"--workdir={run_dir}", "--camera=-2"), "--camera=-2: a camera index is 0 or more")
+
+
+@pytest.mark.parametrize("script", ["predict.py", "live.py"])
+def test_a_text_file_or_a_video_given_as_landmarks_says_what_it_is(run_dir, tmp_path, script):
+  csv = tmp_path / "clip.csv"
+  csv.write_text("x,y,z\n0.1,0.2,0.3\n")
+  _one_line(_script(script, f"--workdir={run_dir}", f"--landmarks={csv}"),
+            f"{csv}: not a .npy file; asl_jax reads NumPy arrays saved with np.save")
+  video = os.path.join(REPO, "tests", "data", "test_video.mp4")
+  _one_line(_script(script, f"--workdir={run_dir}", f"--landmarks={video}"),
+            f"{video}: a video given as landmarks; pass it with --video")
+
+
+def test_export_refuses_to_overwrite_and_checks_its_folder_first(run_dir, tmp_path):
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "meta.json").write_text("my own file")
+  out = _script("export.py", f"--workdir={run_dir}", f"--out_dir={mine}")
+  _one_line(out, "already holds meta.json; pass --overwrite")
+  assert (mine / "meta.json").read_text() == "my own file"
+  afile = tmp_path / "a_file"
+  afile.write_text("x")
+  _one_line(_script("export.py", f"--workdir={run_dir}", f"--out_dir={afile}"), "exists and is not a folder")
+  _one_line(_script("export.py", f"--workdir={run_dir}", "--format=onnx", f"--out_dir={afile / 'sub'}"),
+            "is a file, so the folder cannot be made there")
+  ok = _script("export.py", f"--workdir={run_dir}", f"--out_dir={mine}", "--overwrite")
+  assert ok.returncode == 0 and "exported to" in ok.stdout, ok.stderr[-2000:]
+
+
+def test_the_shipped_model_is_never_written_into(tmp_path):
+  """asl-export without --workdir (the shipped model) writes to the current folder, not into the package."""
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  before = sorted(os.listdir(pretrained.WLASL100))
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export.py")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert os.path.isfile(tmp_path / "wlasl100_export" / "model.jax_export")
+  assert sorted(os.listdir(pretrained.WLASL100)) == before
+  _one_line(_script("evaluate.py", "--workdir=wlasl100", "--calibrate"), "is not a place to write")
+
+
+def test_warnings_are_plain_lines(run_dir, small_data, tmp_path):
+  """A library warning reads `warning: ...`, not with absl's `W1206 05:18:46.18 ... file.py:417]` prefix."""
+  import json  # pylint: disable=import-outside-toplevel
+  split = json.load(open(os.path.join(small_data["data_dir"], small_data["subset"])))
+  split["99999"] = {"subset": "test", "action": [0, 1, 10]}  # a clip without features
+  data = tmp_path / "data"
+  data.mkdir()
+  json.dump(split, open(data / small_data["subset"], "w"))
+  shutil.copy(os.path.join(small_data["data_dir"], "wlasl_class_list.txt"), data)
+  out = _script("evaluate.py", f"--workdir={run_dir}", f"--data_dir={data}",
+                f"--landmarks_dir={small_data['landmarks_dir']}", f"--out_dir={tmp_path / 'e'}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = [l for l in out.stderr.splitlines() if "clips without features" in l]
+  assert lines and all(l.startswith("warning: ") for l in lines), out.stderr[-2000:]

@@ -149,16 +149,37 @@ def describe_bad(bad: Iterable[tuple[str, tuple[int, ...]]], dim: int, kind: str
 _NPY_LOAD_LOCK = threading.Lock()
 
 
-def load_array(path: str, dim: int) -> np.ndarray:
-  """Loads one (T, dim) float32 array; any problem raises a DataError naming the file."""
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npy(path: str) -> np.ndarray:
+  """The array in a .npy file; a missing file, a video, a file of another kind (CSV, JSON, ...), a
+  truncated or pickled one are each one DataError naming the file and what to do."""
+  if path.lower().endswith(VIDEO_SUFFIXES):
+    raise DataError(f"{path}: a video given as landmarks; pass it with --video")
   try:
-    with _NPY_LOAD_LOCK:
-      x = np.load(path, allow_pickle=False)
+    with open(path, "rb") as f:
+      magic = f.read(len(_NPY_MAGIC))
   except FileNotFoundError:
     raise DataError(f"{path}: file not found") from None
-  except Exception as e:  # truncated, corrupt, pickled object arrays, not an npy at all
+  except IsADirectoryError:
+    raise DataError(f"{path}: a directory, not a .npy file") from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+  if magic != _NPY_MAGIC:
+    raise DataError(f"{path}: not a .npy file; asl_jax reads NumPy arrays saved with np.save, one (frames, D) "
+                    "array of landmarks per file")
+  try:
+    with _NPY_LOAD_LOCK:
+      return np.load(path, allow_pickle=False)
+  except Exception as e:  # truncated, corrupt, pickled object arrays
     raise DataError(f"{path}: cannot read .npy file ({type(e).__name__}: {e})") from None
-  return validate_array(x, dim, path)
+
+
+def load_array(path: str, dim: int) -> np.ndarray:
+  """Loads one (T, dim) float32 array; any problem raises a DataError naming the file."""
+  return validate_array(read_npy(path), dim, path)
 
 
 def validate_array(x, dim: int, path: str) -> np.ndarray:

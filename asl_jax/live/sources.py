@@ -38,12 +38,7 @@ class LandmarkSource:
   def __init__(self, path_or_array, fps: float, layout: str = "auto", realtime: bool = False):
     name = path_or_array if isinstance(path_or_array, str) else "landmarks"
     if isinstance(path_or_array, str):
-      try:
-        raw = np.load(path_or_array, allow_pickle=False)
-      except FileNotFoundError:
-        raise DataError(f"{name}: file not found") from None
-      except Exception as e:  # truncated, corrupt, pickled, not an npy at all
-        raise DataError(f"{name}: cannot read .npy file ({type(e).__name__}: {e})") from None
+      raw = features_lib.read_npy(path_or_array)
     else:
       raw = np.asarray(path_or_array)
     if raw.ndim != 2:

@@ -91,7 +91,7 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
     log.write_files()
   wall = time.perf_counter() - start
   stream_s = recog.n / recog.fps  # seconds of the source
-  say(f"{len(log.signs)} signs in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
+  say(f"{len(log.signs)} sign{'' if len(log.signs) == 1 else 's'} in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
       f"({stream_s / max(wall, 1e-9):.1f}x real time){'; interrupted' if status == 'interrupted' else ''}")
   return {"signs": log.signs, "frames": recog.n, "seconds": wall, "stream_s": stream_s, "status": status}
 

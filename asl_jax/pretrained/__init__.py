@@ -32,6 +32,11 @@ def resolve(workdir: str | None) -> str:
   return path
 
 
+def is_shipped(workdir: str) -> bool:
+  """Whether `workdir` is (inside) the installed shipped model, where nothing may be written."""
+  return os.path.abspath(workdir).startswith(os.path.join(os.path.abspath(HERE), ""))
+
+
 def package(src: str, dst: str, checkpoint: str = "best") -> dict:
   """Copies the inference part of run `src` to `dst` (which must not exist): the run files and a checkpoint
   of `checkpoint`'s evaluation weights alone (no optimiser state). Returns the test report's numbers."""

@@ -183,7 +183,10 @@ def test_live_video_end_to_end_with_subtitles_and_elan(tiny_run, tmp_path):
   from pympi import Elan  # pylint: disable=import-outside-toplevel
   assert len(list(srt.parse(open(srt_path, encoding="utf-8").read()))) == len(signs)
   assert len(Elan.Eaf(eaf_path).get_annotation_data_for_tier("gloss")) == len(signs)
-  assert os.path.abspath(VIDEO) in [m["MEDIA_URL"].replace("file://", "") for m in Elan.Eaf(eaf_path).media_descriptors]
+  media = Elan.Eaf(eaf_path).media_descriptors
+  # ELAN's form: a file:/// URL, and a relative one from the .eaf's folder.
+  assert [m["MEDIA_URL"] for m in media] == ["file://" + os.path.abspath(VIDEO)], media
+  assert os.path.normpath(os.path.join(tmp_path, media[0]["RELATIVE_MEDIA_URL"])) == os.path.abspath(VIDEO)
 
 
 @needs_extract

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pathlib
 import sys
 
 from asl_jax import atomic
@@ -37,11 +38,21 @@ def srt_text(signs: list[dict]) -> str:
   return srt.compose(subs, reindex=False)
 
 
-def eaf_text(signs: list[dict], media: str | None = None) -> str:
+def eaf_text(signs: list[dict], media: str | None = None, eaf_dir: str | None = None) -> str:
+  """The ELAN document; `media` is linked as ELAN links it: a file:/// URL and, from the .eaf's folder
+  `eaf_dir`, a relative one (so the pair still opens after both move together)."""
   from pympi import Elan  # pylint: disable=import-outside-toplevel
   eaf = Elan.Eaf(author="asl_jax")
   if media:
-    eaf.add_linked_file(os.path.abspath(media), mimetype="video/mp4" if media.lower().endswith(".mp4") else None)
+    path = os.path.abspath(media)
+    relative = None
+    if eaf_dir:
+      try:
+        relative = "./" + pathlib.Path(os.path.relpath(path, os.path.abspath(eaf_dir))).as_posix()
+      except ValueError:  # another drive (Windows): no relative path
+        relative = None
+    eaf.add_linked_file(pathlib.Path(path).as_uri(), relpath=relative,
+                        mimetype="video/mp4" if media.lower().endswith(".mp4") else None)
   eaf.add_tier(GLOSS_TIER)
   eaf.remove_tier("default")
   for s in signs:
@@ -84,4 +95,4 @@ class SignLog:
         f.write(srt_text(self.signs))
     if self.eaf_path:
       with atomic.atomic_open(self.eaf_path) as f:
-        f.write(eaf_text(self.signs, self.media))
+        f.write(eaf_text(self.signs, self.media, os.path.dirname(os.path.abspath(self.eaf_path))))

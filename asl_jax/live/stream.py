@@ -34,6 +34,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   if len(given) != 1:
     raise DataError("give exactly one source: --camera=INDEX, --video=PATH or --landmarks=FILE.npy")
   say = (lambda m: None) if quiet else _say  # noqa: E731
+  writers.check_outputs(srt, eaf, overwrite)  # before the seconds of loading and compiling
   workdirs = [pretrained.resolve(w) for w in (split_workdirs(workdir) if workdir else [""])]
   source = None
   try:
@@ -88,10 +89,15 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
     emit(recog.finish())
   except KeyboardInterrupt:
     status = "interrupted"
+    try:
+      emit(recog.finish())  # the sign in progress counts: a signer presses Ctrl-C after the last sign
+    except KeyboardInterrupt:  # pressed again: stop now
+      pass
     log.write_files()
   wall = time.perf_counter() - start
   stream_s = recog.n / recog.fps  # seconds of the source
-  say(f"{len(log.signs)} sign{'' if len(log.signs) == 1 else 's'} in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
+  n = len(log.signs)
+  say(f"{n} sign{'' if n == 1 else 's'} in {stream_s:.1f} s of input ({recog.n} frames) in {wall:.1f} s "
       f"({stream_s / max(wall, 1e-9):.1f}x real time){'; interrupted' if status == 'interrupted' else ''}")
   return {"signs": log.signs, "frames": recog.n, "seconds": wall, "stream_s": stream_s, "status": status}
 

@@ -61,21 +61,29 @@ def eaf_text(signs: list[dict], media: str | None = None, eaf_dir: str | None = 
   return '<?xml version="1.0" encoding="UTF-8"?>\n' + Elan.to_string(eaf)
 
 
+def check_outputs(srt_path: str | None, eaf_path: str | None, overwrite: bool = False) -> None:
+  """The --srt / --eaf paths can be written (a DataError naming the flag otherwise): checked before any slow
+  work, and again when the SignLog opens them."""
+  for flag, path, suffix in (("--srt", srt_path, SRT_SUFFIX), ("--eaf", eaf_path, EAF_SUFFIX)):
+    if not path:
+      continue
+    if not path.lower().endswith(suffix):
+      raise DataError(f"{flag}={path}: expected a {suffix} file name")
+    if os.path.exists(path) and not overwrite:
+      raise DataError(f"{flag}={path}: the file exists; remove it or pass --overwrite")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+      raise DataError(f"{flag}={path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+      raise DataError(f"{flag}={path}: directory {parent} is not writable")
+
+
 class SignLog:
   """The recognised signs so far, echoed as JSON lines and kept in the requested files."""
 
   def __init__(self, srt_path: str | None = None, eaf_path: str | None = None, media: str | None = None,
                overwrite: bool = False, out=None):
-    for flag, path, suffix in (("--srt", srt_path, SRT_SUFFIX), ("--eaf", eaf_path, EAF_SUFFIX)):
-      if not path:
-        continue
-      if not path.lower().endswith(suffix):
-        raise DataError(f"{flag}={path}: expected a {suffix} file name")
-      if os.path.exists(path) and not overwrite:
-        raise DataError(f"{flag}={path}: the file exists; remove it or pass --overwrite")
-      parent = os.path.dirname(os.path.abspath(path))
-      if not os.path.isdir(parent):
-        raise DataError(f"{flag}={path}: directory {parent} does not exist")
+    check_outputs(srt_path, eaf_path, overwrite)
     self.srt_path, self.eaf_path, self.media = srt_path, eaf_path, media
     self.out = out if out is not None else sys.stdout
     self.signs: list[dict] = []

@@ -761,7 +761,9 @@ def _check_finite(sums: np.ndarray, loss: float, epoch: int, step: int) -> None:
 
 
 def _progress(config, is_main: bool, total: int, initial: int, desc: str):
-  if not (config.progress_bar and is_main):
+  """The epoch's progress bar, on a terminal only: in a log file a bar is `\r` fragments, and the epoch rows
+  already say everything."""
+  if not (config.progress_bar and is_main and sys.stderr.isatty()):
     return None
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
   return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)

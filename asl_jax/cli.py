@@ -180,14 +180,16 @@ def next_commands(workdir: str) -> str:
 def use_xla_cache(cache_dir: str) -> None:
   """Compiled programs persist in CACHE/xla beside the packed data (cache_dir, else $ASL_JAX_CACHE or
   ~/.cache/asl_jax), so a resumed run, a rerun or another seed with the same shapes skips XLA's compilation
-  (about 25 s for the recommended model on 2 CPU cores). $JAX_COMPILATION_CACHE_DIR, when set, is used
+  (about 25 s for the recommended model on 2 CPU cores), and predict, live, evaluate, export and enroll start
+  without compiling their forward pass again. $JAX_COMPILATION_CACHE_DIR, when set, is used
   instead; cache_dir=none switches it off."""
   if os.environ.get("JAX_COMPILATION_CACHE_DIR") or cache_dir == "none":
     return
   import jax  # pylint: disable=import-outside-toplevel
   from asl_jax.data import packed  # pylint: disable=import-outside-toplevel
   jax.config.update("jax_compilation_cache_dir", os.path.join(packed.cache_root(cache_dir), "xla"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # else the user's (or the tests') value
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def train_main(argv=None):
@@ -249,6 +251,7 @@ def evaluate_main(argv=None):
 
   def action(f, _):
     workdir = _runs(f.workdir)
+    use_xla_cache("")
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
     from asl_jax import evaluate, evaluation, pretrained  # pylint: disable=import-outside-toplevel
@@ -352,6 +355,7 @@ def predict_main(argv=None):
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
     print(f"loading {workdir} ({_checkpoint_words(f.checkpoint)})", file=sys.stderr, flush=True)
     _check_threshold(f.unknown_threshold)
+    use_xla_cache("")  # a second start skips compiling the forward pass
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
                                  videos=videos, unknown_threshold=f.unknown_threshold)
     for row in rows:
@@ -406,6 +410,7 @@ def export_main(argv=None):
     names = [export.META_FILE] + ([export.EXPORT_FILE] if f.format == "jax" else
                                   [export.ONNX_FILE, export.ONNX_BATCHED_FILE])
     _check_out_dir(out, names, f.overwrite)
+    use_xla_cache("")
     print(f"exporting {workdir} ({_checkpoint_words(f.checkpoint)}) to {out}", file=sys.stderr, flush=True)
     out = export.export_run(workdir, out, f.checkpoint, fmt=f.format)
     with open(os.path.join(out, export.META_FILE), encoding="utf-8") as fh:
@@ -521,6 +526,7 @@ def enroll_main(argv=None):
     from asl_jax import enroll, pretrained  # pylint: disable=import-outside-toplevel
     base = pretrained.resolve(f["from"].value)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")
     result = enroll.enroll(base, f.signs, f.workdir, say=say)
     for line in result["problems"]:
@@ -575,6 +581,7 @@ def live_main(argv=None):
       _usage_error(f"--camera={f.camera}: a camera index is 0 or more (0 is the first camera)")
     if f.frame_step < 1:
       _usage_error(f"--frame_step={f.frame_step}: must be >= 1")
+    use_xla_cache("")
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,

@@ -291,3 +291,17 @@ def test_warnings_are_plain_lines(run_dir, small_data, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   lines = [l for l in out.stderr.splitlines() if "clips without features" in l]
   assert lines and all(l.startswith("warning: ") for l in lines), out.stderr[-2000:]
+
+
+def test_predict_keeps_its_compiled_forward_pass_on_disk(run_dir, small_data, tmp_path):
+  """A second start reads XLA's compilation cache (CACHE/xla) instead of compiling the forward pass again."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  env["ASL_JAX_CACHE"] = str(tmp_path / "cache")
+  args = [sys.executable, os.path.join(REPO, "scripts", "predict.py"), f"--workdir={run_dir}", _clip(small_data)]
+  first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+  assert first.returncode == 0, first.stderr[-2000:]
+  cached = os.listdir(tmp_path / "cache" / "xla")
+  assert cached, "nothing was cached"
+  second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+  assert second.returncode == 0 and second.stdout == first.stdout, second.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path / "cache" / "xla")) == sorted(cached)  # nothing new compiled

@@ -143,7 +143,16 @@ def _check_train_argv(argv) -> None:
     if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(args)):
       path = arg.split("=", 1)[1] if "=" in arg else args[i + 1]
       if not os.path.isfile(path):
-        _usage_error(f"--config={path}: config file not found (configs: {', '.join(_config_files())})")
+        # A project config named from another folder (configs/demo.py, or demo.py): the project's own.
+        found = next((c for c in (os.path.join(REPO, path), os.path.join(REPO, "configs", os.path.basename(path)))
+                      if os.path.isfile(c)), None)
+        if found is None:
+          listed = ", ".join(os.path.join(REPO, c) for c in _config_files())
+          _usage_error(f"--config={path}: config file not found (the project's configs: {listed})")
+        if "=" in arg:
+          argv[i + 1] = f"--config={found}"
+        else:
+          argv[i + 2] = found
     elif arg.startswith("--config."):
       name = arg[len("--config."):].split("=", 1)[0].split(".", 1)[0]
       if name not in config_lib.FIELDS:

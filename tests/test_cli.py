@@ -63,7 +63,17 @@ def test_misspelled_field_is_one_line(tmp_path, args, expected):
 def test_missing_config_file_is_one_line(tmp_path):
   out = _script("train.py", "--config=configs/nslt_10.py", f"--workdir={tmp_path / 'run'}")
   assert out.returncode != 0 and "Traceback" not in out.stderr
-  assert out.stderr.startswith("error: --config=configs/nslt_10.py: config file not found (configs: ")
+  assert out.stderr.startswith("error: --config=configs/nslt_10.py: config file not found (the project's configs: ")
+  # The configs it lists work from anywhere: absolute paths.
+  assert os.path.join(REPO, "configs", "demo.py") in out.stderr
+
+
+def test_a_project_config_named_from_another_folder_is_the_projects(tmp_path):
+  """--config=configs/demo.py (or demo.py) from outside the checkout reads the project's configs/demo.py."""
+  for name in ("configs/demo.py", "demo.py"):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={name}",
+                          "--list_config"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and "data_dir = 'demo_data'" in out.stdout, out.stderr[-2000:]
 
 
 def test_train_cli_end_to_end(tiny_data, tmp_path):

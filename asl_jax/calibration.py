@@ -63,17 +63,11 @@ def fit_temperature(view_logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-  """ECE of the top-1 prediction: sum over equal-width confidence bins of |accuracy - confidence| weighted by
-  the share of clips in the bin."""
-  conf, correct = reliability_points(probs, labels)
-  edges = np.linspace(0, 1, bins + 1)
-  which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-  total = 0.0
-  for k in range(bins):
-    sel = which == k
-    if sel.any():
-      total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-  return float(total)
+  """ECE of the top-1 prediction: sum over equal-width confidence bins (`reliability_bins`) of |accuracy -
+  confidence| weighted by the share of clips in the bin."""
+  n = len(np.asarray(labels))
+  return float(sum(b["count"] / n * abs(b["accuracy"] - b["confidence"])
+                   for b in reliability_bins(probs, labels, bins) if b["count"]))
 
 
 def reliability_points(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

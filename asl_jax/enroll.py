@@ -16,15 +16,12 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import sys
 
-import numpy as np
-
-from asl_jax import atomic, calibration, class_vectors, predict as predict_lib
-from asl_jax import run as run_lib
-from asl_jax.checkpoints import Checkpoints
+from asl_jax import calibration, class_vectors, predict as predict_lib, pretrained, run_files
+from asl_jax.data import features as features_lib
 from asl_jax.data import layouts
+from asl_jax.models import heads
 from asl_jax.errors import ConfigError, DataError
 
 ENROLLED_FILE = "enrolled.json"
@@ -57,8 +54,7 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
     usable = [f for f in files if f.endswith(".npy") or predict_lib.is_video(f)]
     for f in files:
       if f not in usable:
-        problems.append(f"{f}: not a landmark .npy file or a video ({', '.join(predict_lib.VIDEO_SUFFIXES)}); "
-                        "skipped")
+        problems.append(f"{f}: not a landmark .npy file or a video ({', '.join(predict_lib.VIDEO_SUFFIXES)})")
     if not usable:
       problems.append(f"{folder}: no examples (put the sign's landmark .npy files or videos in it)")
     examples += [Example(gloss, f) for f in usable]
@@ -90,13 +86,11 @@ def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]
 
 
 def _layout_of(path: str, default: str) -> str:
-  """The landmark layout of a .npy file by its width (any supported layout is enrolled)."""
+  """The landmark layout of a .npy file by its width, from its header (any supported layout is enrolled)."""
   try:
-    width = np.load(path, mmap_mode="r").shape[-1]
-  except Exception:  # pylint: disable=broad-except
+    return layouts.layout_for_dim(features_lib.read_header(path)[0][-1], path)
+  except (DataError, IndexError):
     return default  # load_clip reports the file
-  by_dim = {d: name for name, d in layouts.LAYOUT_DIMS.items()}
-  return by_dim.get(width, default)
 
 
 def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
@@ -144,30 +138,14 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
       columns[len(glosses)] = vector
       glosses.append(g)
   params = class_vectors.grow_head(run.params, columns, len(added))
-  tmp = workdir + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  try:
-    for name in run_lib.RUN_FILES:
-      if os.path.exists(os.path.join(base, name)) and name not in ("config.json", "label_mapping.json"):
-        shutil.copy2(os.path.join(base, name), os.path.join(tmp, name))
-    config = json.loads(json.dumps(run.config.to_dict()))
-    config["head_layers"] = run.config.head_layers or (1 if len(run.glosses) <= 500 else 2)
-    atomic.write_json(os.path.join(tmp, "config.json"), config)
-    atomic.write_json(os.path.join(tmp, "label_mapping.json"), {str(i): g for i, g in enumerate(glosses)})
-    previous = _read_enrolled(base)
-    record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
-              "examples": {g: [os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
-              "problems": problems, "earlier": previous}
-    atomic.write_json(os.path.join(tmp, ENROLLED_FILE), record)
-    ckpts = Checkpoints(tmp, max_to_keep=1)
-    ckpts.save("best", run.step, {run_lib.eval_params_name(run.config): params},
-               {"enrolled_from": os.path.abspath(base), "step": run.step})
-    ckpts.close()
-    os.replace(tmp, workdir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  config = json.loads(json.dumps(run.config.to_dict()))
+  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
+  record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
+            "examples": {g: [os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
+            "problems": problems, "earlier": _read_enrolled(base)}
+  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
+                       {"config.json": config, "label_mapping.json": {str(i): g for i, g in enumerate(glosses)},
+                        ENROLLED_FILE: record})
   say(f"enrolled {len(added)} new sign(s)" + (f" ({', '.join(added)})" if added else "") +
       (f"; refined {len(refined)} the base already knew ({', '.join(refined)})" if refined else "") +
       f" from {len(paths)} example(s): {len(glosses)} signs in {workdir}")
@@ -176,7 +154,4 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
 
 def _read_enrolled(workdir: str) -> dict | None:
   path = os.path.join(workdir, ENROLLED_FILE)
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return run_files.read_json(path, "what was enrolled into the run") if os.path.isfile(path) else None

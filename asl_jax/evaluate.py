@@ -52,10 +52,12 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
                                                  setup.class_weights if same else None, batch_size, run.visual_norm)
     data = input_pipeline.select(setup.packed, idx)
     data = data.replace(labels=labels.astype(np.int32))
-    if len(workdirs) == 1:
-      summary = evaluator.evaluate(parallel.replicate(run.params), data, labels, len(run.glosses))
-    p = evaluator.probabilities(parallel.replicate(run.params), data)
-    probs = p if probs is None else probs + p
+    if len(workdirs) == 1:  # the metrics and the probabilities of one pass
+      summary = evaluator.evaluate(parallel.replicate(run.params), data, labels, len(run.glosses), with_probs=True)
+      probs = summary["probs"]
+    else:
+      p = evaluator.probabilities(parallel.replicate(run.params), data)
+      probs = p if probs is None else probs + p
     if first is None:
       first = (run, setup, ids, idx, labels)
   run, setup, ids, idx, labels = first
@@ -66,14 +68,8 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = evaluation.build_report(summary, split, run.step, run.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(setup.packed, idx)
-  probs_ = probs
-  cal = calibration.load(workdirs[0])
-  threshold = None if cal is None else cal.get("unknown_threshold")
-  report["calibration"] = {
-      "temperature": float(run.model.temperature), "ece": calibration.expected_calibration_error(probs_, labels),
-      "mean_confidence": float(probs_.max(-1).mean()), "bins": calibration.reliability_bins(probs_, labels),
-      "unknown_threshold": threshold,
-      "called_unknown": float(calibration.unknown_mask(probs_, threshold).mean())}
+  report["calibration"] = evaluation.calibration_report(probs, labels, run.model.temperature,
+                                                        run.unknown_threshold)
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint
@@ -120,10 +116,12 @@ def heldout_arrays(workdir: str, checkpoint: str = "best", data_overrides: dict 
                                                setup.class_weights, 0, run.visual_norm)
   packed = setup.packed
   val = parallel.replicate(input_pipeline.select(packed, setup.val_idx))
+  logits = evaluator.view_logits(run.params, val)
   cal = evaluation.calibrate(evaluator, run.params, val, packed.labels[setup.val_idx], run.step,
-                             input_pipeline.select(packed, setup.train_idx), packed.labels[setup.train_idx])
-  return {"logits": evaluator.view_logits(run.params, val), "labels": packed.labels[setup.val_idx],
-          "step": run.step, "enrol": cal.get("enrol"), "calibration": cal}
+                             input_pipeline.select(packed, setup.train_idx), packed.labels[setup.train_idx],
+                             view_logits=logits)
+  return {"logits": logits, "labels": packed.labels[setup.val_idx], "step": run.step, "enrol": cal.get("enrol"),
+          "calibration": cal}
 
 
 def calibrate_workdir(workdir: str, data_overrides: dict | None = None) -> dict:

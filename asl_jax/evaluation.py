@@ -30,10 +30,10 @@ class Evaluator:
     self.batch_size = parallel.round_batch(batch_size)
     w = None if class_weights is None else jnp.asarray(class_weights)
 
-    def step(params, data, idx, valid):
+    def step(params, data, idx, valid, with_probs=False):
       logits = inference.log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
       num, den = losses.weighted_ce_terms(logits, data.labels[idx], w, smoothing, valid)
-      return metrics.top_k_predictions(logits), num, den
+      return (metrics.top_k_predictions(logits), num, den) + ((jnp.exp(logits),) if with_probs else ())
 
     def probs(params, data, idx, valid):  # pylint: disable=unused-argument
       return jnp.exp(inference.log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm))
@@ -45,6 +45,8 @@ class Evaluator:
       return inference.embeddings(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
 
     self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
+    # The same pass returning the probabilities too (reports: the calibration error).
+    self._step_probs = jax.jit(lambda *a: step(*a, with_probs=True), out_shardings=parallel.replicated)
     self._probs = jax.jit(probs, out_shardings=parallel.replicated)
     self._heads = jax.jit(heads, out_shardings=parallel.replicated)
     self._embed = jax.jit(embed, out_shardings=parallel.replicated)
@@ -82,12 +84,15 @@ class Evaluator:
       out += jax.device_get(chunk_out)
     return out
 
-  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None):
-    """(top_k (N, k) numpy, loss) over the first `count` clips of `data` (default all), in order."""
-    out = self._map(self._step, params, data, chunk_batches, count)
-    tops = np.concatenate([top[:k] for (top, _, _), k in out])
-    num, den = sum(float(o[0][1]) for o in out), sum(float(o[0][2]) for o in out)
-    return tops, num / max(den, 1e-12)
+  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None,
+              with_probs: bool = False):
+    """(top_k (N, k) numpy, loss) over the first `count` clips of `data` (default all), in order; with
+    `with_probs`, (top_k, loss, probabilities (N, C)) from the same pass."""
+    out = self._map(self._step_probs if with_probs else self._step, params, data, chunk_batches, count)
+    tops = np.concatenate([o[0][:k] for o, k in out])
+    num, den = sum(float(o[1]) for o, _ in out), sum(float(o[2]) for o, _ in out)
+    loss = num / max(den, 1e-12)
+    return (tops, loss, np.concatenate([o[3][:k] for o, k in out])) if with_probs else (tops, loss)
 
   def probabilities(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
     """(N, C) class probabilities of every clip of `data`, in order (for ensembles)."""
@@ -111,12 +116,16 @@ class Evaluator:
     out = self._map(self._embed, params, data, chunk_batches)
     return np.concatenate([e[:, :k] for e, k in out], axis=1)
 
-  def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int) -> dict:
-    """Metrics of the first len(labels) clips of `data` (the rest, if any, is padding)."""
-    top_k, loss = self.predict(params, data, count=len(labels))
+  def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int,
+               with_probs: bool = False) -> dict:
+    """Metrics of the first len(labels) clips of `data` (the rest, if any, is padding); with `with_probs`
+    also their probabilities (summary["probs"], (N, C)), from the same pass."""
+    top_k, loss, *probs = self.predict(params, data, count=len(labels), with_probs=with_probs)
     summary = metrics.summarize(top_k, labels, num_classes)
     summary["loss"] = loss
     summary["top_k"] = top_k
+    if with_probs:
+      summary["probs"] = probs[0]
     return summary
 
 
@@ -128,10 +137,7 @@ def combined_nll(head_log_probs: np.ndarray, labels: np.ndarray, weights) -> flo
   log-probabilities (V, K, N, C) with head weights (K,): per view the weighted sum, normalised; the mean
   probability over the views."""
   w = np.asarray(weights, np.float64).reshape(1, -1, 1, 1)
-  s = (w * head_log_probs.astype(np.float64)).sum(1)  # (V, N, C)
-  s = s - s.max(-1, keepdims=True)
-  p = np.exp(s) / np.exp(s).sum(-1, keepdims=True)
-  return float(-np.log(np.maximum(p.mean(0)[np.arange(len(labels)), labels], 1e-30)).mean())
+  return calibration.nll((w * head_log_probs.astype(np.float64)).sum(1), labels)
 
 
 def fit_head_weights(head_log_probs: np.ndarray, labels: np.ndarray, grid=HEAD_WEIGHT_GRID) -> dict:
@@ -147,17 +153,28 @@ def fit_head_weights(head_log_probs: np.ndarray, labels: np.ndarray, grid=HEAD_W
 
 
 def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=None, train_labels=None,
-              fitted_on: str = "val") -> dict:
+              fitted_on: str = "val", view_logits: np.ndarray | None = None) -> dict:
   """A run's calibration.json from its held-out clips `val` (the evaluator's model without a temperature):
   the temperature, the unknown threshold, and with the training clips the enrolment scales
-  (enroll.fit_scales)."""
-  cal = calibration.fit(evaluator.view_logits(params, val), val_labels, step, fitted_on=fitted_on)
+  (class_vectors.fit_scales). `view_logits`: val's (Evaluator.view_logits), when the caller has them."""
+  if view_logits is None:
+    view_logits = evaluator.view_logits(params, val)
+  cal = calibration.fit(view_logits, val_labels, step, fitted_on=fitted_on)
   model = evaluator.model
   if train is not None and not model.stream_heads and "head" in params and "logits" in params["head"]:
     cal["enrol"] = class_vectors.fit_scales(evaluator.embeddings(params, train), train_labels,
                                             evaluator.embeddings(params, val), val_labels,
                                             jax.device_get(params["head"]["logits"]))
   return cal
+
+
+def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None) -> dict:
+  """report.json's "calibration": the ECE and its bins (the reliability diagram), the mean confidence, the
+  run's temperature and unknown threshold, and the share of clips it calls unknown."""
+  return {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
+          "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),
+          "unknown_threshold": threshold,
+          "called_unknown": float(calibration.unknown_mask(probs, threshold).mean())}
 
 
 def clips_without_hands(packed, idx) -> int:

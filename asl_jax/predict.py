@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from asl_jax import calibration, inference, input_pipeline
+from asl_jax import inference, input_pipeline
 from asl_jax.data import features as features_lib
 from asl_jax.data import layouts, packed as packed_lib
 from asl_jax.errors import DataError
@@ -33,9 +33,8 @@ class Predictor:
     log_probs = inference.log_probs_fn(self.run.config, self.run.model, self.run.visual_norm)
     self._forward = jax.jit(lambda params, data, idx: jnp.exp(log_probs(params, data, idx)))
     self._embed = jax.jit(inference.embeddings_fn(self.run.config, self.run.model, self.run.visual_norm))
-    cal = calibration.load(workdir)
     # The unknown-sign threshold on the calibrated top-1 probability (None: the run has none).
-    self.unknown_threshold = None if cal is None else cal.get("unknown_threshold")
+    self.unknown_threshold = self.run.unknown_threshold
 
   @property
   def glosses(self) -> tuple[str, ...]:
@@ -154,10 +153,10 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
   """One result per input file, in order: {"file", "top_k": [{"gloss", "class", "prob"}, ...], "unknown"}
   (plus "warning" for a guess), or {"file", "error"} for an input that cannot be used (unreadable, wrong
   shape, a video that fails to extract): each input fails alone. "unknown" is true when the top-1
-  probability is below `unknown_threshold` (default: the run's, fitted on val; calibration.py). `landmarks` are .npy files or directories of them,
-  `videos` video files or directories (MediaPipe extracts their landmarks first). `workdir` may name several
-  runs ("a,b" or a list) with the same classes: their probabilities are averaged, and each result lists
-  them under "runs"."""
+  probability is below `unknown_threshold` (default: the run's, fitted on val; calibration.py). `landmarks`
+  are .npy files or directories of them, `videos` video files or directories (MediaPipe extracts their
+  landmarks first). `workdir` may name several runs ("a,b" or a list) with the same classes: their
+  probabilities are averaged, and each result lists them under "runs"."""
   files = expand_inputs(landmarks) + expand_inputs(videos, "video")
   if not files:
     raise DataError("no inputs: give landmark .npy files or videos")

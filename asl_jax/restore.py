@@ -28,6 +28,7 @@ class TrainedRun:
   glosses: tuple[str, ...]
   spec: run_lib.InputSpec
   visual_norm: tuple | None = None  # (mean, std) standardising the visual features, if the run used it
+  calibration: dict | None = None  # DIR/calibration.json (its temperature is the model's already), if any
 
   @property
   def layout(self) -> str:
@@ -36,6 +37,11 @@ class TrainedRun:
   @property
   def visual_dim(self) -> int:
     return self.spec.visual_dim
+
+  @property
+  def unknown_threshold(self) -> float | None:
+    """The top-1 probability under which a prediction is an unknown sign (None: the run has no threshold)."""
+    return None if self.calibration is None else self.calibration.get("unknown_threshold")
 
 
 def split_workdirs(workdirs) -> list[str]:
@@ -133,4 +139,4 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
   if cal is not None:
     model = model.clone(temperature=cal["temperature"])
   norm = run_lib.load_visual_norm(workdir) if spec.use_visual and config.visual_standardize else None
-  return TrainedRun(workdir, config, model, params, step, glosses, spec, norm)
+  return TrainedRun(workdir, config, model, params, step, glosses, spec, norm, cal)

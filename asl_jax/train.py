@@ -279,8 +279,9 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
                                                  visual_norm=setup.visual_norm)
     state, info, interrupted = _train_epochs(config, workdir, setup, parallel, evaluator, state, info, ckpt, stop,
                                              is_main)
-    if not interrupted:
-      _calibrate(config, workdir, setup, parallel, evaluator, ckpt, state, is_main)
+    if not interrupted:  # the best checkpoint's weights, read once for the calibration and the test
+      params, step = ckpt.restore_subtree("best", run_lib.eval_params_name(config), state.eval_params)
+      _calibrate(config, workdir, setup, parallel, evaluator, params, step, is_main)
     result = {"status": "interrupted" if interrupted else "done", "best_epoch": info["best_epoch"],
               "best_value": info["best_value"], "num_params": n_params, "test_report": None}
     if interrupted:
@@ -290,7 +291,7 @@ def _train(config, workdir: str, setup: run_lib.Setup, stop: _StopFlag) -> dict:
            "the same command to resume")  # (the same command: its config and overrides are the user's)
     elif config.evaluate_test and len(setup.test_idx):
       result.update(_test_result(_test_report_path(workdir), saved_report) if saved_report else
-                    _test(config, workdir, setup, parallel, evaluator, ckpt, state, is_main))
+                    _test(config, workdir, setup, parallel, evaluator, params, step, is_main))
     elif config.evaluate_test:
       _say(is_main, f"no test report: none of the test clips of {setup.packed.split.path} has features "
            "(see data_report.json)")
@@ -584,11 +585,10 @@ def _test_result(path: str, report: dict) -> dict:
 
 
 def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, evaluator: evaluation.Evaluator,
-          ckpt: Checkpoints, state, is_main: bool) -> dict:
-  """Evaluates the best checkpoint on the test split and writes DIR/eval_test/ (after fitting the head
-  weights on val, when the config asks for it)."""
+          params, step: int, is_main: bool) -> dict:
+  """Evaluates the best checkpoint (its weights `params`, of step `step`) on the test split and writes
+  DIR/eval_test/ (after fitting the head weights on val, when the config asks for it)."""
   packed = setup.packed
-  params, step = ckpt.restore_subtree("best", run_lib.eval_params_name(config), state.eval_params)
   _say(is_main, f"testing the best checkpoint (epoch {step // setup.steps_per_epoch}) on {len(setup.test_idx)} "
        "clips")
   weights = _fit_head_weights(config, workdir, setup, parallel, evaluator, params, step, is_main)
@@ -601,33 +601,29 @@ def _test(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel, ev
   _fault("test_evaluation")
   test = parallel.replicate(input_pipeline.select(packed, input_pipeline.padded_indices(setup.test_idx,
                                                                                       _eval_size(setup))))
-  summary = evaluator.evaluate(params, test, packed.labels[setup.test_idx], packed.num_classes)
+  summary = evaluator.evaluate(params, test, packed.labels[setup.test_idx], packed.num_classes, with_probs=True)
   if not is_main:
     return {}
   report = evaluation.build_report(summary, "test", step, packed.split.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(packed, setup.test_idx)
   if weights is not None:
     report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
-  probs = evaluator.probabilities(params, test)[:len(setup.test_idx)]
-  labels = packed.labels[setup.test_idx]
-  report["calibration"] = {"temperature": temperature, "ece": calibration.expected_calibration_error(probs, labels),
-                           "mean_confidence": float(probs.max(-1).mean()),
-                           "bins": calibration.reliability_bins(probs, labels),
-                           "unknown_threshold": cal.get("unknown_threshold") if cal else None}
+  report["calibration"] = evaluation.calibration_report(summary["probs"], packed.labels[setup.test_idx], temperature,
+                                                        cal.get("unknown_threshold") if cal else None)
   path = evaluation.write_report(os.path.dirname(_test_report_path(workdir)), report, summary,
                                  packed.labels[setup.test_idx], packed.split.glosses, _metrics_path(workdir))
   return _test_result(path, report)
 
 
 def _calibrate(config, workdir: str, setup: run_lib.Setup, parallel: DataParallel,
-               evaluator: evaluation.Evaluator, ckpt: Checkpoints, state, is_main: bool) -> None:
-  """Fits the best checkpoint's calibration on val (DIR/calibration.json: the temperature, the unknown
-  threshold, the enrolment scales; once per best checkpoint), when the run has val clips it did not train on."""
+               evaluator: evaluation.Evaluator, params, step: int, is_main: bool) -> None:
+  """Fits the best checkpoint's calibration (its weights `params`, of step `step`) on val
+  (DIR/calibration.json: the temperature, the unknown threshold, the enrolment scales; once per best
+  checkpoint), when the run has val clips it did not train on."""
   if not len(setup.val_idx) or "val" in splits_lib.train_subsets(config.train_subsets):
     _say(is_main, "no calibration: the run has no held-out val clips (its probabilities are the model's own, and "
          "it calls no sign unknown)")
     return
-  params, step = ckpt.restore_subtree("best", run_lib.eval_params_name(config), state.eval_params)
   cal = calibration.load(workdir)
   if cal is not None and cal.get("step") == step:
     return

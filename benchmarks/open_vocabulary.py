@@ -115,11 +115,16 @@ def auroc(known, unknown) -> float:
   return float((k > u).mean() + 0.5 * (k == u).mean())
 
 
+def class_names(d: dict) -> dict[str, str]:
+  """{class id: gloss} of the class list beside the draw's split."""
+  with open(os.path.join(d["folder"], "wlasl_class_list.txt"), encoding="utf-8") as f:
+    return dict(line.rstrip("\n").split("\t") for line in f if "\t" in line)
+
+
 def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
   """SIGNS/<gloss>/ with `shots` train clips (links) of each held-out class, seeded; and their video ids."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
-                                                            encoding="utf-8") if "\t" in line)
+  names = class_names(d)
   folder = os.path.join(d["folder"], f"signs_{shots}")
   shutil.rmtree(folder, ignore_errors=True)
   rng = np.random.default_rng(d["draw"])
@@ -150,8 +155,7 @@ def val_predictions(workdir: str, d: dict):
   """(probs (N, C), true glosses, is-new) of every val clip of all 100 classes under a run."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax import predict  # pylint: disable=import-outside-toplevel
-  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
-                                                            encoding="utf-8") if "\t" in line)
+  names = class_names(d)
   val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
   p = predict.Predictor(workdir)
   clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
@@ -166,8 +170,7 @@ def naive(d: dict, shots: int) -> dict:
   means from their train clips, new ones from the enrolled clips; scored like the method."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax import class_vectors, predict  # pylint: disable=import-outside-toplevel
-  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(d["folder"], "wlasl_class_list.txt"),
-                                                            encoding="utf-8") if "\t" in line)
+  names = class_names(d)
   p = predict.Predictor(d["workdir"])
   lm = lambda k: p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
   _, used = signs_folder(d, shots)

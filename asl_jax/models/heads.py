@@ -33,6 +33,11 @@ class CosineDense(nn.Module):
     return jnp.exp(log_scale) * _unit(x) @ _unit(kernel, 0) + bias
 
 
+def hidden_layers(num_classes: int, layers: int = 0) -> int:
+  """The head's hidden layers: `layers`, or by class count when 0 (1 up to DEEP_HEAD_ABOVE classes, else 2)."""
+  return layers or (1 if num_classes <= DEEP_HEAD_ABOVE else 2)
+
+
 class ClassifierHead(nn.Module):
   num_classes: int
   hidden: int
@@ -45,7 +50,7 @@ class ClassifierHead(nn.Module):
     """Logits (B, C); with `embed`, the (B, E) input of the last layer instead: the clip's embedding, over
     which each class is one vector (a column of `logits/kernel` and its bias), the space enrolment adds
     classes in (asl_jax/enroll.py)."""
-    if (self.layers or (1 if self.num_classes <= DEEP_HEAD_ABOVE else 2)) == 1:
+    if hidden_layers(self.num_classes, self.layers) == 1:
       x = DenseBlock(self.hidden, self.dropout)(x, train)
       init = nn.initializers.lecun_normal()
     else:

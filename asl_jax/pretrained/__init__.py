@@ -37,24 +37,39 @@ def is_shipped(workdir: str) -> bool:
   return os.path.abspath(workdir).startswith(os.path.join(os.path.abspath(HERE), ""))
 
 
-def package(src: str, dst: str, checkpoint: str = "best") -> dict:
-  """Copies the inference part of run `src` to `dst` (which must not exist): the run files and a checkpoint
-  of `checkpoint`'s evaluation weights alone (no optimiser state). Returns the test report's numbers."""
-  from asl_jax import restore, run as run_lib  # pylint: disable=import-outside-toplevel
+def write_run(trained, dst: str, params, info: dict, files: dict | None = None) -> None:
+  """`dst` (which must not exist) as a run directory for inference: the run files of `trained` (a
+  restore.TrainedRun), with `files` ({name: JSON value}) written over or beside them, and a best checkpoint
+  of `params` alone (no optimiser state) at the run's step with `info`. It is written beside `dst` and then
+  renamed, so a failure leaves nothing. What package (the shipped model) and asl-enroll write."""
+  from asl_jax import atomic, run as run_lib  # pylint: disable=import-outside-toplevel
   from asl_jax.checkpoints import Checkpoints  # pylint: disable=import-outside-toplevel
-  if os.path.exists(dst):
-    raise CheckpointError(f"{dst}: exists; remove it first")
-  trained = restore.load_run(src, checkpoint)
+  files = files or {}
   tmp = dst + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
-  for name in run_lib.RUN_FILES:
-    if os.path.exists(os.path.join(src, name)):
-      shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
-  ckpts = Checkpoints(tmp, max_to_keep=1)
-  ckpts.save("best", trained.step, {run_lib.eval_params_name(trained.config): trained.params},
-             {"packaged_from": os.path.basename(os.path.abspath(src)), "step": trained.step})
-  ckpts.close()
+  try:
+    for name in run_lib.RUN_FILES:
+      if name not in files and os.path.exists(os.path.join(trained.workdir, name)):
+        shutil.copy2(os.path.join(trained.workdir, name), os.path.join(tmp, name))
+    for name, value in files.items():
+      atomic.write_json(os.path.join(tmp, name), value)
+    ckpts = Checkpoints(tmp, max_to_keep=1)
+    ckpts.save("best", trained.step, {run_lib.eval_params_name(trained.config): params}, info)
+    ckpts.close()
+    os.replace(tmp, dst)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def package(src: str, dst: str, checkpoint: str = "best") -> dict:
+  """Copies the inference part of run `src` to `dst` (which must not exist): the run files and a checkpoint
+  of `checkpoint`'s evaluation weights alone (no optimiser state). Returns the test report's numbers."""
+  from asl_jax import restore  # pylint: disable=import-outside-toplevel
+  if os.path.exists(dst):
+    raise CheckpointError(f"{dst}: exists; remove it first")
+  trained = restore.load_run(src, checkpoint)
   report = os.path.join(src, "eval_test", "report.json")
   summary = {}
   if os.path.isfile(report):
@@ -62,7 +77,7 @@ def package(src: str, dst: str, checkpoint: str = "best") -> dict:
       r = json.load(f)
     summary = {"test_top1": r["per_instance"]["top1"], "test_top5": r["per_instance"]["top5"],
                "test_clips": r["num_samples"], "step": trained.step}
-    with open(os.path.join(tmp, "test_report.json"), "w", encoding="utf-8") as f:
-      json.dump(summary, f, indent=2)
-  os.replace(tmp, dst)
+  write_run(trained, dst, trained.params, {"packaged_from": os.path.basename(os.path.abspath(src)),
+                                           "step": trained.step},
+            {"test_report.json": summary} if summary else None)
   return summary

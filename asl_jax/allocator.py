@@ -3,7 +3,7 @@
 XLA's CPU runtime allocates each program's temporary buffers (about 100 MB for the recommended train step)
 on every call and frees them after it. glibc's malloc hands blocks that large back to the kernel at once
 (mmap / munmap; its threshold stops at 32 MB), so every step faults in and zeroes them again: on 2 cores
-a fifth of the step's time is spent in the kernel (benchmarks/run_cost.py, README "Performance").
+a fifth of the step's time is spent in the kernel (benchmarks/run_cost.py, docs/performance.md, "Performance").
 tcmalloc and jemalloc keep freed memory for the next call. The arithmetic is untouched: the same results,
 bit for bit.
 
@@ -77,7 +77,7 @@ def advice() -> str | None:
   how = ("install one (Debian / Ubuntu: apt-get install libtcmalloc-minimal4)" if installed is None else
          f"start Python with LD_PRELOAD={installed} (the asl-* commands and scripts/*.py do it by themselves)")
   return (f"this process runs without a caching memory allocator; {how} and each CPU step takes about a fifth "
-          "less time (README, Performance)")
+          "less time (docs/performance.md, Performance)")
 
 
 def use_caching_allocator() -> None:

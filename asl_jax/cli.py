@@ -175,13 +175,14 @@ def command(script: str, *args: str) -> str:
 
 def next_commands(workdir: str) -> str:
   """What to run next on a finished run (each line pastes into a fresh shell and runs)."""
+  from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
   w = os.path.abspath(workdir)
   lines = [
       (command("evaluate.py", f"--workdir={w}", "--split=val"), "another split or checkpoint"),
       (command("predict.py", f"--workdir={w}", "--landmarks=CLIP_landmarks.npy"), "or --video=CLIP.mp4"),
       (command("live.py", f"--workdir={w}", "--video=RECORDING.mp4"), "or --camera=0 --display"),
       (command("export.py", f"--workdir={w}", "--format=onnx"), "a model for onnxruntime alone; --format=jax for jax"),
-      ("tensorboard --logdir " + shlex.quote(os.path.join(w, "tensorboard")), "curves (pip install '.[tb]')"),
+      ("tensorboard --logdir " + shlex.quote(RunDir(w).tensorboard_dir), "curves (pip install '.[tb]')"),
   ]
   return "\n".join(["next:"] + [f"  {c}    # {why}" for c, why in lines])
 
@@ -214,7 +215,8 @@ def train_main(argv=None):
       return
     if f.config is None or not f.workdir:
       _usage_error("give --config=configs/FILE.py and --workdir=DIR (--help lists the flags)")
-    from asl_jax import evaluation, train  # pylint: disable=import-outside-toplevel
+    from asl_jax.evaluation import evaluator as evaluation  # pylint: disable=import-outside-toplevel
+    from asl_jax.training import train  # pylint: disable=import-outside-toplevel
     use_xla_cache(f.config.cache_dir)
     result = train.train_and_evaluate(f.config, f.workdir)
     if result["status"] == "interrupted":  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them
@@ -263,7 +265,9 @@ def evaluate_main(argv=None):
     use_xla_cache("")
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
-    from asl_jax import evaluate, evaluation, pretrained  # pylint: disable=import-outside-toplevel
+    from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
+    from asl_jax.evaluation import evaluator as evaluation  # pylint: disable=import-outside-toplevel
+    from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     if f.calibrate:
       print(f"calibrating {workdir} on its val split", file=sys.stderr, flush=True)
@@ -350,7 +354,7 @@ def predict_main(argv=None):
                      "run's, fitted on val to accept 95 percent of known signs; 0: never)")
 
   def action(f, args):
-    from asl_jax import predict  # pylint: disable=import-outside-toplevel
+    from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
     workdir = _runs(f.workdir)
     if f.gemma and f.gemma_features_dir:
       _usage_error("give --gemma or --gemma_features_dir, not both")
@@ -387,7 +391,7 @@ def predict_main(argv=None):
 
 EXPORT_USAGE = """
 Export a trained run as a model that takes a raw clip (T x D, as the landmark files hold it, any T; plus the
-visual clip for hybrid runs) and returns class probabilities, with meta.json beside it (README, "Export"):
+visual clip for hybrid runs) and returns class probabilities, with meta.json beside it (docs/serving.md, "Export"):
 
   python scripts/export.py --workdir=runs/nslt100 [--format=jax|onnx] [--out_dir=DIR] [--checkpoint=best]
 
@@ -405,7 +409,8 @@ def export_main(argv=None):
   flags.DEFINE_bool("overwrite", False, "replace model files already in --out_dir")
 
   def action(f, _):
-    from asl_jax import export, pretrained  # pylint: disable=import-outside-toplevel
+    from asl_jax.serving import export  # pylint: disable=import-outside-toplevel
+    from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     workdir = _runs(f.workdir)
     if "," in workdir:
       _usage_error(f"--workdir={f.workdir}: export takes one run (an ensemble is not one model)")
@@ -435,7 +440,7 @@ def export_main(argv=None):
 
 EXTRACT_LANDMARKS_USAGE = """
 Extract MediaPipe Holistic landmarks from WLASL videos (DATA_DIR/videos/{id}.mp4) for every entry of a split
-file, trimmed to its action frames; run in the extraction environment (`make extract-env`, README):
+file, trimmed to its action frames; run in the extraction environment (`make extract-env`, docs/data.md):
 
   .venv-extract/bin/python scripts/extract_landmarks.py --data_dir=D [--output_dir=D/landmarks] \\
       [--subset=nslt_100.json] [--layout=seed162] [--workers=2] [--skip_existing]
@@ -473,7 +478,7 @@ def extract_landmarks_main(argv=None):
 
 EXTRACT_VISUAL_USAGE = """
 Extract per-frame SigLIP visual features ({id}_gemma.npy, the trainer's gemma_features_dir) from WLASL
-videos; run in the extraction environment with the visual extra (README):
+videos; run in the extraction environment with the visual extra (docs/data.md):
 
   .venv-extract/bin/python scripts/extract_visual_features.py --data_dir=D [--output_dir=D/gemma_features] \\
       [--subset=nslt_100.json] [--model_name=google/paligemma-3b-pt-224] [--num_frames=16] [--device=auto]
@@ -501,7 +506,7 @@ def extract_visual_main(argv=None):
 
 LIVE_USAGE = """
 Recognise signs as they come, from a camera, a video (a file or any stream OpenCV opens) or a continuous
-landmark sequence; one JSON line per sign on stdout, progress on stderr (README, "Live and continuous
+landmark sequence; one JSON line per sign on stdout, progress on stderr (docs/live.md, "Live and continuous
 recognition"). Without --workdir it uses the shipped WLASL100 model:
 
   asl-live --camera=0 --display                       # a webcam; q/Esc quit, r reset, space ends the sign
@@ -513,8 +518,8 @@ recognition"). Without --workdir it uses the shipped WLASL100 model:
 # --------------------------------------------------------------------------------------------- enroll
 
 ENROLL_USAGE = """
-Your own signs: a new run that knows a base run's signs plus yours, from a few examples of each (README,
-"Your own signs"). The base is never changed.
+Your own signs: a new run that knows a base run's signs plus yours, from a few examples of each
+(docs/enrolment.md). The base is never changed.
 
   python scripts/enroll.py --from=wlasl100 --signs=SIGNS --workdir=runs/mine    # or --from=runs/x
 
@@ -532,7 +537,8 @@ def enroll_main(argv=None):
   def action(f, _):
     if not f.signs or not f.workdir:
       _usage_error("give --signs=SIGNS and --workdir=NEW_RUN (--help lists the flags)")
-    from asl_jax import enroll, pretrained  # pylint: disable=import-outside-toplevel
+    from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+    from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     base = pretrained.resolve(f["from"].value)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     use_xla_cache("")

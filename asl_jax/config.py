@@ -15,7 +15,7 @@ import ml_collections
 from asl_jax.data.layouts import LAYOUT_DIMS
 from asl_jax.errors import ConfigError
 
-# Per-frame landmark feature blocks (asl_jax/landmark_features.py), in their canonical order.
+# Per-frame landmark feature blocks (asl_jax/data/landmark_features.py), in their canonical order.
 FEATURE_BLOCKS = ("pos", "hand", "vel", "acc", "presence")
 # The scalar metrics of an evaluation (metrics.jsonl keys are prefix_NAME, e.g. val_top1).
 METRICS = ("loss", "top1", "top5", "class_top1", "class_top5")
@@ -60,12 +60,11 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("fusion_type", "concat", "how the landmark and visual streams are combined",
               ("concat", "attention", "gated")),
         Field("use_landmarks", True, "False with gemma_features_dir: a visual-only model"),
-        Field("visual_stream", "seed", "seed: projections + self-attention; pooled: a projection averaged over "
-              "time, then LayerNorm + gelu; linear: the time-mean of the features itself (a linear probe "
-              "when visual-only)", ("seed", "pooled", "linear")),
+        Field("visual_stream", "seed", "seed: projections + self-attention; linear: the time-mean of the "
+              "features itself (a linear probe when visual-only)", ("seed", "linear")),
         Field("visual_standardize", False, "standardise visual features with training-set statistics (saved "
               "with the run)"),
-        Field("visual_dropout", 0.1, "pooled / linear stream: dropout on the input features"),
+        Field("visual_dropout", 0.1, "linear stream: dropout on the input features"),
         Field("aux_loss_weight", 0.0, "> 0 with both streams: a linear head per stream, its loss added with "
               "this weight; predictions multiply the three heads"),
         Field("fit_head_weights", False, "with per-stream heads: after training, weigh the three heads' "
@@ -103,7 +102,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("label_smoothing", 0.1, "label smoothing of the cross-entropy"),
         Field("use_class_weights", False, "weight the loss by inverse class frequency (the seed's weights)"),
         Field("class_weights_start_epoch", 0, "epochs trained without the class weights before they apply "
-              "(0: from the start, as the seed; deferred re-weighting, README \"Class weights\")"),
+              "(0: from the start, as the seed; deferred re-weighting, docs/results.md, \"Class weights\")"),
         Field("balanced_sampling", False, "sample training clips class-balanced instead of shuffling"),
         Field("ema_decay", 0.0, "> 0: keep an exponential moving average of the weights; validate, test, "
               "predict and export it"),
@@ -157,7 +156,7 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("log_every", 50, "steps between progress-bar refreshes (each one waits for the device)"),
         Field("progress_bar", True, "show a progress bar per epoch"),
         Field("evaluate_test", True, "evaluate the best checkpoint on the test split at the end"),
-        Field("distributed", False, "multi-host: call jax.distributed.initialize (README)"),
+        Field("distributed", False, "multi-host: call jax.distributed.initialize (docs/training.md)"),
         Field("coordinator_address", "", "multi-host: the coordinator's host:port"),
         Field("num_processes", 0, "multi-host: processes (0: from the environment, e.g. SLURM)"),
         Field("process_id", -1, "multi-host: this process (-1: from the environment)"),
@@ -327,65 +326,3 @@ def load_config_file(path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
-
-
-def seed_nslt_config(num_classes: int) -> ml_collections.ConfigDict:
-  """The seed project's recommendations for WLASL<num_classes>, exactly: its 2-layer BiLSTM, hidden 512,
-  dropout 0.5, lr 1e-4, label smoothing 0.1, batch 32, 16 frames of xyz landmarks, its augmentations
-  only; class weights, 10 warmup and 100 epochs above 300 classes, else none, 5 and 50. For comparison
-  (README, "Results on real data"): on real WLASL landmarks it learns far less than `nslt_config`."""
-  c = default_config()
-  large = num_classes > 300
-  c.subset = f"nslt_{num_classes}.json"
-  c.encoder, c.hidden_dim, c.dropout, c.lr, c.weight_decay = "lstm", 512, 0.5, 1e-4, 1e-4
-  c.label_smoothing, c.batch_size, c.num_frames = 0.1, 32, 16
-  c.features, c.use_z, c.trim_no_hands = "pos,presence", True, False
-  c.use_class_weights = large
-  c.warmup_epochs, c.epochs = (10, 100) if large else (5, 50)
-  c.speed_range, c.flip_prob, c.affine_prob = 0.0, 0.0, 0.0  # the Kaggle ISLR augmentations are not the seed's
-  return c
-
-
-def nslt_config(num_classes: int) -> ml_collections.ConfigDict:
-  """The recommended settings for WLASL<num_classes> (nslt_<K>.json), chosen on the validation splits of
-  the real landmark sets (README, "Results on real data"; benchmarks/accuracy.py): features derived on
-  device (body xy, wrist-relative hand shapes, velocities, presence; no z), frames between the first and
-  last detected hand, 32 frames, a width-192 conv + Transformer encoder (one depthwise temporal convolution
-  block before each of two Transformer blocks; above 300 classes the plain Transformer) with dropout 0.2
-  and weight decay 0.05,
-  lr 1e-3, horizontal flips in training and as test-time augmentation, mixup (up to 300 classes), an EMA of
-  the weights, dropout masks from XLA's RngBitGenerator (a cheaper step), no class weights (on
-  nslt_1000-shaped data they cost 8-26 points of per-class top-1 on val at the last epoch: README, "Class
-  weights"). More classes get more warmup and epochs."""
-  c = default_config()
-  large = num_classes > 300
-  c.subset = f"nslt_{num_classes}.json"
-  c.features, c.use_z, c.trim_no_hands, c.num_frames = "pos,hand,vel,presence", False, True, 32
-  # Up to 300 classes, a depthwise temporal convolution (kernel 17) + Transformer block, twice: the best mean
-  # val top-1 / top-5 of the last 10 epochs over both real 100-class sets (65.7 / 88.6 % against 63.8 / 86.8 %
-  # for the plain Transformer without mixup, 69.4 / 90.1 against 67.1 / 90.2 with it; 3 seeds each). Above
-  # 300 classes the plain Transformer: on synthetic nslt_1000 data (10 epochs) it leads on val (37.0 vs
-  # 29.8 %) at half the time per epoch, and there is no real set that large.
-  c.encoder, c.conv_layers = ("transformer" if large else "conv_transformer"), 1
-  c.hidden_dim, c.ff_mult, c.dropout, c.transformer_dropout = 192, 2, 0.2, 0.1
-  c.lr, c.weight_decay, c.label_smoothing, c.batch_size = 1e-3, 0.05, 0.1, 32
-  c.use_class_weights = False
-  c.feature_dropout = 0.0  # it zeroes whole coordinates for a whole clip: information lost, not noise
-  c.flip_prob, c.tta_flip = 0.5, True  # mirrored signers in training, and both views averaged at test
-  # Up to 300 classes, mixup on every batch (lambda ~ Beta(0.4, 0.4)): mean val top-1 / top-5 of the last 10
-  # epochs over both real sets 69.4 / 90.1 % against 65.7 / 88.6 % without and 67.5 / 88.4 % with label
-  # smoothing 0.2 instead (3 seeds each). Not measured with more classes.
-  c.mixup_prob, c.mixup_alpha = (0.0 if large else 1.0), 0.4
-  c.ema_decay = 0.99
-  # Dropout masks from XLA's RngBitGenerator: a 17 % cheaper train step on CPU, and the same val top-1 of
-  # the last 10 epochs over both real sets (69.6 / 89.9 % against 69.4 / 90.1 % with threefry; 3 seeds each).
-  c.dropout_rng = "rbg"
-  c.warmup_epochs, c.epochs = (10, 100) if large else (10, 150)
-  # With visual features (gemma_features_dir): the linear, standardised visual stream, per-stream
-  # auxiliary heads, modality dropout and a fusion that starts from the landmark model (README, "Visual
-  # features and fusion"); none of these change a landmarks-only run.
-  c.visual_stream, c.visual_standardize, c.visual_dropout = "linear", True, 0.5
-  c.feature_noise = 1.0  # Gaussian noise on the standardised visual features (one standard deviation)
-  c.aux_loss_weight, c.modality_dropout, c.fusion_residual = 0.5, 0.2, True
-  c.fit_head_weights = True
-  return c

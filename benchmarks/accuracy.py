@@ -2,13 +2,13 @@
 
   python benchmarks/accuracy.py [--configs configs/nslt_100.py,configs/seed_nslt_100.py] [--seeds 1,2,3]
       [--sets wlasl_real,wlasl50] [--override FIELD=VALUE ...] [--epochs N] [--jobs 2] [--name accuracy]
-      [--data_root ../shared/data] [--workdir_root /tmp/asl_jax_accuracy] [--readme]
+      [--data_root ../shared/data] [--workdir_root /tmp/asl_jax_accuracy] [--write_docs]
 
-For each config, set and seed it calls `asl_jax.train.train_and_evaluate` (what `scripts/train.py` runs):
+For each config, set and seed it calls `asl_jax.training.train.train_and_evaluate` (what `scripts/train.py` runs):
 the best checkpoint is chosen on val (`best_metric`), then evaluated on test. Per config and set it
 reports the mean and standard deviation over seeds of the val top-1 / top-5 / loss of the last 10 epochs
 (the selection statistic), and of the best epoch's val and the test top-1 / top-5, per instance and per
-class, and the N-seed ensemble (probabilities averaged, `asl_jax.evaluate.evaluate_workdir` with all
+class, and the N-seed ensemble (probabilities averaged, `asl_jax.serving.evaluate.evaluate_workdir` with all
 seeds' workdirs) on val and test. Nothing is selected on test.
 
 Sets (from `--data_root`, default the project's ../shared/data; skipped with a message when absent):
@@ -16,7 +16,7 @@ Sets (from `--data_root`, default the project's ../shared/data; skipped with a m
   wlasl50     423 real MediaPipe Holistic sequences, 50 WLASL100 glosses, holistic170 (272 / 64 / 87)
 
 `--jobs 2` runs two trainings at once, each on one CPU thread (faster than one run on two threads for
-these small models). Writes benchmarks/results/<name>.json; `--readme` also rewrites README's accuracy
+these small models). Writes benchmarks/results/<name>.json; `--write_docs` also rewrites docs/results.md's accuracy
 table between <!-- ACCURACY:START --> and <!-- ACCURACY:END -->.
 """
 
@@ -83,7 +83,7 @@ def run_one(job: dict) -> dict:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
   from asl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
-  from asl_jax import train  # pylint: disable=import-outside-toplevel
+  from asl_jax.training import train  # pylint: disable=import-outside-toplevel
   config = config_lib.load_config_file(job["config"])
   for k, v in {**job["set_args"], **job["overrides"]}.items():
     if k not in config:
@@ -114,7 +114,7 @@ def run_one(job: dict) -> dict:
 
 
 def ensemble(workdirs: list[str]) -> dict:
-  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
   out = {}
   for split in ("val", "test"):
     r = evaluate.evaluate_workdir(workdirs, split, out_dir=os.path.join(workdirs[0], f"ensemble_{split}"))
@@ -151,13 +151,14 @@ def table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def update_readme(text: str, marker: str = "ACCURACY") -> None:
-  path = os.path.join(ROOT, "README.md")
+def update_doc(text: str, marker: str = "ACCURACY", doc: str = "docs/results.md") -> None:
+  """Rewrites the table between `marker`'s START and END comments in `doc`."""
+  path = os.path.join(ROOT, doc)
   with open(path, encoding="utf-8") as f:
     readme = f.read()
   start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
   if start not in readme or end not in readme:
-    print("README has no accuracy markers; table not written")
+    print(f"{doc} has no {marker} markers; table not written")
     return
   head, rest = readme.split(start, 1)
   with open(path, "w", encoding="utf-8") as f:
@@ -175,7 +176,7 @@ def main() -> None:
   ap.add_argument("--name", default="accuracy")
   ap.add_argument("--data_root", default=DEFAULT_DATA)
   ap.add_argument("--workdir_root", default="/tmp/asl_jax_accuracy")
-  ap.add_argument("--readme", action="store_true")
+  ap.add_argument("--write_docs", action="store_true")
   args = ap.parse_args()
   overrides = dict(o.split("=", 1) for o in args.override)
   overrides = {k: _parse_value(v) for k, v in overrides.items()}
@@ -218,8 +219,8 @@ def main() -> None:
   path = common.save(args.name, {"machine": common.machine(), "seeds": seeds, "overrides": overrides,
                                  "epochs_override": args.epochs, "results": results})
   print("wrote", path)
-  if args.readme:
-    update_readme(text)
+  if args.write_docs:
+    update_doc(text)
 
 
 if __name__ == "__main__":

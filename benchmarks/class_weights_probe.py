@@ -4,7 +4,7 @@ flattened, standardised eval-view landmark features (16 frames), weighted vs unw
   python benchmarks/class_weights_probe.py --data_dir D [--subset nslt_1000.json] [--epochs 30]
       [--dropout 0.5] [--label_smoothing 0.1]
 
-Same loss as the trainer (asl_jax.losses.weighted_cross_entropy with the seed's weights), AdamW + warmup-cosine
+Same loss as the trainer (asl_jax.models.losses.weighted_cross_entropy with the seed's weights), AdamW + warmup-cosine
 + clip 1.0, batch 32, one jitted scan per epoch. Prints and saves validation per-instance and per-class
 top-1 to benchmarks/results/class_weights_probe.json (--out names another). Not a model to use: it isolates
 the loss from the encoder, the augmentation and the schedule of the real runs (benchmarks/class_weights.py).
@@ -25,9 +25,10 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import input_pipeline, losses  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
+from asl_jax.data import input_pipeline  # noqa: E402
 from asl_jax.data import packed as packed_lib  # noqa: E402
+from asl_jax.models import losses  # noqa: E402
 
 
 def features(data_dir: str, subset: str, num_frames: int):

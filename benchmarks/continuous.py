@@ -11,7 +11,7 @@ the stream's rate) on this machine.
   python benchmarks/continuous.py [--split=test] [--seeds=1,2,3] [--workdir=DIR]      # the shipped model
   python benchmarks/continuous.py --split=val --segment_only --grid=1                 # choosing the settings
   python benchmarks/continuous.py --video [--video_streams=3] [--frame_steps=1,2]   # from video, extraction in
-  python benchmarks/continuous.py --report                                          # README's table
+  python benchmarks/continuous.py --report                                          # docs/live.md's table
 
 Defaults: ../shared/data/wlasl_real landmarks with the official nslt_100 split, 25 fps.
 """
@@ -222,7 +222,7 @@ def video_benchmark(clips, videos_dir: str, streams_n: int, k: int, frame_steps,
 
 
 def report(results_dir: str, readme: str) -> str:
-  """The README table from continuous_{test,val}[_nocuts].json and continuous_video_test.json."""
+  """The docs/live.md table from continuous_{test,val}[_nocuts].json and continuous_video_test.json."""
   def load(name):
     path = os.path.join(results_dir, name)
     return json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
@@ -281,10 +281,10 @@ def main(argv=None):
   ap.add_argument("--video_streams", type=int, default=2)
   ap.add_argument("--frame_steps", default="1,2")
   ap.add_argument("--video_out", default="/tmp/asl_jax_continuous_video")
-  ap.add_argument("--report", action="store_true", help="rewrite README's table from benchmarks/results")
+  ap.add_argument("--report", action="store_true", help="rewrite docs/live.md's table from benchmarks/results")
   args = ap.parse_args(argv)
   if args.report:
-    print(report(os.path.join(HERE, "results"), os.path.join(os.path.dirname(HERE), "README.md")))
+    print(report(os.path.join(HERE, "results"), os.path.join(os.path.dirname(HERE), "docs", "live.md")))
     return
   clips = load_clips(args.data_dir, args.subset, args.landmarks_dir or os.path.join(args.data_dir, "landmarks"),
                      args.split)

@@ -27,12 +27,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import allocator, augment, input_pipeline, losses, models, train  # noqa: E402
-from asl_jax import run as run_lib  # noqa: E402
+from asl_jax import allocator, models  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
+from asl_jax.data import augment, input_pipeline  # noqa: E402
 from asl_jax.data import packed as packed_lib  # noqa: E402
 from asl_jax.data.synthetic import make_synthetic  # noqa: E402
+from asl_jax.models import losses  # noqa: E402
 from asl_jax.sharding import DataParallel  # noqa: E402
+from asl_jax.training import train  # noqa: E402
+from asl_jax.training import setup as run_lib  # noqa: E402
 
 
 def config_for(data_dir):
@@ -109,7 +112,7 @@ def main():
   # Training: the real step, over `batches` batches (and again with the LSTM's matmuls in bfloat16).
   steps = setup.steps_per_epoch
   weights = parallel.replicate(setup.class_weights)
-  epoch_order = parallel.shard_order(train.epoch_order(cfg, setup.packed.labels[setup.train_idx], 0, steps))
+  epoch_order = parallel.shard_order(run_lib.epoch_order(cfg, setup.packed.labels[setup.train_idx], 0, steps))
 
   def time_real_step(config, model):
     state = run_lib.init_state(config, dataclasses.replace(setup, model=model), parallel)

@@ -21,11 +21,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import allocator, evaluation, input_pipeline  # noqa: E402
-from asl_jax import run as run_lib  # noqa: E402
+from asl_jax import allocator  # noqa: E402
 from asl_jax.config import default_config  # noqa: E402
+from asl_jax.data import input_pipeline  # noqa: E402
 from asl_jax.data.synthetic import make_synthetic  # noqa: E402
+from asl_jax.evaluation import evaluator as evaluation  # noqa: E402
 from asl_jax.sharding import DataParallel  # noqa: E402
+from asl_jax.training import setup as run_lib  # noqa: E402
 
 
 def peak_rss_mb() -> float:

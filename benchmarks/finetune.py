@@ -43,7 +43,8 @@ def _half_splits(out: str) -> dict:
 
 def _train(args):
   data_dir, workdir, seed, epochs, init_from = args
-  from asl_jax import config as config_lib, train  # pylint: disable=import-outside-toplevel
+  from asl_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from asl_jax.training import train  # pylint: disable=import-outside-toplevel
   c = config_lib.load_config_file(os.path.join(os.path.dirname(HERE), "configs", "nslt_100.py"))
   c.data_dir, c.subset, c.landmarks_dir = data_dir, "nslt_50.json", os.path.join(REAL, "landmarks")
   c.gemma_features_dir, c.seed, c.progress_bar, c.init_from = "", seed, False, init_from

@@ -3,7 +3,7 @@ visual features carry a weak or a strong class signal, through the public traini
 
   python benchmarks/fusion.py [--config configs/nslt_100.py] [--strengths 0.08,1.0] [--num_classes 100]
       [--train_scale 0.5] [--seeds 1,2,3] [--variants landmarks,visual,concat,...] [--epochs 0] [--jobs 2]
-      [--override FIELD=VALUE ...] [--name fusion] [--readme]
+      [--override FIELD=VALUE ...] [--name fusion] [--write_docs]
 
 For each strength it writes a seed-format data set (`make_synthetic(..., with_visual=True,
 visual_strength=S)`: landmarks whose classes differ in one handshape / location / movement, visual
@@ -14,8 +14,8 @@ every seed with the config (best checkpoint on val, test report).
 Variants: landmarks only, visual only, each fusion type (the config's hybrid settings), and the seed's
 hybrid as it was (`seed_concat`, `seed_visual`: its visual stream on raw features, plain concat fusion).
 Real WLASL visual features need PaliGemma's weights (`scripts/extract_visual_features.py`), which cannot be
-downloaded here: the real-data rows of README's table say so.
-Writes benchmarks/results/<name>.json; `--readme` rewrites README between <!-- FUSION:START/END -->.
+downloaded here: the real-data rows of docs/results.md's table say so.
+Writes benchmarks/results/<name>.json; `--write_docs` rewrites docs/results.md between <!-- FUSION:START/END -->.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
     "landmarks": {"gemma_features_dir": ""},
     "visual": {"use_landmarks": False},
-    # The first pooled stream (LayerNorm + gelu after the time-mean): visual_stream=pooled.
-    "pooled_visual": {"use_landmarks": False, "visual_stream": "pooled"},
     "concat": {"fusion_type": "concat"},
     "attention": {"fusion_type": "attention"},
     "gated": {"fusion_type": "gated"},
@@ -110,7 +108,7 @@ def linear_probe(data: dict, l2s=(1e-4, 1e-3, 1e-2, 1e-1), steps: int = 300) -> 
 
 
 def render(runs: list, floors: dict, variants: list) -> tuple[str, dict]:
-  """The README table (test top-1 mean ± sd over seeds, per strength and variant) and its summary."""
+  """The docs/results.md table (test top-1 mean ± sd over seeds, per strength and variant) and its summary."""
   lines = ["| visual signal | nearest centroid (test) | linear probe (test) | " + " | ".join(variants) + " |",
            "|---|---|---|" + "---|" * len(variants)]
   summary = {}
@@ -142,7 +140,7 @@ def main() -> None:
   ap.add_argument("--override", action="append", default=[])
   ap.add_argument("--name", default="fusion")
   ap.add_argument("--workdir_root", default="/tmp/asl_jax_fusion")
-  ap.add_argument("--readme", action="store_true")
+  ap.add_argument("--write_docs", action="store_true")
   ap.add_argument("--from_results", action="store_true",
                   help="only render benchmarks/results/NAME.json (NAME may list several: a,b)")
   args = ap.parse_args()
@@ -155,8 +153,8 @@ def main() -> None:
       floors.update(saved["floors"])
     text, _ = render(runs, floors, args.variants.split(","))
     print(text)
-    if args.readme:
-      accuracy.update_readme(text, "FUSION")
+    if args.write_docs:
+      accuracy.update_doc(text, "FUSION")
     return
   from asl_jax.data.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
   overrides = {k: accuracy._parse_value(v) for k, v in (o.split("=", 1) for o in args.override)}  # pylint: disable=protected-access
@@ -188,8 +186,8 @@ def main() -> None:
                                  "overrides": overrides, "num_classes": args.num_classes, "floors": floors,
                                  "summary": summary, "runs": runs})
   print("wrote", path)
-  if args.readme:
-    accuracy.update_readme(text, "FUSION")
+  if args.write_docs:
+    accuracy.update_doc(text, "FUSION")
 
 
 if __name__ == "__main__":

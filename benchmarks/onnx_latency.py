@@ -39,7 +39,7 @@ def main() -> None:
     os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
   import numpy as np  # pylint: disable=import-outside-toplevel
   import onnxruntime as ort  # pylint: disable=import-outside-toplevel
-  from asl_jax import export  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import export  # pylint: disable=import-outside-toplevel
 
   tmp = tempfile.mkdtemp(prefix="onnx_latency_")
   t0 = time.perf_counter()

@@ -5,7 +5,7 @@ the real WLASL100 clips):
 1. a draw holds out 20 classes of the **train** split (drawn among the classes with >= 3 train clips and a val
    clip), and a base model of the recipe (configs/nslt_100.py) is trained on the other 80 through
    scripts/train.py;
-2. the 20 are enrolled from 3 (and 1) of their train clips each, with `asl_jax.enroll`;
+2. the 20 are enrolled from 3 (and 1) of their train clips each, with `asl_jax.serving.enroll`;
 3. everything is scored on the **val** clips of all 100 classes: top-1 of the new signs among all 100, top-1
    of the old signs against the base model's, and for the base model alone the AUROC of its unknown score
    (the 80 classes' val clips against the 20 held-out classes' val clips) and the share of unknown signs it
@@ -104,7 +104,7 @@ def train_base(d: dict) -> None:
 def calibrate_base(d: dict) -> None:
   """Bases trained before training calibrated itself get calibration.json the same way (on val)."""
   if not os.path.isfile(os.path.join(d["workdir"], "calibration.json")):
-    from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+    from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
     evaluate.calibrate_workdir(d["workdir"])
 
 
@@ -154,7 +154,7 @@ def enrol(d: dict, shots: int) -> tuple[str, float]:
 def val_predictions(workdir: str, d: dict):
   """(probs (N, C), true glosses, is-new) of every val clip of all 100 classes under a run."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax import predict  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
   val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
   p = predict.Predictor(workdir)
@@ -169,7 +169,8 @@ def naive(d: dict, shots: int) -> dict:
   """The issue's naive baseline: nearest class mean of the unit embeddings (the flip averaged), base classes'
   means from their train clips, new ones from the enrolled clips; scored like the method."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax import class_vectors, predict  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
   p = predict.Predictor(d["workdir"])
   lm = lambda k: p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
@@ -191,7 +192,7 @@ def naive(d: dict, shots: int) -> dict:
 
 def score_draw(d: dict) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
   calibrate_base(d)
   probs, truth, new, p = val_predictions(d["workdir"], d)
   glosses = np.array(p.glosses)

@@ -1,4 +1,4 @@
-"""Writes the README "Performance" table from benchmarks/results/*.json (between the PERF markers).
+"""Writes the docs/performance.md, "Performance" table from benchmarks/results/*.json (between the PERF markers).
 
   python benchmarks/report.py
 """
@@ -10,7 +10,7 @@ import os
 import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(HERE, "..", "README.md")
+DOC = os.path.join(HERE, "..", "docs", "performance.md")
 START, END = "<!-- PERF:START -->", "<!-- PERF:END -->"
 
 
@@ -63,13 +63,13 @@ def render() -> str:
 
 
 def main():
-  text = open(README).read()
+  text = open(DOC).read()
   block = f"{START}\n{render()}\n{END}"
   if START in text:
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
   else:
     text += "\n" + block + "\n"
-  open(README, "w").write(text)
+  open(DOC, "w").write(text)
   print(render())
 
 

@@ -77,7 +77,10 @@ def train(workdir: str, data_dir: str, subset: str, *extra: str) -> None:
 def main(argv):
   del argv
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax import calibration, evaluate, pretrained  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
   if not FLAGS.out or os.path.exists(FLAGS.out):
     raise SystemExit("--out: give a path that does not exist")
   split = clips()
@@ -103,7 +106,7 @@ def main(argv):
   write_split(os.path.join(final_dir, "split.json"), {k: v for k, v in split.items() if v["subset"] != "test"})
   train(os.path.join(final_dir, "run"), final_dir, "split.json", "--config.train_subsets=train+val")
   run_dir = os.path.join(final_dir, "run")
-  from asl_jax import restore  # pylint: disable=import-outside-toplevel
+  from asl_jax.runs import restore  # pylint: disable=import-outside-toplevel
   step = restore.load_run(run_dir, "latest").step
   cal = calibration.fit(np.concatenate([p["logits"] for p in parts], 1), np.concatenate([p["labels"] for p in parts]),
                         step, fitted_on=f"{FLAGS.folds} held-out folds of train+val (each fold's model trained "
@@ -115,7 +118,7 @@ def main(argv):
                   "embedding_norm": float(np.mean([e["embedding_norm"] for e in enrol])),
                   "draws": enrol[0]["draws"], "val_clips": int(sum(e["val_clips"] for e in enrol)),
                   "folds": FLAGS.folds}
-  calibration.save(run_dir, cal)
+  RunDir(run_dir).save_calibration(cal)
   print(json.dumps({k: v for k, v in cal.items() if k != "enrol"}), flush=True)
   pretrained.package(run_dir, FLAGS.out, checkpoint="latest")
   # The packaged config names the official split of the real clips, not the build's own copy of it.

@@ -28,11 +28,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from asl_jax import allocator, input_pipeline, models, train  # noqa: E402
-from asl_jax import run as run_lib  # noqa: E402
-from asl_jax.config import default_config, nslt_config  # noqa: E402
-from asl_jax.data import layouts  # noqa: E402
+from asl_jax import allocator, models  # noqa: E402
+from asl_jax.config import default_config, load_config_file  # noqa: E402
+from asl_jax.data import input_pipeline  # noqa: E402
 from asl_jax.sharding import DataParallel  # noqa: E402
+from asl_jax.training import train  # noqa: E402
+from asl_jax.training import setup as run_lib  # noqa: E402
 
 CONFIGS = {"lstm100": ("lstm", 100), "lstm1000": ("lstm", 1000), "transformer1000": ("transformer", 1000),
            # The recommended WLASL100 recipe (configs/nslt_100.py): landmarks only, its own frames and features.
@@ -42,7 +43,8 @@ CONFIGS = {"lstm100": ("lstm", 100), "lstm1000": ("lstm", 1000), "transformer100
 def jax_stepper(encoder: str, classes: int, batch: int, frames: int, gdim: int, augmentation: bool, n_clips=512,
                 matmul_dtype: str = "float32"):
   if encoder == "recommended":
-    cfg = nslt_config(classes)
+    cfg = load_config_file(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                                        f"nslt_{classes}.py"))
     frames, gdim = cfg.num_frames, 0
   else:
     cfg = default_config()

@@ -5,7 +5,7 @@ hidden projection and with its initialisation varied.
 
   python benchmarks/visual_probe.py [--strength 0.08] [--epochs 30] [--seed 0] [--out /tmp/asl_jax_probe]
 
-Prints val / test top-1 per variant; README, "Visual features and fusion", quotes it.
+Prints val / test top-1 per variant; docs/results.md, "Visual features and fusion", quotes it.
 """
 
 from __future__ import annotations

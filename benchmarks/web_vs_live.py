@@ -37,8 +37,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIDEOS = os.path.join(REPO, "..", "shared", "data", "wlasl_videos")
 EXTRACT_PY = os.path.join(REPO, ".venv-extract", "bin", "python")
 sys.path.insert(0, REPO)
-from asl_jax import export, pretrained  # noqa: E402
+from asl_jax import pretrained  # noqa: E402
 from asl_jax.data import layouts  # noqa: E402
+from asl_jax.serving import export  # noqa: E402
 
 WRITE = r"""
 import sys, cv2, numpy as np

@@ -1,8 +1,11 @@
-"""WLASL2000 (nslt_2000.json): the recommended settings, see asl_jax.config.nslt_config
-(configs/seed_nslt_1000.py with subset=nslt_2000.json is the seed's own recipe)."""
+"""WLASL2000 (nslt_2000.json): configs/nslt_1000.py's recipe."""
 
-from asl_jax.config import nslt_config
+import os
+
+from asl_jax.config import load_config_file
 
 
 def get_config():
-  return nslt_config(2000)
+  c = load_config_file(os.path.join(os.path.dirname(__file__), "nslt_1000.py"))
+  c.subset = "nslt_2000.json"
+  return c

@@ -17,7 +17,7 @@ flags.DEFINE_integer("epochs", 0, "override the demo config's epochs (0: keep)")
 def main(argv):
   del argv
   f = flags.FLAGS
-  from asl_jax import train  # pylint: disable=import-outside-toplevel
+  from asl_jax.training import train  # pylint: disable=import-outside-toplevel
   from asl_jax.data.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
   from asl_jax.config import load_config_file  # pylint: disable=import-outside-toplevel
 
@@ -36,7 +36,7 @@ def main(argv):
     if result["test_report"]:
       with open(result["test_report"], encoding="utf-8") as fh:
         report = json.load(fh)
-      from asl_jax.evaluation import format_table  # pylint: disable=import-outside-toplevel
+      from asl_jax.evaluation.evaluator import format_table  # pylint: disable=import-outside-toplevel
       print(format_table(report))
       print(f"report: {os.path.abspath(result['test_report'])}")
       print(f"plots:  {os.path.dirname(os.path.abspath(result['test_report']))}/*.png")

@@ -14,7 +14,7 @@ flags.DEFINE_integer("seed", 0, "augmentation seed")
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError("give one or more landmark .npy files")
-  from asl_jax.visualize import visualize  # pylint: disable=import-outside-toplevel
+  from asl_jax.data.visualize import visualize  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
 
   def go():

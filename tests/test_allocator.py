@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from asl_jax import allocator, train
+from asl_jax import allocator
+from asl_jax.training import train
 from conftest import REPO, tiny_config
 
 LIBRARY = allocator.caching_library()

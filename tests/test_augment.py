@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asl_jax import augment, input_pipeline
-from asl_jax.data import layouts
+from asl_jax.data import augment, input_pipeline, layouts
 
 
 def _data(rng, n=6, t=20, lengths=(20, 12, 5, 1, 20, 9)):

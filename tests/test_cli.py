@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from asl_jax import config as config_lib
-from asl_jax import predict, train
 from asl_jax.errors import DataError
+from asl_jax.serving import predict
+from asl_jax.training import train
 from conftest import REPO, tiny_config
 
 

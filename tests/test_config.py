@@ -90,7 +90,7 @@ def test_resume_check_treats_fields_added_later_as_their_default():
 # Consumers of the flat config: dataclasses whose fields (and defaults) come from it.
 def _consumers():
   import dataclasses  # pylint: disable=import-outside-toplevel
-  from asl_jax import augment, landmark_features  # pylint: disable=import-outside-toplevel
+  from asl_jax.data import augment, landmark_features  # pylint: disable=import-outside-toplevel
   from asl_jax.data import packed  # pylint: disable=import-outside-toplevel
   from asl_jax.models import hybrid  # pylint: disable=import-outside-toplevel
   out = {}

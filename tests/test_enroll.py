@@ -12,9 +12,12 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import calibration, class_vectors, enroll, predict, train
 from asl_jax.data.synthetic import make_synthetic
 from asl_jax.errors import ConfigError, DataError
+from asl_jax.evaluation import calibration, class_vectors
+from asl_jax.runs.run_dir import RunDir
+from asl_jax.serving import enroll, predict
+from asl_jax.training import train
 
 from conftest import REPO, tiny_config
 
@@ -66,7 +69,7 @@ def held_out_setup(tmp_path_factory):
 
 
 def test_training_writes_a_calibration_with_enrolment_scales(held_out_setup):
-  cal = calibration.load(held_out_setup["base"])
+  cal = RunDir(held_out_setup["base"]).calibration()
   assert cal is not None and cal["temperature"] > 0 and 0 < cal["unknown_threshold"] < 1
   assert cal["enrol"]["shots"] == list(class_vectors.SHOTS) and all(s > 0 for s in cal["enrol"]["scale"])
   # The threshold accepts the share of val clips it was fitted for (ties aside).
@@ -98,7 +101,7 @@ def test_enrolled_signs_are_recognised_and_the_base_is_unchanged(held_out_setup,
 def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
   """It exports (the exported function gives predict's probabilities) and is the base of a further enrolment,
   where a gloss it knows is refined, not added."""
-  from asl_jax import export  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import export  # pylint: disable=import-outside-toplevel
   first = str(tmp_path / "first")
   enroll.enroll(held_out_setup["base"], held_out_setup["signs"], first, say=lambda m: None)
   call, meta = export.load_exported(export.export_run(first, str(tmp_path / "export")))
@@ -107,7 +110,7 @@ def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
   np.testing.assert_allclose(call(np.load(clip_file)), p.predict_clips([p.load_clip(clip_file)])[0], atol=1e-5)
   assert meta["glosses"] == list(p.glosses) and meta["unknown_threshold"] == p.unknown_threshold
   # asl-evaluate maps a split's classes to the run's by gloss: the full 12-class split, new signs included.
-  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
   data = held_out_setup["data"]
   report = evaluate.evaluate_workdir(first, "test", out_dir=str(tmp_path / "eval"),
                                      data_overrides={"data_dir": data["data_dir"], "subset": data["subset"]})
@@ -172,9 +175,9 @@ def test_unknown_flips_at_the_threshold(held_out_setup, tmp_path):
   assert not predict.predict_files(held_out_setup["base"], [clip], unknown_threshold=prob - 1e-4)[0]["unknown"]
   run = tmp_path / "run"
   shutil.copytree(held_out_setup["base"], run)
-  cal = calibration.load(str(run))
+  cal = RunDir(str(run)).calibration()
   for threshold, expected in ((prob + 1e-4, True), (prob - 1e-4, False)):
-    calibration.save(str(run), {**cal, "unknown_threshold": threshold})
+    RunDir(str(run)).save_calibration({**cal, "unknown_threshold": threshold})
     assert predict.predict_files(str(run), [clip])[0]["unknown"] is expected
   # asl-live's subtitles show an unknown sign as "?".
   from asl_jax.live import writers  # pylint: disable=import-outside-toplevel
@@ -206,9 +209,9 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
 
 
 def test_evaluation_reports_the_calibration_error_and_draws_the_reliability_diagram(held_out_setup, tmp_path):
-  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
   report = evaluate.evaluate_workdir(held_out_setup["base"], "val", out_dir=str(tmp_path / "eval"))
   cal = report["calibration"]
-  assert 0 <= cal["ece"] <= 1 and cal["temperature"] == calibration.load(held_out_setup["base"])["temperature"]
+  assert 0 <= cal["ece"] <= 1 and cal["temperature"] == RunDir(held_out_setup["base"]).calibration()["temperature"]
   assert sum(b["count"] for b in cal["bins"]) == report["num_samples"]
   assert os.path.getsize(tmp_path / "eval" / "reliability.png") > 1000

@@ -10,12 +10,15 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluate, evaluation, input_pipeline, predict, restore, train
-from asl_jax import run as run_lib
-from asl_jax.checkpoints import Checkpoints
+from asl_jax.data import input_pipeline
 from asl_jax.errors import CheckpointError, DataError
+from asl_jax.evaluation import evaluator as evaluation
 from asl_jax.extract import extract_python, landmarks_from_video
+from asl_jax.runs import restore
+from asl_jax.runs.checkpoints import Checkpoints
+from asl_jax.serving import evaluate, predict
 from asl_jax.sharding import DataParallel
+from asl_jax.training import setup as run_lib, train
 from conftest import REPO, tiny_config
 
 

@@ -11,8 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from asl_jax import clip_prep, errors, export, predict, train
-from asl_jax.data import layouts, packed as packed_lib
+from asl_jax import errors
+from asl_jax.data import clip_prep, layouts, packed as packed_lib
+from asl_jax.serving import export, predict
+from asl_jax.training import train
 from conftest import tiny_config
 
 LENGTHS = (1, 2, 7, 24, 25, 64, 150)

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import train
 from asl_jax.data.synthetic import make_synthetic
+from asl_jax.training import train
 from conftest import REPO, tiny_config
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -89,7 +89,7 @@ def test_the_seeds_hybrid_fails_the_same_check(weak, singles, tmp_path):
 
 def test_visual_statistics_are_saved_and_used(weak, tmp_path):
   """Standardisation uses training-set statistics stored with the run; evaluation reads them back."""
-  from asl_jax import evaluate  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
   data, _ = weak
   wd = tmp_path / "run"
   cfg = tiny_config(data, epochs=1, gemma_features_dir=data["gemma_features_dir"], **HYBRID)

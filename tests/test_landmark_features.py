@@ -1,4 +1,4 @@
-"""Features derived on device from the canonical points (asl_jax/landmark_features.py) and the frame
+"""Features derived on device from the canonical points (asl_jax/data/landmark_features.py) and the frame
 trimming / test-time flip of the input pipeline."""
 
 import jax
@@ -6,9 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asl_jax import augment, input_pipeline
-from asl_jax import landmark_features as lf
-from asl_jax.data import layouts
+from asl_jax.data import augment, input_pipeline, landmark_features as lf, layouts
 
 
 def _clip(rng, b=2, f=6):

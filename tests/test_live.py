@@ -14,9 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from asl_jax import predict, pretrained, train
+from asl_jax import pretrained
 from asl_jax.errors import DataError
 from asl_jax.live import recognizer, scoring, segmenter as seg_lib, sources, stream
+from asl_jax.serving import predict
+from asl_jax.training import train
 from conftest import REPO, SHARED, tiny_config
 
 VIDEO = os.path.join(REPO, "tests", "data", "test_video.mp4")
@@ -280,5 +282,5 @@ def test_shipped_model_reproduces_its_test_accuracy():
   # Its probabilities are the calibrated ones (calibration.json), with the calibration error it reports.
   assert predictor.run.model.temperature != 1.0 and predictor.unknown_threshold is not None
   if "test_ece" in reported:
-    from asl_jax import calibration  # pylint: disable=import-outside-toplevel
+    from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
     assert calibration.expected_calibration_error(probs, labels) == pytest.approx(reported["test_ece"], abs=1e-5)

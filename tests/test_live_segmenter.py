@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from asl_jax.errors import ConfigError
-from asl_jax.live import scoring
-from asl_jax.live import segmenter as seg
+from asl_jax.live import scoring, segmenter as seg
 
 FPS = 25.0
 

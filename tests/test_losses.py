@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asl_jax import losses
+from asl_jax.models import losses
 
 
 def test_class_weights_as_seed():

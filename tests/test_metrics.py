@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from asl_jax import metrics
+from asl_jax.evaluation import metrics
 
 
 def test_hand_made_case():

@@ -1,5 +1,5 @@
 """Misuse through the command line: every case is one `error: ...` line naming the flag, field or file,
-a non-zero exit and no traceback (README, "What happens when...")."""
+a non-zero exit and no traceback (docs/troubleshooting.md, "What happens when...")."""
 
 import os
 import shutil
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import train
+from asl_jax.training import train
 from conftest import REPO, tiny_config
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from asl_jax import models
 from asl_jax.models import hybrid
-from asl_jax.optim import clipped_adamw, decay_mask
+from asl_jax.training.optim import clipped_adamw, decay_mask
 
 
 @pytest.mark.parametrize("grad_scale,max_norm,masked", [(1e-3, 1.0, False), (10.0, 1.0, False), (10.0, 0.0, False),

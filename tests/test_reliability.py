@@ -41,11 +41,13 @@ import sys
 import numpy as np
 import pytest
 
-from asl_jax import evaluation, input_pipeline, train
-from asl_jax import run as run_lib
-from asl_jax.checkpoints import Checkpoints
+from asl_jax.data import input_pipeline
 from asl_jax.errors import CheckpointError
+from asl_jax.evaluation import evaluator as evaluation
+from asl_jax.runs import run_dir
+from asl_jax.runs.checkpoints import Checkpoints
 from asl_jax.sharding import DataParallel
+from asl_jax.training import setup as run_lib, train
 from conftest import REPO, tiny_config
 
 
@@ -138,7 +140,7 @@ def test_missing_data_dir_and_split_file(tmp_path):
     assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
 
 
-class _StopAtFirstChance(train._StopFlag):  # pylint: disable=protected-access
+class _StopAtFirstChance(train.StopFlag):  # pylint: disable=protected-access
   """A stop request that is always pending: the run saves and returns at the end of its first step."""
 
   @property
@@ -162,7 +164,7 @@ def test_interrupted_checkpoint_write(tiny_data, tmp_path, monkeypatch):
   train.train_and_evaluate(cfg, str(tmp_path / "full"))
   workdir = str(tmp_path / "run")
   with monkeypatch.context() as m:
-    m.setattr(train, "_StopFlag", _StopAtFirstChance)
+    m.setattr(train, "StopFlag", _StopAtFirstChance)
     assert train.train_and_evaluate(cfg, workdir)["status"] == "interrupted"
   good = Checkpoints(workdir).latest_step()
   assert good == 1
@@ -184,7 +186,7 @@ def test_disk_full_during_save(tiny_data, tmp_path, monkeypatch):
     workdir = str(mount / "run")
     cfg = tiny_config(tiny_data, epochs=3, evaluate_test=False)
     with monkeypatch.context() as m:
-      m.setattr(train, "_StopFlag", _StopAtFirstChance)
+      m.setattr(train, "StopFlag", _StopAtFirstChance)
       train.train_and_evaluate(cfg, workdir)
     good = Checkpoints(workdir).latest_step()
     filler = mount / "filler"
@@ -278,7 +280,7 @@ def test_killed_anywhere_in_the_save_sequence(reference_run, tmp_path, monkeypat
 
   with monkeypatch.context() as m:
     m.setattr(Checkpoints, "save", save)
-    m.setattr(train, "_fault", fault)
+    m.setattr(run_dir, "crash_point", fault)
     with pytest.raises(_Killed):
       train.train_and_evaluate(cfg, workdir)
   assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
@@ -315,10 +317,10 @@ def test_old_behaviour_and_sparse_validation(reference_run, tmp_path):
 
 
 def _stop_at_check(n: int):
-  """A stop flag (train._StopFlag) that reports a stop request at its n-th check, as a SIGTERM arriving then
+  """A stop flag (train.StopFlag) that reports a stop request at its n-th check, as a SIGTERM arriving then
   would. The loop asks once per step, then once at the epoch's end."""
 
-  class StopAtCheck(train._StopFlag):  # pylint: disable=protected-access
+  class StopAtCheck(train.StopFlag):  # pylint: disable=protected-access
     checks = 0
 
     @property
@@ -351,7 +353,7 @@ def test_background_validation_and_a_stop_while_it_runs(reference_run, tmp_path,
   stop_in_epoch_two = _stop_at_check(steps + 2)  # after epoch 2's first step
   stopped = str(tmp_path / "stopped")
   with monkeypatch.context() as m:
-    m.setattr(train, "_StopFlag", stop_in_epoch_two)
+    m.setattr(train, "StopFlag", stop_in_epoch_two)
     assert train.train_and_evaluate(cfg, stopped)["status"] == "interrupted"
   assert Checkpoints(stopped).all_steps("latest") == [steps + 1]
   assert Checkpoints(stopped).all_steps("best") == [steps]
@@ -376,7 +378,7 @@ def test_stop_at_an_epoch_end_between_checkpoints_saves(reference_run, tmp_path,
   stop_at_first_epoch_end = _stop_at_check(steps + 1)
   workdir = str(tmp_path / "run")
   with monkeypatch.context() as m:
-    m.setattr(train, "_StopFlag", stop_at_first_epoch_end)
+    m.setattr(train, "StopFlag", stop_at_first_epoch_end)
     assert train.train_and_evaluate(cfg, workdir)["status"] == "interrupted"
   assert Checkpoints(workdir).all_steps("latest") == [steps]
   assert train.train_and_evaluate(cfg, workdir)["status"] == "done"
@@ -403,7 +405,7 @@ def test_lost_latest_checkpoint_resumes(reference_run, tmp_path):
 def test_workdir_lock(tiny_data, tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
-  with train.WorkdirLock(str(workdir)):  # another training process holds the workdir
+  with run_dir.WorkdirLock(str(workdir)):  # another training process holds the workdir
     out = subprocess.run(_train_cmd(tiny_data["data_dir"], tiny_data["subset"], workdir, "--config.epochs=1"),
                          capture_output=True, text=True, timeout=120)
   assert out.returncode == 1 and "Traceback" not in out.stderr

@@ -9,10 +9,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from asl_jax import predict, restore, train
-from asl_jax import run as run_lib
-from asl_jax.checkpoints import Checkpoints
 from asl_jax.errors import CheckpointError, ConfigError
+from asl_jax.runs import restore, run_dir
+from asl_jax.runs.checkpoints import Checkpoints
+from asl_jax.runs.run_dir import InputSpec, RunDir
+from asl_jax.serving import predict
+from asl_jax.training import setup as run_lib, train
 from conftest import tiny_config
 
 
@@ -26,8 +28,8 @@ def hybrid_run(tiny_data, tmp_path_factory):
 
 
 def test_input_spec_is_saved_and_read(hybrid_run):
-  spec = run_lib.InputSpec.load(hybrid_run["workdir"])
-  assert spec == run_lib.InputSpec("seed162", 162, 1152, True, True)
+  spec = RunDir(hybrid_run["workdir"]).input_spec()
+  assert spec == InputSpec("seed162", 162, 1152, True, True)
   run = restore.load_run(hybrid_run["workdir"])
   assert run.spec == spec and run.model.use_visual and run.visual_norm is not None
 
@@ -65,7 +67,7 @@ def test_resume_without_the_visual_features_is_one_clear_error(hybrid_run, tiny_
 def test_runs_written_before_the_spec_still_predict(hybrid_run, tiny_data, tmp_path):
   old = str(tmp_path / "old")
   shutil.copytree(hybrid_run["workdir"], old)
-  os.remove(os.path.join(old, run_lib.INPUT_SPEC_FILE))
+  os.remove(os.path.join(old, run_dir.INPUT_SPEC_FILE))
   lm = os.path.join(tiny_data["landmarks_dir"], "00001_landmarks.npy")
   rows = [predict.predict_files(w, [lm], tiny_data["gemma_features_dir"]) for w in (hybrid_run["workdir"], old)]
   assert rows[0][0]["top_k"] == rows[1][0]["top_k"]

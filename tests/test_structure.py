@@ -1,19 +1,21 @@
-"""The module graph flows one way: libraries never import the applications built on them, and the
-top-level imports between asl_jax modules form no cycle (so no function-local import dodges one)."""
+"""The module graph flows one way: the packages form layers (README, "Layout of the code"), libraries never
+import the applications built on them, and the top-level imports between asl_jax modules form no cycle (so no
+function-local import dodges one). A run directory's file names are spelled in runs/run_dir.py alone."""
 
 import ast
 import os
+import re
 
 from conftest import REPO
 
 ROOT = os.path.join(REPO, "asl_jax")
-APPLICATIONS = {"asl_jax.train", "asl_jax.evaluate", "asl_jax.predict", "asl_jax.export", "asl_jax.cli",
-                "asl_jax.live.recognizer", "asl_jax.live.stream", "asl_jax.enroll"}
-LIBRARIES = {"asl_jax.run", "asl_jax.restore", "asl_jax.evaluation", "asl_jax.inference", "asl_jax.input_pipeline",
-             "asl_jax.landmark_features", "asl_jax.augment", "asl_jax.clip_prep", "asl_jax.checkpoints",
-             "asl_jax.config", "asl_jax.losses", "asl_jax.metrics", "asl_jax.optim", "asl_jax.sharding",
-             "asl_jax.live.segmenter", "asl_jax.live.scoring", "asl_jax.live.writers", "asl_jax.calibration",
-             "asl_jax.class_vectors"}
+APPLICATIONS = {"asl_jax.training.train", "asl_jax.serving.evaluate", "asl_jax.serving.predict", "asl_jax.serving.export", "asl_jax.cli",
+                "asl_jax.live.recognizer", "asl_jax.live.stream", "asl_jax.serving.enroll"}
+LIBRARIES = {"asl_jax.training.setup", "asl_jax.runs.restore", "asl_jax.evaluation.evaluator", "asl_jax.evaluation.inference", "asl_jax.data.input_pipeline",
+             "asl_jax.data.landmark_features", "asl_jax.data.augment", "asl_jax.data.clip_prep", "asl_jax.runs.checkpoints",
+             "asl_jax.config", "asl_jax.models.losses", "asl_jax.evaluation.metrics", "asl_jax.training.optim", "asl_jax.sharding",
+             "asl_jax.live.segmenter", "asl_jax.live.scoring", "asl_jax.live.writers", "asl_jax.evaluation.calibration",
+             "asl_jax.evaluation.class_vectors"}
 
 
 def _modules():
@@ -36,6 +38,60 @@ def _imports(tree, top_level_only: bool):
       names.add(node.module)
       names |= {f"{node.module}.{a.name}" for a in node.names}
   return {n for n in names if n.startswith("asl_jax")}
+
+
+# The packages, lowest first: a module may import its own package and the ones before it. "shared" is the
+# top-level modules every package uses (config reads one table of data.layouts, the point layouts' widths).
+LAYERS = ("shared", "data", "models", "extract", "runs", "pretrained", "evaluation", "training", "serving", "live",
+          "cli")
+SHARED = {"asl_jax", "asl_jax.config", "asl_jax.errors", "asl_jax.atomic", "asl_jax.sharding", "asl_jax.allocator"}
+ALLOWED_UPWARD = {("asl_jax.config", "asl_jax.data.layouts")}
+
+
+def _layer(module: str) -> int:
+  if module in SHARED:
+    return 0
+  return LAYERS.index(module.split(".")[1])
+
+
+def test_packages_import_only_the_layers_below_them():
+  mods = _modules()
+  assert {m.split(".")[1] for m in mods if m not in SHARED} <= set(LAYERS), "a package missing from LAYERS"
+  for name, tree in mods.items():
+    for imported in _imports(tree, top_level_only=False):
+      target = imported if imported in mods else imported.rsplit(".", 1)[0]
+      if target not in mods or (name, target) in ALLOWED_UPWARD:
+        continue
+      assert _layer(target) <= _layer(name), f"{name} ({LAYERS[_layer(name)]}) imports {target} ({LAYERS[_layer(target)]})"
+
+
+RUN_FILE_NAMES = ("config.json", "label_mapping.json", "class_mapping.json", "input_spec.json", "data_report.json",
+                  "head_weights.json", "visual_norm.npz", "calibration.json", "enrolled.json", "init_from.json",
+                  "metrics.jsonl", "test_report.json", '"checkpoints"', '".lock"', '"tensorboard"', '"eval_')
+
+
+def test_run_directory_file_names_live_in_run_dir_only():
+  """Code spells no run-directory file name outside runs/run_dir.py (docstrings, messages and help texts
+  may name them)."""
+  found = []
+  for name, tree in _modules().items():
+    if name == "asl_jax.runs.run_dir":
+      continue
+    skip = set()
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body and isinstance(
+          node.body[0], ast.Expr):
+        skip.add(id(node.body[0].value))
+      if isinstance(node, (ast.Raise, ast.JoinedStr)) or (isinstance(node, ast.Call) and any(
+          isinstance(a, ast.JoinedStr) for a in node.args)):
+        skip |= {id(n) for n in ast.walk(node)}
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+        for file_name in RUN_FILE_NAMES:
+          bare = file_name.strip('"')
+          if node.value == bare or (file_name == '"eval_' and re.match(r"eval_(test|val|train)", node.value)):
+            found.append(f"{name}:{node.lineno} {node.value!r}")
+  assert not found, "run-directory file names outside asl_jax.runs.run_dir: " + ", ".join(found)
 
 
 def test_libraries_never_import_applications():

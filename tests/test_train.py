@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from asl_jax import run as run_lib
-from asl_jax import train
-from asl_jax.checkpoints import Checkpoints
+from asl_jax import config as config_lib
 from asl_jax.errors import ConfigError, TrainingDivergedError
+from asl_jax.runs.checkpoints import Checkpoints
+from asl_jax.training import setup as run_lib, train
 from conftest import REPO, tiny_config
 
 
@@ -29,7 +29,7 @@ def _cli(data, workdir, env_extra=None, **overrides):
   cfg = tiny_config(data, **overrides)
   args = [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--config={REPO}/configs/default.py",
           f"--workdir={workdir}"]
-  defaults = train.config_lib.default_config()
+  defaults = config_lib.default_config()
   for k, v in cfg.items():
     if v != defaults[k]:
       args.append(f"--config.{k}={v}")
@@ -190,7 +190,7 @@ def test_stop_mid_epoch_resumes_exactly(tiny_data, tmp_path, monkeypatch):
   cfg = tiny_config(tiny_data, epochs=3, evaluate_test=False)
   train.train_and_evaluate(cfg, str(tmp_path / "full"))
 
-  class StopAfter(train._StopFlag):  # pylint: disable=protected-access
+  class StopAfter(train.StopFlag):  # pylint: disable=protected-access
     checks = 0
 
     @property
@@ -204,7 +204,7 @@ def test_stop_mid_epoch_resumes_exactly(tiny_data, tmp_path, monkeypatch):
     def requested(self, value):
       pass
 
-  monkeypatch.setattr(train, "_StopFlag", StopAfter)
+  monkeypatch.setattr(train, "StopFlag", StopAfter)
   result = train.train_and_evaluate(cfg, str(tmp_path / "stopped"))
   assert result["status"] == "interrupted"
   assert Checkpoints(str(tmp_path / "stopped")).latest_step() == 6

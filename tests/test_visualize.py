@@ -3,7 +3,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from asl_jax import visualize
+from asl_jax.data import visualize
 
 
 def test_contact_sheet_and_gif(tiny_data, tmp_path):

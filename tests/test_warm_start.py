@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from asl_jax import models, restore, run as run_lib, train, warm_start
+from asl_jax import models
 from asl_jax.errors import ConfigError
+from asl_jax.runs import restore, run_dir
+from asl_jax.training import setup as run_lib, train, warm_start
 from conftest import tiny_config
 
 
@@ -69,11 +71,11 @@ def test_init_from_loads_the_encoder_and_a_new_classifier(tiny_data, tmp_path):
   # Through training: the report is written and printed; the same classes load the classifier too.
   wd = str(tmp_path / "tuned")
   train.train_and_evaluate(cfg, wd)
-  saved = json.load(open(os.path.join(wd, warm_start.INIT_FILE)))
+  saved = json.load(open(os.path.join(wd, run_dir.INIT_FILE)))
   assert saved["new"] == report["new"] and saved["init_from"] == src
   same = tiny_config(tiny_data, epochs=1, evaluate_test=False, init_from=src)
   train.train_and_evaluate(same, str(tmp_path / "same"))
-  assert json.load(open(tmp_path / "same" / warm_start.INIT_FILE))["new"] == []
+  assert json.load(open(tmp_path / "same" / run_dir.INIT_FILE))["new"] == []
 
 
 def test_init_from_another_shape_names_the_fields(tiny_data, tmp_path):

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asl_jax import export, pretrained
+from asl_jax import pretrained
 from asl_jax.live import segmenter as seg
+from asl_jax.serving import export
 from test_live_segmenter import Signer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

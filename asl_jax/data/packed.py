@@ -26,9 +26,7 @@ import numpy as np
 
 from asl_jax import config as config_lib
 from asl_jax.config import default
-from asl_jax.data import features as features_lib
-from asl_jax.data import layouts
-from asl_jax.data import splits as splits_lib
+from asl_jax.data import features as features_lib, layouts, splits as splits_lib
 from asl_jax.errors import DataError
 
 CACHE_VERSION = 1

@@ -6,7 +6,7 @@ costs the memory of its 0.4 B-parameter SigLIP tower, not of the 3 B model. Work
 vision-only checkpoints, by hub name or local directory. Each frame: the checkpoint's image processor
 (224 x 224, rescale, normalise), the tower's last hidden state, mean over patches (the seed's features).
 
-Needs torch and transformers (the `visual` extra; see README).
+Needs torch and transformers (the `visual` extra; see docs/data.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _import():
     import transformers  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise DataError(f"visual features need torch and transformers (pip install -e '.[visual]' in the extraction "
-                    f"environment, see README): {e}") from None
+                    f"environment, see docs/data.md): {e}") from None
   return torch, transformers
 
 

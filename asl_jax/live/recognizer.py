@@ -14,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from asl_jax import predict as predict_lib
 from asl_jax.data import layouts
 from asl_jax.errors import DataError
 from asl_jax.live import segmenter as seg_lib
+from asl_jax.serving import predict as predict_lib
 
 GUESS_BELOW = 0.3  # top-1 probability under which a sign is flagged as a guess (the seed's display threshold)
 

@@ -42,8 +42,8 @@ def _setting(default: float, help_: str):
 
 @dataclasses.dataclass(frozen=True)
 class SegmenterConfig:
-  """The segmenter's settings (asl-live flags of the same names; defaults chosen on val streams, README
-  "Live and continuous recognition")."""
+  """The segmenter's settings (asl-live flags of the same names; defaults chosen on val streams,
+  docs/live.md)."""
   gap_s: float = _setting(0.32, "this long without a detected hand ends a sign (a rest), seconds")
   min_len_s: float = _setting(0.3, "shorter signs are dropped, seconds")
   max_len_s: float = _setting(6.0, "longer signs are split at their slowest frame, seconds")

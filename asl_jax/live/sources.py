@@ -22,8 +22,7 @@ import time
 import numpy as np
 
 from asl_jax import extract as extract_lib
-from asl_jax.data import features as features_lib
-from asl_jax.data import layouts
+from asl_jax.data import features as features_lib, layouts
 from asl_jax.errors import DataError
 
 EXTRACT_LAYOUTS = ("seed162", "holistic543")  # what the extraction writes

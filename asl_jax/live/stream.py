@@ -13,10 +13,8 @@ from typing import Sequence
 
 from asl_jax import pretrained
 from asl_jax.errors import DataError
-from asl_jax.live import recognizer as rec_lib
-from asl_jax.live import segmenter as seg_lib
-from asl_jax.live import sources, writers
-from asl_jax.restore import split_workdirs
+from asl_jax.live import recognizer as rec_lib, segmenter as seg_lib, sources, writers
+from asl_jax.runs.restore import split_workdirs
 
 
 def _say(msg: str) -> None:

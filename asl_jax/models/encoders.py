@@ -36,7 +36,7 @@ class TransformerLandmarkEncoder(nn.Module):
 
   `dropout` acts on the input projection (the seed's block); `layer_dropout` inside the layers (positions,
   attention weights, residual branches), 0.1 like torch.nn.TransformerEncoderLayer: the seed's 0.5 there
-  stalls learning at 1000 classes (README, "Class weights")."""
+  stalls learning at 1000 classes (docs/results.md, "Class weights")."""
 
   hidden: int
   dropout: float
@@ -186,27 +186,21 @@ class SeedVisualEncoder(nn.Module):
     return x, masked_mean(x, mask)
 
 
-class PooledVisualEncoder(nn.Module):
-  """A light stream for frozen per-frame features (standardised upstream): input dropout, one linear
-  projection per frame, then LayerNorm + gelu; the pooled vector averages the *projections* over the real
-  frames before the nonlinearity (the projection is linear, so this is the projection of the time-mean).
-  Averaging before anything nonlinear is what makes a weak per-frame signal usable, as in a
-  nearest-centroid classifier on time-pooled features; the seed's stream (two 0.5-dropout blocks and
-  self-attention on 1152-d inputs) memorises the frame noise instead (README, "Visual features and
-  fusion"). Tokens (for cross-attention fusion) are the per-frame projections after the same LN + gelu.
-
-  With `linear` (visual_stream=linear, the recommended one) the pooled vector is the time-mean of the
-  (standardised, dropped-out) input features itself, G-dimensional, with no projection: a head on it is a
-  full-rank linear probe. On frozen features this generalises far better than anything with a norm or a
+class LinearVisualEncoder(nn.Module):
+  """The stream for frozen per-frame features (visual_stream=linear; standardised upstream): the pooled
+  vector is the time-mean of the (dropped-out) input features itself, G-dimensional, with no projection, so a
+  head on it is a full-rank linear probe; the tokens (for cross-attention fusion) are per-frame projections
+  after LayerNorm + gelu. Averaging before anything nonlinear is what makes a weak per-frame signal usable,
+  as in a nearest-centroid classifier on time-pooled features; the seed's stream (two 0.5-dropout blocks and
+  self-attention on 1152-d inputs) memorises the frame noise instead (docs/results.md, "Visual features and
+  fusion"). On frozen features this generalises far better than anything with a norm or a
   nonlinearity after the pooling, and better than a low-rank probe through a randomly initialised projection,
-  which Adam fits poorly (weak-visual synthetic set, 100 classes, 7 clips each: README, "Visual features
+  which Adam fits poorly (weak-visual synthetic set, 100 classes, 7 clips each: docs/results.md, "Visual features
   and fusion")."""
 
   hidden: int
   dropout: float
   input_dropout: float = 0.1
-  # True (visual_stream=linear): pooled = the time-mean of the input features, (B, G).
-  linear: bool = False
 
   @nn.compact
   def __call__(self, x, mask, train: bool = False):
@@ -214,6 +208,6 @@ class PooledVisualEncoder(nn.Module):
     frames = nn.Dense(self.hidden)(x)
     norm = nn.LayerNorm()
     drop = Dropout(self.dropout, deterministic=not train)
-    pooled = masked_mean(x, mask) if self.linear else drop(nn.gelu(norm(masked_mean(frames, mask))))
+    pooled = masked_mean(x, mask)
     tokens = drop(nn.gelu(norm(frames))) * mask[..., None].astype(x.dtype)
     return tokens, pooled

@@ -49,7 +49,7 @@ class ClassifierHead(nn.Module):
   def __call__(self, x, train: bool = False, embed: bool = False):
     """Logits (B, C); with `embed`, the (B, E) input of the last layer instead: the clip's embedding, over
     which each class is one vector (a column of `logits/kernel` and its bias), the space enrolment adds
-    classes in (asl_jax/enroll.py)."""
+    classes in (asl_jax/serving/enroll.py)."""
     if hidden_layers(self.num_classes, self.layers) == 1:
       x = DenseBlock(self.hidden, self.dropout)(x, train)
       init = nn.initializers.lecun_normal()

@@ -12,7 +12,7 @@ import numpy as np
 
 from asl_jax import config as config_lib
 from asl_jax.config import choices, default
-from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder, PooledVisualEncoder,
+from asl_jax.models.encoders import (ConvTransformerLandmarkEncoder, LSTMLandmarkEncoder, LinearVisualEncoder,
                                      SeedVisualEncoder, TransformerLandmarkEncoder)
 from asl_jax.models.fusion import make_fusion
 from asl_jax.models.heads import ClassifierHead
@@ -51,8 +51,7 @@ class HybridModel(nn.Module):
   drop_path: float = default("drop_path")
   head_layers: int = default("head_layers")
   head_norm: str = default("head_norm")
-  # seed: projections + self-attention; pooled: PooledVisualEncoder; linear: the pooled vector is the
-  # time-mean of the features themselves, and a visual-only model's head is then one zero-initialised Dense
+  # seed: projections + self-attention; linear (LinearVisualEncoder): the pooled vector is the time-mean of the features themselves, and a visual-only model's head is then one zero-initialised Dense
   # layer on it (a full-rank linear probe), as is the per-stream visual head.
   visual_stream: str = default("visual_stream")
   visual_dropout: float = default("visual_dropout")
@@ -67,7 +66,7 @@ class HybridModel(nn.Module):
   # per-stream heads): a run's DIR/head_weights.json when it fitted them on val, else equal.
   head_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
   # The calibration temperature the evaluation logits are divided by (DIR/calibration.json, fitted on val
-  # after training: asl_jax/calibration.py); training's own logits (aux=True) never are.
+  # after training: asl_jax/evaluation/calibration.py); training's own logits (aux=True) never are.
   temperature: float = 1.0
 
   @property
@@ -95,8 +94,8 @@ class HybridModel(nn.Module):
     if self.use_visual:
       if self.visual_stream == "seed":
         self.visual_encoder = SeedVisualEncoder(h, p, self.num_heads)
-      elif self.visual_stream in ("pooled", "linear"):
-        self.visual_encoder = PooledVisualEncoder(h, p, self.visual_dropout, linear=self.visual_stream == "linear")
+      elif self.visual_stream == "linear":
+        self.visual_encoder = LinearVisualEncoder(h, p, self.visual_dropout)
       else:
         raise ValueError(f"visual_stream={self.visual_stream!r}: expected one of {VISUAL_STREAMS}")
     if self.stream_heads:

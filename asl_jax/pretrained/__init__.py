@@ -2,7 +2,7 @@
 
 `wlasl100/` is a run directory holding only what inference reads (config.json, label_mapping.json,
 input_spec.json, calibration.json, the evaluation weights): the recommended nslt_100 recipe trained on the
-train and val clips of the real WLASL100 landmarks (seed 1), calibrated on held-out folds. README "A model
+train and val clips of the real WLASL100 landmarks (seed 1), calibrated on held-out folds. docs/results.md, "A model
 to try" gives its test accuracy, the command that rebuilds it (benchmarks/ship_model.py, which ends with
 `package`), and its licence: WLASL is under C-UDA 1.0; trained models are Results
 under that agreement, which section 2.2 does not restrict. WLASL: Li et al., "Word-level Deep Sign Language
@@ -11,11 +11,13 @@ Recognition from Video", WACV 2020.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
 from asl_jax.errors import CheckpointError
+from asl_jax.runs import restore
+from asl_jax.runs.checkpoints import Checkpoints, eval_params_name
+from asl_jax.runs.run_dir import CONFIG_FILE, RunDir, TEST_SUMMARY_FILE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WLASL100 = os.path.join(HERE, "wlasl100")
@@ -27,7 +29,7 @@ def resolve(workdir: str | None) -> str:
   if workdir and workdir not in NAMES:
     return workdir
   path = NAMES.get(workdir or "wlasl100")
-  if not os.path.isfile(os.path.join(path, "config.json")):
+  if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
     raise CheckpointError(f"{path}: the shipped model is missing from this installation; pass --workdir")
   return path
 
@@ -42,20 +44,13 @@ def write_run(trained, dst: str, params, info: dict, files: dict | None = None) 
   restore.TrainedRun), with `files` ({name: JSON value}) written over or beside them, and a best checkpoint
   of `params` alone (no optimiser state) at the run's step with `info`. It is written beside `dst` and then
   renamed, so a failure leaves nothing. What package (the shipped model) and asl-enroll write."""
-  from asl_jax import atomic, run as run_lib  # pylint: disable=import-outside-toplevel
-  from asl_jax.checkpoints import Checkpoints  # pylint: disable=import-outside-toplevel
-  files = files or {}
   tmp = dst + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   try:
-    for name in run_lib.RUN_FILES:
-      if name not in files and os.path.exists(os.path.join(trained.workdir, name)):
-        shutil.copy2(os.path.join(trained.workdir, name), os.path.join(tmp, name))
-    for name, value in files.items():
-      atomic.write_json(os.path.join(tmp, name), value)
+    RunDir(trained.workdir).copy_for_inference(tmp, files)
     ckpts = Checkpoints(tmp, max_to_keep=1)
-    ckpts.save("best", trained.step, {run_lib.eval_params_name(trained.config): params}, info)
+    ckpts.save("best", trained.step, {eval_params_name(trained.config): params}, info)
     ckpts.close()
     os.replace(tmp, dst)
   except BaseException:
@@ -66,18 +61,15 @@ def write_run(trained, dst: str, params, info: dict, files: dict | None = None) 
 def package(src: str, dst: str, checkpoint: str = "best") -> dict:
   """Copies the inference part of run `src` to `dst` (which must not exist): the run files and a checkpoint
   of `checkpoint`'s evaluation weights alone (no optimiser state). Returns the test report's numbers."""
-  from asl_jax import restore  # pylint: disable=import-outside-toplevel
   if os.path.exists(dst):
     raise CheckpointError(f"{dst}: exists; remove it first")
   trained = restore.load_run(src, checkpoint)
-  report = os.path.join(src, "eval_test", "report.json")
+  r = RunDir(src).test_report(trained.step)
   summary = {}
-  if os.path.isfile(report):
-    with open(report, encoding="utf-8") as f:
-      r = json.load(f)
+  if r is not None:
     summary = {"test_top1": r["per_instance"]["top1"], "test_top5": r["per_instance"]["top5"],
                "test_clips": r["num_samples"], "step": trained.step}
   write_run(trained, dst, trained.params, {"packaged_from": os.path.basename(os.path.abspath(src)),
                                            "step": trained.step},
-            {"test_report.json": summary} if summary else None)
+            {TEST_SUMMARY_FILE: summary} if summary else None)
   return summary

@@ -1,0 +1,127 @@
+"""Class vectors built from a few examples: the arithmetic of enrolment (asl_jax/serving/enroll.py has the command).
+
+A run's last layer is one vector per class over the clip's embedding (models.HybridModel.embed, the input of
+`head/logits`; the flip views as in inference). A class built from k examples gets
+
+    w = (a_k / r) * p,   b = c_k
+
+where p is the unit mean of its examples' unit embeddings (every view of every example), r the typical
+embedding norm, and (a_k, c_k) a scale and bias for k examples fitted on the base run's **val** clips when the
+run is calibrated (`fit_scales`): in several draws, a fifth of the base classes have their trained vector
+replaced by one built from k of their train clips, and (a_k, c_k) minimise the val clips' NLL. So a built
+vector competes with the trained ones on the scale the val clips show, neither swamping the old classes nor
+drowned by them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHOTS = (1, 2, 3, 5)  # example counts the scale and bias are fitted for (more examples use the largest)
+_SCALE_GRID = np.exp(np.linspace(np.log(0.5), np.log(200.0), 36))
+_BIAS_GRID = np.linspace(-15.0, 10.0, 51)
+_MAX_FIT_CLIPS = 512  # val clips the fit reads at most (a seeded subset of larger splits)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+
+def prototype(emb: np.ndarray) -> np.ndarray:
+  """(V, k, E) embeddings of a sign's k examples -> its unit prototype (E,)."""
+  return unit(unit(np.asarray(emb).reshape(-1, np.shape(emb)[-1])).mean(0))
+
+
+def _views_lse(x: np.ndarray) -> np.ndarray:
+  m = x.max(-1, keepdims=True)
+  return (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[..., 0]
+
+
+def head_logits(emb: np.ndarray, head: dict) -> np.ndarray:
+  """The last layer's logits (..., C) of embeddings (..., E): a Dense layer (kernel, bias), or a cosine one
+  (models.heads.CosineDense: it also has log_scale, and its embeddings are unit vectors already)."""
+  kernel, bias = np.asarray(head["kernel"], np.float64), np.asarray(head["bias"], np.float64)
+  if "log_scale" in head:
+    return np.exp(float(head["log_scale"])) * np.asarray(emb, np.float64) @ unit(kernel.T).T + bias
+  return np.asarray(emb, np.float64) @ kernel + bias
+
+
+def fit_scales(train_emb: np.ndarray, train_labels: np.ndarray, val_emb: np.ndarray, val_labels: np.ndarray,
+               head: dict, shots=SHOTS, draws: int = 8, frac: float = 0.2, seed: int = 0) -> dict:
+  """The scale and bias of a built class vector for each example count in `shots` (see the module doc).
+  Embeddings are (V, N, E) (views, clips, E); `head` the trained last layer's parameters (a cosine layer's
+  scale is its own: only the bias is fitted). Returns {"shots", "scale", "bias", "embedding_norm", "draws",
+  "val_clips"} (JSON-ready)."""
+  rng = np.random.default_rng(seed)
+  train_labels, val_labels = np.asarray(train_labels), np.asarray(val_labels)
+  if len(val_labels) > _MAX_FIT_CLIPS:
+    keep = np.sort(rng.choice(len(val_labels), _MAX_FIT_CLIPS, replace=False))
+    val_emb, val_labels = val_emb[:, keep], val_labels[keep]
+  r = float(np.linalg.norm(np.asarray(val_emb, np.float64), axis=-1).mean())
+  logits = head_logits(val_emb, head)  # (V, n, C)
+  num_classes = logits.shape[-1]
+  scale_grid = np.array([np.exp(float(head["log_scale"]))]) if "log_scale" in head else _SCALE_GRID
+  n = len(val_labels)
+  candidates = [c for c in range(num_classes) if (train_labels == c).any()]
+  out = {"shots": [], "scale": [], "bias": []}
+  for k in shots:
+    total = np.zeros((len(scale_grid), len(_BIAS_GRID)))
+    for _ in range(draws):
+      pseudo = rng.choice(candidates, max(1, int(round(frac * len(candidates)))), replace=False)
+      protos = []
+      for c in pseudo:
+        idx = np.flatnonzero(train_labels == c)
+        idx = rng.choice(idx, min(k, len(idx)), replace=False)
+        protos.append(prototype(train_emb[:, idx]))
+      cos = np.einsum("vne,ce->vnc", val_emb / r, np.stack(protos))  # (V, n, P)
+      rest = np.setdiff1d(np.arange(num_classes), pseudo)
+      lse_rest = _views_lse(logits[..., rest])  # (V, n)
+      pos = {c: i for i, c in enumerate(pseudo)}
+      is_pseudo = np.array([y in pos for y in val_labels])
+      true_base = logits[:, np.arange(n), val_labels]  # (V, n)
+      true_cos = np.stack([cos[:, i, pos[y]] if y in pos else np.zeros(cos.shape[0])
+                           for i, y in enumerate(val_labels)], 1)  # (V, n)
+      for i, a in enumerate(scale_grid):
+        lse_new = _views_lse(a * cos)[None] + _BIAS_GRID[:, None, None]  # (B, V, n)
+        lse = np.logaddexp(lse_rest[None], lse_new)
+        true = np.where(is_pseudo[None, None], a * true_cos[None] + _BIAS_GRID[:, None, None], true_base[None])
+        p = np.exp(true - lse).mean(1)  # (B, n): the views' mean probability of the true class
+        total[i] += -np.log(np.maximum(p, 1e-30)).mean(-1)
+    i, j = np.unravel_index(int(np.argmin(total)), total.shape)
+    out["shots"].append(int(k))
+    out["scale"].append(float(scale_grid[i]))
+    out["bias"].append(float(_BIAS_GRID[j]))
+  return {**out, "embedding_norm": r, "draws": draws, "val_clips": int(n)}
+
+
+def class_vector(emb: np.ndarray, scales: dict) -> tuple[np.ndarray, float]:
+  """A new class's (kernel column (E,), bias) from its examples' (V, k, E) embeddings."""
+  k = int(np.shape(emb)[1])
+  shots = list(scales["shots"])
+  i = max((j for j, s in enumerate(shots) if s <= k), default=0)
+  a, c = scales["scale"][i], scales["bias"][i]
+  return (a / scales["embedding_norm"]) * prototype(emb), float(c)
+
+
+def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_new: int,
+              refine_weight: float = 0.5) -> dict:
+  """The parameters with `head/logits` grown by `num_new` columns. `columns` maps a class index to its
+  built (vector, bias): an index past the base's classes is a new class; an existing one is refined (mean
+  of the trained and the built vector, and of the biases)."""
+  head = params["head"]["logits"]
+  kernel, bias = np.asarray(head["kernel"], np.float32), np.asarray(head["bias"], np.float32)
+  c0 = kernel.shape[1]
+  if "log_scale" in head:  # a cosine layer compares directions: refine the unit vectors, keep the norm
+    kernel = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-9)
+  kernel = np.concatenate([kernel, np.zeros((kernel.shape[0], num_new), np.float32)], 1)
+  bias = np.concatenate([bias, np.zeros(num_new, np.float32)])
+  for c, (w, b) in columns.items():
+    if c < c0:
+      kernel[:, c] = (1 - refine_weight) * kernel[:, c] + refine_weight * w
+      bias[c] = (1 - refine_weight) * bias[c] + refine_weight * b
+    else:
+      kernel[:, c], bias[c] = w, b
+  new = dict(params)
+  new["head"] = {**params["head"], "logits": {**head, "kernel": kernel, "bias": bias}}
+  return new

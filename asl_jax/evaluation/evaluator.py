@@ -1,0 +1,241 @@
+"""Evaluation library: a jitted eval step over a split in fixed-size batches, metrics, the report and its
+plots. `Evaluator` serves training-time validation and the evaluate application (evaluate.py) alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from asl_jax import atomic, config as config_lib
+from asl_jax.data import input_pipeline, landmark_features
+from asl_jax.evaluation import calibration, class_vectors, inference, metrics, plots
+from asl_jax.models import losses
+from asl_jax.runs import run_dir
+from asl_jax.sharding import DataParallel
+
+
+EVAL_BATCH = 256  # config.eval_batch_size=0 outside training
+
+
+class Evaluator:
+  """Logits -> ranked top-k predictions and loss terms for every clip of a DeviceData."""
+
+  def __init__(self, model, num_frames: int, parallel: DataParallel, batch_size: int, class_weights=None,
+               smoothing: float = 0.0, features=input_pipeline.DEFAULT_FEATURES, tta_flip: bool = False,
+               visual_norm=None):
+    self.parallel = parallel
+    self.batch_size = parallel.round_batch(batch_size)
+    w = None if class_weights is None else jnp.asarray(class_weights)
+
+    def step(params, data, idx, valid, with_probs=False):
+      logits = inference.log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
+      num, den = losses.weighted_ce_terms(logits, data.labels[idx], w, smoothing, valid)
+      return (metrics.top_k_predictions(logits), num, den) + ((jnp.exp(logits),) if with_probs else ())
+
+    def probs(params, data, idx, valid):  # pylint: disable=unused-argument
+      return jnp.exp(inference.log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm))
+
+    def heads(params, data, idx, valid):  # pylint: disable=unused-argument
+      return inference.head_log_probs(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
+
+    def embed(params, data, idx, valid):  # pylint: disable=unused-argument
+      return inference.embeddings(model, params, data, idx, num_frames, features, tta_flip, visual_norm)
+
+    self._step = jax.jit(step, out_shardings=parallel.replicated)  # every process can read the results
+    # The same pass returning the probabilities too (reports: the calibration error).
+    self._step_probs = jax.jit(lambda *a: step(*a, with_probs=True), out_shardings=parallel.replicated)
+    self._probs = jax.jit(probs, out_shardings=parallel.replicated)
+    self._heads = jax.jit(heads, out_shardings=parallel.replicated)
+    self._embed = jax.jit(embed, out_shardings=parallel.replicated)
+    self.model = model
+
+  @classmethod
+  def from_config(cls, config, model, parallel: DataParallel, class_weights=None, batch_size: int = 0,
+                  visual_norm=None):
+    return cls(model, config.num_frames, parallel, batch_size or config.eval_batch_size or EVAL_BATCH, class_weights,
+               config.label_smoothing, landmark_features.FeatureConfig.from_config(config),
+               bool(config.tta_flip), visual_norm)
+
+  def _map(self, step, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None):
+    """Runs `step(params, data, idx, valid)` over the first `count` clips of `data` (default all) in fixed-size
+    batches; returns the per-batch outputs of each chunk (fetched to the host), padding included.
+
+    Device-resident data is used as is; host (numpy / memory-mapped) data is streamed to the devices in
+    chunks of `chunk_batches` batches, so splits larger than device memory evaluate too. Clips after the
+    first `count` are padding (`input_pipeline.padded_indices`): two splits padded to one size share one
+    compiled step.
+    """
+    n = data.size if count is None else count
+    on_device = isinstance(data.labels, jax.Array)
+    chunk = n if on_device else self.batch_size * chunk_batches
+    out = []
+    for c0 in range(0, n, chunk):
+      part = data if on_device else self.parallel.replicate(
+          jax.tree_util.tree_map(lambda a, c0=c0: np.ascontiguousarray(a[c0:c0 + chunk]), data))
+      m = min(chunk, n - c0)
+      chunk_out = []
+      for idx, valid, count in inference.padded_batches(m, self.batch_size):
+        chunk_out.append((step(params, part, self.parallel.shard_batch(idx), self.parallel.shard_batch(valid)),
+                          count))
+      # Fetching each chunk's results keeps at most one chunk on the devices.
+      out += jax.device_get(chunk_out)
+    return out
+
+  def predict(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16, count: int | None = None,
+              with_probs: bool = False):
+    """(top_k (N, k) numpy, loss) over the first `count` clips of `data` (default all), in order; with
+    `with_probs`, (top_k, loss, probabilities (N, C)) from the same pass."""
+    out = self._map(self._step_probs if with_probs else self._step, params, data, chunk_batches, count)
+    tops = np.concatenate([o[0][:k] for o, k in out])
+    num, den = sum(float(o[1]) for o, _ in out), sum(float(o[2]) for o, _ in out)
+    loss = num / max(den, 1e-12)
+    return (tops, loss, np.concatenate([o[3][:k] for o, k in out])) if with_probs else (tops, loss)
+
+  def probabilities(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(N, C) class probabilities of every clip of `data`, in order (for ensembles)."""
+    out = self._map(self._probs, params, data, chunk_batches)
+    return np.concatenate([p[:k] for p, k in out])
+
+  def head_log_probs(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(V, K, N, C): every head's log-probabilities in every test-time view (inference.head_log_probs)."""
+    out = self._map(self._heads, params, data, chunk_batches)
+    return np.concatenate([h[:, :, :k] for h, k in out], axis=2)
+
+  def view_logits(self, params, data: input_pipeline.DeviceData) -> np.ndarray:
+    """(V, N, C): per test-time view, what the model's evaluation logits are before its temperature (the
+    heads' log-probabilities combined with its head weights): what calibration fits the temperature on."""
+    h = self.head_log_probs(params, data)
+    w = np.asarray(self.model.head_weights if h.shape[1] > 1 else (1.0,), np.float32)
+    return np.einsum("k,vknc->vnc", w, h)
+
+  def embeddings(self, params, data: input_pipeline.DeviceData, chunk_batches: int = 16) -> np.ndarray:
+    """(V, N, E): every clip's embedding in every test-time view (inference.embeddings)."""
+    out = self._map(self._embed, params, data, chunk_batches)
+    return np.concatenate([e[:, :k] for e, k in out], axis=1)
+
+  def evaluate(self, params, data: input_pipeline.DeviceData, labels: np.ndarray, num_classes: int,
+               with_probs: bool = False) -> dict:
+    """Metrics of the first len(labels) clips of `data` (the rest, if any, is padding); with `with_probs`
+    also their probabilities (summary["probs"], (N, C)), from the same pass."""
+    top_k, loss, *probs = self.predict(params, data, count=len(labels), with_probs=with_probs)
+    summary = metrics.summarize(top_k, labels, num_classes)
+    summary["loss"] = loss
+    summary["top_k"] = top_k
+    if with_probs:
+      summary["probs"] = probs[0]
+    return summary
+
+
+HEAD_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def combined_nll(head_log_probs: np.ndarray, labels: np.ndarray, weights) -> float:
+  """Mean negative log-likelihood of the prediction inference.log_probs makes from per-view, per-head
+  log-probabilities (V, K, N, C) with head weights (K,): per view the weighted sum, normalised; the mean
+  probability over the views."""
+  w = np.asarray(weights, np.float64).reshape(1, -1, 1, 1)
+  return calibration.nll((w * head_log_probs.astype(np.float64)).sum(1), labels)
+
+
+def fit_head_weights(head_log_probs: np.ndarray, labels: np.ndarray, grid=HEAD_WEIGHT_GRID) -> dict:
+  """The head weights (one per head, each from `grid`, not all zero) whose combined prediction has the
+  lowest loss on these clips (the validation split): a stream whose head carries no signal gets weight
+  ~0, and the weights double as a temperature. Returns {"weights", "val_loss", "equal_val_loss"}."""
+  k = head_log_probs.shape[1]
+  candidates = [w for w in itertools.product(grid, repeat=k) if any(w)]
+  losses_ = [combined_nll(head_log_probs, labels, w) for w in candidates]
+  best = int(np.argmin(losses_))
+  return {"weights": [float(x) for x in candidates[best]], "val_loss": losses_[best],
+          "equal_val_loss": combined_nll(head_log_probs, labels, (1.0,) * k)}
+
+
+def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=None, train_labels=None,
+              fitted_on: str = "val", view_logits: np.ndarray | None = None) -> dict:
+  """A run's calibration.json from its held-out clips `val` (the evaluator's model without a temperature):
+  the temperature, the unknown threshold, and with the training clips the enrolment scales
+  (class_vectors.fit_scales). `view_logits`: val's (Evaluator.view_logits), when the caller has them."""
+  if view_logits is None:
+    view_logits = evaluator.view_logits(params, val)
+  cal = calibration.fit(view_logits, val_labels, step, fitted_on=fitted_on)
+  model = evaluator.model
+  if train is not None and not model.stream_heads and "head" in params and "logits" in params["head"]:
+    cal["enrol"] = class_vectors.fit_scales(evaluator.embeddings(params, train), train_labels,
+                                            evaluator.embeddings(params, val), val_labels,
+                                            jax.device_get(params["head"]["logits"]))
+  return cal
+
+
+def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None) -> dict:
+  """report.json's "calibration": the ECE and its bins (the reliability diagram), the mean confidence, the
+  run's temperature and unknown threshold, and the share of clips it calls unknown."""
+  return {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
+          "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),
+          "unknown_threshold": threshold,
+          "called_unknown": float(calibration.unknown_mask(probs, threshold).mean())}
+
+
+def clips_without_hands(packed, idx) -> int:
+  """How many of the clips `idx` have no detected hand in any frame (their predictions are guesses)."""
+  parts, lengths = np.asarray(packed.parts[idx]), np.asarray(packed.lengths[idx])
+  real = np.arange(parts.shape[1])[None] < lengths[:, None]
+  return int((~((parts[..., 0] | parts[..., 1]) & real).any(1)).sum())
+
+
+def flat_metrics(summary: dict, prefix: str) -> dict:
+  """The scalar metrics (config.METRICS) as metrics.jsonl keys: {prefix}_loss, _top1, _top5, _class_top1,
+  _class_top5."""
+  values = {"loss": summary["loss"], "top1": summary["per_instance"]["top1"],
+            "top5": summary["per_instance"]["top5"], "class_top1": summary["per_class"]["top1"],
+            "class_top5": summary["per_class"]["top5"]}
+  return {f"{prefix}_{m}": values[m] for m in config_lib.METRICS}
+
+
+def build_report(summary: dict, split: str, step: int, glosses, n_list: int = 10) -> dict:
+  """The report.json dict (accuracies as fractions)."""
+  acc = summary["class_top1"]
+  present = np.flatnonzero(~np.isnan(acc))
+  per_class = {glosses[c]: float(acc[c]) for c in present}
+  order = present[np.lexsort((present, acc[present]))]  # ascending accuracy, then class index
+  entry = lambda c: {"gloss": glosses[c], "class": int(c), "accuracy": float(acc[c]),  # noqa: E731
+                     "count": int(summary["class_counts"][c])}
+  return {
+      "split": split, "checkpoint_step": int(step), "num_samples": int(len(summary["predictions"])),
+      "num_classes": int(len(glosses)), "loss": summary["loss"],
+      "per_instance": summary["per_instance"], "per_class": summary["per_class"],
+      "per_class_accuracy": per_class,
+      "worst": [entry(c) for c in order[:n_list]], "best": [entry(c) for c in order[::-1][:n_list]],
+  }
+
+
+def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, glosses,
+                 training_rows: list[dict] | None = None) -> str:
+  """Writes report.json and the PNG plots into out_dir (the training curves from `training_rows`, the run's
+  metrics.jsonl rows, when given); returns the report path."""
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, run_dir.REPORT_FILE)
+  atomic.write_json(path, report)
+  cm = metrics.confusion_matrix(labels, summary["predictions"], len(glosses))
+  plots.plot_confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"))
+  plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"))
+  if training_rows:
+    plots.training_curves(training_rows, os.path.join(out_dir, "training_curves.png"))
+  return path
+
+
+def format_table(report: dict) -> str:
+  pi, pc = report["per_instance"], report["per_class"]
+  return "\n".join([
+      f"{report['split']} split, step {report['checkpoint_step']}, {report['num_samples']} clips, "
+      f"{report['num_classes']} classes",
+      f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
+      f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
+      f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
+  ] + ([f"calibration: expected calibration error {report['calibration']['ece']:.3f} (temperature "
+         f"{report['calibration']['temperature']:.3g}; reliability.png)"] if report.get("calibration") else []) + (
+      [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
+       "guesses)"] if report.get("clips_without_hands") else []))

@@ -1,0 +1,1 @@
+"""The commands that use a trained run: evaluate, predict, export and enroll."""

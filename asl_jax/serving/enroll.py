@@ -1,0 +1,152 @@
+"""Your own signs: a run's vocabulary grown from a few examples of each new sign, without retraining.
+
+Each sign becomes one more class vector in the run's last layer, built from its examples' embeddings with
+the scale and bias the base run fitted on its val clips (asl_jax/evaluation/class_vectors.py says how). A gloss the
+base already has is refined: its vector becomes the mean of the trained one and the built one.
+
+`enroll` writes a new run directory (the base is only read): the base's run files, label_mapping.json with
+the new glosses after the old ones, config.json with the head's depth fixed (`head_layers`), the best
+checkpoint with the grown layer, and enrolled.json (what was enrolled from which files). It works wherever a
+run works, including as the base of a further enrolment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+
+from asl_jax import pretrained
+from asl_jax.data import features as features_lib, layouts
+from asl_jax.errors import ConfigError, DataError
+from asl_jax.evaluation import class_vectors
+from asl_jax.models import heads
+from asl_jax.runs import run_dir
+from asl_jax.serving import predict as predict_lib
+GLOSS_RE = re.compile(r"^[^\s/\\.][^/\\\x00-\x1f]{0,63}$")
+
+
+@dataclasses.dataclass
+class Example:
+  gloss: str
+  path: str
+
+
+def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
+  """SIGNS/<gloss>/<files> -> (the examples, one problem line per folder or file that cannot be used)."""
+  if not os.path.isdir(signs_dir):
+    raise DataError(f"--signs={signs_dir}: not a directory (expected SIGNS/<gloss>/ folders of landmark .npy "
+                    "files or videos)")
+  examples, problems = [], []
+  entries = sorted(os.listdir(signs_dir))
+  folders = [e for e in entries if os.path.isdir(os.path.join(signs_dir, e))]
+  if not folders:
+    raise DataError(f"--signs={signs_dir}: no sign folders in it (expected SIGNS/<gloss>/ with a sign's examples)")
+  for gloss in folders:
+    folder = os.path.join(signs_dir, gloss)
+    if not GLOSS_RE.match(gloss):
+      problems.append(f"{folder}: {gloss!r} is not a valid gloss (1-64 characters, not starting with a space "
+                      "or a dot, no control characters)")
+      continue
+    files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if not f.startswith(".")]
+    usable = [f for f in files if f.endswith(".npy") or predict_lib.is_video(f)]
+    for f in files:
+      if f not in usable:
+        problems.append(f"{f}: not a landmark .npy file or a video ({', '.join(predict_lib.VIDEO_SUFFIXES)})")
+    if not usable:
+      problems.append(f"{folder}: no examples (put the sign's landmark .npy files or videos in it)")
+    examples += [Example(gloss, f) for f in usable]
+  return examples, problems
+
+
+def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]:
+  """{path: prepared clip} and one problem line per example that cannot be used."""
+  clips, problems = {}, []
+  videos = [e for e in examples if predict_lib.is_video(e.path)]
+  if videos:
+    print(f"extracting the landmarks of {len(videos)} video(s) (MediaPipe)", file=sys.stderr, flush=True)
+  for e in examples:
+    try:
+      if predict_lib.is_video(e.path):
+        from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
+        clip = predictor.load_clip(landmarks_from_video(e.path, predictor.run.layout))
+      else:
+        clip = predictor.load_clip(e.path, layout=_layout_of(e.path, predictor.run.layout))
+    except DataError as err:
+      problems.append(str(err) if str(err).startswith(e.path) else f"{e.path}: {err}")
+      continue
+    warning = predict_lib.signal_warning(clip)
+    if warning:
+      problems.append(f"{e.path}: {warning.split(':')[0]}; not enrolled")
+      continue
+    clips[e.path] = clip
+  return clips, problems
+
+
+def _layout_of(path: str, default: str) -> str:
+  """The landmark layout of a .npy file by its width, from its header (any supported layout is enrolled)."""
+  try:
+    return layouts.layout_for_dim(features_lib.read_header(path)[0][-1], path)
+  except (DataError, IndexError):
+    return default  # load_clip reports the file
+
+
+def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
+  """Enrols the signs in SIGNS_DIR/<gloss>/ into a copy of run `base` written to `workdir` (which must not
+  exist). Returns {"workdir", "added", "refined", "examples", "problems"}; raises DataError when nothing
+  could be enrolled."""
+  if os.path.exists(workdir):
+    raise ConfigError(f"--workdir={workdir}: exists; asl-enroll writes a new run directory (the base is never "
+                      "changed): choose a new name, or remove it first")
+  parent = os.path.dirname(os.path.abspath(workdir))
+  if not os.path.isdir(parent):
+    raise ConfigError(f"--workdir={workdir}: its folder {parent} does not exist")
+  examples, problems = find_examples(signs_dir)
+  predictor = predict_lib.Predictor(base)
+  run = predictor.run
+  if run.model.stream_heads:
+    raise ConfigError(f"{base}: this run has a head per stream (aux_loss_weight > 0); enrolment supports runs "
+                      "with one head")
+  if run.visual_dim:
+    raise ConfigError(f"{base}: this run also needs visual features; enrolment takes landmark examples only")
+  cal = run.calibration
+  if not cal or "enrol" not in cal:
+    raise ConfigError(f"{base}: the run has no enrolment scales (calibration.json, fitted on val after training); "
+                      "run `asl-evaluate --workdir=BASE --calibrate` first")
+  clips, bad = _load_examples(predictor, examples)
+  problems += bad
+  by_gloss: dict[str, list[str]] = {}
+  for e in examples:
+    if e.path in clips:
+      by_gloss.setdefault(e.gloss, []).append(e.path)
+  if not by_gloss:
+    raise DataError(f"--signs={signs_dir}: no usable example, nothing enrolled")
+  paths = [p for g in by_gloss for p in by_gloss[g]]
+  emb = predictor.embed_clips([clips[p] for p in paths])
+  at = {p: i for i, p in enumerate(paths)}
+  glosses = list(run.glosses)
+  columns, added, refined = {}, [], []
+  for g, files in by_gloss.items():
+    vector = class_vectors.class_vector(emb[:, [at[p] for p in files]], cal["enrol"])
+    if g in glosses:
+      refined.append(g)
+      columns[glosses.index(g)] = vector
+    else:
+      added.append(g)
+      columns[len(glosses)] = vector
+      glosses.append(g)
+  params = class_vectors.grow_head(run.params, columns, len(added))
+  config = json.loads(json.dumps(run.config.to_dict()))
+  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
+  record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
+            "examples": {g: [os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
+            "problems": problems, "earlier": run_dir.RunDir(run.workdir).enrolled()}
+  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
+                       {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
+                        run_dir.ENROLLED_FILE: record})
+  say(f"enrolled {len(added)} new sign(s)" + (f" ({', '.join(added)})" if added else "") +
+      (f"; refined {len(refined)} the base already knew ({', '.join(refined)})" if refined else "") +
+      f" from {len(paths)} example(s): {len(glosses)} signs in {workdir}")
+  return {"workdir": workdir, "added": added, "refined": refined, "examples": len(paths), "problems": problems}

@@ -183,13 +183,13 @@ def pick(config, names: dict[str, str]) -> dict:
   return {mine: config[theirs] for mine, theirs in names.items()}
 
 
-def parse_blocks(spec: str) -> tuple[str, ...]:
+def parse_blocks(features: str) -> tuple[str, ...]:
   """"pos, hand,vel" -> ("pos", "hand", "vel"), in the canonical order; raises ValueError on unknown or
   empty names."""
-  names = [s.strip() for s in str(spec).split(",") if s.strip()]
+  names = [s.strip() for s in str(features).split(",") if s.strip()]
   unknown = sorted(set(names) - set(FEATURE_BLOCKS))
   if unknown or not names:
-    raise ValueError(f"features={spec!r}: expected a comma-separated subset of {list(FEATURE_BLOCKS)}")
+    raise ValueError(f"features={features!r}: expected a comma-separated subset of {list(FEATURE_BLOCKS)}")
   return tuple(b for b in FEATURE_BLOCKS if b in names)
 
 

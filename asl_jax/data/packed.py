@@ -193,7 +193,7 @@ def _remove_stale_temps(root: str) -> None:
         alive = False
       except PermissionError:
         alive = True
-    if not alive:  # also the pid-less names older versions wrote
+    if not alive:  # also names without a pid
       shutil.rmtree(os.path.join(root, name), ignore_errors=True)
       logging.info("removed a half-written cache entry %s", name)
 

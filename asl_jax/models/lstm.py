@@ -46,9 +46,9 @@ def _cell(gates, c):
   return o * tc, c_new, (i, f, g, o, tc)
 
 
-def _dot(dtype, spec, a, b):
+def _dot(dtype, equation, a, b):
   """einsum with operands in `dtype` (bfloat16 for the fast path) and float32 accumulation and result."""
-  return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+  return jnp.einsum(equation, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
 
 
 @functools.cache

@@ -117,13 +117,13 @@ def _check_shapes(ckpts: Checkpoints, kind: str, name: str, abstract, step, work
                         f"{CONFIG_FILE} ({fields}); undo the edit of {CONFIG_FILE}")
 
 
-def parse_checkpoint(spec: str) -> tuple[str, int | None]:
+def parse_checkpoint(checkpoint: str) -> tuple[str, int | None]:
   """"best" | "latest" | a step number -> (kind, step)."""
-  if spec in ("best", "latest"):
-    return spec, None
-  if str(spec).isdigit():
-    return "step", int(spec)
-  raise ConfigError(f"--checkpoint={spec!r}: expected best, latest or a step number")
+  if checkpoint in ("best", "latest"):
+    return checkpoint, None
+  if str(checkpoint).isdigit():
+    return "step", int(checkpoint)
+  raise ConfigError(f"--checkpoint={checkpoint!r}: expected best, latest or a step number")
 
 
 def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None = None) -> TrainedRun:

@@ -57,7 +57,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
     idx = jax.lax.with_sharding_constraint(order[state.step % steps_per_epoch], parallel.batch)
     batch = input_pipeline.make_batch(data, idx, k_batch, num_frames, aug, model.use_landmarks, model.use_visual,
                                       features, visual_norm=visual_norm)
-    k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: runs without mixup draw as before
+    k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: the other draws do not depend on mixup
     batch, partner, lam = aug_lib.mixup(k_mix, batch, aug)
     ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing)  # noqa: E731
 

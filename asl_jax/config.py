@@ -31,6 +31,9 @@ class Field(NamedTuple):
 SECTIONS: dict[str, tuple[Field, ...]] = {
     "data (seed: --data_dir, --subset, --landmarks_dir, --gemma_features_dir, --gemma_feature_dim, "
     "--num_frames)": (
+        Field("dataset", "wlasl", "wlasl: an nslt split file and per-clip feature files; kaggle_islr: Google's "
+              "ISLR 2023 layout in data_dir as it comes (train.csv, train_landmark_files/, "
+              "sign_to_prediction_index_map.json), split by signer", ("wlasl", "kaggle_islr")),
         Field("data_dir", "data/wlasl", "directory of the split file and wlasl_class_list.txt"),
         Field("subset", "nslt_100.json", "the split file: {video_id: {subset, action: [class, start, end]}}"),
         Field("landmarks_dir", "", "directory of the landmark files (empty: DATA_DIR/landmarks)"),
@@ -39,6 +42,9 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("gemma_pattern", "{id}_gemma.npy", "visual feature file name of a clip ({id}: its video id)"),
         Field("gemma_features_dir", "", "directory of {id}_gemma.npy visual features (empty: landmarks only)"),
         Field("gemma_feature_dim", 0, "visual feature size (0: from extraction_metadata.json or the files)"),
+        Field("val_participants", "", "kaggle_islr: the signers (participant_id, comma-separated) held out "
+              "for val (empty: a seeded tenth of them, data/splits.py)"),
+        Field("test_participants", "", "kaggle_islr: the signers held out for test (empty: a seeded 15 %)"),
         Field("landmark_layout", "auto", "layout of the landmark files (auto: from their width)",
               ("auto", *LAYOUT_DIMS)),
         Field("num_frames", 16, "frames the model sees per clip"),

@@ -34,3 +34,15 @@ def test_top5_excludes_rank_six():
 def test_confusion_matrix():
   cm = metrics.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 0]), 3)
   assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_retrieval_metrics_by_hand():
+  """Ranks 1, 2 and 4 of the true class: MRR (1 + 1/2 + 1/4) / 3, DCG (1 + 1/log2(3) + 1/log2(5)) / 3."""
+  probs = np.array([[0.7, 0.2, 0.1, 0.0], [0.5, 0.3, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1]])
+  r = metrics.retrieval(probs, np.array([0, 1, 3]))
+  assert r["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 4) / 3)
+  assert r["dcg"] == pytest.approx((1 + 1 / np.log2(3) + 1 / np.log2(5)) / 3)
+  assert r["top10"] == r["top20"] == 1.0 and r["mean_rank"] == pytest.approx(7 / 3)
+  many = np.tile(np.linspace(1, 0, 30), (2, 1))  # class i ranks i + 1
+  assert metrics.retrieval(many, np.array([9, 15]))["top10"] == 0.5
+  assert metrics.retrieval(many, np.array([9, 15]))["top20"] == 1.0

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from asl_jax.data import formats
 from asl_jax.errors import DataError
 
 LANDMARK_SUFFIX = "_landmarks.npy"
@@ -36,7 +37,10 @@ def visual_path(visual_dir: str, video_id: str, pattern: str = VISUAL_PATTERN) -
 
 
 def read_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
-  """(shape, dtype) from a .npy header without reading the data; checks the file is long enough."""
+  """(shape, dtype) from a .npy header without reading the data; checks the file is long enough. A Kaggle
+  parquet or a .pose file (data/formats.py) is (frames, 1629), holistic543."""
+  if formats.is_landmark_format(path):
+    return (formats.num_frames(path), formats.DIM), np.dtype(np.float32)
   try:
     with open(path, "rb") as f:
       version = np.lib.format.read_magic(f)
@@ -169,7 +173,7 @@ def read_npy(path: str) -> np.ndarray:
     raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
   if magic != _NPY_MAGIC:
     raise DataError(f"{path}: not a .npy file; asl_jax reads NumPy arrays saved with np.save, one (frames, D) "
-                    "array of landmarks per file")
+                    "array of landmarks per file, Kaggle ISLR .parquet files and pose-format .pose files")
   try:
     with _NPY_LOAD_LOCK:
       return np.load(path, allow_pickle=False)
@@ -177,9 +181,15 @@ def read_npy(path: str) -> np.ndarray:
     raise DataError(f"{path}: cannot read .npy file ({type(e).__name__}: {e})") from None
 
 
+def read_array(path: str) -> np.ndarray:
+  """The landmark array of a .npy, Kaggle ISLR .parquet or pose-format .pose file (the last two as
+  holistic543, data/formats.py)."""
+  return formats.read(path) if formats.is_landmark_format(path) else read_npy(path)
+
+
 def load_array(path: str, dim: int) -> np.ndarray:
   """Loads one (T, dim) float32 array; any problem raises a DataError naming the file."""
-  return validate_array(read_npy(path), dim, path)
+  return validate_array(read_array(path), dim, path)
 
 
 def validate_array(x, dim: int, path: str) -> np.ndarray:

@@ -85,6 +85,25 @@ def to_canonical(raw: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
   return points, present
 
 
+def to_holistic543(raw: np.ndarray, layout: str) -> np.ndarray:
+  """(T, D) raw landmarks of any layout -> (T, 1629) holistic543, the points the layout lacks all zeros
+  (missing): how a seed162 or holistic170 file is written as a Kaggle ISLR parquet or a .pose file."""
+  t = raw.shape[0]
+  out = np.zeros((t, 543, 3), np.float32)
+  if layout == "holistic543":
+    return np.asarray(raw, np.float32).reshape(t, 543 * 3)
+  if layout == "seed162":
+    pts = raw.reshape(t, NUM_POINTS, 3)
+    out[:, 468:489], out[:, 522:543], out[:, 489 + 11:489 + 23] = pts[:, 0:21], pts[:, 21:42], pts[:, 42:54]
+  elif layout == "holistic170":
+    pose = raw[:, :44].reshape(t, 11, 4)[:, :, :3]
+    out[:, 468:489], out[:, 522:543] = raw[:, 44:107].reshape(t, 21, 3), raw[:, 107:170].reshape(t, 21, 3)
+    out[:, 489 + 0], out[:, 489 + 11:489 + 17], out[:, 489 + 23:489 + 27] = pose[:, 0], pose[:, 1:7], pose[:, 7:11]
+  else:
+    raise DataError(f"landmark_layout={layout!r}: expected one of {sorted(LAYOUT_DIMS)}")
+  return out.reshape(t, 543 * 3)
+
+
 def normalize(points: np.ndarray, present: np.ndarray) -> np.ndarray:
   """Body-centric normalisation of one clip; points (T, 54, 3), present (T, 4) -> (T, 54, 3)."""
   pts = points.astype(np.float32, copy=True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from asl_jax import config as config_lib
 from asl_jax.config import default
-from asl_jax.data import features as features_lib, layouts, splits as splits_lib
+from asl_jax.data import features as features_lib, formats, layouts, splits as splits_lib
 from asl_jax.errors import DataError
 
 CACHE_VERSION = 1
@@ -39,6 +39,9 @@ class DataSpec:
   """Where the data is and how to pack it (the data fields of the config)."""
 
   data_dir: str
+  dataset: str = default("dataset")
+  val_participants: str = default("val_participants")
+  test_participants: str = default("test_participants")
   subset: str = default("subset")
   landmarks_dir: str = default("landmarks_dir")  # empty: {data_dir}/landmarks
   landmarks_pattern: str = default("landmarks_pattern")  # a clip's file name, {id} its video id
@@ -56,14 +59,33 @@ class DataSpec:
 
   @property
   def split_path(self) -> str:
+    if self.dataset == "kaggle_islr":
+      return os.path.join(self.data_dir, splits_lib.KAGGLE_TRAIN_CSV)
     return splits_lib.resolve_split_path(self.data_dir, self.subset)
+
+  def read_split(self) -> splits_lib.Split:
+    """The dataset's clips, subsets and classes."""
+    if self.dataset == "kaggle_islr":
+      return splits_lib.read_kaggle_islr(self.data_dir, self.val_participants, self.test_participants)
+    split_path = self.split_path
+    names = splits_lib.read_class_names(os.path.dirname(split_path))
+    if names is None:
+      logging.warning("%s: no class list beside the split file, so glosses will be class numbers (\"37\"); put "
+                      "wlasl_class_list.txt (index<TAB>gloss per line) or WLASL_v0.3.json in %s to name them",
+                      split_path, os.path.dirname(os.path.abspath(split_path)))
+    return splits_lib.read_split(split_path, names)
 
   @property
   def landmarks_path(self) -> str:
+    if self.dataset == "kaggle_islr":
+      return self.landmarks_dir or self.data_dir
     return self.landmarks_dir or os.path.join(self.data_dir, "landmarks")
 
-  def landmark_file(self, video_id: str) -> str:
-    return features_lib.landmark_path(self.landmarks_path, video_id, self.landmarks_pattern)
+  def landmark_file(self, entry: splits_lib.Entry) -> str:
+    """A clip's landmark file: the path its dataset names (Kaggle ISLR), else landmarks_pattern's."""
+    if entry.path:
+      return os.path.join(self.landmarks_path, entry.path)
+    return features_lib.landmark_path(self.landmarks_path, entry.video_id, self.landmarks_pattern)
 
   def visual_file(self, video_id: str) -> str:
     return features_lib.visual_path(self.gemma_features_dir, video_id, self.gemma_pattern)
@@ -148,10 +170,10 @@ def cache_root(cache_dir: str = "") -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-  """A hash of the code that reads, checks and prepares the clips (this module, layouts, features): any
+  """A hash of the code that reads, checks and prepares the clips (this module, layouts, features, formats): any
   change to it makes new cache keys, so old packed arrays are never reused by new code."""
   h = hashlib.sha256()
-  for path in (__file__, layouts.__file__, features_lib.__file__):
+  for path in (__file__, layouts.__file__, features_lib.__file__, formats.__file__):
     with open(path, "rb") as f:
       h.update(f.read())
   return h.hexdigest()[:16]
@@ -253,13 +275,8 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
     raise DataError(f"on_bad_file={spec.on_bad_file!r}: expected one of {ON_BAD_FILE}")
   if spec.max_frames < 1:
     raise DataError(f"max_frames={spec.max_frames}: must be >= 1")
-  split_path = spec.split_path
-  names = splits_lib.read_class_names(os.path.dirname(split_path))
-  if names is None:
-    logging.warning("%s: no class list beside the split file, so glosses will be class numbers (\"37\"); put "
-                    "wlasl_class_list.txt (index<TAB>gloss per line) or WLASL_v0.3.json in %s to name them",
-                    split_path, os.path.dirname(os.path.abspath(split_path)))
-  split = splits_lib.read_split(split_path, names)
+  split = spec.read_split()
+  split_path = split.path
   no_train = splits_lib.classes_without_training(split, train_subsets)
   if no_train:
     raise DataError(f"{split_path}: {len(no_train)} class(es) have no clip in the training subsets "
@@ -274,7 +291,7 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   report = {"split_file": split_path, "entries": split.counts(), "missing_features": [], "skipped": {}}
   candidates, files = [], []
   for e in split.entries:
-    lp = spec.landmark_file(e.video_id)
+    lp = spec.landmark_file(e)
     if not os.path.exists(lp):
       report["missing_features"].append(e.video_id)
       continue
@@ -347,7 +364,7 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
     return result, {p: f"shape {shape}" for p, shape in result.bad}
 
   expected_lm = layouts.LAYOUT_DIMS.get(spec.landmark_layout)
-  lm, wrong_lm = check([spec.landmark_file(e.video_id) for e in candidates], "landmark",
+  lm, wrong_lm = check([spec.landmark_file(e) for e in candidates], "landmark",
                        expected_lm, lm_dir, "landmark_layout (" + ", ".join(layouts.LAYOUT_DIMS) + ")")
   wrong.update(wrong_lm)
   layout = layouts.layout_for_dim(lm.dim, lm_dir) if spec.landmark_layout == "auto" else spec.landmark_layout
@@ -365,7 +382,7 @@ def _load_clips(spec: DataSpec, formats: _Formats, candidates: list):
   lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
 
   def load_one(e):
-    lp = spec.landmark_file(e.video_id)
+    lp = spec.landmark_file(e)
     vp = spec.visual_file(e.video_id) if vis_dir else None
     if lp in formats.wrong_shape or vp in formats.wrong_shape:
       return e, None

@@ -8,6 +8,7 @@ order and the mapping is kept, so labels are always valid logit indices.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -29,6 +30,7 @@ class Entry:
   class_id: int  # the id in the split file (before remapping)
   start: int  # 1-based, inclusive
   end: int  # 1-based, inclusive; -1 means to the end
+  path: str = ""  # the clip's landmark file relative to data_dir, when the dataset names it (Kaggle ISLR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,3 +203,88 @@ def resolve_split_path(data_dir: str, subset: str) -> str:
   if not os.path.isfile(path):
     raise DataError(f"{path}: split file not found (config subset={subset!r}, data_dir={data_dir!r})")
   return path
+
+
+# ----------------------------------------------------------------------------------------- Kaggle ISLR 2023
+
+KAGGLE_TRAIN_CSV = "train.csv"
+KAGGLE_SIGN_MAP = "sign_to_prediction_index_map.json"
+KAGGLE_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
+# Without val_participants / test_participants: this fraction of the signers each, drawn with this seed
+# (the competition's hidden test was signers the training set does not have).
+KAGGLE_VAL_FRACTION, KAGGLE_TEST_FRACTION, KAGGLE_SPLIT_SEED = 0.1, 0.15, 0
+
+
+def _participants(option: str, field: str, known: set[str], path: str) -> list[str]:
+  ids = [p.strip() for p in str(option).split(",") if p.strip()]
+  unknown = [p for p in ids if p not in known]
+  if unknown:
+    raise DataError(f"{field}={option!r}: participant(s) {unknown} are not in {path} (it has {len(known)}: "
+                    f"{', '.join(sorted(known, key=_natural)[:8])}{' ...' if len(known) > 8 else ''})")
+  return ids
+
+
+def _natural(x: str):
+  return (0, int(x)) if x.isdigit() else (1, x)
+
+
+def kaggle_participant_split(participants, val: str = "", test: str = "", path: str = KAGGLE_TRAIN_CSV):
+  """{participant: subset}: `val` / `test` (comma-separated ids) when given, else a seeded draw of
+  KAGGLE_VAL_FRACTION / KAGGLE_TEST_FRACTION of the signers (at least one each, one or more left to train)."""
+  known = set(participants)
+  val_ids = _participants(val, "val_participants", known, path)
+  test_ids = _participants(test, "test_participants", known, path)
+  if set(val_ids) & set(test_ids):
+    raise DataError(f"val_participants and test_participants share {sorted(set(val_ids) & set(test_ids))}")
+  ordered = sorted(known, key=_natural)
+  rest = [p for p in np.random.default_rng(KAGGLE_SPLIT_SEED).permutation(ordered).tolist()
+          if p not in val_ids and p not in test_ids]
+  if not val and len(rest) > 1:
+    n = max(1, round(KAGGLE_VAL_FRACTION * len(ordered)))
+    val_ids, rest = rest[:n], rest[n:]
+  if not test and len(rest) > 1:
+    n = min(len(rest) - 1, max(1, round(KAGGLE_TEST_FRACTION * len(ordered))))
+    test_ids, rest = rest[:n], rest[n:]
+  if not rest:
+    raise DataError(f"{path}: no participant is left for training ({len(ordered)} in all)")
+  return {p: "val" if p in val_ids else "test" if p in test_ids else "train" for p in ordered}
+
+
+def read_kaggle_islr(data_dir: str, val_participants: str = "", test_participants: str = "") -> Split:
+  """Google's Isolated Sign Language Recognition 2023 layout in data_dir as a Split: train.csv (path,
+  participant_id, sequence_id, sign; one entry per sequence, video id = sequence_id, the landmark file =
+  its path), the classes and their names from sign_to_prediction_index_map.json, subsets by participant
+  (`kaggle_participant_split`)."""
+  csv_path, map_path = os.path.join(data_dir, KAGGLE_TRAIN_CSV), os.path.join(data_dir, KAGGLE_SIGN_MAP)
+  if not os.path.isfile(csv_path):
+    raise DataError(f"{csv_path}: not found (dataset=kaggle_islr reads train.csv, train_landmark_files/ and "
+                    f"{KAGGLE_SIGN_MAP} in data_dir)")
+  sign_map = _load_json(map_path)
+  if not isinstance(sign_map, dict) or not all(isinstance(v, int) and v >= 0 for v in sign_map.values()):
+    raise DataError(f"{map_path}: expected {{sign: class index >= 0}}")
+  if len(set(sign_map.values())) != len(sign_map):
+    raise DataError(f"{map_path}: two signs share a class index")
+  try:
+    with open(csv_path, newline="", encoding="utf-8") as f:
+      rows = list(csv.DictReader(f))
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"{csv_path}: not a readable CSV file ({e})") from None
+  missing = [c for c in KAGGLE_COLUMNS if not rows or c not in rows[0]]
+  if missing:
+    raise DataError(f"{csv_path}: no column {', '.join(repr(c) for c in missing)} (expected "
+                    f"{', '.join(KAGGLE_COLUMNS)})" if rows else f"{csv_path}: no rows")
+  subset_of = kaggle_participant_split({r["participant_id"] for r in rows}, val_participants, test_participants,
+                                       csv_path)
+  entries, seen = [], set()
+  for n, r in enumerate(rows, 2):  # line 1 is the header
+    if r["sign"] not in sign_map:
+      raise DataError(f"{csv_path}: line {n}: sign {r['sign']!r} is not in {map_path}")
+    vid = str(r["sequence_id"]).strip()
+    if not vid or vid in seen:
+      raise DataError(f"{csv_path}: line {n}: sequence_id {vid!r} is empty or repeated")
+    seen.add(vid)
+    entries.append(Entry(vid, subset_of[r["participant_id"]], sign_map[r["sign"]], 1, -1, r["path"]))
+  names = {v: k for k, v in sign_map.items()}
+  entries = tuple(sorted(entries, key=lambda e: e.video_id))
+  class_ids = tuple(sorted({e.class_id for e in entries}))
+  return Split(csv_path, entries, class_ids, tuple(names[c] for c in class_ids))

@@ -237,5 +237,8 @@ def format_table(report: dict) -> str:
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
   ] + ([f"calibration: expected calibration error {report['calibration']['ece']:.3f} (temperature "
          f"{report['calibration']['temperature']:.3g}; reliability.png)"] if report.get("calibration") else []) + (
+      [f"retrieval: top-10 {100 * report['retrieval']['top10']:.2f}%, top-20 {100 * report['retrieval']['top20']:.2f}%, "
+       f"MRR {report['retrieval']['mrr']:.3f}, DCG {report['retrieval']['dcg']:.3f}"] if report.get("retrieval")
+      else []) + (
       [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
        "guesses)"] if report.get("clips_without_hands") else []))

@@ -42,6 +42,21 @@ def summarize(top_k: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
   }
 
 
+def retrieval(probs: np.ndarray, labels: np.ndarray) -> dict:
+  """Recognition scored as dictionary retrieval (ASL Citizen's metrics), from (N, C) class probabilities
+  and (N,) labels: top-10 and top-20 accuracy, the mean reciprocal rank of the true class (MRR), and the
+  mean discounted cumulative gain (DCG: a clip scores 1 / log2(1 + rank), so rank 1 scores 1). The rank is
+  1 + the number of classes with a higher probability than the true one."""
+  probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+  if len(labels) == 0:
+    raise ValueError("no samples to score")
+  true = probs[np.arange(len(labels)), labels]
+  rank = 1 + (probs > true[:, None]).sum(-1)
+  return {"top10": float((rank <= 10).mean()), "top20": float((rank <= 20).mean()),
+          "mrr": float((1.0 / rank).mean()), "dcg": float((1.0 / np.log2(1.0 + rank)).mean()),
+          "mean_rank": float(rank.mean())}
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
   """(C, C) counts, rows = true class, columns = predicted."""
   cm = np.zeros((num_classes, num_classes), np.int64)

@@ -37,7 +37,7 @@ class LandmarkSource:
   def __init__(self, path_or_array, fps: float, layout: str = "auto", realtime: bool = False):
     name = path_or_array if isinstance(path_or_array, str) else "landmarks"
     if isinstance(path_or_array, str):
-      raw = features_lib.read_npy(path_or_array)
+      raw = features_lib.read_array(path_or_array)
     else:
       raw = np.asarray(path_or_array)
     if raw.ndim != 2:

@@ -51,12 +51,13 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
                       "or a dot, no control characters)")
       continue
     files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if not f.startswith(".")]
-    usable = [f for f in files if f.endswith(".npy") or predict_lib.is_video(f)]
+    usable = [f for f in files if predict_lib.is_landmark_file(f) or predict_lib.is_video(f)]
     for f in files:
       if f not in usable:
-        problems.append(f"{f}: not a landmark .npy file or a video ({', '.join(predict_lib.VIDEO_SUFFIXES)})")
+        problems.append(f"{f}: not a landmark file (.npy, .parquet, .pose) or a video "
+                        f"({', '.join(predict_lib.VIDEO_SUFFIXES)})")
     if not usable:
-      problems.append(f"{folder}: no examples (put the sign's landmark .npy files or videos in it)")
+      problems.append(f"{folder}: no examples (put the sign's landmark files or videos in it)")
     examples += [Example(gloss, f) for f in usable]
   return examples, problems
 
@@ -86,7 +87,7 @@ def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]
 
 
 def _layout_of(path: str, default: str) -> str:
-  """The landmark layout of a .npy file by its width, from its header (any supported layout is enrolled)."""
+  """The landmark layout of a landmark file by its width, from its header (any supported layout is enrolled)."""
   try:
     return layouts.layout_for_dim(features_lib.read_header(path)[0][-1], path)
   except (DataError, IndexError):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from asl_jax.data import features as features_lib, input_pipeline, layouts, packed as packed_lib
+from asl_jax.data import features as features_lib, formats, input_pipeline, layouts, packed as packed_lib
 from asl_jax.errors import DataError
 from asl_jax.evaluation import inference
 from asl_jax.runs.restore import TrainedRun, load_run, split_workdirs
@@ -43,6 +43,8 @@ class Predictor:
                 layout: str | None = None):
     """A prepared clip from files (or arrays) in the run's landmark layout (or `layout`: every layout
     becomes the same canonical points) and visual dimension."""
+    if layout is None and isinstance(landmarks, str) and formats.is_landmark_format(landmarks):
+      layout = "holistic543"  # what a Kaggle parquet or a .pose file is read as
     layout = layout or self.run.layout
     dim = layouts.LAYOUT_DIMS[layout]
     raw = features_lib.load_array(landmarks, dim) if isinstance(landmarks, str) else features_lib.validate_array(
@@ -106,6 +108,11 @@ def is_video(path: str) -> bool:
   return path.lower().endswith(VIDEO_SUFFIXES)
 
 
+def is_landmark_file(path: str) -> bool:
+  """A .npy (not visual features), Kaggle ISLR .parquet or pose-format .pose file."""
+  return (path.endswith(".npy") and not path.endswith(features_lib.VISUAL_SUFFIX)) or formats.is_landmark_format(path)
+
+
 def expand_inputs(paths: Iterable[str], kind: str = "landmarks") -> list[str]:
   """Files as given; a directory stands for its landmark files (*_landmarks.npy, else *.npy) or, with
   kind="video", its video files, sorted. A file of the other kind is one clear error naming the flag."""
@@ -118,8 +125,8 @@ def expand_inputs(paths: Iterable[str], kind: str = "landmarks") -> list[str]:
         what = f"videos ({', '.join(VIDEO_SUFFIXES)})"
       else:
         found = [n for n in names if n.endswith(features_lib.LANDMARK_SUFFIX)] or [
-            n for n in names if n.endswith(".npy") and not n.endswith(features_lib.VISUAL_SUFFIX)]
-        what = ".npy landmark files"
+            n for n in names if is_landmark_file(n)]
+        what = "landmark files (.npy, .parquet, .pose)"
       if not found:
         hint = " (videos go with --video)" if kind != "video" and any(is_video(n) for n in names) else ""
         raise DataError(f"{p}: no {what} in this directory{hint}")

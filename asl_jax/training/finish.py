@@ -8,7 +8,7 @@ import jax
 
 from asl_jax import models
 from asl_jax.data import input_pipeline, splits as splits_lib
-from asl_jax.evaluation import evaluator as evaluation
+from asl_jax.evaluation import evaluator as evaluation, metrics
 from asl_jax.runs import restore, run_dir
 from asl_jax.runs.run_dir import RunDir
 from asl_jax.sharding import DataParallel
@@ -91,6 +91,7 @@ class Finisher:
       report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
     report["calibration"] = evaluation.calibration_report(summary["probs"], labels, temperature,
                                                           cal.get("unknown_threshold") if cal else None)
+    report["retrieval"] = metrics.retrieval(summary["probs"], labels)
     path = evaluation.write_report(self.run.eval_dir("test"), report, summary, labels, packed.split.glosses,
                                    self.run.metrics())
     return test_result(path, report)

@@ -92,28 +92,37 @@ def read_parquet(path: str) -> np.ndarray:
     raise DataError(f"{path}: no column {', '.join(repr(c) for c in missing)} (Kaggle ISLR landmark files have "
                     "frame, row_id, type, landmark_index, x, y, z)")
   t = f.read(columns=list(PARQUET_COLUMNS))
-  frame = t.column("frame").to_numpy(zero_copy_only=False)
-  kind = np.asarray(t.column("type").to_pylist(), dtype=object)
-  index = t.column("landmark_index").to_numpy(zero_copy_only=False)
-  xyz = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "z")], -1).astype(np.float32)
-  if not len(frame):
+  if not t.num_rows:
     raise DataError(f"{path}: no rows (zero frames)")
-  unknown = sorted(set(kind.tolist()) - set(OFFSETS))
+  kind = t.column("type").combine_chunks()
+  if not hasattr(kind, "dictionary"):  # a plain string column: encoded once, then looked up per type
+    kind = kind.dictionary_encode()
+  names = [str(v) for v in kind.dictionary.to_pylist()]
+  unknown = sorted(set(names) - set(OFFSETS))
   if unknown:
     raise DataError(f"{path}: unknown landmark type(s) {unknown[:5]} (expected {[p for p, _ in PARTS]})")
-  offset = np.asarray([OFFSETS[k] for k in kind.tolist()])
-  limit = np.asarray([dict(PARTS)[k] for k in kind.tolist()])
+  codes = kind.indices.to_numpy(zero_copy_only=False)
+  offset = np.asarray([OFFSETS[v] for v in names])[codes]
+  limit = np.asarray([dict(PARTS)[v] for v in names])[codes]
+  frame = t.column("frame").to_numpy()
+  index = t.column("landmark_index").to_numpy()
+  xyz = np.stack([t.column(c).to_numpy() for c in ("x", "y", "z")], -1).astype(np.float32)
   if (index < 0).any() or (index >= limit).any():
     i = int(np.argmax((index < 0) | (index >= limit)))
-    raise DataError(f"{path}: row {i}: landmark_index {index[i]} out of range for type {kind[i]!r} "
+    raise DataError(f"{path}: row {i}: landmark_index {index[i]} out of range for type {names[codes[i]]!r} "
                     f"(0..{limit[i] - 1})")
-  frames, row_frame = np.unique(frame, return_inverse=True)
+  if (frame[1:] >= frame[:-1]).all():  # the competition's files: rows grouped by frame, in order
+    row_frame = np.concatenate([[0], np.cumsum(frame[1:] != frame[:-1])])
+    num = int(row_frame[-1]) + 1
+  else:
+    frames, row_frame = np.unique(frame, return_inverse=True)
+    num = len(frames)
   point = offset + index
-  out = np.zeros((len(frames), NUM_POINTS, 3), np.float32)
+  out = np.zeros((num, NUM_POINTS, 3), np.float32)
   out[row_frame, point] = xyz
   if np.isinf(out).any():
     raise DataError(f"{path}: infinite coordinates")
-  return np.nan_to_num(out, nan=0.0).reshape(len(frames), DIM)  # NaN: not detected -> missing (zeros)
+  return np.nan_to_num(out, nan=0.0, copy=False).reshape(num, DIM)  # NaN: not detected -> missing (zeros)
 
 
 def write_parquet(path: str, array: np.ndarray) -> None:

@@ -143,20 +143,30 @@ def prepare_clip(raw: np.ndarray, layout: str, max_frames: int, visual: np.ndarr
   return points[idx], parts[idx], visual
 
 
+def _empty_arrays(n: int, max_frames: int, visual_frames: int = 0, visual_dim: int = 0):
+  """Zeroed (points, parts, lengths, visual, visual_lengths) for n clips."""
+  return (np.zeros((n, max_frames, layouts.NUM_POINTS, 3), np.float32),
+          np.zeros((n, max_frames, layouts.NUM_PARTS), bool), np.zeros(n, np.int32),
+          np.zeros((n, visual_frames, visual_dim), np.float32) if visual_dim else None,
+          np.zeros(n, np.int32) if visual_dim else None)
+
+
+def _put(arrays, i: int, clip) -> None:
+  """Writes one prepared clip (`prepare_clip`'s result) into row i of `_empty_arrays`."""
+  points, parts, lengths, visual, vis_lengths = arrays
+  p, pa, v = clip
+  points[i, :len(p)], parts[i, :len(p)], lengths[i] = p, pa, len(p)
+  if v is not None:
+    visual[i, :len(v)], vis_lengths[i] = v, len(v)
+
+
 def pack_clips(clips, max_frames: int, visual_frames: int = 0, visual_dim: int = 0):
   """Padded arrays (points, parts, lengths, visual, visual_lengths) of prepared clips (a list of
   `prepare_clip` results)."""
-  n = len(clips)
-  points = np.zeros((n, max_frames, layouts.NUM_POINTS, 3), np.float32)
-  parts = np.zeros((n, max_frames, layouts.NUM_PARTS), bool)
-  lengths = np.zeros(n, np.int32)
-  visual = np.zeros((n, visual_frames, visual_dim), np.float32) if visual_dim else None
-  vis_lengths = np.zeros(n, np.int32) if visual_dim else None
-  for i, (p, pa, v) in enumerate(clips):
-    points[i, :len(p)], parts[i, :len(p)], lengths[i] = p, pa, len(p)
-    if v is not None:
-      visual[i, :len(v)], vis_lengths[i] = v, len(v)
-  return points, parts, lengths, visual, vis_lengths
+  arrays = _empty_arrays(len(clips), max_frames, visual_frames, visual_dim)
+  for i, clip in enumerate(clips):
+    _put(arrays, i, clip)
+  return arrays
 
 
 def _cache_root(spec: DataSpec) -> str | None:
@@ -378,29 +388,33 @@ def _check_formats(spec: DataSpec, split: splits_lib.Split, candidates: list) ->
 
 
 def _load_clips(spec: DataSpec, formats: _Formats, candidates: list):
-  """(kept entries, prepared clips, {path: why} of unusable files), loading in parallel threads."""
-  lm_dir, vis_dir = spec.landmarks_path, spec.gemma_features_dir
+  """(kept entries, (points, parts, lengths, visual, visual_lengths) of them, {path: why} of unusable
+  files), loading in parallel threads. Each clip is prepared and written straight into arrays sized for
+  every candidate, so the peak memory is the packed arrays plus a clip per thread (a Kaggle-sized set packs
+  in a few GB); rows of unusable files are dropped at the end."""
+  vis_dir = spec.gemma_features_dir
+  arrays = _empty_arrays(len(candidates), spec.max_frames, formats.visual_frames, formats.visual_dim)
 
-  def load_one(e):
+  def load_one(i):
+    e = candidates[i]
     lp = spec.landmark_file(e)
     vp = spec.visual_file(e.video_id) if vis_dir else None
     if lp in formats.wrong_shape or vp in formats.wrong_shape:
-      return e, None
+      return None
     try:
       raw = features_lib.load_array(lp, formats.landmark_dim)
       vis = features_lib.load_array(vp, formats.visual_dim) if vp else None
     except DataError as err:
-      return e, str(err)
-    return e, prepare_clip(raw, formats.layout, spec.max_frames, vis, formats.visual_frames)
+      return str(err)
+    _put(arrays, i, prepare_clip(raw, formats.layout, spec.max_frames, vis, formats.visual_frames))
+    return True
 
-  kept, clips, errors = [], [], []
+  keep, errors = np.zeros(len(candidates), bool), []
   with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-    for e, result in pool.map(load_one, candidates, chunksize=64):
+    for i, result in enumerate(pool.map(load_one, range(len(candidates)), chunksize=64)):
       if isinstance(result, str):
         errors.append(result)
-      elif result is not None:
-        kept.append(e)
-        clips.append(result)
+      keep[i] = result is True
   if errors and spec.on_bad_file != "skip":
     raise DataError(f"{len(errors)} feature file(s) cannot be used (set on_bad_file=skip to drop them "
                     f"with a report):\n" + _list_limited(errors))
@@ -408,22 +422,22 @@ def _load_clips(spec: DataSpec, formats: _Formats, candidates: list):
   for msg in errors:
     path, _, why = msg.partition(": ")
     unusable[path] = why
-  return kept, clips, unusable
+  if not keep.all():
+    arrays = tuple(None if a is None else a[keep] for a in arrays)
+  return [e for e, k in zip(candidates, keep) if k], arrays, unusable
 
 
 def _pack(spec: DataSpec, split: splits_lib.Split, candidates: list, report: dict) -> Packed:
   """Checks the formats, loads and prepares every candidate clip, packs them; the returned Packed carries
   `report` completed with the layout, the skipped files and the packed counts."""
   formats = _check_formats(spec, split, candidates)
-  kept, clips, unusable = _load_clips(spec, formats, candidates)
+  kept, arrays, unusable = _load_clips(spec, formats, candidates)
   skipped = {**report["skipped"], **formats.wrong_shape, **unusable}
   if not kept:
     raise DataError(f"{split.path}: no clip has usable features in {spec.landmarks_path}"
                     + (f" and {spec.gemma_features_dir}" if spec.gemma_features_dir else "")
                     + f" ({len(report['missing_features'])} missing, {len(skipped)} skipped)")
-  points, parts, lengths, visual, vis_lengths = pack_clips(clips, spec.max_frames, formats.visual_frames,
-                                                           formats.visual_dim)
-  del clips
+  points, parts, lengths, visual, vis_lengths = arrays
   lut = split.label_of()
   subsets = np.asarray([SUBSET_CODES[e.subset] for e in kept], np.int8)
   report = {**report, "skipped": skipped, "landmark_layout": formats.layout, "visual_dim": formats.visual_dim,

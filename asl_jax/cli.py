@@ -452,6 +452,8 @@ def _define_extraction_flags(files: str, default_dir: str, num_frames: int) -> N
   flags.DEFINE_string("data_dir", None, "directory with videos/{id}.mp4 and the split file")
   flags.DEFINE_string("output_dir", None, f"where {files} go (default DATA_DIR/{default_dir})")
   flags.DEFINE_string("subset", "nslt_100.json", "split file in data_dir: its entries' action frames trim the clips")
+  flags.DEFINE_enum("dataset", "wlasl", ["wlasl", "asl_citizen"], "wlasl: --subset's entries, videos/{id}.mp4; "
+                    "asl_citizen: ASL Citizen's splits/{train,val,test}.csv and the videos they name")
   flags.DEFINE_integer("num_frames", num_frames, "frames per clip, evenly spaced (0: every frame of the trimmed "
                        "clip)")
   flags.DEFINE_bool("skip_existing", False, "keep files already written (resume an interrupted run)")
@@ -471,7 +473,8 @@ def extract_landmarks_main(argv=None):
   def action(f, _):
     out = _extraction_output(f, "landmarks")
     from asl_jax.extract.dataset import extract_dataset, finish  # pylint: disable=import-outside-toplevel
-    finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing), out)
+    finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing,
+                           dataset=f.dataset), out)
 
   _serve(action, EXTRACT_LANDMARKS_USAGE, argv)
 
@@ -497,7 +500,7 @@ def extract_visual_main(argv=None):
     out = _extraction_output(f, "gemma_features")
     from asl_jax.extract.dataset import extract_visual_dataset, finish  # pylint: disable=import-outside-toplevel
     finish(extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device, f.batch_size,
-                                  f.skip_existing), out)
+                                  f.skip_existing, dataset=f.dataset), out)
 
   _serve(action, EXTRACT_VISUAL_USAGE, argv)
 

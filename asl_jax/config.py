@@ -33,7 +33,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
     "--num_frames)": (
         Field("dataset", "wlasl", "wlasl: an nslt split file and per-clip feature files; kaggle_islr: Google's "
               "ISLR 2023 layout in data_dir as it comes (train.csv, train_landmark_files/, "
-              "sign_to_prediction_index_map.json), split by signer", ("wlasl", "kaggle_islr")),
+              "sign_to_prediction_index_map.json), split by signer; asl_citizen: ASL Citizen's splits/{train,val,test}.csv, landmarks extracted from its videos "
+              "(scripts/extract_landmarks.py --dataset=asl_citizen)", ("wlasl", "kaggle_islr", "asl_citizen")),
         Field("data_dir", "data/wlasl", "directory of the split file and wlasl_class_list.txt"),
         Field("subset", "nslt_100.json", "the split file: {video_id: {subset, action: [class, start, end]}}"),
         Field("landmarks_dir", "", "directory of the landmark files (empty: DATA_DIR/landmarks)"),

@@ -254,3 +254,30 @@ def test_live_display_mirrors_the_picture_only():
   assert cols(plain).max() < 50 and cols(mirrored).min() > 150
   np.testing.assert_array_equal(row, before)
   assert mirrored[70:, :100].any()  # the gloss is written at the bottom left
+
+
+def _asl_citizen(root, videos: dict) -> str:
+  """A tiny ASL Citizen layout: splits/{train,val,test}.csv naming videos/<file> (videos: file -> source)."""
+  (root / "splits").mkdir(parents=True)
+  (root / "videos").mkdir()
+  for name, source in videos.items():
+    if source:
+      shutil.copy(source, root / "videos" / name)
+  header = "Participant ID,Video file,Gloss,ASL-LEX Code\n"
+  (root / "splits" / "train.csv").write_text(header + "P1,1001-HELLO.mp4,HELLO,A_01\nP1,1002-BOOK.mp4,BOOK,B_02\n")
+  (root / "splits" / "val.csv").write_text(header + "P2,1003-HELLO.mp4,HELLO,A_01\n")
+  (root / "splits" / "test.csv").write_text(header + "P3,1004-BOOK.mp4,BOOK,B_02\n")
+  return str(root)
+
+
+@needs_extract
+def test_asl_citizen_videos_extract_by_their_split_csvs(tmp_path):
+  from asl_jax.extract.dataset import extract_dataset
+  video = os.path.join(DATA, "test_video.mp4")
+  d = _asl_citizen(tmp_path / "citizen", {"1001-HELLO.mp4": video, "1002-BOOK.mp4": video,
+                                          "1003-HELLO.mp4": video, "1004-BOOK.mp4": None})  # 1004 is missing
+  meta = extract_dataset(d, os.path.join(d, "landmarks"), layout="seed162", progress=False, dataset="asl_citizen")
+  assert meta["success_count"] == 3 and meta["error_count"] == 1
+  assert np.load(os.path.join(d, "landmarks", "1001-HELLO_landmarks.npy")).shape == (58, 162)
+  failures = open(os.path.join(d, "landmarks", "failed_videos.txt")).read()
+  assert "1004-BOOK\t" in failures and "test.csv:2: names" in failures and "1004-BOOK.mp4, which does not exist" in failures

@@ -162,3 +162,36 @@ def test_malformed_files_are_one_error_naming_them(kaggle, tmp_path):
     splits.read_kaggle_islr(str(bad))
   with pytest.raises(DataError, match=r"val_participants='999': participant\(s\) \['999'\] are not in"):
     splits.read_kaggle_islr(kaggle, val_participants="999")
+
+
+def _citizen(root, wlasl):
+  """ASL Citizen's CSVs naming the synthetic clips as videos (the landmarks as extraction would write them)."""
+  (root / "splits").mkdir(parents=True)
+  names = splits.read_class_names(wlasl["data_dir"])
+  rows = {s: ["Participant ID,Video file,Gloss,ASL-LEX Code"] for s in ("train", "val", "test")}
+  for vid, v in _entries(wlasl):
+    rows[v["subset"]].append(f"P{v['subset']},{vid}.mp4,{names[v['action'][0]]},X")
+  for s, lines in rows.items():
+    (root / "splits" / f"{s}.csv").write_text("\n".join(lines) + "\n")
+  return str(root)
+
+
+def test_asl_citizen_splits_pack_the_same_clips(wlasl, tmp_path):
+  d = _citizen(tmp_path / "citizen", wlasl)
+  npy = packed_lib.load_packed(_spec(data_dir=wlasl["data_dir"], subset=wlasl["subset"]))
+  cit = packed_lib.load_packed(_spec(data_dir=d, dataset="asl_citizen", landmarks_dir=wlasl["landmarks_dir"]))
+  assert cit.video_ids == npy.video_ids
+  np.testing.assert_array_equal(cit.subsets, npy.subsets)
+  np.testing.assert_array_equal(cit.points, npy.points)
+  assert [cit.split.glosses[i] for i in cit.labels] == [npy.split.glosses[i] for i in npy.labels]
+
+
+def test_asl_citizen_malformed_csvs(wlasl, tmp_path):
+  d = _citizen(tmp_path / "citizen", wlasl)
+  test_csv = tmp_path / "citizen" / "splits" / "test.csv"
+  test_csv.write_text("Participant ID,Video,Gloss\nP,x.mp4,A\n")
+  with pytest.raises(DataError, match=r"test\.csv: no column 'Video file'"):
+    splits.read_asl_citizen(d)
+  test_csv.unlink()
+  with pytest.raises(DataError, match=r"test\.csv: not found"):
+    splits.read_asl_citizen(d)

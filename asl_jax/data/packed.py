@@ -61,12 +61,16 @@ class DataSpec:
   def split_path(self) -> str:
     if self.dataset == "kaggle_islr":
       return os.path.join(self.data_dir, splits_lib.KAGGLE_TRAIN_CSV)
+    if self.dataset == "asl_citizen":
+      return os.path.join(self.data_dir, splits_lib.CITIZEN_SPLITS)
     return splits_lib.resolve_split_path(self.data_dir, self.subset)
 
   def read_split(self) -> splits_lib.Split:
     """The dataset's clips, subsets and classes."""
     if self.dataset == "kaggle_islr":
       return splits_lib.read_kaggle_islr(self.data_dir, self.val_participants, self.test_participants)
+    if self.dataset == "asl_citizen":
+      return splits_lib.read_asl_citizen(self.data_dir)
     split_path = self.split_path
     names = splits_lib.read_class_names(os.path.dirname(split_path))
     if names is None:
@@ -189,14 +193,15 @@ def code_version() -> str:
   return h.hexdigest()[:16]
 
 
-def _cache_key(spec: DataSpec, split_path: str, files: Sequence[str]) -> str:
+def _cache_key(spec: DataSpec, split: splits_lib.Split, files: Sequence[str]) -> str:
+  """The packed arrays' identity: the settings, the code, the split as read (its clips, subsets, classes and
+  names, whatever files it came from) and every feature file's size and time."""
   h = hashlib.sha256()
   settings = dataclasses.asdict(spec)
   settings.pop("cache_dir")
-  h.update(json.dumps([CACHE_VERSION, code_version(), settings, os.path.abspath(split_path)],
+  h.update(json.dumps([CACHE_VERSION, code_version(), settings, os.path.abspath(split.path)],
                       sort_keys=True).encode())
-  with open(split_path, "rb") as f:
-    h.update(f.read())
+  h.update(json.dumps([[dataclasses.astuple(e) for e in split.entries], split.class_ids, split.glosses]).encode())
   for p in files:
     st = os.stat(p)
     h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -320,7 +325,7 @@ def load_packed(spec: DataSpec, train_subsets: Sequence[str] = ("train",)) -> Pa
   root = _cache_root(spec)
   if root:
     _remove_stale_temps(root)
-  cache_path = os.path.join(root, "packed-" + _cache_key(spec, split_path, files)) if root else None
+  cache_path = os.path.join(root, "packed-" + _cache_key(spec, split, files)) if root else None
   packed = _load_cache(cache_path, split) if cache_path and os.path.isdir(cache_path) else None
   if packed is not None:
     logging.info("loaded %d packed clips from cache %s", len(packed.labels), cache_path)

@@ -31,6 +31,8 @@ class Entry:
   start: int  # 1-based, inclusive
   end: int  # 1-based, inclusive; -1 means to the end
   path: str = ""  # the clip's landmark file relative to data_dir, when the dataset names it (Kaggle ISLR)
+  video: str = ""  # the clip's video relative to data_dir, when not videos/{video_id}.mp4 (ASL Citizen)
+  origin: str = ""  # where the entry was read ("FILE:LINE"), for messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,3 +290,51 @@ def read_kaggle_islr(data_dir: str, val_participants: str = "", test_participant
   entries = tuple(sorted(entries, key=lambda e: e.video_id))
   class_ids = tuple(sorted({e.class_id for e in entries}))
   return Split(csv_path, entries, class_ids, tuple(names[c] for c in class_ids))
+
+
+# -------------------------------------------------------------------------------------------- ASL Citizen
+
+CITIZEN_SPLITS = "splits"
+CITIZEN_COLUMNS = ("Participant ID", "Video file", "Gloss")
+
+
+def read_asl_citizen(data_dir: str) -> Split:
+  """ASL Citizen's layout in data_dir as a Split: splits/train.csv, val.csv and test.csv (Participant ID,
+  Video file, Gloss, ASL-LEX Code), videos/<Video file>. Video id = the file name without its extension (the
+  landmark file is {id}_landmarks.npy, as extraction writes it); classes = the glosses, sorted."""
+  folder = os.path.join(data_dir, CITIZEN_SPLITS)
+  rows = []
+  for subset in SUBSETS:
+    path = os.path.join(folder, f"{subset}.csv")
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: not found (dataset=asl_citizen reads splits/train.csv, val.csv and test.csv in "
+                      "data_dir)")
+    try:
+      with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        table = list(reader)
+        header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as e:
+      raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    missing = [c for c in CITIZEN_COLUMNS if c not in header]
+    if missing:
+      raise DataError(f"{path}: no column {', '.join(repr(c) for c in missing)} (expected "
+                      f"{', '.join(CITIZEN_COLUMNS)}, ASL-LEX Code)")
+    for n, r in enumerate(table, 2):
+      video, gloss = (r["Video file"] or "").strip(), (r["Gloss"] or "").strip()
+      if not video or not gloss:
+        raise DataError(f"{path}: line {n}: empty 'Video file' or 'Gloss'")
+      rows.append((subset, video, gloss, f"{path}:{n}"))
+  glosses = sorted({g for _, _, g, _ in rows})
+  ids = {g: i for i, g in enumerate(glosses)}
+  entries, seen = [], {}
+  for subset, video, gloss, origin in rows:
+    vid = os.path.splitext(os.path.basename(video))[0]
+    if vid in seen:
+      raise DataError(f"{origin}: video {video!r} is also listed at {seen[vid]}")
+    seen[vid] = origin
+    entries.append(Entry(vid, subset, ids[gloss], 1, -1, video=os.path.join("videos", video), origin=origin))
+  entries = tuple(sorted(entries, key=lambda e: e.video_id))
+  if not any(e.subset == "train" for e in entries):
+    raise DataError(f"{os.path.join(folder, 'train.csv')}: no entries")
+  return Split(folder, entries, tuple(range(len(glosses))), tuple(glosses))

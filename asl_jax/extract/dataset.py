@@ -44,9 +44,21 @@ def _one(job):
           "pose": int((pose != 0).any(1).sum())}
 
 
-def _jobs(data_dir: str, output_dir: str, subset: str, suffix: str, skip_existing: bool):
-  """([(entry, video path, output path)], skipped count) for every entry of the split file."""
-  split = splits_lib.read_split(splits_lib.resolve_split_path(data_dir, subset))
+def read_entries(data_dir: str, subset: str, dataset: str = "wlasl") -> splits_lib.Split:
+  """The clips to extract: an nslt split file's (dataset=wlasl), or ASL Citizen's splits/*.csv."""
+  if dataset == "asl_citizen":
+    return splits_lib.read_asl_citizen(data_dir)
+  return splits_lib.read_split(splits_lib.resolve_split_path(data_dir, subset))
+
+
+def video_path(data_dir: str, entry: splits_lib.Entry) -> str:
+  """A clip's video: the file its dataset names (ASL Citizen), else DATA_DIR/videos/{video_id}.mp4."""
+  return os.path.join(data_dir, entry.video or os.path.join("videos", entry.video_id + ".mp4"))
+
+
+def _jobs(data_dir: str, output_dir: str, subset: str, suffix: str, skip_existing: bool, dataset: str = "wlasl"):
+  """([(entry, video path, output path)], skipped count) for every entry of the split."""
+  split = read_entries(data_dir, subset, dataset)
   os.makedirs(output_dir, exist_ok=True)
   jobs, skipped = [], 0
   for e in split.entries:
@@ -54,8 +66,13 @@ def _jobs(data_dir: str, output_dir: str, subset: str, suffix: str, skip_existin
     if skip_existing and os.path.exists(out_path):
       skipped += 1
       continue
-    jobs.append((e, os.path.join(data_dir, "videos", e.video_id + ".mp4"), out_path))
+    jobs.append((e, video_path(data_dir, e), out_path))
   return jobs, skipped
+
+
+def _not_found(e: splits_lib.Entry, path: str) -> str:
+  """The failure line of a clip whose video is missing: where the split names it, when it says."""
+  return f"{e.origin}: names {path}, which does not exist" if e.origin else "video not found"
 
 
 def _progress(total: int, enabled: bool):
@@ -110,13 +127,13 @@ def finish(meta: dict, output_dir: str) -> None:
 
 def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",
                     num_frames: int = 0, workers: int = 1, skip_existing: bool = False,
-                    progress: bool = True) -> dict:
-  """Writes output_dir/{id}_landmarks.npy for every entry of the split file, plus extraction_metadata.json
-  and failed_videos.txt; returns the metadata dict."""
-  jobs, skipped = _jobs(data_dir, output_dir, subset, LANDMARK_SUFFIX, skip_existing)
-  jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs]
+                    progress: bool = True, dataset: str = "wlasl") -> dict:
+  """Writes output_dir/{id}_landmarks.npy for every entry of the split (an nslt file, or ASL Citizen's
+  CSVs with dataset=asl_citizen), plus extraction_metadata.json and failed_videos.txt; returns the metadata."""
+  jobs, skipped = _jobs(data_dir, output_dir, subset, LANDMARK_SUFFIX, skip_existing, dataset)
+  results = [{"id": e.video_id, "error": _not_found(e, path)} for e, path, _ in jobs if not os.path.exists(path)]
+  jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs if os.path.exists(path)]
   t0 = time.perf_counter()
-  results = []
   bar = _progress(len(jobs), progress)
   ctx = multiprocessing.get_context("spawn")
   with ctx.Pool(max(1, workers)) if workers > 1 else _Serial() as pool:
@@ -145,20 +162,20 @@ def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json
 def extract_visual_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json",
                            model_name: str = DEFAULT_MODEL, num_frames: int = 16,
                            device: str = "auto", batch_size: int = 32, skip_existing: bool = False,
-                           progress: bool = True) -> dict:
+                           progress: bool = True, dataset: str = "wlasl") -> dict:
   """Writes output_dir/{id}_gemma.npy (T, D) per-frame SigLIP features for every entry of the split file
   (the same trimmed, evenly spaced frames as the landmarks), extraction_metadata.json (the seed's keys) and
   failed_videos.txt; returns the metadata dict. One model on one device, frames batched."""
   from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
   from asl_jax.extract.visual import SiglipFeatureExtractor  # pylint: disable=import-outside-toplevel
   encoder = SiglipFeatureExtractor(model_name, device, batch_size)
-  jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing)
+  jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing, dataset)
   t0 = time.perf_counter()
   results = []
   bar = _progress(len(jobs), progress)
   for e, path, out_path in jobs:
     if not os.path.exists(path):
-      results.append({"id": e.video_id, "error": "video not found"})
+      results.append({"id": e.video_id, "error": _not_found(e, path)})
     else:
       try:
         clip = list(frames_lib.read_frames(path, e.start, e.end, num_frames))

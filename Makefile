@@ -32,7 +32,7 @@ $(EXTRACT_STAMP): pyproject.toml
 	test -x $(EXTRACT_VENV)/bin/python || $(PYTHON) -m venv $(EXTRACT_VENV)
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet 'mediapipe==0.10.21' opencv-python-headless absl-py \
-	  ml-collections tqdm pytest 'torch==2.13.0' 'transformers>=4.51' safetensors huggingface_hub
+	  ml-collections tqdm pytest 'torch==2.13.0' 'transformers>=4.51' safetensors huggingface_hub 'pose-format==0.15.0'
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(EXTRACT_STAMP)
 

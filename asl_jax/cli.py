@@ -468,13 +468,16 @@ def _extraction_output(f, default_dir: str) -> str:
 def extract_landmarks_main(argv=None):
   _define_extraction_flags("{id}_landmarks.npy", "landmarks", 0)
   flags.DEFINE_enum("layout", "seed162", ["seed162", "holistic543"], "per-frame layout written")
+  flags.DEFINE_enum("format", "npy", ["npy", "pose"], "npy: {id}_landmarks.npy; pose: {id}.pose, pose-format's "
+                    "files (holistic points in the video's pixels; train on them with "
+                    "--config.landmarks_pattern={id}.pose)")
   flags.DEFINE_integer("workers", 1, "parallel processes (one video each)")
 
   def action(f, _):
     out = _extraction_output(f, "landmarks")
     from asl_jax.extract.dataset import extract_dataset, finish  # pylint: disable=import-outside-toplevel
     finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing,
-                           dataset=f.dataset), out)
+                           dataset=f.dataset, fmt=f.format), out)
 
   _serve(action, EXTRACT_LANDMARKS_USAGE, argv)
 
@@ -577,7 +580,9 @@ def live_main(argv=None):
   flags.DEFINE_integer("top_k", 5, "glosses per sign")
   flags.DEFINE_string("srt", None, "also write SubRip subtitles of the glosses to this .srt file")
   flags.DEFINE_string("eaf", None, "also write an ELAN annotation file (gloss tier) to this .eaf file")
-  flags.DEFINE_bool("overwrite", False, "replace existing --srt / --eaf files")
+  flags.DEFINE_string("pose_out", None, "also write the landmarks of the stream to this pose-format .pose file "
+                      "(replay it with --landmarks, or open it in pose-format's viewer)")
+  flags.DEFINE_bool("overwrite", False, "replace existing --srt / --eaf / --pose_out files")
   flags.DEFINE_bool("display", False, "show the camera / video with the skeleton, the segmenter's state and the "
                     "recent glosses (needs OpenCV with a GUI in the extraction environment)")
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
@@ -605,7 +610,7 @@ def live_main(argv=None):
     result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,
                               fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
                               display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint,
-                              realtime=f.realtime, unknown_threshold=f.unknown_threshold)
+                              realtime=f.realtime, unknown_threshold=f.unknown_threshold, pose_out=f.pose_out)
     if result["status"] == "interrupted":
       sys.exit(130)
 

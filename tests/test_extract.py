@@ -281,3 +281,19 @@ def test_asl_citizen_videos_extract_by_their_split_csvs(tmp_path):
   assert np.load(os.path.join(d, "landmarks", "1001-HELLO_landmarks.npy")).shape == (58, 162)
   failures = open(os.path.join(d, "landmarks", "failed_videos.txt")).read()
   assert "1004-BOOK\t" in failures and "test.csv:2: names" in failures and "1004-BOOK.mp4, which does not exist" in failures
+
+
+@needs_extract
+def test_extraction_writes_pose_files_that_train_like_the_npy(video_dir):
+  from asl_jax.extract.dataset import extract_dataset
+  npy_dir, pose_dir = video_dir / "landmarks", video_dir / "poses"
+  extract_dataset(str(video_dir), str(npy_dir), "nslt_1.json", progress=False)
+  meta = extract_dataset(str(video_dir), str(pose_dir), "nslt_1.json", progress=False, fmt="pose")
+  assert meta["success_count"] == 2 and meta["feature_dim"] == 1629
+  from pose_format import Pose
+  pose = Pose.read(open(pose_dir / "00001.pose", "rb").read())
+  assert pose.header.dimensions.width == 540 and pose.header.dimensions.height == 720
+  assert abs(pose.body.fps - 30) < 1 and pose.body.data.shape[0] == 58
+  from asl_jax.data import formats, layouts
+  np.testing.assert_allclose(formats.read(str(pose_dir / "00002.pose")),
+                             layouts.to_holistic543(np.load(npy_dir / "00002_landmarks.npy"), "seed162"), atol=1e-5)

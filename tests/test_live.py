@@ -284,3 +284,24 @@ def test_shipped_model_reproduces_its_test_accuracy():
   if "test_ece" in reported:
     from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
     assert calibration.expected_calibration_error(probs, labels) == pytest.approx(reported["test_ece"], abs=1e-5)
+
+
+def test_pose_out_records_the_stream_and_replays_to_the_same_signs(tiny_run, signed_stream, tmp_path):
+  """--pose_out writes the stream's landmarks as a pose-format file (its fps inside); given back as
+  --landmarks it yields the same signs and probabilities."""
+  pose_path = str(tmp_path / "stream.pose")
+  first = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", "--fps=20", "--cut_hand=5",
+                "--cut_scale=1", f"--pose_out={pose_path}")
+  assert first.returncode == 0, first.stderr[-2000:]
+  from asl_jax.data import formats, layouts  # pylint: disable=import-outside-toplevel
+  raw = np.load(signed_stream["path"])
+  np.testing.assert_allclose(formats.read(pose_path), layouts.to_holistic543(raw, "seed162"), atol=1e-5)
+  assert formats.pose_fps(pose_path) == 20
+  again = _live(f"--workdir={tiny_run}", f"--landmarks={pose_path}", "--cut_hand=5", "--cut_scale=1")
+  assert again.returncode == 0, again.stderr[-2000:]
+  a, b = ([json.loads(line) for line in r.stdout.splitlines()] for r in (first, again))
+  assert [(s["start_frame"], s["end_frame"], s["top_k"][0]["gloss"]) for s in a] == [
+      (s["start_frame"], s["end_frame"], s["top_k"][0]["gloss"]) for s in b]
+  assert [s["start_s"] for s in a] == [s["start_s"] for s in b]  # the rate came from the file
+  exists = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", f"--pose_out={pose_path}")
+  assert exists.returncode != 0 and "--pose_out=" in exists.stderr and "exists" in exists.stderr

@@ -206,6 +206,16 @@ def holistic_header(width: int, height: int):
   return PoseHeader(0.1, PoseHeaderDimensions(width=int(width), height=int(height), depth=1000), components)
 
 
+def pose_fps(path: str) -> float:
+  """The frame rate a .pose file records."""
+  from pose_format import Pose  # pylint: disable=import-outside-toplevel
+  try:
+    with open(path, "rb") as f:
+      return float(Pose.read(f.read()).body.fps)
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(f"{path}: not a readable .pose file ({type(e).__name__}: {e})") from None
+
+
 def write_pose(path: str, array: np.ndarray, fps: float, width: int = 1000, height: int = 1000) -> None:
   """A (T, 1629) holistic543 array as a pose-format file with pose-format's MediaPipe Holistic header
   (pixel coordinates for a `width` x `height` frame, confidence 0 where a point is missing)."""

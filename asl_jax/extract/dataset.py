@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from asl_jax import atomic
-from asl_jax.data import splits as splits_lib
+from asl_jax.data import formats, layouts, splits as splits_lib
 from asl_jax.data.features import LANDMARK_SUFFIX, VISUAL_SUFFIX
 from asl_jax.extract.visual import DEFAULT_MODEL
 
@@ -20,12 +20,28 @@ FAILURES_FILE = "failed_videos.txt"
 METADATA_FILE = "extraction_metadata.json"
 
 
+POSE_SUFFIX = ".pose"
+
+
 def _save(out_path: str, arr: np.ndarray) -> None:
   atomic.save_npy(out_path, arr)  # a killed run never leaves a half-written feature file
 
 
+def _save_pose(out_path: str, arr: np.ndarray, layout: str, video: str, start: int, end: int,
+               num_frames: int) -> None:
+  """The landmarks as a pose-format file: holistic543 points in the video's pixels, at the rate of the
+  frames kept (the video's fps, scaled when num_frames resamples the clip)."""
+  from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
+  fps, width, height = frames_lib.video_info(video)
+  if num_frames:
+    span = len(frames_lib.frame_indices(frames_lib.count_frames(video), start, end, 0))
+    fps = fps * len(arr) / max(span, 1)
+  formats.write_pose(out_path, layouts.to_holistic543(arr, layout), fps or 25.0, width or 1000, height or 1000)
+
+
 def _one(job):
-  """Worker: (video_id, path, out_path, layout, start, end, num_frames) -> a result dict."""
+  """Worker: (video_id, path, out_path, layout, start, end, num_frames) -> a result dict; an out_path
+  ending in .pose is written with pose-format."""
   from asl_jax.extract.holistic import extract_video  # pylint: disable=import-outside-toplevel
   vid, path, out_path, layout, start, end, num_frames = job
   t0 = time.perf_counter()
@@ -35,7 +51,10 @@ def _one(job):
     arr = extract_video(path, layout, start, end, num_frames)
   except Exception as e:  # a corrupt or unreadable video: reported, never fatal for the run
     return {"id": vid, "error": f"{type(e).__name__}: {e}"}
-  _save(out_path, arr)
+  if out_path.endswith(POSE_SUFFIX):
+    _save_pose(out_path, arr, layout, path, start, end, num_frames)
+  else:
+    _save(out_path, arr)
   hands = arr[:, :126] if layout == "seed162" else np.concatenate([arr[:, 1404:1467], arr[:, 1566:1629]], 1)
   pose = arr[:, 126:] if layout == "seed162" else arr[:, 1467:1566]
   left, right = (hands[:, :63] != 0).any(1), (hands[:, 63:] != 0).any(1)
@@ -127,10 +146,12 @@ def finish(meta: dict, output_dir: str) -> None:
 
 def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json", layout: str = "seed162",
                     num_frames: int = 0, workers: int = 1, skip_existing: bool = False,
-                    progress: bool = True, dataset: str = "wlasl") -> dict:
-  """Writes output_dir/{id}_landmarks.npy for every entry of the split (an nslt file, or ASL Citizen's
-  CSVs with dataset=asl_citizen), plus extraction_metadata.json and failed_videos.txt; returns the metadata."""
-  jobs, skipped = _jobs(data_dir, output_dir, subset, LANDMARK_SUFFIX, skip_existing, dataset)
+                    progress: bool = True, dataset: str = "wlasl", fmt: str = "npy") -> dict:
+  """Writes output_dir/{id}_landmarks.npy (fmt=pose: {id}.pose, pose-format's files) for every entry of the
+  split (an nslt file, or ASL Citizen's CSVs with dataset=asl_citizen), plus extraction_metadata.json and
+  failed_videos.txt; returns the metadata."""
+  suffix = POSE_SUFFIX if fmt == "pose" else LANDMARK_SUFFIX
+  jobs, skipped = _jobs(data_dir, output_dir, subset, suffix, skip_existing, dataset)
   results = [{"id": e.video_id, "error": _not_found(e, path)} for e, path, _ in jobs if not os.path.exists(path)]
   jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs if os.path.exists(path)]
   t0 = time.perf_counter()
@@ -147,7 +168,9 @@ def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json
   no_person = sorted(r["id"] for r in ok if r["any_hand"] == 0 and r["pose"] == 0)
   from asl_jax.extract.holistic import LAYOUT_DIMS, MODEL_COMPLEXITY  # pylint: disable=import-outside-toplevel
   meta = {
-      "layout": layout, "feature_dim": LAYOUT_DIMS[layout], "num_frames": num_frames, "subset": subset,
+      # A .pose file reads back as holistic543 (data/formats.py), whatever layout was extracted.
+      "layout": "holistic543" if fmt == "pose" else layout, "format": fmt,
+      "feature_dim": formats.DIM if fmt == "pose" else LAYOUT_DIMS[layout], "num_frames": num_frames, "subset": subset,
       "extractor": f"mediapipe holistic, model_complexity={MODEL_COMPLEXITY}, un-mirrored (anatomical left/right)",
       **summary, "no_detection": no_person, "workers": workers,
       "frames_per_s_per_worker": round(summary["frames"] / max(sum(r["seconds"] for r in ok), 1e-9), 1) if ok else None,

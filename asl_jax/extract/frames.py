@@ -36,6 +36,17 @@ def count_frames(path: str) -> int:
   return n
 
 
+def video_info(path: str) -> tuple[float, int, int]:
+  """(fps, width, height) of a video, from its container (fps 0 when it does not say)."""
+  import cv2  # pylint: disable=import-outside-toplevel
+  cap = cv2.VideoCapture(path)
+  try:
+    return (float(cap.get(cv2.CAP_PROP_FPS) or 0.0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+  finally:
+    cap.release()
+
+
 def read_frames(path: str, start: int = 1, end: int = -1, num_frames: int = 0):
   """Yields the selected frames as RGB uint8 (H, W, 3), in order."""
   import cv2  # pylint: disable=import-outside-toplevel

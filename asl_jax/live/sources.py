@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from asl_jax import extract as extract_lib
-from asl_jax.data import features as features_lib, layouts
+from asl_jax.data import features as features_lib, formats, layouts
 from asl_jax.errors import DataError
 
 EXTRACT_LAYOUTS = ("seed162", "holistic543")  # what the extraction writes
@@ -38,6 +38,8 @@ class LandmarkSource:
     name = path_or_array if isinstance(path_or_array, str) else "landmarks"
     if isinstance(path_or_array, str):
       raw = features_lib.read_array(path_or_array)
+      if path_or_array.lower().endswith(formats.POSE_SUFFIX):
+        fps = formats.pose_fps(path_or_array) or fps  # a .pose file records its own rate
     else:
       raw = np.asarray(path_or_array)
     if raw.ndim != 2:

@@ -11,7 +11,10 @@ import sys
 import time
 from typing import Sequence
 
+import numpy as np
+
 from asl_jax import pretrained
+from asl_jax.data import formats, layouts
 from asl_jax.errors import DataError
 from asl_jax.live import recognizer as rec_lib, segmenter as seg_lib, sources, writers
 from asl_jax.runs.restore import split_workdirs
@@ -25,14 +28,16 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
               landmarks=None, fps: float = 25.0, config: seg_lib.SegmenterConfig = seg_lib.SegmenterConfig(),
               top_k: int = 5, srt: str | None = None, eaf: str | None = None, overwrite: bool = False,
               display: bool = False, frame_step: int = 1, checkpoint: str = "best", out=None,
-              quiet: bool = False, realtime: bool = False, unknown_threshold: float | None = None) -> dict:
-  """Runs one source to its end (or Ctrl-C). Exactly one of camera, video, landmarks (a .npy path or a
-  (T, D) array). Returns {"signs": [...], "frames", "seconds" (wall), "stream_s", "status"}."""
+              quiet: bool = False, realtime: bool = False, unknown_threshold: float | None = None,
+              pose_out: str | None = None) -> dict:
+  """Runs one source to its end (or Ctrl-C). Exactly one of camera, video, landmarks (a .npy, .parquet or
+  .pose path, or a (T, D) array). `pose_out`: the stream's landmarks are also written there as a pose-format
+  file when it ends. Returns {"signs": [...], "frames", "seconds" (wall), "stream_s", "status"}."""
   given = [s for s in (camera, video, landmarks) if s is not None]
   if len(given) != 1:
     raise DataError("give exactly one source: --camera=INDEX, --video=PATH or --landmarks=FILE.npy")
   say = (lambda m: None) if quiet else _say  # noqa: E731
-  writers.check_outputs(srt, eaf, overwrite)  # before the seconds of loading and compiling
+  writers.check_outputs(srt, eaf, overwrite, pose_out)  # before the seconds of loading and compiling
   workdirs = [pretrained.resolve(w) for w in (split_workdirs(workdir) if workdir else [""])]
   source = None
   try:
@@ -56,13 +61,29 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
     say(f"model ready ({time.perf_counter() - t0:.1f} s to compile); reading {source.name} at "
         f"{source.fps:g} fps")
     log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)
-    return _loop(source, recog, log, say)
+    kept = [] if pose_out else None
+    result = _loop(source, recog, log, say, kept)
+    if pose_out and kept:
+      _write_pose(pose_out, np.stack(kept), source, video, overwrite)
+      say(f"landmarks of {len(kept)} frames written to {pose_out}")
+    return result
   finally:
     if source is not None:
       source.close()
 
 
-def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
+def _write_pose(path: str, frames: np.ndarray, source, video: str | None, overwrite: bool) -> None:
+  """The stream's landmark rows as a pose-format file, in the video's pixels (a camera's: 640 x 480)."""
+  writers.check_outputs(None, None, overwrite, path)
+  width, height = 640, 480
+  if video:
+    from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
+    _, w, h = frames_lib.video_info(video)
+    width, height = w or width, h or height
+  formats.write_pose(path, layouts.to_holistic543(frames, source.layout), source.fps, width, height)
+
+
+def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say, kept: list | None = None) -> dict:
   start = time.perf_counter()
   status = "finished"
   recent: list[str] = []
@@ -76,6 +97,8 @@ def _loop(source, recog: rec_lib.Recognizer, log: writers.SignLog, say) -> dict:
 
   try:
     for frame, arrived in source:
+      if kept is not None:
+        kept.append(np.asarray(frame, np.float32))
       emit(recog.push(frame, arrived))
       while source.keys:
         if source.keys.popleft() == b"r":

@@ -61,10 +61,15 @@ def eaf_text(signs: list[dict], media: str | None = None, eaf_dir: str | None = 
   return '<?xml version="1.0" encoding="UTF-8"?>\n' + Elan.to_string(eaf)
 
 
-def check_outputs(srt_path: str | None, eaf_path: str | None, overwrite: bool = False) -> None:
-  """The --srt / --eaf paths can be written (a DataError naming the flag otherwise): checked before any slow
-  work, and again when the SignLog opens them."""
-  for flag, path, suffix in (("--srt", srt_path, SRT_SUFFIX), ("--eaf", eaf_path, EAF_SUFFIX)):
+POSE_SUFFIX = ".pose"
+
+
+def check_outputs(srt_path: str | None, eaf_path: str | None, overwrite: bool = False,
+                  pose_path: str | None = None) -> None:
+  """The --srt / --eaf / --pose_out paths can be written (a DataError naming the flag otherwise): checked
+  before any slow work, and again when they are written."""
+  for flag, path, suffix in (("--srt", srt_path, SRT_SUFFIX), ("--eaf", eaf_path, EAF_SUFFIX),
+                             ("--pose_out", pose_path, POSE_SUFFIX)):
     if not path:
       continue
     if not path.lower().endswith(suffix):

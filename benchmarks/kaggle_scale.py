@@ -147,7 +147,7 @@ def throughput(out: str, clips: int, steps: int) -> dict:
   json.dump(nslt, open(os.path.join(sub, "nslt_kaggle.json"), "w"))
   with open(os.path.join(sub, "wlasl_class_list.txt"), "w") as f:
     f.writelines(f"{i}\t{s}\n" for s, i in sign_map.items())
-  result = {}
+  runs = {}
   for name, fields in (("parquet", {"dataset": "kaggle_islr"}), ("npy", {"subset": "nslt_kaggle.json"})):
     cfg = load_config_file(os.path.join(ROOT, "configs", "nslt_100.py"))
     cfg.data_dir, cfg.cache_dir = sub, os.path.join(sub, "cache")
@@ -160,17 +160,26 @@ def throughput(out: str, clips: int, steps: int) -> dict:
     data = parallel.replicate(input_pipeline.select(setup.packed, setup.train_idx))
     order = parallel.shard_order(setup_lib.epoch_order(cfg, setup.packed.labels[setup.train_idx], 0,
                                                        setup.steps_per_epoch))
-    step = step.lower(state, data, order, None).compile()
-    for _ in range(3):
-      state, loss = step(state, data, order, None)
-    jax.block_until_ready(loss)
-    t0 = time.time()
-    for _ in range(steps):
-      state, loss = step(state, data, order, None)
-    jax.block_until_ready(loss)
-    result[name] = {"train_clips": int(len(setup.train_idx)),
-                    "samples_per_s": round(steps * cfg.batch_size / (time.time() - t0), 1)}
-    print(name, result[name], flush=True)
+    runs[name] = [step.lower(state, data, order, None).compile(), state, data, order, cfg.batch_size,
+                  len(setup.train_idx), setup.packed.points]
+  same = bool(np.array_equal(runs["parquet"][6], runs["npy"][6]))
+  rates = {name: [] for name in runs}
+  for _ in range(3):  # interleaved, so drift of the machine's speed hits both alike
+    for name, r in runs.items():
+      step, state, data, order, batch = r[:5]
+      for _ in range(3):
+        state, loss = step(state, data, order, None)
+      jax.block_until_ready(loss)
+      t0 = time.time()
+      for _ in range(steps):
+        state, loss = step(state, data, order, None)
+      jax.block_until_ready(loss)
+      r[1] = state
+      rates[name].append(round(steps * batch / (time.time() - t0), 1))
+  result = {name: {"train_clips": int(runs[name][5]), "samples_per_s": rates[name],
+                   "mean": round(float(np.mean(rates[name])), 1)} for name in runs}
+  result["same_packed_points"] = same
+  print(json.dumps(result), flush=True)
   return result
 
 

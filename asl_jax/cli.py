@@ -6,6 +6,7 @@ misspelled config field) prints one line `error: ...` on stderr and exits with s
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging as pylogging
@@ -17,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from asl_jax import allocator
+from asl_jax import allocator, interrupts
 from asl_jax.errors import AslJaxError
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
@@ -39,11 +40,13 @@ def quiet_logs() -> None:
     logging.get_absl_handler().setFormatter(_PlainFormatter())
 
 
-def run_guarded(fn) -> None:
-  """Calls fn(); an AslJaxError becomes a one-line message and exit status 1."""
+def run_guarded(fn, quick_exit: bool = False) -> None:
+  """Calls fn(); an AslJaxError becomes a one-line message and exit status 1. With `quick_exit`, Ctrl-C and
+  SIGTERM end the process at once with 130 / 143 until the command calls interrupts.ready() (asl_jax/interrupts.py)."""
   quiet_logs()
   try:
-    fn()
+    with interrupts.quick_exit() if quick_exit else contextlib.nullcontext():
+      fn()
   except AslJaxError as e:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
@@ -85,7 +88,8 @@ def flags_help() -> str:
   return "\n".join(lines)
 
 
-def _serve(action, usage: str, argv=None, positional: bool = False, extra_help: str = "", precheck=None) -> None:
+def _serve(action, usage: str, argv=None, positional: bool = False, extra_help: str = "", precheck=None,
+           quick_exit: bool = True) -> None:
   """app.run a main that calls action(FLAGS, positional args) under run_guarded. `--help` prints `usage`,
   this entry point's flags and `extra_help`; stray arguments are rejected unless `positional`. Run as a
   program (argv None), the process first gets a caching allocator where one is installed (asl_jax.allocator)."""
@@ -108,7 +112,7 @@ def _serve(action, usage: str, argv=None, positional: bool = False, extra_help: 
   def main(argv_):
     if len(argv_) > 1 and not positional:
       _usage_error(f"unexpected arguments: {' '.join(argv_[1:])} (--help lists the flags)")
-    run_guarded(lambda: action(flags.FLAGS, argv_[1:]))
+    run_guarded(lambda: action(flags.FLAGS, argv_[1:]), quick_exit)
 
   app.run(main, argv=argv, flags_parser=parse)
 
@@ -231,7 +235,8 @@ def train_main(argv=None):
     print(f"best epoch {result['best_epoch']}; run: {os.path.abspath(f.workdir)}")
     print(next_commands(f.workdir))
 
-  _serve(action, TRAIN_USAGE, argv, extra_help=_train_extra_help(), precheck=_check_train_argv)
+  # Training handles its own signals: a checkpoint at the next step boundary (training/console.py, StopFlag).
+  _serve(action, TRAIN_USAGE, argv, extra_help=_train_extra_help(), precheck=_check_train_argv, quick_exit=False)
 
 
 # ------------------------------------------------------------------------------------------- evaluate
@@ -479,7 +484,7 @@ def extract_landmarks_main(argv=None):
     finish(extract_dataset(f.data_dir, out, f.subset, f.layout, f.num_frames, f.workers, f.skip_existing,
                            dataset=f.dataset, fmt=f.format), out)
 
-  _serve(action, EXTRACT_LANDMARKS_USAGE, argv)
+  _serve(action, EXTRACT_LANDMARKS_USAGE, argv, quick_exit=False)  # its worker processes end on the same Ctrl-C
 
 
 EXTRACT_VISUAL_USAGE = """
@@ -505,7 +510,7 @@ def extract_visual_main(argv=None):
     finish(extract_visual_dataset(f.data_dir, out, f.subset, f.model_name, f.num_frames, f.device, f.batch_size,
                                   f.skip_existing, dataset=f.dataset), out)
 
-  _serve(action, EXTRACT_VISUAL_USAGE, argv)
+  _serve(action, EXTRACT_VISUAL_USAGE, argv, quick_exit=False)
 
 
 # ----------------------------------------------------------------------------------------------- live

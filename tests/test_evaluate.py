@@ -46,7 +46,8 @@ def test_report_keys_and_values(trained):
   truth = {vid: gloss_of[str(v["action"][0])] for vid, v in split.items() if v["subset"] == "test"}
   predicted = json.load(open(os.path.join(os.path.dirname(report["path"]), "predictions.json")))
   assert set(predicted) == set(truth) and report["num_samples"] == len(truth)
-  hits = {vid: predicted[vid] == truth[vid] for vid in truth}
+  hits = {vid: predicted[vid]["gloss"] == truth[vid] for vid in truth}
+  assert all(predicted[v]["true"] == truth[v] and predicted[v]["correct"] == hits[v] for v in truth)
   assert report["per_instance"]["top1"] == pytest.approx(np.mean(list(hits.values())))
   by_class = {g: np.mean([hits[v] for v in truth if truth[v] == g]) for g in set(truth.values())}
   assert report["per_class_accuracy"] == pytest.approx(by_class)
@@ -56,7 +57,11 @@ def test_report_keys_and_values(trained):
                                                      for v in vids], visual=data["gemma_features_dir"])
   top5 = [truth[v] in [r["gloss"] for r in row["top_k"]] for v, row in zip(vids, rows)]
   assert report["per_instance"]["top5"] == pytest.approx(np.mean(top5))
-  assert [row["top_k"][0]["gloss"] for row in rows] == [predicted[v] for v in vids]
+  assert [row["top_k"][0]["gloss"] for row in rows] == [predicted[v]["gloss"] for v in vids]
+  for v, row in zip(vids, rows):  # its top-k and probabilities are predict's
+    assert [t["gloss"] for t in predicted[v]["top_k"]] == [t["gloss"] for t in row["top_k"]]
+    np.testing.assert_allclose([t["prob"] for t in predicted[v]["top_k"]], [t["prob"] for t in row["top_k"]],
+                               atol=1e-5)
   acc = report["per_class_accuracy"]
   assert report["worst"][0]["accuracy"] <= report["best"][0]["accuracy"]
   # Same checkpoint, same numbers as the end-of-training test report.
@@ -83,7 +88,7 @@ def test_predict_agrees_with_evaluate(trained):
   files = [os.path.join(data["landmarks_dir"], v + "_landmarks.npy") for v in vids]
   rows = predict.predict_files(trained["workdir"], files, data["gemma_features_dir"], top_k=3)
   for v, row in zip(vids, rows):
-    assert row["top_k"][0]["gloss"] == preds[v]
+    assert row["top_k"][0]["gloss"] == preds[v]["gloss"]
     probs = [t["prob"] for t in row["top_k"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
 

@@ -213,18 +213,41 @@ def build_report(summary: dict, split: str, step: int, glosses, n_list: int = 10
 
 
 def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, glosses,
-                 training_rows: list[dict] | None = None) -> str:
-  """Writes report.json and the PNG plots into out_dir (the training curves from `training_rows`, the run's
-  metrics.jsonl rows, when given); returns the report path."""
+                 training_rows: list[dict] | None = None, video_ids=None, probs: np.ndarray | None = None,
+                 run_name: str = "") -> str:
+  """Writes report.json, the PNG plots (titled with the split and `run_name`; the training curves from
+  `training_rows`, the run's metrics.jsonl rows, when given) and, with `video_ids` and `probs`,
+  predictions.json (`predictions`) into out_dir; returns the report path."""
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, run_dir.REPORT_FILE)
   atomic.write_json(path, report)
+  title = f"{report['split']} split" + (f", {run_name}" if run_name else "")
   cm = metrics.confusion_matrix(labels, summary["predictions"], len(glosses))
-  plots.plot_confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"))
-  plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"))
+  plots.plot_confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"), title=title)
+  plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"),
+                           title=title)
   if training_rows:
-    plots.training_curves(training_rows, os.path.join(out_dir, "training_curves.png"))
+    plots.training_curves(training_rows, os.path.join(out_dir, "training_curves.png"), title=run_name)
+  if video_ids is not None and probs is not None:
+    threshold = (report.get("calibration") or {}).get("unknown_threshold")
+    atomic.write_json(os.path.join(out_dir, PREDICTIONS_FILE), predictions(video_ids, probs, labels, glosses,
+                                                                           threshold), indent=1)
   return path
+
+
+PREDICTIONS_FILE = "predictions.json"
+
+
+def predictions(video_ids, probs: np.ndarray, labels: np.ndarray, glosses, threshold: float | None,
+                k: int = metrics.TOP_K) -> dict:
+  """predictions.json: per clip id, the predicted gloss, the true one, whether they agree, the top-k
+  glosses with their probabilities, and whether the run calls the clip unknown (its top-1 probability below
+  the run's threshold)."""
+  order = np.argsort(-probs, -1, kind="stable")[:, :k]
+  unknown = calibration.unknown_mask(probs, threshold)
+  return {vid: {"gloss": glosses[int(o[0])], "true": glosses[int(y)], "correct": bool(o[0] == y),
+                "unknown": bool(u), "top_k": [{"gloss": glosses[int(c)], "prob": round(float(p[c]), 6)} for c in o]}
+          for vid, o, y, p, u in zip(video_ids, order, labels, probs, unknown)}
 
 
 def format_table(report: dict) -> str:

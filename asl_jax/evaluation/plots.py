@@ -15,7 +15,7 @@ def _pyplot():
   return plt
 
 
-def plot_confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> None:
+def plot_confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50, title: str = "") -> None:
   """Row-normalised confusion matrix of the `top` most frequent classes of the split."""
   plt = _pyplot()
   counts = cm.sum(1)
@@ -30,14 +30,14 @@ def plot_confusion_matrix(cm: np.ndarray, glosses, path: str, top: int = 50) -> 
   ax.set_yticks(range(n), labels, fontsize=6)
   ax.set_xlabel("predicted")
   ax.set_ylabel("true")
-  ax.set_title(f"Confusion matrix (row-normalised), {n} most frequent classes")
+  ax.set_title(f"{title + ': ' if title else ''}confusion matrix (row-normalised), {n} most frequent classes")
   fig.colorbar(im, ax=ax, fraction=0.04)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
-def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> None:
+def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30, title: str = "") -> None:
   """Bar chart of per-class top-1; with more than 2*show classes, the bottom and top `show`."""
   plt = _pyplot()
   present = np.flatnonzero(~np.isnan(acc))
@@ -51,13 +51,14 @@ def per_class_accuracy(acc: np.ndarray, glosses, path: str, show: int = 30) -> N
   ax.set_xticks(range(len(order)), [glosses[i] for i in order], rotation=90, fontsize=6)
   ax.set_ylabel("top-1 accuracy (%)")
   ax.set_ylim(0, 100)
-  ax.set_title(f"Per-class accuracy ({len(present)} classes; mean {100 * np.nanmean(acc):.1f}%)")
+  ax.set_title(f"{title + ': ' if title else ''}per-class accuracy ({len(present)} classes; mean "
+               f"{100 * np.nanmean(acc):.1f}%)")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
-def training_curves(rows: list[dict], path: str) -> None:
+def training_curves(rows: list[dict], path: str, title: str = "") -> None:
   """Loss and accuracy per epoch from a run's metrics rows (runs.run_dir.RunDir.metrics)."""
   plt = _pyplot()
   if not rows:
@@ -73,6 +74,11 @@ def training_curves(rows: list[dict], path: str) -> None:
   b.set_xlabel("epoch")
   b.set_ylabel("%")
   b.legend()
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+  for ax in (a, b):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+  if title:
+    fig.suptitle(f"{title}: training curves", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

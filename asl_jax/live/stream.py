@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from asl_jax import pretrained
+from asl_jax import interrupts, pretrained
 from asl_jax.data import formats, layouts
 from asl_jax.errors import DataError
 from asl_jax.live import recognizer as rec_lib, segmenter as seg_lib, sources, writers
@@ -62,6 +62,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
         f"{source.fps:g} fps")
     log = writers.SignLog(srt, eaf, media=video, overwrite=overwrite, out=out)
     kept = [] if pose_out else None
+    interrupts.ready()  # from here Ctrl-C finishes the sign in progress and writes every file
     result = _loop(source, recog, log, say, kept)
     if pose_out and kept:
       _write_pose(pose_out, np.stack(kept), source, video, overwrite)

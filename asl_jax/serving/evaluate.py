@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 
-from asl_jax import atomic
 from asl_jax.data import input_pipeline, splits as splits_lib
 from asl_jax.errors import ConfigError, DataError
 from asl_jax.evaluation import evaluator as evaluation, metrics, plots
@@ -79,12 +78,16 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     report["checkpoint"] = checkpoint
   out_dir = out_dir or RunDir(workdirs[0]).eval_dir(split, ensemble=len(workdirs) > 1)
   report["path"] = evaluation.write_report(out_dir, report, summary, labels, run.glosses,
-                                           RunDir(workdirs[0]).metrics() if len(workdirs) == 1 else None)
+                                           RunDir(workdirs[0]).metrics() if len(workdirs) == 1 else None,
+                                           ids, probs, _run_name(workdirs))
   plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
                             os.path.join(out_dir, "reliability.png"), f"{split} split")
-  predictions = {vid: run.glosses[int(p)] for vid, p in zip(ids, summary["predictions"])}
-  atomic.write_json(os.path.join(out_dir, "predictions.json"), predictions, indent=1)
   return report
+
+
+def _run_name(workdirs) -> str:
+  names = [os.path.basename(os.path.abspath(w)) for w in workdirs]
+  return names[0] if len(names) == 1 else f"ensemble of {', '.join(names)}"
 
 
 def _labels_to_run(split, glosses, workdir: str) -> np.ndarray:

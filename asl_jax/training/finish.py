@@ -4,6 +4,8 @@ checkpoint: a rerun of a finished run finds them in the run directory."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 from asl_jax import models
@@ -93,7 +95,8 @@ class Finisher:
                                                           cal.get("unknown_threshold") if cal else None)
     report["retrieval"] = metrics.retrieval(summary["probs"], labels)
     path = evaluation.write_report(self.run.eval_dir("test"), report, summary, labels, packed.split.glosses,
-                                   self.run.metrics())
+                                   self.run.metrics(), [packed.video_ids[i] for i in idx], summary["probs"],
+                                   os.path.basename(os.path.abspath(self.run.path)))
     return test_result(path, report)
 
   def _evaluator(self, head_weights, temperature: float) -> evaluation.Evaluator:

@@ -16,7 +16,7 @@ import pytest
 
 from asl_jax import pretrained
 from asl_jax.errors import DataError
-from asl_jax.live import recognizer, scoring, segmenter as seg_lib, sources, stream
+from asl_jax.live import recognizer, scoring, segmenter as seg_lib, sources, stream, writers
 from asl_jax.serving import predict
 from asl_jax.training import train
 from conftest import REPO, SHARED, tiny_config
@@ -305,3 +305,16 @@ def test_pose_out_records_the_stream_and_replays_to_the_same_signs(tiny_run, sig
   assert [s["start_s"] for s in a] == [s["start_s"] for s in b]  # the rate came from the file
   exists = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", f"--pose_out={pose_path}")
   assert exists.returncode != 0 and "--pose_out=" in exists.stderr and "exists" in exists.stderr
+
+
+def test_a_second_live_on_the_same_subtitles_is_refused_at_once(tiny_run, signed_stream, tmp_path):
+  """Another asl-live holding --srt: this one stops in seconds, naming the flag and the holder, and writes
+  nothing; the lock file goes when its holder ends."""
+  srt_path = str(tmp_path / "shared.srt")
+  with writers.OutputLock({"--srt": srt_path}):
+    t0 = time.time()
+    out = _live(f"--workdir={tiny_run}", f"--landmarks={signed_stream['path']}", f"--srt={srt_path}")
+    assert out.returncode == 1 and time.time() - t0 < 20
+    _one_error_line(out, f"--srt={srt_path}: another asl-live (PID {os.getpid()}) is writing this file")
+    assert not os.path.exists(srt_path)
+  assert sorted(os.listdir(tmp_path)) == []

@@ -40,6 +40,8 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   writers.check_outputs(srt, eaf, overwrite, pose_out)  # before the seconds of loading and compiling
   workdirs = [pretrained.resolve(w) for w in (split_workdirs(workdir) if workdir else [""])]
   source = None
+  lock = writers.OutputLock({"--srt": srt, "--eaf": eaf, "--pose_out": pose_out})
+  lock.__enter__()  # a second asl-live on the same files is refused now, not after compiling
   try:
     if landmarks is not None:
       source = sources.LandmarkSource(landmarks, fps, realtime=realtime)
@@ -71,6 +73,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   finally:
     if source is not None:
       source.close()
+    lock.__exit__()
 
 
 def _write_pose(path: str, frames: np.ndarray, source, video: str | None, overwrite: bool) -> None:

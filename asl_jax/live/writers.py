@@ -83,6 +83,47 @@ def check_outputs(srt_path: str | None, eaf_path: str | None, overwrite: bool = 
       raise DataError(f"{flag}={path}: directory {parent} is not writable")
 
 
+class OutputLock:
+  """Exclusive OS locks (flock) on the output files of one asl-live, held while it runs: a second asl-live
+  given the same --srt / --eaf / --pose_out is refused at once, naming the flag and the holder's PID, instead
+  of the two overwriting each other's subtitles. The lock is a hidden file beside the output
+  (.NAME.lock), removed when the holder ends; the kernel releases it if the holder dies."""
+
+  def __init__(self, outputs: dict):
+    self.outputs = {flag: path for flag, path in outputs.items() if path}
+    self._held: list = []
+
+  def __enter__(self):
+    import fcntl  # pylint: disable=import-outside-toplevel
+    try:
+      for flag, path in self.outputs.items():
+        lock = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+          fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+          holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+          os.close(fd)
+          raise DataError(f"{flag}={path}: another asl-live (PID {holder}) is writing this file; wait for it to "
+                          "end or choose another file") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._held.append((fd, lock))
+    except BaseException:
+      self.__exit__()
+      raise
+    return self
+
+  def __exit__(self, *exc):
+    for fd, lock in self._held:
+      try:
+        os.remove(lock)
+      except OSError:
+        pass
+      os.close(fd)
+    self._held = []
+
+
 class SignLog:
   """The recognised signs so far, echoed as JSON lines and kept in the requested files."""
 

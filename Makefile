@@ -29,12 +29,14 @@ venv: $(DEV_STAMP)
 # needs numpy < 2, the core runs on current JAX with numpy 2. It also holds torch + transformers for the
 # SigLIP visual features. asl_jax is installed without its dependencies: the extraction code imports no JAX.
 $(EXTRACT_STAMP): pyproject.toml
+	@echo "creating $(EXTRACT_VENV): mediapipe, opencv, torch, transformers, pose-format (a few minutes; pip is quiet meanwhile)"
 	test -x $(EXTRACT_VENV)/bin/python || $(PYTHON) -m venv $(EXTRACT_VENV)
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet 'mediapipe==0.10.21' opencv-python-headless absl-py \
 	  ml-collections tqdm pytest 'torch==2.13.0' 'transformers>=4.51' safetensors huggingface_hub 'pose-format==0.15.0'
 	$(EXTRACT_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(EXTRACT_STAMP)
+	@echo "$(EXTRACT_VENV) is ready"
 
 extract-env: $(EXTRACT_STAMP)
 

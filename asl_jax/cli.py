@@ -431,7 +431,8 @@ def export_main(argv=None):
     _check_out_dir(out, names, f.overwrite)
     use_xla_cache("")
     print(f"exporting {workdir} ({_checkpoint_words(f.checkpoint)}) to {out}", file=sys.stderr, flush=True)
-    out = export.export_run(workdir, out, f.checkpoint, fmt=f.format)
+    out = export.export_run(workdir, out, f.checkpoint, fmt=f.format,
+                            say=lambda m: print(m, file=sys.stderr, flush=True))
     with open(os.path.join(out, export.META_FILE), encoding="utf-8") as fh:
       meta = json.load(fh)
     print(f"exported to {out}: {meta['signature']}")

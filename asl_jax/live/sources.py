@@ -96,14 +96,31 @@ class ExtractionSource:
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     self._stderr: collections.deque = collections.deque(maxlen=20)
     threading.Thread(target=self._drain_stderr, daemon=True).start()
-    kind = self._read(1)
-    if kind == b"X":
-      raise DataError(self._text())
-    if kind != b"H":
-      raise DataError(self._died("before it started"))
-    self.header = json.loads(self._text())
-    self.fps, self.dim = float(self.header["fps"]), int(self.header["dim"])
-    self.frame_step = int(self.header["frame_step"])
+    self._header = None  # read when first needed: the caller restores and compiles its model meanwhile
+
+  @property
+  def header(self) -> dict:
+    """The child's first message (fps, frame size, ...), once it has opened the source."""
+    if self._header is None:
+      kind = self._read(1)
+      if kind == b"X":
+        raise DataError(self._text())
+      if kind != b"H":
+        raise DataError(self._died("before it started"))
+      self._header = json.loads(self._text())
+    return self._header
+
+  @property
+  def fps(self) -> float:
+    return float(self.header["fps"])
+
+  @property
+  def dim(self) -> int:
+    return int(self.header["dim"])
+
+  @property
+  def frame_step(self) -> int:
+    return int(self.header["frame_step"])
 
   def _drain_stderr(self):
     for line in self.proc.stderr:

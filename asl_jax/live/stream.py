@@ -18,6 +18,7 @@ from asl_jax.data import formats, layouts
 from asl_jax.errors import DataError
 from asl_jax.live import recognizer as rec_lib, segmenter as seg_lib, sources, writers
 from asl_jax.runs.restore import split_workdirs
+from asl_jax.runs.run_dir import RunDir
 
 
 def _say(msg: str) -> None:
@@ -43,18 +44,19 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   lock = writers.OutputLock({"--srt": srt, "--eaf": eaf, "--pose_out": pose_out})
   lock.__enter__()  # a second asl-live on the same files is refused now, not after compiling
   try:
+    layout = RunDir(workdirs[0]).input_spec().layout
     if landmarks is not None:
       source = sources.LandmarkSource(landmarks, fps, realtime=realtime)
-    say(f"loading {', '.join(workdirs)}")
-    predictors = rec_lib.load_predictors(workdirs, checkpoint)
-    layout = predictors[0].run.layout
-    if source is None:
+    else:  # started first: MediaPipe starts in its process while this one restores and compiles the model
       name = str(camera) if camera is not None else video
       say(f"starting landmark extraction for {'camera ' + name if camera is not None else name}")
       # The extraction writes seed162 or holistic543; a run on another layout reads the superset.
       extracted = layout if layout in sources.EXTRACT_LAYOUTS else "holistic543"
       source = sources.ExtractionSource(name, extracted, frame_step, display)
-    elif source.layout != layout:
+    say(f"loading {', '.join(workdirs)}")
+    predictors = rec_lib.load_predictors(workdirs, checkpoint)
+    layout = predictors[0].run.layout
+    if source.layout != layout:
       say(f"note: {source.name} holds {source.layout} landmarks and the model was trained on {layout}; both "
           "become the same canonical points (parts a layout lacks count as undetected)")
     t0 = time.perf_counter()

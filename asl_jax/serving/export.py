@@ -117,18 +117,25 @@ def _meta(run, workdir: str, dim: int) -> dict:
           "non_finite_inputs": "a NaN or infinite value counts as an undetected point (0), as in the feature files"}
 
 
-def export_run(workdir: str, out_dir: str, checkpoint: str = "best", fmt: str = "jax") -> str:
+def _say(say, message: str) -> None:
+  if say is not None:
+    say(message)
+
+
+def export_run(workdir: str, out_dir: str, checkpoint: str = "best", fmt: str = "jax", say=None) -> str:
   """Serialises the run's raw-clip -> probabilities function with its parameters baked in; returns out_dir.
   `fmt`: "jax" (model.jax_export, needs jax to run) or "onnx" (model.onnx and model_batched.onnx, need
-  onnxruntime alone); meta.json describes what was written."""
+  onnxruntime alone); meta.json describes what was written. `say(line)` hears each step (the CLI prints them)."""
   if fmt not in FORMATS:
     raise ConfigError(f"--format={fmt!r}: expected one of {', '.join(FORMATS)}")
   if fmt == "onnx":
     _onnx_libraries()  # before the (slow) loading
+  _say(say, "restoring the run")
   run = load_run(workdir, checkpoint)
   dim = layouts.LAYOUT_DIMS[run.layout]
   if fmt == "onnx":
-    return _export_onnx(run, workdir, out_dir, dim)
+    return _export_onnx(run, workdir, out_dir, dim, say)
+  _say(say, "tracing and serialising the model (jax.export)")
   if run.visual_dim:
     t, tv = jax.export.symbolic_shape("t, tv", constraints=("t >= 1", "tv >= 1"))
     specs = [jax.ShapeDtypeStruct((t, dim), jnp.float32), jax.ShapeDtypeStruct((tv, run.visual_dim), jnp.float32)]
@@ -234,12 +241,14 @@ def _check_onnx(model, fn, inputs, names, what: str) -> None:
                       "the conversion is wrong, nothing was written (use --format=jax)")
 
 
-def _export_onnx(run, workdir: str, out_dir: str, dim: int) -> str:
+def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
   g = run.visual_dim
+  _say(say, f"converting to ONNX (jax2onnx): {ONNX_FILE}, one clip of any length (about half a minute on 2 cores)")
   single_fn = _infer_fn(run, sort=False)
   single_names = ["landmarks"] + (["visual"] if g else [])
   single = _to_onnx(single_fn, [("T", dim)] + ([("Tv", g)] if g else []), single_names, ["probs"])
   _check_onnx(single, single_fn, _probe_inputs(run, dim, False), single_names, ONNX_FILE)
+  _say(say, f"checked {ONNX_FILE} against jax; converting {ONNX_BATCHED_FILE}, a padded batch of clips")
   batched_fn = _batched_infer_fn(run, sort=False)
   batched_in = [("B", "T", dim), jax.ShapeDtypeStruct(("B",), jnp.int32)]
   batched_names = ["landmarks", "lengths"]
@@ -248,6 +257,7 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int) -> str:
     batched_names += ["visual", "visual_lengths"]
   batched = _to_onnx(batched_fn, batched_in, batched_names, ["probs"])
   _check_onnx(batched, batched_fn, _probe_inputs(run, dim, True), batched_names, ONNX_BATCHED_FILE)
+  _say(say, f"checked {ONNX_BATCHED_FILE} against jax; writing")
   os.makedirs(out_dir, exist_ok=True)
   atomic.write_bytes(os.path.join(out_dir, ONNX_FILE), single.SerializeToString())
   atomic.write_bytes(os.path.join(out_dir, ONNX_BATCHED_FILE), batched.SerializeToString())

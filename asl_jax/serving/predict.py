@@ -184,8 +184,9 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
     n_videos = sum(map(is_video, files))
     bar = tqdm.tqdm(total=n_videos, desc="extracting landmarks", unit="video", file=sys.stderr,
                     disable=not n_videos or bool(raw_cache) or not sys.stderr.isatty(), leave=False)
-    if n_videos and not raw_cache and not sys.stderr.isatty():  # a log file gets one plain line, not a bar
-      print(f"extracting the landmarks of {n_videos} video(s) (MediaPipe)", file=sys.stderr, flush=True)
+    if n_videos and not raw_cache:  # the bar stays at 0 while MediaPipe starts: say so (a log gets this line alone)
+      print(f"extracting the landmarks of {n_videos} video(s) (MediaPipe; its start takes a few seconds)",
+            file=sys.stderr, flush=True)
     for f in files:
       if f in errors:
         continue

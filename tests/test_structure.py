@@ -44,7 +44,8 @@ def _imports(tree, top_level_only: bool):
 # top-level modules every package uses (config reads one table of data.layouts, the point layouts' widths).
 LAYERS = ("shared", "data", "models", "extract", "runs", "pretrained", "evaluation", "training", "serving", "live",
           "cli")
-SHARED = {"asl_jax", "asl_jax.config", "asl_jax.errors", "asl_jax.atomic", "asl_jax.sharding", "asl_jax.allocator"}
+SHARED = {"asl_jax", "asl_jax.config", "asl_jax.errors", "asl_jax.atomic", "asl_jax.sharding", "asl_jax.allocator",
+          "asl_jax.interrupts"}
 ALLOWED_UPWARD = {("asl_jax.config", "asl_jax.data.layouts")}
 
 

@@ -371,8 +371,8 @@ def predict_main(argv=None):
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
+    _check_threshold(f.unknown_threshold)  # before the seconds of loading
     print(f"loading {workdir} ({_checkpoint_words(f.checkpoint)})", file=sys.stderr, flush=True)
-    _check_threshold(f.unknown_threshold)
     use_xla_cache("")  # a second start skips compiling the forward pass
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
                                  videos=videos, unknown_threshold=f.unknown_threshold)
@@ -552,6 +552,11 @@ def enroll_main(argv=None):
     from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
     from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     base = pretrained.resolve(f["from"].value)
+    if not os.path.isdir(base):
+      _usage_error(f"--from={base}: no such run directory (a trained run, or wlasl100 for the shipped model)")
+    if not os.path.isdir(f.signs):
+      _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
+                   "videos)")
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")

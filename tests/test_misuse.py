@@ -305,3 +305,17 @@ def test_predict_keeps_its_compiled_forward_pass_on_disk(run_dir, small_data, tm
   second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
   assert second.returncode == 0 and second.stdout == first.stdout, second.stderr[-2000:]
   assert sorted(os.listdir(tmp_path / "cache" / "xla")) == sorted(cached)  # nothing new compiled
+
+
+def test_enroll_and_predict_refuse_bad_flags_before_loading(tmp_path):
+  """A missing --from run or --signs folder, and an impossible --unknown_threshold, are refused before any
+  run is restored (no 'loading' / 'enrolling' line first), with nothing written."""
+  out = _script("enroll.py", f"--from={tmp_path / 'nope'}", f"--signs={tmp_path}", f"--workdir={tmp_path / 'new'}")
+  _one_line(out, f"--from={tmp_path / 'nope'}: no such run directory")
+  out = _script("enroll.py", f"--signs={tmp_path / 'none'}", f"--workdir={tmp_path / 'new'}")
+  _one_line(out, f"--signs={tmp_path / 'none'}: not a directory")
+  assert not os.path.exists(tmp_path / "new") and "enrolling" not in out.stderr
+  np.save(tmp_path / "clip.npy", np.zeros((5, 162), np.float32))
+  out = _script("predict.py", f"--landmarks={tmp_path / 'clip.npy'}", "--unknown_threshold=1.5")
+  _one_line(out, "--unknown_threshold=1.5: must be a probability in [0, 1]")
+  assert "loading" not in out.stderr

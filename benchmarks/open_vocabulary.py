@@ -192,7 +192,7 @@ def naive(d: dict, shots: int) -> dict:
 
 def score_draw(d: dict) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration, metrics  # pylint: disable=import-outside-toplevel
   calibrate_base(d)
   probs, truth, new, p = val_predictions(d["workdir"], d)
   glosses = np.array(p.glosses)
@@ -209,7 +209,10 @@ def score_draw(d: dict) -> dict:
     out, seconds = enrol(d, shots)
     probs, truth, new, p = val_predictions(out, d)
     correct = np.array(p.glosses)[probs.argmax(-1)] == truth
+    index = np.array([list(p.glosses).index(t) for t in truth])
+    ranked = metrics.retrieval(probs[new], index[new])  # the new signs as dictionary retrieval (ASL Citizen's)
     row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
+                            "new_top10": ranked["top10"], "new_mrr": ranked["mrr"], "new_dcg": ranked["dcg"],
                             "seconds": seconds, "naive": naive(d, shots)}
   print(json.dumps(row), flush=True)
   return row
@@ -224,7 +227,7 @@ def summarize(rows: list[dict]) -> dict:
   out = {k: stat([r[k] for r in rows]) for k in ("base_old_top1", "unknown_auroc", "unknown_rejected",
                                                   "known_accepted", "base_val_ece")}
   for shots in (3, 1):
-    for k in ("new_top1", "old_top1", "seconds"):
+    for k in ("new_top1", "old_top1", "new_top10", "new_mrr", "new_dcg", "seconds"):
       out[f"enrol{shots}_{k}"] = stat([r[f"enrol{shots}"][k] for r in rows])
     for k in ("new_top1", "old_top1"):
       out[f"naive{shots}_{k}"] = stat([r[f"enrol{shots}"]["naive"][k] for r in rows])

@@ -194,6 +194,19 @@ def test_live_video_end_to_end_with_subtitles_and_elan(tiny_run, tmp_path):
 
 
 @needs_extract
+def test_live_video_pose_out_has_the_frames_and_their_size(tiny_run, tmp_path):
+  """--pose_out of a video: every frame, in the video's pixels (the test video is 540 x 720, ~30 fps),
+  written by the core environment, which has no OpenCV."""
+  pose_path = str(tmp_path / "v.pose")
+  out = _live(f"--workdir={tiny_run}", f"--video={VIDEO}", f"--pose_out={pose_path}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  from pose_format import Pose  # pylint: disable=import-outside-toplevel
+  pose = Pose.read(open(pose_path, "rb").read())
+  assert (pose.header.dimensions.width, pose.header.dimensions.height) == (540, 720)
+  assert pose.body.data.shape[0] == 58 and abs(pose.body.fps - 30) < 1
+
+
+@needs_extract
 def test_bad_video_sources_are_one_line_with_no_file_left(tiny_run, tmp_path):
   srt_path = str(tmp_path / "x.srt")
   garbage = tmp_path / "garbage.mp4"

@@ -69,7 +69,7 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
     interrupts.ready()  # from here Ctrl-C finishes the sign in progress and writes every file
     result = _loop(source, recog, log, say, kept)
     if pose_out and kept:
-      _write_pose(pose_out, np.stack(kept), source, video, overwrite)
+      _write_pose(pose_out, np.stack(kept), source, overwrite)
       say(f"landmarks of {len(kept)} frames written to {pose_out}")
     return result
   finally:
@@ -78,14 +78,12 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
     lock.__exit__()
 
 
-def _write_pose(path: str, frames: np.ndarray, source, video: str | None, overwrite: bool) -> None:
-  """The stream's landmark rows as a pose-format file, in the video's pixels (a camera's: 640 x 480)."""
+def _write_pose(path: str, frames: np.ndarray, source, overwrite: bool) -> None:
+  """The stream's landmark rows as a pose-format file, in the pixels of the camera's or video's frames (the
+  extraction child measured them; 640 x 480 for a landmark file, which has no frame size)."""
   writers.check_outputs(None, None, overwrite, path)
-  width, height = 640, 480
-  if video:
-    from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
-    _, w, h = frames_lib.video_info(video)
-    width, height = w or width, h or height
+  header = getattr(source, "header", {})
+  width, height = header.get("width") or 640, header.get("height") or 480
   formats.write_pose(path, layouts.to_holistic543(frames, source.layout), source.fps, width, height)
 
 

@@ -1,5 +1,6 @@
 """Atomic file writes: a reader, or a process killed mid-write, sees the old file or the complete new one,
-never a part (the data goes to PATH.tmp-PID first, then is renamed over PATH)."""
+never a part (the data goes to PATH.tmp-PID first, then is renamed over PATH). And the lock files that keep a
+second process from writing the same files (`lock_pid_file`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,31 @@ def atomic_open(path: str, mode: str = "w"):
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise
+
+
+class LockHeld(Exception):
+  """Another live process holds the lock; `holder` is the PID it wrote (or "unknown")."""
+
+  def __init__(self, holder: str):
+    super().__init__(holder)
+    self.holder = holder
+
+
+def lock_pid_file(path: str) -> int:
+  """An exclusive OS lock (flock) on `path`, created if needed, with this process's PID written in it; returns
+  the open descriptor (closing it releases the lock; the kernel releases it when the process dies, so a stale
+  file from a killed process never blocks). Raises LockHeld when another process holds it."""
+  import fcntl  # pylint: disable=import-outside-toplevel
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    os.close(fd)
+    raise LockHeld(holder) from None
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+  return fd
 
 
 def write_json(path: str, obj: Any, indent: int | None = 2) -> None:

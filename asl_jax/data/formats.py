@@ -148,16 +148,39 @@ def write_parquet(path: str, array: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------------------------ .pose
 
-def read_pose(path: str) -> np.ndarray:
-  """A pose-format file as (T, 1629), from its holistic components (the first person)."""
+def _load_pose(path: str):
+  """pose-format's Pose of a file, or one DataError naming it."""
   from pose_format import Pose  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: file not found")
   try:
     with open(path, "rb") as f:
-      pose = Pose.read(f.read())
+      return Pose.read(f.read())
   except OSError as e:
     raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
   except Exception as e:  # pose-format raises struct.error, ValueError, ... for what is not a .pose file
     raise DataError(f"{path}: not a readable .pose file ({type(e).__name__}: {e})") from None
+
+
+def _holistic_slots(header):
+  """(component, holistic543 part, its first point in the pose body, the part's point count) for each of
+  the header's components that holds a holistic543 part, in the header's order."""
+  start = 0
+  for comp in header.components:
+    part = POSE_COMPONENTS.get(comp.name)
+    if part is not None:
+      yield comp, part, start, dict(PARTS)[part]
+    start += len(comp.points)
+
+
+def read_pose(path: str) -> np.ndarray:
+  """A pose-format file as (T, 1629), from its holistic components (the first person)."""
+  return read_pose_with_fps(path)[0]
+
+
+def read_pose_with_fps(path: str) -> tuple[np.ndarray, float]:
+  """`read_pose`'s array and the frame rate the file records, from one read of it."""
+  pose = _load_pose(path)
   header = pose.header
   names = [c.name for c in header.components]
   missing = [c for c in ("LEFT_HAND_LANDMARKS", "RIGHT_HAND_LANDMARKS") if c not in names]
@@ -174,24 +197,18 @@ def read_pose(path: str) -> np.ndarray:
     raise DataError(f"{path}: body of shape {data.shape}: expected (frames >= 1, people >= 1, points, dims)")
   frames = data.shape[0]
   out = np.zeros((frames, NUM_POINTS, 3), np.float32)
-  start = 0
-  for comp in header.components:
-    n = len(comp.points)
-    part = POSE_COMPONENTS.get(comp.name)
-    if part is not None:
-      want = dict(PARTS)[part]
-      if n < want:
-        raise DataError(f"{path}: component {comp.name} has {n} points, expected {want}")
-      dims = comp.format.replace("C", "")
-      xyz = data[:, 0, start:start + want, :3] if len(dims) >= 3 else np.concatenate(
-          [data[:, 0, start:start + want, :2], np.zeros((frames, want, 1), np.float32)], -1)
-      seen = conf[:, 0, start:start + want] > 0
-      xyz = xyz / np.asarray([width, height, 1.0], np.float32)  # video_to_pose: x * width, y * height, z as is
-      out[:, OFFSETS[part]:OFFSETS[part] + want] = np.where(seen[..., None], xyz, 0.0)
-    start += n
+  for comp, part, start, want in _holistic_slots(header):
+    if len(comp.points) < want:
+      raise DataError(f"{path}: component {comp.name} has {len(comp.points)} points, expected {want}")
+    dims = comp.format.replace("C", "")
+    xyz = data[:, 0, start:start + want, :3] if len(dims) >= 3 else np.concatenate(
+        [data[:, 0, start:start + want, :2], np.zeros((frames, want, 1), np.float32)], -1)
+    seen = conf[:, 0, start:start + want] > 0
+    xyz = xyz / np.asarray([width, height, 1.0], np.float32)  # video_to_pose: x * width, y * height, z as is
+    out[:, OFFSETS[part]:OFFSETS[part] + want] = np.where(seen[..., None], xyz, 0.0)
   if not np.isfinite(out).all():
     raise DataError(f"{path}: NaN or infinite coordinates at points with a confidence")
-  return out.reshape(frames, DIM)
+  return out.reshape(frames, DIM), float(pose.body.fps)
 
 
 def holistic_header(width: int, height: int):
@@ -208,12 +225,7 @@ def holistic_header(width: int, height: int):
 
 def pose_fps(path: str) -> float:
   """The frame rate a .pose file records."""
-  from pose_format import Pose  # pylint: disable=import-outside-toplevel
-  try:
-    with open(path, "rb") as f:
-      return float(Pose.read(f.read()).body.fps)
-  except Exception as e:  # pylint: disable=broad-except
-    raise DataError(f"{path}: not a readable .pose file ({type(e).__name__}: {e})") from None
+  return float(_load_pose(path).body.fps)
 
 
 def write_pose(path: str, array: np.ndarray, fps: float, width: int = 1000, height: int = 1000) -> None:
@@ -226,16 +238,10 @@ def write_pose(path: str, array: np.ndarray, fps: float, width: int = 1000, heig
   total = sum(len(c.points) for c in header.components)
   data = np.zeros((len(a), 1, total, 3), np.float32)
   conf = np.zeros((len(a), 1, total), np.float32)
-  start = 0
-  for comp in header.components:
-    n = len(comp.points)
-    part = POSE_COMPONENTS.get(comp.name)
-    if part is not None:
-      want = dict(PARTS)[part]
-      pts = a[:, OFFSETS[part]:OFFSETS[part] + want] * np.asarray([width, height, 1.0], np.float32)
-      data[:, 0, start:start + want] = pts
-      conf[:, 0, start:start + want] = (a[:, OFFSETS[part]:OFFSETS[part] + want] != 0).any(-1)
-    start += n
+  for _, part, start, want in _holistic_slots(header):
+    points = a[:, OFFSETS[part]:OFFSETS[part] + want]
+    data[:, 0, start:start + want] = points * np.asarray([width, height, 1.0], np.float32)
+    conf[:, 0, start:start + want] = (points != 0).any(-1)
   body = NumPyPoseBody(fps=float(fps), data=data, confidence=conf)
   tmp = f"{path}.tmp-{os.getpid()}"
   try:

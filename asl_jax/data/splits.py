@@ -217,6 +217,24 @@ KAGGLE_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
 KAGGLE_VAL_FRACTION, KAGGLE_TEST_FRACTION, KAGGLE_SPLIT_SEED = 0.1, 0.15, 0
 
 
+def _read_csv(path: str, columns, also: str = "") -> list[dict]:
+  """The rows of a CSV file with a header row naming at least `columns` (`also`: the other columns the
+  format has, for the message); an unreadable file, an empty one, or a missing column is one DataError."""
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      reader = csv.DictReader(f)
+      rows = list(reader)
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"{path}: not a readable CSV file ({e})") from None
+  if reader.fieldnames is None:
+    raise DataError(f"{path}: empty (expected a header row: {', '.join(columns)}{also})")
+  missing = [c for c in columns if c not in reader.fieldnames]
+  if missing:
+    raise DataError(f"{path}: no column {', '.join(repr(c) for c in missing)} (expected "
+                    f"{', '.join(columns)}{also})")
+  return rows
+
+
 def _participants(option: str, field: str, known: set[str], path: str) -> list[str]:
   ids = [p.strip() for p in str(option).split(",") if p.strip()]
   unknown = [p for p in ids if p not in known]
@@ -266,15 +284,9 @@ def read_kaggle_islr(data_dir: str, val_participants: str = "", test_participant
     raise DataError(f"{map_path}: expected {{sign: class index >= 0}}")
   if len(set(sign_map.values())) != len(sign_map):
     raise DataError(f"{map_path}: two signs share a class index")
-  try:
-    with open(csv_path, newline="", encoding="utf-8") as f:
-      rows = list(csv.DictReader(f))
-  except (UnicodeDecodeError, csv.Error) as e:
-    raise DataError(f"{csv_path}: not a readable CSV file ({e})") from None
-  missing = [c for c in KAGGLE_COLUMNS if not rows or c not in rows[0]]
-  if missing:
-    raise DataError(f"{csv_path}: no column {', '.join(repr(c) for c in missing)} (expected "
-                    f"{', '.join(KAGGLE_COLUMNS)})" if rows else f"{csv_path}: no rows")
+  rows = _read_csv(csv_path, KAGGLE_COLUMNS)
+  if not rows:
+    raise DataError(f"{csv_path}: no rows")
   subset_of = kaggle_participant_split({r["participant_id"] for r in rows}, val_participants, test_participants,
                                        csv_path)
   entries, seen = [], set()
@@ -309,18 +321,7 @@ def read_asl_citizen(data_dir: str) -> Split:
     if not os.path.isfile(path):
       raise DataError(f"{path}: not found (dataset=asl_citizen reads splits/train.csv, val.csv and test.csv in "
                       "data_dir)")
-    try:
-      with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        table = list(reader)
-        header = reader.fieldnames or []
-    except (UnicodeDecodeError, csv.Error) as e:
-      raise DataError(f"{path}: not a readable CSV file ({e})") from None
-    missing = [c for c in CITIZEN_COLUMNS if c not in header]
-    if missing:
-      raise DataError(f"{path}: no column {', '.join(repr(c) for c in missing)} (expected "
-                      f"{', '.join(CITIZEN_COLUMNS)}, ASL-LEX Code)")
-    for n, r in enumerate(table, 2):
+    for n, r in enumerate(_read_csv(path, CITIZEN_COLUMNS, ", ASL-LEX Code"), 2):  # line 1 is the header
       video, gloss = (r["Video file"] or "").strip(), (r["Gloss"] or "").strip()
       if not video or not gloss:
         raise DataError(f"{path}: line {n}: empty 'Video file' or 'Gloss'")

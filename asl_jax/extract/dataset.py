@@ -45,8 +45,6 @@ def _one(job):
   from asl_jax.extract.holistic import extract_video  # pylint: disable=import-outside-toplevel
   vid, path, out_path, layout, start, end, num_frames = job
   t0 = time.perf_counter()
-  if not os.path.exists(path):
-    return {"id": vid, "error": "video not found"}
   try:
     arr = extract_video(path, layout, start, end, num_frames)
   except Exception as e:  # a corrupt or unreadable video: reported, never fatal for the run
@@ -76,17 +74,22 @@ def video_path(data_dir: str, entry: splits_lib.Entry) -> str:
 
 
 def _jobs(data_dir: str, output_dir: str, subset: str, suffix: str, skip_existing: bool, dataset: str = "wlasl"):
-  """([(entry, video path, output path)], skipped count) for every entry of the split."""
+  """([(entry, video path, output path)] of the entries to extract, the failure results of those whose
+  video is missing, skipped count)."""
   split = read_entries(data_dir, subset, dataset)
   os.makedirs(output_dir, exist_ok=True)
-  jobs, skipped = [], 0
+  jobs, missing, skipped = [], [], 0
   for e in split.entries:
     out_path = os.path.join(output_dir, e.video_id + suffix)
     if skip_existing and os.path.exists(out_path):
       skipped += 1
       continue
-    jobs.append((e, video_path(data_dir, e), out_path))
-  return jobs, skipped
+    path = video_path(data_dir, e)
+    if os.path.exists(path):
+      jobs.append((e, path, out_path))
+    else:
+      missing.append({"id": e.video_id, "error": _not_found(e, path)})
+  return jobs, missing, skipped
 
 
 def _not_found(e: splits_lib.Entry, path: str) -> str:
@@ -151,9 +154,8 @@ def extract_dataset(data_dir: str, output_dir: str, subset: str = "nslt_100.json
   split (an nslt file, or ASL Citizen's CSVs with dataset=asl_citizen), plus extraction_metadata.json and
   failed_videos.txt; returns the metadata."""
   suffix = POSE_SUFFIX if fmt == "pose" else LANDMARK_SUFFIX
-  jobs, skipped = _jobs(data_dir, output_dir, subset, suffix, skip_existing, dataset)
-  results = [{"id": e.video_id, "error": _not_found(e, path)} for e, path, _ in jobs if not os.path.exists(path)]
-  jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs if os.path.exists(path)]
+  jobs, results, skipped = _jobs(data_dir, output_dir, subset, suffix, skip_existing, dataset)
+  jobs = [(e.video_id, path, out, layout, e.start, e.end, num_frames) for e, path, out in jobs]
   t0 = time.perf_counter()
   bar = _progress(len(jobs), progress)
   ctx = multiprocessing.get_context("spawn")
@@ -192,22 +194,18 @@ def extract_visual_dataset(data_dir: str, output_dir: str, subset: str = "nslt_1
   from asl_jax.extract import frames as frames_lib  # pylint: disable=import-outside-toplevel
   from asl_jax.extract.visual import SiglipFeatureExtractor  # pylint: disable=import-outside-toplevel
   encoder = SiglipFeatureExtractor(model_name, device, batch_size)
-  jobs, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing, dataset)
+  jobs, results, skipped = _jobs(data_dir, output_dir, subset, VISUAL_SUFFIX, skip_existing, dataset)
   t0 = time.perf_counter()
-  results = []
   bar = _progress(len(jobs), progress)
   for e, path, out_path in jobs:
-    if not os.path.exists(path):
-      results.append({"id": e.video_id, "error": _not_found(e, path)})
-    else:
-      try:
-        clip = list(frames_lib.read_frames(path, e.start, e.end, num_frames))
-        if not clip:
-          raise ValueError(f"no decodable frames in the segment [{e.start}, {e.end}]")
-        _save(out_path, encoder(clip))
-        results.append({"id": e.video_id, "frames": len(clip)})
-      except Exception as ex:  # a corrupt or unreadable video: reported, never fatal for the run
-        results.append({"id": e.video_id, "error": f"{type(ex).__name__}: {ex}"})
+    try:
+      clip = list(frames_lib.read_frames(path, e.start, e.end, num_frames))
+      if not clip:
+        raise ValueError(f"no decodable frames in the segment [{e.start}, {e.end}]")
+      _save(out_path, encoder(clip))
+      results.append({"id": e.video_id, "frames": len(clip)})
+    except Exception as ex:  # a corrupt or unreadable video: reported, never fatal for the run
+      results.append({"id": e.video_id, "error": f"{type(ex).__name__}: {ex}"})
     if bar is not None:
       bar.update(1)
   if bar is not None:

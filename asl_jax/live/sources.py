@@ -37,9 +37,11 @@ class LandmarkSource:
   def __init__(self, path_or_array, fps: float, layout: str = "auto", realtime: bool = False):
     name = path_or_array if isinstance(path_or_array, str) else "landmarks"
     if isinstance(path_or_array, str):
-      raw = features_lib.read_array(path_or_array)
-      if path_or_array.lower().endswith(formats.POSE_SUFFIX):
-        fps = formats.pose_fps(path_or_array) or fps  # a .pose file records its own rate
+      if path_or_array.lower().endswith(formats.POSE_SUFFIX):  # a .pose file records its own rate
+        raw, recorded = formats.read_pose_with_fps(path_or_array)
+        fps = recorded or fps
+      else:
+        raw = features_lib.read_array(path_or_array)
     else:
       raw = np.asarray(path_or_array)
     if raw.ndim != 2:

@@ -94,21 +94,14 @@ class OutputLock:
     self._held: list = []
 
   def __enter__(self):
-    import fcntl  # pylint: disable=import-outside-toplevel
     try:
       for flag, path in self.outputs.items():
         lock = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-          fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-          holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-          os.close(fd)
-          raise DataError(f"{flag}={path}: another asl-live (PID {holder}) is writing this file; wait for it to "
-                          "end or choose another file") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._held.append((fd, lock))
+          self._held.append((atomic.lock_pid_file(lock), lock))
+        except atomic.LockHeld as e:
+          raise DataError(f"{flag}={path}: another asl-live (PID {e.holder}) is writing this file; wait for it "
+                          "to end or choose another file") from None
     except BaseException:
       self.__exit__()
       raise

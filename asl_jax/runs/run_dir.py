@@ -142,9 +142,6 @@ class RunDir:
     return os.path.join(self.path, name)
 
   # -- what the run is
-  def exists(self) -> bool:
-    return os.path.isdir(self.path)
-
   def has_config(self) -> bool:
     return os.path.isfile(self.file(CONFIG_FILE))
 
@@ -275,11 +272,6 @@ class RunDir:
       return None
     return report if report.get("checkpoint_step") == step else None
 
-  def test_summary(self) -> dict | None:
-    """A packaged run's test numbers (TEST_SUMMARY_FILE), or None."""
-    path = self.file(TEST_SUMMARY_FILE)
-    return read_json(path, "the packaged run's test numbers") if os.path.isfile(path) else None
-
   # -- writes
   def write_json(self, name: str, value) -> None:
     atomic.write_json(self.file(name), value)
@@ -351,18 +343,11 @@ class WorkdirLock:
     self._fd = None
 
   def __enter__(self):
-    import fcntl  # pylint: disable=import-outside-toplevel
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-      os.close(fd)
+      self._fd = atomic.lock_pid_file(self.path)
+    except atomic.LockHeld as e:
       raise WorkdirBusyError(f"{os.path.dirname(self.path)}: workdir in use by another training process "
-                             f"(PID {holder}); wait for it to finish or use another --workdir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    self._fd = fd
+                             f"(PID {e.holder}); wait for it to finish or use another --workdir") from None
     return self
 
   def __exit__(self, *exc):

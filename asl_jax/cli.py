@@ -251,6 +251,8 @@ and plots:
 
 
 def evaluate_main(argv=None):
+  if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
+    interrupts.begin()
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, evaluate their "
                       "ensemble (averaged probabilities); omitted or wlasl100: the shipped model")
   flags.DEFINE_string("out_dir", "", "where to write the report (default WORKDIR/eval_SPLIT, or "
@@ -343,6 +345,8 @@ def _check_threshold(value) -> None:
 
 
 def predict_main(argv=None):
+  if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
+    interrupts.begin()
   flags.DEFINE_string("workdir", None, "training run directory; several, comma-separated, average their "
                       "probabilities (an ensemble); omitted: the shipped WLASL100 model")
   flags.DEFINE_multi_string("landmarks", None, "landmark .npy files or directories of {id}_landmarks.npy "
@@ -406,6 +410,8 @@ DIR/onnx/model.onnx and model_batched.onnx, which need onnxruntime alone (server
 
 
 def export_main(argv=None):
+  if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
+    interrupts.begin()
   flags.DEFINE_string("workdir", None, "training run directory; omitted or wlasl100: the shipped model")
   flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export artifact; onnx: ONNX models")
   flags.DEFINE_string("out_dir", None, "where to write the model files and meta.json (default WORKDIR/export "
@@ -542,6 +548,8 @@ cannot be used are one line each; the others are enrolled and the exit status is
 
 
 def enroll_main(argv=None):
+  if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
+    interrupts.begin()
   flags.DEFINE_string("from", "wlasl100", "the base run directory, or wlasl100 (the shipped model)")
   flags.DEFINE_string("signs", None, "a folder of sign folders: SIGNS/<gloss>/ with that sign's examples")
   flags.DEFINE_string("workdir", None, "the new run directory to write (must not exist)")
@@ -577,6 +585,8 @@ MAX_FPS = 1000.0  # --fps above this is a typo (the ring buffer is sized from it
 
 
 def live_main(argv=None):
+  if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
+    interrupts.begin()
   import dataclasses  # pylint: disable=import-outside-toplevel
   from asl_jax.live import segmenter  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string("workdir", "", "training run directory, or several comma-separated (an ensemble); "

@@ -40,11 +40,11 @@ def _watch(read_fd: int) -> None:
         os._exit(128 + signum)  # pylint: disable=protected-access
 
 
-@contextlib.contextmanager
-def quick_exit():
-  """Within the block (main thread only), SIGINT / SIGTERM exit the process at once (see the module doc)."""
+def begin() -> None:
+  """Starts quick_exit's handling until ready() (main thread only; a no-op when it is already on). Entry points
+  call it before their first slow import, so a Ctrl-C in the first second is not a KeyboardInterrupt raised
+  inside an import (a traceback)."""
   if threading.current_thread() is not threading.main_thread() or _active:
-    yield
     return
   read_fd, write_fd = os.pipe()
   os.set_blocking(write_fd, False)
@@ -52,6 +52,12 @@ def quick_exit():
   _active.update(previous=previous, wakeup=signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False),
                  fds=(read_fd, write_fd))
   threading.Thread(target=_watch, args=(read_fd,), name="asl_jax_interrupts", daemon=True).start()
+
+
+@contextlib.contextmanager
+def quick_exit():
+  """Within the block (main thread only), SIGINT / SIGTERM exit the process at once (see the module doc)."""
+  begin()
   try:
     yield
   finally:

@@ -1,6 +1,8 @@
 """asl-live: `python scripts/live.py --help` lists the flags (asl_jax/cli.py, live_main)."""
 
-from asl_jax.cli import live_main
+from asl_jax import interrupts
 
 if __name__ == "__main__":
+  interrupts.begin()  # Ctrl-C from the first moment exits 130, even inside the imports below
+  from asl_jax.cli import live_main  # pylint: disable=import-outside-toplevel
   live_main()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 
-DELAYS = (0.3, 1.0, 2.0, 3.0, 4.5)
+DELAYS = (0.15, 0.3, 1.0, 2.0, 3.0, 4.5)
 
 
 def _interrupt_at(args, delay: float):

@@ -267,15 +267,22 @@ def evaluate_main(argv=None):
   flags.DEFINE_bool("calibrate", False, "first fit the run's calibration on its val clips (temperature, unknown "
                     "threshold, enrolment scales) and write WORKDIR/calibration.json: for runs trained before "
                     "training did it")
+  flags.DEFINE_bool("overwrite", False, "replace a report already in the --out_dir you name (the run's own "
+                    "eval_SPLIT is replaced by each evaluation)")
 
   def action(f, _):
     workdir = _runs(f.workdir)
-    use_xla_cache("")
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
     from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
     from asl_jax.evaluation import evaluator as evaluation  # pylint: disable=import-outside-toplevel
     from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+    out_dir = f.out_dir
+    if not out_dir and pretrained.is_shipped(workdir.split(",")[0]):  # an installed package is not a place to write
+      out_dir = os.path.abspath(f"wlasl100_eval_{f.split}")
+    if out_dir:  # a folder of the user's: checked before the slow work, nothing of theirs replaced unasked
+      _check_out_dir(out_dir, evaluation.REPORT_FILES, f.overwrite, flag="--out_dir" if f.out_dir else None)
+    use_xla_cache("")
     moved = {"data_dir": f.data_dir, "landmarks_dir": f.landmarks_dir, "gemma_features_dir": f.gemma_features_dir}
     if f.calibrate:
       print(f"calibrating {workdir} on its val split", file=sys.stderr, flush=True)
@@ -283,9 +290,6 @@ def evaluate_main(argv=None):
       print(f"calibrated on {cal['clips']} val clips: temperature {cal['temperature']:.3f} (val ECE "
             f"{cal['val_ece_before']:.3f} -> {cal['val_ece_after']:.3f}), unknown below a top-1 probability of "
             f"{cal['unknown_threshold']:.3f}", file=sys.stderr, flush=True)
-    out_dir = f.out_dir
-    if not out_dir and pretrained.is_shipped(workdir.split(",")[0]):  # an installed package is not a place to write
-      out_dir = os.path.abspath(f"wlasl100_eval_{f.split}")
     print(f"evaluating {workdir} on its {f.split} split ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
           flush=True)
     report = evaluate.evaluate_workdir(workdir, f.split, f.checkpoint, f.batch_size, out_dir, moved)
@@ -315,7 +319,11 @@ def _runs(value: str | None) -> str:
     path = pretrained.resolve(None)
     print(f"no --workdir: using the shipped WLASL100 model ({path})", file=sys.stderr)
     return path
-  return ",".join(pretrained.resolve(w) for w in items)
+  from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
+  paths = [pretrained.resolve(w) for w in items]
+  for path in paths:  # before any output folder is checked or any slow work: is it a run at all?
+    RunDir(path).require()
+  return ",".join(paths)
 
 
 def _checkpoint_words(checkpoint: str) -> str:
@@ -323,20 +331,22 @@ def _checkpoint_words(checkpoint: str) -> str:
   return f"the checkpoint of step {checkpoint}" if str(checkpoint).isdigit() else f"{checkpoint} checkpoint"
 
 
-def _check_out_dir(out: str, names, overwrite: bool) -> None:
-  """Before any slow work: `out` must be (or become) a folder, and hold none of `names` unless `overwrite`."""
+def _check_out_dir(out: str, names, overwrite: bool, flag: str | None = "--out_dir") -> None:
+  """Before any slow work: `out` must be (or become) a folder, and hold none of `names` unless `overwrite`.
+  `flag`: how the user gave `out` (None: a default folder, named as a path)."""
+  what = f"{flag}={out}" if flag else out
   if os.path.exists(out) and not os.path.isdir(out):
-    _usage_error(f"--out_dir={out}: exists and is not a folder; give a folder to write the model files in")
+    _usage_error(f"{what}: exists and is not a folder; give a folder to write the files in")
   parent = out
   while not os.path.exists(parent):
     parent = os.path.dirname(parent) or "."
   if not os.path.isdir(parent):
-    _usage_error(f"--out_dir={out}: {parent} is a file, so the folder cannot be made there")
+    _usage_error(f"{what}: {parent} is a file, so the folder cannot be made there")
   if not os.access(parent, os.W_OK):
-    _usage_error(f"--out_dir={out}: {parent} is not writable")
+    _usage_error(f"{what}: {parent} is not writable")
   there = [n for n in names if os.path.exists(os.path.join(out, n))]
   if there and not overwrite:
-    _usage_error(f"--out_dir={out}: already holds {', '.join(there)}; pass --overwrite to replace them, or choose "
+    _usage_error(f"{what}: already holds {', '.join(there)}; pass --overwrite to replace them, or choose "
                  "another --out_dir")
 
 

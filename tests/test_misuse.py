@@ -319,3 +319,39 @@ def test_enroll_and_predict_refuse_bad_flags_before_loading(tmp_path):
   out = _script("predict.py", f"--landmarks={tmp_path / 'clip.npy'}", "--unknown_threshold=1.5")
   _one_line(out, "--unknown_threshold=1.5: must be a probability in [0, 1]")
   assert "loading" not in out.stderr
+
+
+@pytest.mark.parametrize("flag", ["--max_len_s=inf", "--gap_s=nan", "--min_len_s=1e9", "--cut_hand=-inf"])
+def test_live_absurd_segmenter_settings_are_refused_by_name(run_dir, small_data, flag):
+  _one_line(_script("live.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", flag),
+            flag.split("=")[0] + "=")
+
+
+@pytest.mark.parametrize("script", ["predict.py", "live.py", "evaluate.py", "export.py"])
+def test_a_file_or_a_folder_that_is_no_run_as_workdir(small_data, tmp_path, script):
+  """The same line from every command: a file is not a run directory; a folder without config.json is asked
+  about (not a missing input_spec.json naming another missing file)."""
+  extra = [f"--landmarks={_clip(small_data)}"] if script in ("predict.py", "live.py") else []
+  afile = tmp_path / "a_file"
+  afile.write_text("x")
+  _one_line(_script(script, f"--workdir={afile}", *extra), f"{afile}: a file, not a run directory")
+  _one_line(_script(script, f"--workdir={tmp_path}", *extra),
+            f"{tmp_path / 'config.json'}: missing (the run's configuration); is this a training workdir?")
+
+
+def test_evaluate_checks_its_report_folder_first_and_never_replaces_a_report_unasked(run_dir, tmp_path):
+  afile = tmp_path / "a_file"
+  afile.write_text("x")
+  out = _script("evaluate.py", f"--workdir={run_dir}", f"--out_dir={afile}")
+  _one_line(out, f"--out_dir={afile}: exists and is not a folder")
+  assert "evaluating" not in out.stderr  # refused before the run was restored
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "report.json").write_text("my own report")
+  _one_line(_script("evaluate.py", f"--workdir={run_dir}", f"--out_dir={mine}"),
+            "already holds report.json; pass --overwrite")
+  assert (mine / "report.json").read_text() == "my own report"
+  ok = _script("evaluate.py", f"--workdir={run_dir}", f"--out_dir={mine}", "--overwrite")
+  assert ok.returncode == 0 and "report:" in ok.stdout, ok.stderr[-2000:]
+  again = _script("evaluate.py", f"--workdir={run_dir}")  # the run's own eval_test/ is replaced each time
+  assert again.returncode == 0 and _script("evaluate.py", f"--workdir={run_dir}").returncode == 0, again.stderr

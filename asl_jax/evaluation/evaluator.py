@@ -236,6 +236,10 @@ def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, 
 
 
 PREDICTIONS_FILE = "predictions.json"
+# What a report folder holds (write_report, and reliability.png from serving.evaluate): asl-evaluate refuses to
+# replace these in a folder the user named unless --overwrite.
+REPORT_FILES = (run_dir.REPORT_FILE, "confusion_matrix.png", "per_class_accuracy.png", "training_curves.png",
+                PREDICTIONS_FILE, "reliability.png")
 
 
 def predictions(video_ids, probs: np.ndarray, labels: np.ndarray, glosses, threshold: float | None,

@@ -40,6 +40,9 @@ def _setting(default: float, help_: str):
   return dataclasses.field(default=default, metadata={"help": help_})
 
 
+MAX_SETTING_S = 60.0  # a duration flag above this is a typo
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmenterConfig:
   """The segmenter's settings (asl-live flags of the same names; defaults chosen on val streams,
@@ -63,8 +66,10 @@ class SegmenterConfig:
       raise ConfigError(f"--fps={fps}: must be a positive number of frames per second")
     for name in ("gap_s", "min_len_s", "max_len_s", "cut_window_s", "cut_body", "cut_scale", "cut_hand"):
       v = getattr(self, name)
-      if not v > 0:
-        raise ConfigError(f"--{name}={v}: must be > 0")
+      if not (v > 0 and math.isfinite(v)):
+        raise ConfigError(f"--{name}={v}: must be a number > 0")
+      if name.endswith("_s") and v > MAX_SETTING_S:  # the ring buffer is sized from them
+        raise ConfigError(f"--{name}={v}: at most {MAX_SETTING_S:g} s (one sign, or one pause, is seconds long)")
     if self.cut_window_s > MAX_LOOKAHEAD_S:
       raise ConfigError(f"--cut_window_s={self.cut_window_s}: the look-ahead is at most {MAX_LOOKAHEAD_S} s")
     fr = self.frames(fps)

@@ -131,8 +131,7 @@ def load_run(workdir: str, checkpoint: str = "best", data_overrides: dict | None
 
   `data_overrides` replaces where the run's data is ({"data_dir": ..., "landmarks_dir": ...,
   "gemma_features_dir": ...}; empty values keep the saved ones), for data that moved since training."""
-  if not os.path.isdir(workdir):
-    raise CheckpointError(f"{workdir}: workdir not found")
+  RunDir(workdir).require()
   config = load_config(workdir)
   for key, value in (data_overrides or {}).items():
     if value:

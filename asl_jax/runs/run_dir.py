@@ -141,6 +141,16 @@ class RunDir:
   def file(self, name: str) -> str:
     return os.path.join(self.path, name)
 
+  def require(self) -> None:
+    """One error when the path is no run: missing, a file, or a folder without the run's config.json."""
+    if os.path.isfile(self.path):
+      raise CheckpointError(f"{self.path}: a file, not a run directory (give the folder a training run wrote)")
+    if not os.path.isdir(self.path):
+      raise CheckpointError(f"{self.path}: workdir not found")
+    if not os.path.exists(self.file(CONFIG_FILE)):
+      raise CheckpointError(f"{self.file(CONFIG_FILE)}: missing (the run's configuration); is this a training "
+                            "workdir?")
+
   # -- what the run is
   def has_config(self) -> bool:
     return os.path.isfile(self.file(CONFIG_FILE))
@@ -193,6 +203,7 @@ class RunDir:
     """The saved spec; a run written before input_spec.json existed gets it from data_report.json and
     config.json (which held the same facts); a workdir with neither is one error."""
     path = self.file(INPUT_SPEC_FILE)
+    self.require()
     try:
       if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:

@@ -551,6 +551,7 @@ Your own signs: a new run that knows a base run's signs plus yours, from a few e
 (docs/enrolment.md). The base is never changed.
 
   python scripts/enroll.py --from=wlasl100 --signs=SIGNS --workdir=runs/mine    # or --from=runs/x
+  python scripts/enroll.py --signs=asl_jax_signs.json --workdir=runs/mine        # the web page's export
 
 SIGNS/<gloss>/ holds one sign's examples: landmark .npy files (any supported layout) or videos (extracted
 with MediaPipe, `make extract-env`). A gloss the base knows is refined with its examples. Examples that
@@ -562,7 +563,8 @@ def enroll_main(argv=None):
   if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)
     interrupts.begin()
   flags.DEFINE_string("from", "wlasl100", "the base run directory, or wlasl100 (the shipped model)")
-  flags.DEFINE_string("signs", None, "a folder of sign folders: SIGNS/<gloss>/ with that sign's examples")
+  flags.DEFINE_string("signs", None, "a folder of sign folders (SIGNS/<gloss>/ with that sign's examples), or "
+                      "the .json file the web page exports its signs to")
   flags.DEFINE_string("workdir", None, "the new run directory to write (must not exist)")
 
   def action(f, _):
@@ -573,9 +575,9 @@ def enroll_main(argv=None):
     base = pretrained.resolve(f["from"].value)
     if not os.path.isdir(base):
       _usage_error(f"--from={base}: no such run directory (a trained run, or wlasl100 for the shipped model)")
-    if not os.path.isdir(f.signs):
+    if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):
       _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
-                   "videos)")
+                   "videos, or the .json file the web page exports)")
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")

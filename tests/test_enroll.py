@@ -215,3 +215,66 @@ def test_evaluation_reports_the_calibration_error_and_draws_the_reliability_diag
   assert 0 <= cal["ece"] <= 1 and cal["temperature"] == RunDir(held_out_setup["base"]).calibration()["temperature"]
   assert sum(b["count"] for b in cal["bins"]) == report["num_samples"]
   assert os.path.getsize(tmp_path / "eval" / "reliability.png") > 1000
+
+
+def test_the_pages_signs_file_enrols_as_the_same_examples_in_folders_do(held_out_setup, tmp_path):
+  """The web page's export (one .json file of landmark frames) is read by asl-enroll: the same vectors as
+  the same examples in SIGNS/<gloss>/ folders; a file that is not one, and a bad example in it, are one line."""
+  folders = held_out_setup["signs"]
+  signs = {g: [np.load(os.path.join(folders, g, f)) for f in sorted(os.listdir(os.path.join(folders, g)))]
+           for g in sorted(os.listdir(folders))}
+  signs[sorted(signs)[0]].append(np.zeros((5, 7), np.float32))  # a wrongly shaped example
+  path = str(tmp_path / "asl_jax_signs.json")
+  enroll.write_signs_file(path, signs)
+  a = enroll.enroll(held_out_setup["base"], folders, str(tmp_path / "a"), say=lambda m: None)
+  b = enroll.enroll(held_out_setup["base"], path, str(tmp_path / "b"), say=lambda m: None)
+  assert a["added"] == b["added"] and b["examples"] == a["examples"]
+  assert len(b["problems"]) == 1 and "landmarks of shape (5, 7), expected (frames, 162)" in b["problems"][0]
+  pa, pb = predict.Predictor(str(tmp_path / "a")), predict.Predictor(str(tmp_path / "b"))
+  clip = next(iter(held_out_setup["held"].values()))[0]
+  np.testing.assert_allclose(pb.predict_clips([pb.load_clip(clip)]), pa.predict_clips([pa.load_clip(clip)]),
+                             atol=1e-6)
+  (tmp_path / "other.json").write_text(json.dumps({"signs": []}))
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "enroll.py"), f"--from={held_out_setup['base']}",
+                        f"--signs={tmp_path / 'other.json'}", f"--workdir={tmp_path / 'c'}"],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines()[-1] == (f"error: --signs={tmp_path / 'other.json'}: not a signs file "
+                                                 "exported by the web page (no \"format\": \"asl_jax signs\" with a "
+                                                 "list of signs)")
+  assert not os.path.exists(tmp_path / "c")
+
+
+def test_the_onnx_export_gives_the_page_the_embedding_and_the_last_layer(held_out_setup, tmp_path):
+  """embed.onnx and head.bin in onnxruntime alone give model.onnx's probabilities (the page's arithmetic:
+  the mean over views of softmax((e @ kernel + bias) / T)), for a base run and for an enrolled one; and a
+  vector built from those embeddings with the scales in meta.json is the one asl-enroll writes."""
+  import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import export  # pylint: disable=import-outside-toplevel
+  mine = str(tmp_path / "mine")
+  enroll.enroll(held_out_setup["base"], held_out_setup["signs"], mine, say=lambda m: None)
+  out = export.export_run(mine, str(tmp_path / "onnx"), fmt="onnx")
+  meta = json.load(open(os.path.join(out, "meta.json")))
+  emb_session = ort.InferenceSession(os.path.join(out, meta["embed_file"]), providers=["CPUExecutionProvider"])
+  model = ort.InferenceSession(os.path.join(out, meta["file"]), providers=["CPUExecutionProvider"])
+  raw = np.fromfile(os.path.join(out, meta["head"]["file"]), "<f4")
+  e, c = meta["head"]["embedding_dim"], meta["head"]["num_classes"]
+  assert raw.size == e * c + c and c == len(meta["glosses"])
+  head = {"kernel": raw[:e * c].reshape(e, c), "bias": raw[e * c:]}
+  p = predict.Predictor(mine)
+  for clip in [fs[0] for fs in held_out_setup["held"].values()] + list(held_out_setup["known"].values())[:3]:
+    x = np.load(clip).astype(np.float32)
+    emb = emb_session.run(None, {"landmarks": x})[0]
+    assert emb.shape == (2, e)  # the clip and its mirror image
+    page = export.head_probs(emb, head, meta["temperature"])
+    np.testing.assert_allclose(page, model.run(None, {"landmarks": x})[0], atol=1e-5)
+    np.testing.assert_allclose(page, p.predict_clips([p.load_clip(clip)])[0], atol=1e-5)
+  # A vector built in the page's way from embed.onnx's embeddings is the one asl-enroll put in the run.
+  g = sorted(held_out_setup["held"])[0]
+  files = sorted(os.listdir(os.path.join(held_out_setup["signs"], g)))
+  embs = np.stack([emb_session.run(None, {"landmarks": np.load(os.path.join(held_out_setup["signs"], g, f))
+                                          .astype(np.float32)})[0] for f in files], 1)  # (V, k, E)
+  w, b = class_vectors.class_vector(embs, meta["enrol"])
+  col = list(meta["glosses"]).index(g)
+  np.testing.assert_allclose(w, head["kernel"][:, col], atol=1e-4)
+  assert abs(b - head["bias"][col]) < 1e-6

@@ -20,6 +20,7 @@ import numpy as np
 SHOTS = (1, 2, 3, 5)  # example counts the scale and bias are fitted for (more examples use the largest)
 _SCALE_GRID = np.exp(np.linspace(np.log(0.5), np.log(200.0), 36))
 _BIAS_GRID = np.linspace(-15.0, 10.0, 51)
+REFINE_WEIGHT = 0.5  # a refined sign's vector: this much of the built one, the rest of the trained one
 _MAX_FIT_CLIPS = 512  # val clips the fit reads at most (a seeded subset of larger splits)
 
 
@@ -105,7 +106,7 @@ def class_vector(emb: np.ndarray, scales: dict) -> tuple[np.ndarray, float]:
 
 
 def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_new: int,
-              refine_weight: float = 0.5) -> dict:
+              refine_weight: float = REFINE_WEIGHT) -> dict:
   """The parameters with `head/logits` grown by `num_new` columns. `columns` maps a class index to its
   built (vector, bias): an index past the base's classes is a new class; an existing one is refined (mean
   of the trained and the built vector, and of the biases)."""

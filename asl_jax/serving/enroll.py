@@ -18,7 +18,9 @@ import os
 import re
 import sys
 
-from asl_jax import pretrained
+import numpy as np
+
+from asl_jax import atomic, pretrained
 from asl_jax.data import features as features_lib, layouts
 from asl_jax.errors import ConfigError, DataError
 from asl_jax.evaluation import class_vectors
@@ -28,14 +30,73 @@ from asl_jax.serving import predict as predict_lib
 GLOSS_RE = re.compile(r"^[^\s/\\.][^/\\\x00-\x1f]{0,63}$")
 
 
+# The file the web page exports its signs to (web/src/enrol.js), and asl-enroll reads as --signs=FILE.json:
+# {"format": SIGNS_FORMAT, "version": 1, "layout": "seed162", "signs": [{"gloss": G, "examples":
+# [{"landmarks": [[162 numbers] per frame], "fps": F, "recorded": ISO time}, ...]}, ...]}.
+SIGNS_FORMAT = "asl_jax signs"
+SIGNS_VERSION = 1
+
+
 @dataclasses.dataclass
 class Example:
   gloss: str
-  path: str
+  path: str  # the file, or FILE.json#gloss/N for an example of the page's export
+  landmarks: np.ndarray | None = None  # the frames, for an example of the page's export
+
+
+def read_signs_file(path: str) -> tuple[list[Example], list[str]]:
+  """The page's export (SIGNS_FORMAT) -> (the examples, one problem line per example that cannot be used).
+  A file that is not one is one DataError."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      doc = json.load(f)
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise DataError(f"--signs={path}: not a signs file exported by the web page ({type(e).__name__}: {e})") from None
+  if not isinstance(doc, dict) or doc.get("format") != SIGNS_FORMAT or not isinstance(doc.get("signs"), list):
+    raise DataError(f"--signs={path}: not a signs file exported by the web page (no \"format\": "
+                    f"\"{SIGNS_FORMAT}\" with a list of signs)")
+  if doc.get("version") != SIGNS_VERSION:
+    raise DataError(f"--signs={path}: version {doc.get('version')!r} of the signs file; this asl_jax reads "
+                    f"version {SIGNS_VERSION}")
+  layout = doc.get("layout", "seed162")
+  if layout not in layouts.LAYOUT_DIMS:
+    raise DataError(f"--signs={path}: unknown landmark layout {layout!r}")
+  examples, problems = [], []
+  for i, sign in enumerate(doc["signs"]):
+    gloss = sign.get("gloss") if isinstance(sign, dict) else None
+    if not isinstance(gloss, str) or not GLOSS_RE.match(gloss):
+      problems.append(f"{path}: sign {i}: {gloss!r} is not a valid gloss")
+      continue
+    items = sign.get("examples") if isinstance(sign.get("examples"), list) else []
+    if not items:
+      problems.append(f"{path}#{gloss}: no examples")
+    for j, item in enumerate(items):
+      where = f"{path}#{gloss}/{j + 1}"
+      try:
+        arr = np.asarray(item["landmarks"], np.float32)
+      except (KeyError, TypeError, ValueError) as e:
+        problems.append(f"{where}: unreadable landmarks ({type(e).__name__})")
+        continue
+      if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != layouts.LAYOUT_DIMS[layout]:
+        problems.append(f"{where}: landmarks of shape {arr.shape}, expected (frames, {layouts.LAYOUT_DIMS[layout]})")
+        continue
+      examples.append(Example(gloss, where, arr))
+  return examples, problems
+
+
+def write_signs_file(path: str, signs: dict[str, list[np.ndarray]], fps: float = 25.0) -> None:
+  """The page's export format, from {gloss: [(T, 162) arrays]} (tests, and scripts that make such files)."""
+  atomic.write_json(path, {"format": SIGNS_FORMAT, "version": SIGNS_VERSION, "layout": "seed162",
+                           "signs": [{"gloss": g, "examples": [{"landmarks": np.asarray(a, np.float32).tolist(),
+                                                                "fps": fps} for a in arrs]}
+                                     for g, arrs in signs.items()]})
 
 
 def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
-  """SIGNS/<gloss>/<files> -> (the examples, one problem line per folder or file that cannot be used)."""
+  """SIGNS/<gloss>/<files>, or the page's export (a .json file) -> (the examples, one problem line per folder,
+  file or example that cannot be used)."""
+  if os.path.isfile(signs_dir) and signs_dir.lower().endswith(".json"):
+    return read_signs_file(signs_dir)
   if not os.path.isdir(signs_dir):
     raise DataError(f"--signs={signs_dir}: not a directory (expected SIGNS/<gloss>/ folders of landmark .npy "
                     "files or videos)")
@@ -65,12 +126,14 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
 def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]:
   """{path: prepared clip} and one problem line per example that cannot be used."""
   clips, problems = {}, []
-  videos = [e for e in examples if predict_lib.is_video(e.path)]
+  videos = [e for e in examples if e.landmarks is None and predict_lib.is_video(e.path)]
   if videos:
     print(f"extracting the landmarks of {len(videos)} video(s) (MediaPipe)", file=sys.stderr, flush=True)
   for e in examples:
     try:
-      if predict_lib.is_video(e.path):
+      if e.landmarks is not None:
+        clip = predictor.load_clip(e.landmarks, layout="seed162")
+      elif predict_lib.is_video(e.path):
         from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
         clip = predictor.load_clip(landmarks_from_video(e.path, predictor.run.layout))
       else:
@@ -142,7 +205,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   config = json.loads(json.dumps(run.config.to_dict()))
   config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
   record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
-            "examples": {g: [os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
+            "examples": {g: [p if "#" in p else os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
             "problems": problems, "earlier": run_dir.RunDir(run.workdir).enrolled()}
   pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
                        {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},

@@ -39,12 +39,14 @@ import numpy as np
 from asl_jax import atomic
 from asl_jax.data import clip_prep, input_pipeline, layouts
 from asl_jax.errors import ConfigError, ExportError, MissingDependencyError
-from asl_jax.evaluation import inference
+from asl_jax.evaluation import class_vectors, inference
 from asl_jax.runs.restore import load_run
 
 EXPORT_FILE = "model.jax_export"
 ONNX_FILE = "model.onnx"
 ONNX_BATCHED_FILE = "model_batched.onnx"
+EMBED_FILE = "embed.onnx"  # raw clip -> (V, E): the embedding of each test-time view (enrolment in the page)
+HEAD_FILE = "head.bin"  # the last layer, float32 little-endian: kernel (E, C) row-major, then bias (C)
 ONNX_OPSET = 18  # onnxruntime-web 1.2x runs it; jax2onnx's default (23) is newer than many runtimes
 ONNX_CONVERTER = "jax2onnx==0.17.1"
 FORMATS = ("jax", "onnx")
@@ -74,6 +76,37 @@ def _infer_fn(run, sort: bool = True):
     return jnp.exp(log_probs(run.params, data, jnp.zeros(1, jnp.int32))[0])
 
   return infer
+
+
+def _embed_fn(run, sort: bool = True):
+  """The exported embedding: raw clip -> (V, E), the input of the last layer in each test-time view
+  (inference.embeddings). With the last layer (head.bin) and the temperature it gives model.onnx's
+  probabilities, mean over views of softmax((e @ kernel + bias) / T): what the page computes, so that class
+  vectors built from a user's examples (class_vectors.class_vector) join the trained ones."""
+  max_frames = run.config.max_frames
+  embed = inference.embeddings_fn(run.config, run.model, run.visual_norm)
+
+  def fn(landmarks):
+    points, parts, length = clip_prep.pack_clip(_finite(landmarks), run.layout, max_frames, sort=sort)
+    data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
+                                     labels=jnp.zeros(1, jnp.int32))
+    return embed(run.params, data, jnp.zeros(1, jnp.int32))[:, 0]
+
+  return fn
+
+
+def head_layer(run) -> dict:
+  """The run's last layer as the page reads it: {"kind": "dense" | "cosine", "kernel" (E, C) float32,
+  "bias" (C,), "log_scale" (cosine only)}; None for a run whose output is not one layer over the embedding
+  (a head per stream)."""
+  if run.model.stream_heads:
+    return None
+  head = run.params["head"]["logits"]
+  out = {"kind": "cosine" if "log_scale" in head else "dense",
+         "kernel": np.asarray(head["kernel"], np.float32), "bias": np.asarray(head["bias"], np.float32)}
+  if "log_scale" in head:
+    out["log_scale"] = float(np.asarray(head["log_scale"]))
+  return out
 
 
 def _batched_infer_fn(run, sort: bool = True):
@@ -221,7 +254,7 @@ def _probe_inputs(run, dim: int, batched: bool):
   return out
 
 
-def _check_onnx(model, fn, inputs, names, what: str) -> None:
+def _check_onnx(model, fn, inputs, names, what: str, quantity: str = "probabilities") -> None:
   """The converted model must give the jax function's probabilities (1e-4) in onnxruntime: the converter is
   young, and a wrong conversion is caught here rather than on a user's device."""
   _, onnxruntime = _onnx_libraries()
@@ -237,7 +270,7 @@ def _check_onnx(model, fn, inputs, names, what: str) -> None:
   want = np.asarray(jax.jit(fn)(*inputs))
   err = float(np.max(np.abs(got - want)))
   if not err <= ONNX_TOLERANCE:
-    raise ExportError(f"{what}: onnxruntime's probabilities differ from jax's by {err:.2g} (> {ONNX_TOLERANCE}); "
+    raise ExportError(f"{what}: onnxruntime's {quantity} differ from jax's by {err:.2g} (> {ONNX_TOLERANCE}); "
                       "the conversion is wrong, nothing was written (use --format=jax)")
 
 
@@ -257,19 +290,60 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
     batched_names += ["visual", "visual_lengths"]
   batched = _to_onnx(batched_fn, batched_in, batched_names, ["probs"])
   _check_onnx(batched, batched_fn, _probe_inputs(run, dim, True), batched_names, ONNX_BATCHED_FILE)
-  _say(say, f"checked {ONNX_BATCHED_FILE} against jax; writing")
+  _say(say, f"checked {ONNX_BATCHED_FILE} against jax")
+  head = head_layer(run) if not g else None
+  embed = None
+  if head is not None:
+    _say(say, f"converting {EMBED_FILE}, the clip's embedding (for signs enrolled in the page)")
+    embed_fn = _embed_fn(run, sort=False)
+    embed = _to_onnx(embed_fn, [("T", dim)], ["landmarks"], ["embeddings"])
+    _check_onnx(embed, embed_fn, _probe_inputs(run, dim, False), ["landmarks"], EMBED_FILE, "embeddings")
+    _check_head(run, head, embed_fn, _probe_inputs(run, dim, False)[0], single_fn)
+    _say(say, f"checked {EMBED_FILE} against jax")
+  _say(say, "writing")
   os.makedirs(out_dir, exist_ok=True)
   atomic.write_bytes(os.path.join(out_dir, ONNX_FILE), single.SerializeToString())
   atomic.write_bytes(os.path.join(out_dir, ONNX_BATCHED_FILE), batched.SerializeToString())
+  extra = {}
+  if embed is not None:
+    atomic.write_bytes(os.path.join(out_dir, EMBED_FILE), embed.SerializeToString())
+    atomic.write_bytes(os.path.join(out_dir, HEAD_FILE), np.concatenate(
+        [head["kernel"].ravel(), head["bias"]]).astype("<f4").tobytes())
+    cal = run.calibration or {}
+    extra = {"embed_file": EMBED_FILE, "embed_signature": f"embeddings f32[V, {head['kernel'].shape[0]}] = "
+                                                          f"run(landmarks f32[T, {dim}])",
+             "head": {"file": HEAD_FILE, "kind": head["kind"], "embedding_dim": int(head["kernel"].shape[0]),
+                      "num_classes": int(head["kernel"].shape[1]), "log_scale": head.get("log_scale"),
+                      "layout": "kernel (E, C) row-major, then bias (C), float32 little-endian"},
+             "enrol": cal.get("enrol"), "refine_weight": class_vectors.REFINE_WEIGHT}
   c = len(run.glosses)
   meta = {"format": "onnx", "file": ONNX_FILE, "batched_file": ONNX_BATCHED_FILE, "opset": ONNX_OPSET,
           "signature": _signature(run, dim, "run"),
           "batched_signature": f"probs f32[B, {c}] = run(landmarks f32[B, T, {dim}], lengths i32[B]" + (
               f", visual f32[B, Tv, {g}], visual_lengths i32[B])" if g else ")") +
           ": clip b is its first lengths[b] frames (clamped to [1, T]); the rest is padding",
-          **_meta(run, workdir, dim)}
+          **_meta(run, workdir, dim), **extra}
   atomic.write_json(os.path.join(out_dir, META_FILE), meta, indent=1)
   return out_dir
+
+
+def head_probs(emb: np.ndarray, head: dict, temperature: float) -> np.ndarray:
+  """(C,) probabilities from one clip's (V, E) embeddings through the last layer: the mean over views of
+  softmax(logits / T), as the page computes them (web/src/enrol.js, classify)."""
+  logits = class_vectors.head_logits(emb, head) / temperature  # (V, C)
+  logits = logits - logits.max(-1, keepdims=True)
+  p = np.exp(logits)
+  return (p / p.sum(-1, keepdims=True)).mean(0)
+
+
+def _check_head(run, head: dict, embed_fn, clip, single_fn) -> None:
+  """The page's arithmetic (embedding, last layer, temperature, views) must give model.onnx's probabilities."""
+  got = head_probs(np.asarray(jax.jit(embed_fn)(clip)), head, float(run.model.temperature))
+  want = np.asarray(jax.jit(single_fn)(clip))
+  err = float(np.max(np.abs(got - want)))
+  if not err <= ONNX_TOLERANCE:
+    raise ExportError(f"{EMBED_FILE}: the embedding through the last layer differs from the model's probabilities "
+                      f"by {err:.2g} (> {ONNX_TOLERANCE}); nothing was written")
 
 
 def load_exported(out_dir: str):

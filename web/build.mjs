@@ -36,7 +36,9 @@ for (const f of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-wasm-si
 }
 if (model !== join(dist, "model")) {
   mkdirSync(join(dist, "model"), { recursive: true });
-  for (const f of ["model.onnx", "meta.json"]) cpSync(join(model, f), join(dist, "model", f));
+  for (const f of ["model.onnx", "meta.json", "embed.onnx", "head.bin"]) {  // the last two: your own signs (enrol.js)
+    if (existsSync(join(model, f))) cpSync(join(model, f), join(dist, "model", f));
+  }
 }
 rmSync(join(dist, "model", "model_batched.onnx"), { force: true });
 // The shipped model travels with its licence note.

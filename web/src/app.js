@@ -9,13 +9,15 @@
 // file's frame rate, default 25); and the segmenter's settings by their asl-live names (gap_s=0.32, ...).
 
 import * as ort from "../ort/ort.wasm.min.mjs";
-import { DEFAULTS } from "./segmenter.js";
+import { DEFAULTS, segment } from "./segmenter.js";
 import { Recognizer, assembleFrame, label } from "./recognizer.js";
+import { Head, SignStore, checkGloss, classVector, DIM } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const status = { state: "loading", signs: [], frames: 0, processed: 0, error: null, ready: false, done: false,
-                 holistic_ms: [], fps_processed: 0 };
+                 holistic_ms: [], fps_processed: 0,
+                 enrol: { ready: false, busy: false, message: "", signs: [], persistent: null, available: false } };
 window.aslLive = status;  // read by tests/test_web.py
 
 function fail(message) {
@@ -42,12 +44,27 @@ async function loadModel(dir) {
   }
   ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which a plain static host does not give
   ort.env.wasm.wasmPaths = new URL("../ort/", import.meta.url).href;
+  if (meta.embed_file && meta.head && meta.enrol) {
+    // The embedding and the last layer: the model's own signs and the user's, computed alike (enrol.js).
+    const session = await ort.InferenceSession.create(`${dir}/${meta.embed_file}`, { executionProviders: ["wasm"] });
+    const raw = new Float32Array(await (await fetch(`${dir}/${meta.head.file}`)).arrayBuffer());
+    const head = new Head(meta, raw);
+    const embed = async (frames, t) => {
+      const out = await session.run({ landmarks: new ort.Tensor("float32", frames, [t, DIM]) });
+      return { emb: out.embeddings.data, views: out.embeddings.dims[0] };
+    };
+    const classify = async (frames, t) => {
+      const { emb, views } = await embed(frames, t);
+      return head.probs(emb, views);
+    };
+    return { meta, classify, embed, head };
+  }
   const session = await ort.InferenceSession.create(`${dir}/${meta.file}`, { executionProviders: ["wasm"] });
   const classify = async (raw, t) => {
     const out = await session.run({ landmarks: new ort.Tensor("float32", raw, [t, 162]) });
     return out.probs.data;
   };
-  return { meta, classify };
+  return { meta, classify, embed: null, head: null };
 }
 
 // ----------------------------------------------------------------------------------------------- drawing
@@ -147,6 +164,197 @@ function seek(video, t) {
   });
 }
 
+// ------------------------------------------------------------------------------------------- your signs
+// "Add a sign": a gloss, then a recording (the camera until Stop, or the whole video in video mode); the
+// segmenter cuts the sign out of it as it cuts signs in recognition, and exactly one sign is kept.
+const MAX_RECORD_S = 10;
+
+class Enrolment {
+  constructor(model, store, onChange) {
+    this.model = model;
+    this.store = store;
+    this.onChange = onChange;
+    this.embs = new Map();  // gloss -> [embedding (V x E) of each example]
+    this.views = 1;
+    this.recording = null;
+  }
+
+  say(message) {
+    status.enrol.message = message;
+    $("enrol-message").textContent = message;
+  }
+
+  async embedAll() {
+    for (const rec of this.store.list()) {
+      const list = [];
+      for (const e of rec.examples) list.push(await this._embed(e.landmarks, e.frames));
+      this.embs.set(rec.gloss, list);
+    }
+    this.update();
+  }
+
+  async _embed(frames, t) {
+    const { emb, views } = await this.model.embed(frames, t);
+    this.views = views;
+    return Float32Array.from(emb);
+  }
+
+  // The vocabulary from the stored signs: the model's glosses, then the new ones.
+  update() {
+    const { head } = this.model;
+    const signs = this.store.list().filter((r) => this.embs.get(r.gloss)?.length).map((r) => (
+      { gloss: r.gloss, vector: classVector(this.embs.get(r.gloss), this.views, head.dim, head.enrol) }));
+    const glosses = head.setSigns(signs);
+    status.enrol.signs = this.store.list().map((r) => ({ gloss: r.gloss, examples: r.examples.length,
+                                                         known: head.baseGlosses.includes(r.gloss) }));
+    status.enrol.glosses = glosses.length;
+    this.onChange(glosses);
+    this.render();
+  }
+
+  render() {
+    const ul = $("signs");
+    ul.innerHTML = "";
+    for (const rec of this.store.list()) {
+      const li = document.createElement("li");
+      li.dataset.gloss = rec.gloss;
+      const name = document.createElement("span");
+      name.className = "gloss";
+      name.textContent = rec.gloss;
+      li.appendChild(name);
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = ` ${rec.examples.length} example${rec.examples.length === 1 ? "" : "s"}` +
+          (this.model.head.baseGlosses.includes(rec.gloss) ? " (refines the model's sign)" : "");
+      li.appendChild(count);
+      rec.examples.forEach((_, i) => {
+        const b = document.createElement("button");
+        b.className = "remove-example";
+        b.textContent = `× ${i + 1}`;
+        b.title = `delete example ${i + 1} of ${rec.gloss}`;
+        b.onclick = () => this.guard(async () => {
+          await this.store.removeExample(rec.gloss, i);
+          this.embs.get(rec.gloss)?.splice(i, 1);
+          this.update();
+          this.say(`Deleted example ${i + 1} of "${rec.gloss}".`);
+        });
+        li.appendChild(b);
+      });
+      const del = document.createElement("button");
+      del.className = "remove-sign";
+      del.textContent = "delete sign";
+      del.onclick = () => this.guard(async () => {
+        await this.store.removeSign(rec.gloss);
+        this.embs.delete(rec.gloss);
+        this.update();
+        this.say(`Deleted "${rec.gloss}".`);
+      });
+      li.appendChild(del);
+      ul.appendChild(li);
+    }
+  }
+
+  // Runs an action with the panel busy; an error is the panel's message.
+  async guard(fn) {
+    status.enrol.busy = true;
+    try {
+      await fn();
+    } catch (e) {
+      this.say(e.message);
+    } finally {
+      status.enrol.busy = false;
+    }
+  }
+
+  // The frames of a finished recording -> one example of `gloss`, or a message saying why not.
+  async keep(gloss, frames, fps) {
+    const spans = segment(frames, status.segmenterConfig, fps);
+    if (!spans.length) {
+      this.say("No sign was found in the recording: sign once, with your hands down before and after. Nothing was kept.");
+      return;
+    }
+    if (spans.length > 1) {
+      this.say(`The recording holds ${spans.length} signs: record one sign at a time. Nothing was kept.`);
+      return;
+    }
+    const [a, b] = spans[0];
+    const t = b - a + 1;
+    const flat = new Float32Array(t * DIM);
+    for (let i = 0; i < t; i++) flat.set(frames[a + i], i * DIM);
+    const isNew = !this.store.signs.has(gloss);
+    const rec = await this.store.add(gloss, flat, t, fps);
+    const emb = await this._embed(flat, t);
+    this.embs.set(gloss, [...(this.embs.get(gloss) || []), emb]);
+    this.update();
+    const known = this.model.head.baseGlosses.includes(gloss);
+    const n = rec.examples.length;
+    this.say(isNew ? `Added "${gloss}" from one example (${t} frames)` + (known ? `: the model knows "${gloss}", and your examples refine it.` : ".")
+                   : `Added example ${n} to "${gloss}", which now has ${n} examples.`);
+  }
+}
+
+function download(name, text) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+async function setUpEnrolment(model, recognizerRef) {
+  const panel = $("enrol");
+  if (!model.head) {
+    panel.querySelectorAll("button, input").forEach((el) => { el.disabled = true; });
+    $("enrol-message").textContent = "This model cannot learn new signs: export it again with asl-export --format=onnx (it then writes embed.onnx).";
+    status.enrol.message = $("enrol-message").textContent;
+    status.enrol.ready = true;
+    return null;
+  }
+  const store = await SignStore.open();
+  status.enrol.persistent = store.persistent;
+  const enrolment = new Enrolment(model, store, (glosses) => {
+    if (recognizerRef.current) recognizerRef.current.glosses = glosses;
+  });
+  await enrolment.embedAll();
+  if (!store.persistent) {
+    enrolment.say("This browser refuses the page storage (private browsing, or storage switched off): your signs are kept " +
+                  "until the page is closed, not after a reload. Export them to keep them.");
+  }
+  $("export").onclick = () => enrolment.guard(async () => {
+    if (!store.list().length) throw new Error("No signs to export yet: add one first.");
+    download("asl_jax_signs.json", store.exportText());
+    const n = store.list().length;
+    enrolment.say(`Exported ${n} sign${n === 1 ? "" : "s"} to asl_jax_signs.json (asl-enroll --signs=asl_jax_signs.json reads it).`);
+  });
+  $("import").onchange = (ev) => enrolment.guard(async () => {
+    const file = ev.target.files[0];
+    ev.target.value = "";
+    if (!file) return;
+    const got = await store.importText(file.name, await file.text());
+    await enrolment.embedAll();
+    enrolment.say(`Imported ${got.signs} sign${got.signs === 1 ? "" : "s"} (${got.examples} example${got.examples === 1 ? "" : "s"}) from ${file.name}` +
+                  (got.skipped ? `; ${got.skipped} unusable example(s) skipped.` : "."));
+  });
+  $("record").onclick = () => enrolment.guard(async () => {
+    if (enrolment.recording) {  // Stop
+      await status.stopRecording();
+      return;
+    }
+    const { gloss, error } = checkGloss($("gloss").value);
+    if (error) throw new Error(error);
+    if (status.source === "video" && !status.done) throw new Error("The video is still being recognised: record when it has finished.");
+    if (!status.source) throw new Error(status.sourceError ? `No camera to record from: ${status.sourceError}` : "The camera is not ready yet: wait for it, then record.");
+    if (store.signs.has(gloss)) {
+      enrolment.say(`"${gloss}" exists: this recording adds an example to it.`);
+    }
+    await status.startRecording(enrolment, gloss);
+  });
+  status.enrol.available = true;
+  status.enrol.ready = true;
+  return enrolment;
+}
+
 // -------------------------------------------------------------------------------------------------- main
 async function main() {
   const dir = params.get("model") || "model";
@@ -157,9 +365,14 @@ async function main() {
   const config = {};
   for (const key of Object.keys(DEFAULTS)) if (params.has(key)) config[key] = Number(params.get(key));
 
+  status.segmenterConfig = config;
+
   setState("loading the model");
-  const { meta, classify } = await loadModel(dir);
+  const model = await loadModel(dir);
+  const { meta, classify } = model;
   $("model").textContent = `${meta.num_classes} signs (${meta.workdir.split("/").slice(-2).join("/")}, step ${meta.checkpoint_step})`;
+  const recognizerRef = { current: null };
+  await setUpEnrolment(model, recognizerRef);
 
   setState("loading MediaPipe Holistic");
   if (typeof Holistic === "undefined") throw new Error("mediapipe/holistic.js did not load: rebuild the page with `make web`");
@@ -181,12 +394,20 @@ async function main() {
     fps = Number(params.get("fps") || 25) / step;
   } else {
     setState("starting the camera");
-    const cameraFps = await openCamera(video);
+    let cameraFps;
+    try {
+      cameraFps = await openCamera(video);
+    } catch (e) {
+      status.sourceError = e.message;  // the panel of your signs still lists, imports and exports
+      throw e;
+    }
     fps = Number(params.get("fps") || cameraFps) / step;
   }
   status.fps = fps;
-  const recognizer = new Recognizer(classify, meta.glosses, fps,
+  status.source = file ? "video" : "camera";
+  const recognizer = new Recognizer(classify, model.head ? model.head.glosses : meta.glosses, fps,
                                     { config, frameStep: step, unknownThreshold: meta.unknown_threshold ?? null });
+  recognizerRef.current = recognizer;
   const ctx = $("preview").getContext("2d");
   // Holistic reads a copy of each frame, at the source's own size unless input=WIDTH scales it (keeping the
   // aspect ratio); the preview keeps the source's aspect ratio too.
@@ -202,6 +423,7 @@ async function main() {
   // Each camera frame is processed when the previous one is done and it is an N-th frame (step); a frame
   // that arrives while the page is still busy is dropped and counted, and the page says so.
   let current = null;  // the frame being processed
+  let recording = null;  // {gloss, frames, enrolment} while an example is recorded
   let seen = 0;
   const t0 = performance.now();
   const process = async () => {
@@ -218,6 +440,13 @@ async function main() {
     status.holistic_ms.push(performance.now() - start);
     if (status.holistic_ms.length > 1000) status.holistic_ms.shift();  // the recent frames' times, not a whole session's
     const frame = assembleFrame(latest || {});
+    if (recording) {  // a sign being added: its frames go to the recording, not to recognition
+      recording.frames.push(frame);
+      status.processed += 1;
+      draw(ctx, video, latest);
+      if (!file && recording.frames.length >= MAX_RECORD_S * fps) await status.stopRecording();
+      return;
+    }
     if (debug) status.landmarks.push(Array.from(frame));
     const signs = await recognizer.push(frame);
     status.processed += 1;
@@ -238,8 +467,8 @@ async function main() {
     setState("finished");
   };
   status.dropped = 0;
-  if (file) {
-    // Every step-th frame of the file in order, each shown by seeking to the middle of its display time.
+  // Every step-th frame of the file in order, each shown by seeking to the middle of its display time.
+  const playVideo = async () => {
     const total = Math.floor(video.duration * fps * step + 1e-6);
     const count = stopAfter > 0 ? Math.min(stopAfter, total) : total;
     status.frames = count;
@@ -247,6 +476,33 @@ async function main() {
       await seek(video, (index + 0.5) / (fps * step));
       await process();
     }
+  };
+  // Recording an example: the camera until Stop (at most MAX_RECORD_S), or the whole video once more.
+  status.startRecording = async (enrolment, gloss) => {
+    recording = { gloss, frames: [], enrolment };
+    enrolment.recording = recording;
+    status.enrol.recording = true;
+    recognizer.reset();
+    $("record").textContent = "Stop";
+    if (file) {
+      enrolment.say(`Recording "${gloss}" from the video.`);
+      await playVideo();
+      await status.stopRecording();
+    } else {
+      enrolment.say(`Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);
+    }
+  };
+  status.stopRecording = async () => {
+    const rec = recording;
+    if (!rec) return;
+    recording = null;
+    rec.enrolment.recording = null;
+    status.enrol.recording = false;
+    $("record").textContent = "Record an example";
+    await rec.enrolment.keep(rec.gloss, rec.frames, fps);
+  };
+  if (file) {
+    await playVideo();
     await finish();
     return;
   }

@@ -4,7 +4,12 @@
 // or $CHROMIUM) and writes what the page reports (window.aslLive: the signs, frames, timings, any error
 // message, the last 30 console lines, every distinct warning and error logged) to OUT_JSON. --video feeds
 // the file to a fake camera; --no-camera runs without any camera; --deny refuses the camera permission;
-// --media=DIR serves DIR's files as /media/NAME (for ?video=/media/NAME). tests/test_web.py drives it.
+// --media=DIR serves DIR's files as /media/NAME (for ?video=/media/NAME). --steps=FILE.json then drives the
+// page like a user, one step after another: {"fill": SELECTOR, "value": TEXT}, {"click": SELECTOR},
+// {"wait": "JS expression"} (until true), {"reload": true}, {"upload": SELECTOR, "file": PATH},
+// {"download": SELECTOR, "to": PATH} (clicks, saves the file the page gives), {"screenshot": PATH} and
+// {"snap": NAME} (the page's state then, in the output's "snaps"). --no-storage makes the browser refuse
+// IndexedDB, as private modes do. tests/test_web.py drives it.
 import { createServer } from "node:http";
 import { readFileSync, writeFileSync, statSync } from "node:fs";
 import { dirname, extname, join, normalize } from "node:path";
@@ -56,7 +61,12 @@ const flags = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required",
 if (args.video) flags.push("--use-fake-device-for-media-stream", `--use-file-for-fake-video-capture=${args.video}`);
 else if (args.deny) flags.push("--use-fake-device-for-media-stream");
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: flags, headless: true });
-const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+if (args["no-storage"]) {
+  await context.addInitScript(() => {
+    IDBFactory.prototype.open = function open() { throw new DOMException("The user denied permission to access the database.", "SecurityError"); };
+  });
+}
 if (!args.deny) await context.grantPermissions(["camera"]);
 const page = await context.newPage();
 const logs = [];
@@ -72,6 +82,42 @@ for (;;) {
   if (Date.now() - t0 > timeout) { status = { ...(status || {}), timed_out: true }; break; }
   await new Promise((r) => setTimeout(r, 250));
 }
+const snaps = {};
+const snap = () => page.evaluate(() => ({
+  enrol: JSON.parse(JSON.stringify(window.aslLive.enrol)),
+  enrol_message: document.getElementById("enrol-message").textContent,
+  list: Array.from(document.querySelectorAll("#signs li")).map((li) => li.textContent),
+  signs: JSON.parse(JSON.stringify(window.aslLive.signs)),
+  landmarks: window.aslLive.landmarks ? JSON.parse(JSON.stringify(window.aslLive.landmarks)) : null,
+  current: document.getElementById("current").textContent,
+  message: (() => { const m = document.getElementById("message"); return m.hidden ? null : m.textContent; })(),
+  done: window.aslLive.done, error: window.aslLive.error,
+}));
+const waitFor = async (expr) => {
+  const start = Date.now();
+  for (;;) {
+    const ok = await page.evaluate((e) => { try { return Boolean(eval(e)); } catch { return false; } }, expr);  // eslint-disable-line no-eval
+    if (ok) return;
+    if (Date.now() - start > timeout) throw new Error(`timed out waiting for ${expr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+};
+if (args.steps && !status.timed_out) {
+  for (const st of JSON.parse(readFileSync(args.steps, "utf8"))) {
+    if (st.fill) await page.fill(st.fill, st.value);
+    else if (st.click) await page.click(st.click);
+    else if (st.wait) await waitFor(st.wait);
+    else if (st.reload) await page.reload();
+    else if (st.upload) await page.setInputFiles(st.upload, st.file);
+    else if (st.download) {
+      const [dl] = await Promise.all([page.waitForEvent("download"), page.click(st.download)]);
+      await dl.saveAs(st.to);
+    } else if (st.screenshot) await page.screenshot({ path: st.screenshot });
+    else if (st.snap) snaps[st.snap] = await snap();
+  }
+  status = await page.evaluate(() => JSON.parse(JSON.stringify(window.aslLive)));
+}
+status.snaps = snaps;
 status.message = await page.evaluate(() => { const m = document.getElementById("message"); return m.hidden ? null : m.textContent; });
 status.current = await page.evaluate(() => document.getElementById("current").textContent);
 status.recent = await page.evaluate(() => Array.from(document.querySelectorAll("#recent li")).map((li) => li.textContent));

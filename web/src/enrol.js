@@ -1,0 +1,248 @@
+// Your own signs in the page: asl_jax/evaluation/class_vectors.py and asl_jax/serving/enroll.py in JavaScript.
+//
+// The exported model gives a clip's embedding in each test-time view (embed.onnx, V x E) and its last layer
+// (head.bin: kernel E x C, bias C). A sign recorded here becomes one more class vector, built from its
+// examples' embeddings with the scale and bias the run fitted on val (meta.json "enrol"), exactly as
+// asl-enroll builds it; a gloss the model knows is refined (the mean of its trained and built vectors).
+// Probabilities are the mean over views of softmax((e . kernel + bias) / T), which is model.onnx's output
+// for the model's own signs. The examples (landmark frames, not video) stay in this browser (IndexedDB); the
+// export file is what `asl-enroll --signs=FILE.json` reads.
+
+export const SIGNS_FORMAT = "asl_jax signs";  // asl_jax/serving/enroll.py SIGNS_FORMAT
+export const SIGNS_VERSION = 1;
+export const MAX_EXAMPLES = 10;
+export const DIM = 162;
+// enroll.GLOSS_RE: 1-64 characters, not starting with a space, a dot or a slash, no slashes or control characters.
+const GLOSS_RE = /^[^\s/\\.][^/\\\x00-\x1f]{0,63}$/u;
+
+export function checkGloss(raw) {
+  const gloss = (raw || "").trim();
+  if (!gloss) return { error: "Type the sign's name (its gloss) first." };
+  if (!GLOSS_RE.test(gloss)) return { error: `"${gloss}" cannot be a gloss: at most 64 characters, no slashes, not starting with a dot.` };
+  return { gloss };
+}
+
+// ------------------------------------------------------------------------------------------ arithmetic
+
+function unit(v) {
+  let n = 0;
+  for (const x of v) n += x * x;
+  n = Math.max(Math.sqrt(n), 1e-9);
+  return Float64Array.from(v, (x) => x / n);
+}
+
+// class_vectors.class_vector: embs is a list of (V x E) Float32Arrays, one per example.
+export function classVector(embs, views, dim, enrol) {
+  const k = embs.length;
+  let i = 0;
+  enrol.shots.forEach((s, j) => { if (s <= k) i = j; });
+  const a = enrol.scale[i], c = enrol.bias[i];
+  const mean = new Float64Array(dim);
+  for (const e of embs) {
+    for (let v = 0; v < views; v++) {
+      const u = unit(e.subarray(v * dim, (v + 1) * dim));
+      for (let d = 0; d < dim; d++) mean[d] += u[d];
+    }
+  }
+  const p = unit(mean);
+  return { w: Float64Array.from(p, (x) => (a / enrol.embedding_norm) * x), b: c };
+}
+
+export class Head {
+  // meta: the export's meta.json; raw: head.bin's Float32Array (kernel E x C row-major, then bias C).
+  constructor(meta, raw) {
+    const { embedding_dim: e, num_classes: c, kind } = meta.head;
+    if (raw.length !== e * c + c) throw new Error(`${meta.head.file}: ${raw.length} numbers, expected ${e * c + c}`);
+    this.dim = e;
+    this.kind = kind;
+    this.logScale = meta.head.log_scale;
+    this.temperature = meta.temperature;
+    this.enrol = meta.enrol;
+    this.refineWeight = meta.refine_weight ?? 0.5;
+    this.baseGlosses = meta.glosses.slice();
+    // Columns as Float64Arrays; a cosine layer compares directions (class_vectors.grow_head unit-normalises).
+    this.base = [];
+    for (let j = 0; j < c; j++) {
+      const col = new Float64Array(e);
+      for (let d = 0; d < e; d++) col[d] = raw[d * c + j];
+      this.base.push({ w: kind === "cosine" ? unit(col) : col, b: raw[e * c + j] });
+    }
+    this.setSigns([]);
+  }
+
+  // signs: [{gloss, vector: {w, b}}] in the order they were made. Returns the glosses, base first.
+  setSigns(signs) {
+    this.columns = this.base.map((x) => ({ ...x }));
+    this.glosses = this.baseGlosses.slice();
+    this.refined = [];
+    this.added = [];
+    const r = this.refineWeight;
+    for (const s of signs) {
+      const at = this.baseGlosses.indexOf(s.gloss);
+      if (at >= 0) {
+        const old = this.base[at];
+        this.columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
+                             b: (1 - r) * old.b + r * s.vector.b };
+        this.refined.push(s.gloss);
+      } else {
+        this.columns.push(s.vector);
+        this.glosses.push(s.gloss);
+        this.added.push(s.gloss);
+      }
+    }
+    // A cosine layer normalises its columns (models.heads.CosineDense): a refined or built one too.
+    if (this.kind === "cosine") this.columns = this.columns.map(({ w, b }) => ({ w: unit(w), b }));
+    return this.glosses;
+  }
+
+  // (V x E) embeddings -> Float64Array of probabilities over this.glosses.
+  probs(emb, views) {
+    const c = this.columns.length, e = this.dim, out = new Float64Array(c);
+    const scale = this.kind === "cosine" ? Math.exp(this.logScale) : 1;
+    const logits = new Float64Array(c);
+    for (let v = 0; v < views; v++) {
+      const x = emb.subarray(v * e, (v + 1) * e);
+      let max = -Infinity;
+      for (let j = 0; j < c; j++) {
+        const { w, b } = this.columns[j];
+        let s = 0;
+        for (let d = 0; d < e; d++) s += x[d] * w[d];
+        logits[j] = (scale * s + b) / this.temperature;
+        if (logits[j] > max) max = logits[j];
+      }
+      let sum = 0;
+      for (let j = 0; j < c; j++) { logits[j] = Math.exp(logits[j] - max); sum += logits[j]; }
+      for (let j = 0; j < c; j++) out[j] += logits[j] / sum / views;
+    }
+    return out;
+  }
+}
+
+// --------------------------------------------------------------------------------------------- storage
+
+// The user's signs in IndexedDB (database asl_jax, store signs, one record a gloss); in memory alone when
+// the browser refuses storage (private mode, disabled storage): `persistent` says which.
+export class SignStore {
+  static async open() {
+    const store = new SignStore();
+    try {
+      if (typeof indexedDB === "undefined" || !indexedDB) throw new Error("no IndexedDB");
+      store.db = await new Promise((resolve, reject) => {
+        const req = indexedDB.open("asl_jax", 1);
+        req.onupgradeneeded = () => req.result.createObjectStore("signs", { keyPath: "gloss" });
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error || new Error("refused"));
+        req.onblocked = () => reject(new Error("blocked"));
+      });
+      const all = await store._tx("readonly", (s) => s.getAll());
+      for (const rec of all.sort((a, b) => a.order - b.order)) store.signs.set(rec.gloss, rec);
+      store.persistent = true;
+    } catch (e) {
+      store.db = null;
+      store.persistent = false;
+      store.refusal = e && e.message ? e.message : String(e);
+    }
+    return store;
+  }
+
+  constructor() {
+    this.signs = new Map();  // gloss -> {gloss, order, examples: [{landmarks Float32Array, frames, fps, recorded}]}
+    this.db = null;
+  }
+
+  _tx(mode, fn) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction("signs", mode);
+      const req = fn(tx.objectStore("signs"));
+      tx.oncomplete = () => resolve(req ? req.result : undefined);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error("storage aborted"));
+    });
+  }
+
+  async _save(rec) {
+    if (this.db) await this._tx("readwrite", (s) => (rec.examples.length ? s.put(rec) : s.delete(rec.gloss)));
+  }
+
+  list() {
+    return Array.from(this.signs.values()).sort((a, b) => a.order - b.order);
+  }
+
+  // Adds an example; returns the sign's record. Refuses an eleventh example.
+  async add(gloss, landmarks, frames, fps) {
+    let rec = this.signs.get(gloss);
+    if (!rec) {
+      const order = Math.max(0, ...this.list().map((r) => r.order + 1));
+      rec = { gloss, order, examples: [] };
+    }
+    if (rec.examples.length >= MAX_EXAMPLES) throw new Error(`"${gloss}" has ${MAX_EXAMPLES} examples already (the most a sign keeps): delete one first.`);
+    rec.examples.push({ landmarks, frames, fps, recorded: new Date().toISOString() });
+    this.signs.set(gloss, rec);
+    await this._save(rec);
+    return rec;
+  }
+
+  async removeExample(gloss, index) {
+    const rec = this.signs.get(gloss);
+    if (!rec) return;
+    rec.examples.splice(index, 1);
+    if (!rec.examples.length) this.signs.delete(gloss);
+    await this._save(rec);
+  }
+
+  async removeSign(gloss) {
+    const rec = this.signs.get(gloss);
+    if (!rec) return;
+    rec.examples = [];
+    this.signs.delete(gloss);
+    await this._save(rec);
+  }
+
+  // The export file (asl-enroll --signs=FILE.json reads it).
+  exportText() {
+    return JSON.stringify({
+      format: SIGNS_FORMAT, version: SIGNS_VERSION, layout: "seed162",
+      signs: this.list().map((r) => ({
+        gloss: r.gloss,
+        examples: r.examples.map((e) => ({
+          landmarks: Array.from({ length: e.frames }, (_, t) => Array.from(e.landmarks.subarray(t * DIM, (t + 1) * DIM))),
+          fps: e.fps, recorded: e.recorded })),
+      })),
+    });
+  }
+
+  // Adds the signs of an export file (a sign already here gets the file's examples, up to MAX_EXAMPLES).
+  // Returns {signs, examples, skipped}; a file that is not an export is one Error.
+  async importText(name, text) {
+    let doc;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      throw new Error(`${name}: not a signs file exported by this page (not JSON).`);
+    }
+    if (!doc || doc.format !== SIGNS_FORMAT || !Array.isArray(doc.signs)) {
+      throw new Error(`${name}: not a signs file exported by this page.`);
+    }
+    if (doc.version !== SIGNS_VERSION) throw new Error(`${name}: version ${doc.version} of the signs file; this page reads version ${SIGNS_VERSION}.`);
+    let signs = 0, examples = 0, skipped = 0;
+    for (const sign of doc.signs) {
+      const { gloss, error } = checkGloss(sign && sign.gloss);
+      if (error || !Array.isArray(sign.examples)) { skipped += 1; continue; }
+      let added = 0;
+      for (const ex of sign.examples) {
+        const rows = ex && ex.landmarks;
+        if (!Array.isArray(rows) || !rows.length || rows.some((r) => !Array.isArray(r) || r.length !== DIM)) { skipped += 1; continue; }
+        const flat = new Float32Array(rows.length * DIM);
+        rows.forEach((r, t) => flat.set(r.map((x) => (Number.isFinite(x) ? x : 0)), t * DIM));
+        try {
+          await this.add(gloss, flat, rows.length, Number(ex.fps) || 25);
+          added += 1;
+        } catch {
+          skipped += 1;
+        }
+      }
+      if (added) { signs += 1; examples += added; }
+    }
+    return { signs, examples, skipped };
+  }
+}

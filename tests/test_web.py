@@ -221,3 +221,134 @@ def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(s
   frame = frames[int(np.argmin(diffs))][:, ::-1]
   drawn = (img >= 250).all(-1) & (frame < 200).any(-1)
   assert drawn.sum() > 100, drawn.sum()
+
+
+# ------------------------------------------------------------------------------------------- your signs
+
+def _steps(tmp_path, steps: list, name: str = "steps.json") -> str:
+  path = tmp_path / name
+  path.write_text(json.dumps(steps))
+  return f"--steps={path}"
+
+
+ENROL_READY = {"wait": "window.aslLive.enrol.ready"}
+ENROL_IDLE = {"wait": "window.aslLive.enrol.ready && !window.aslLive.enrol.busy && !window.aslLive.enrol.recording"}
+PAGE_DONE = {"wait": "window.aslLive && (window.aslLive.done || window.aslLive.error)"}
+# The screenshot docs/enrolment.md shows; the test writes it there when ASL_JAX_WRITE_SCREENSHOTS=1.
+SCREENSHOT = os.path.join(REPO, "docs", "enrolment_page.png")
+
+
+@needs_browser
+def test_a_sign_added_in_the_page_is_recognised_after_a_reload_as_asl_enroll_and_asl_live_score_it(site, tmp_path):
+  """The test video in the page (video mode, every 3rd frame): the gloss is refused empty; two recordings
+  of the video add a sign with two examples (the second says the gloss exists); after a reload the stored
+  sign is recognised in the same video; its exported file, enrolled by asl-enroll into the shipped model,
+  gives asl-live the page's probabilities and unknown decision to 1e-4 on the page's own landmarks."""
+  step, gloss = 3, "my wave"
+  exported = tmp_path / "asl_jax_signs.json"
+  status = _page(site, tmp_path, f"--media={os.path.dirname(VIDEO)}", "--no-camera",
+                 f"--query=video=/media/{os.path.basename(VIDEO)}&fps={VIDEO_FPS}&step={step}&debug=1",
+                 _steps(tmp_path, [ENROL_READY, PAGE_DONE, {"snap": "before"},
+                                   {"click": "#record"}, {"snap": "empty"},
+                                   {"fill": "#gloss", "value": gloss}, {"click": "#record"}, ENROL_IDLE,
+                                   {"snap": "first"}, {"click": "#record"},
+                                   {"wait": "window.aslLive.enrol.message.includes('exists')"}, {"snap": "exists"},
+                                   ENROL_IDLE,
+                                   {"snap": "second"}, {"reload": True}, PAGE_DONE, ENROL_IDLE,
+                                   {"snap": "reloaded"}, {"screenshot": str(tmp_path / "page.png")},
+                                   {"download": "#export", "to": str(exported)}, {"snap": "exported"}]),
+                 timeout=420)
+  snaps = status["snaps"]
+  assert all(s["error"] is None for s in snaps.values()), snaps
+  if os.environ.get("ASL_JAX_WRITE_SCREENSHOTS") == "1":
+    shutil.copy(tmp_path / "page.png", SCREENSHOT)
+  assert snaps["before"]["signs"] and gloss not in [t["gloss"] for t in snaps["before"]["signs"][0]["top_k"]]
+  assert snaps["before"]["enrol"]["persistent"] is True
+  assert snaps["empty"]["enrol_message"] == "Type the sign's name (its gloss) first." and not snaps["empty"]["list"]
+  assert snaps["first"]["enrol_message"].startswith(f'Added "{gloss}" from one example (')
+  assert snaps["exists"]["enrol_message"] == (f'"{gloss}" exists: this recording adds an example to it. '
+                                             f'Recording "{gloss}" from the video.')
+  assert snaps["second"]["enrol_message"] == f'Added example 2 to "{gloss}", which now has 2 examples.'
+  assert snaps["second"]["enrol"]["signs"] == [{"gloss": gloss, "examples": 2, "known": False}]
+  # After the reload: the sign came back from the browser's storage, and the video is recognised as it.
+  after = snaps["reloaded"]
+  assert after["enrol"]["signs"] == [{"gloss": gloss, "examples": 2, "known": False}]
+  assert after["list"] and after["list"][0].startswith(f"{gloss} 2 examples")
+  assert len(after["signs"]) == 1 and after["signs"][0]["top_k"][0]["gloss"] == gloss, after["signs"]
+  assert not after["signs"][0]["unknown"] and after["current"] == gloss
+  assert snaps["exported"]["enrol_message"].startswith("Exported 1 sign to asl_jax_signs.json")
+  # The same decisions as Python: asl-enroll reads the page's file; asl-live scores the page's landmarks.
+  doc = json.loads(exported.read_text())
+  assert doc["format"] == "asl_jax signs" and [s["gloss"] for s in doc["signs"]] == [gloss]
+  assert len(doc["signs"][0]["examples"]) == 2
+  run = tmp_path / "mine"
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "enroll.py"), f"--signs={exported}",
+                        f"--workdir={run}"], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  landmarks = tmp_path / "page_landmarks.npy"
+  np.save(landmarks, np.asarray(after["landmarks"], np.float32))
+  live = _live_signs(f"--workdir={run}", f"--landmarks={landmarks}", f"--fps={VIDEO_FPS / step}")
+  assert len(live) == len(after["signs"]), (live, after["signs"])
+  for p, l in zip(after["signs"], live):
+    assert [t["gloss"] for t in p["top_k"]] == [t["gloss"] for t in l["top_k"]], (p, l)
+    np.testing.assert_allclose([t["prob"] for t in p["top_k"]], [t["prob"] for t in l["top_k"]], atol=1e-4)
+    assert p["unknown"] == l["unknown"]
+
+
+@pytest.fixture(scope="module")
+def signs_file(tmp_path_factory):
+  """A signs file as the page exports it: two signs, one the shipped model knows ("book")."""
+  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  def clip(t):
+    x = np.zeros((t, 162), np.float32)
+    x[:, :63] = rng.uniform(0.3, 0.7, (t, 63))
+    x[:, 126:] = rng.uniform(0.3, 0.7, (t, 36))
+    return x
+  path = tmp_path_factory.mktemp("signs") / "asl_jax_signs.json"
+  enroll.write_signs_file(str(path), {"grandma": [clip(12), clip(15)], "book": [clip(10)]})
+  return path
+
+
+@needs_browser
+def test_signs_imported_into_a_fresh_profile_and_every_message(site, signs_file, tmp_path):
+  """A fresh browser profile without a camera: the panel still works. Importing the exported file gives its
+  list back (and exporting it again gives the same file's signs); recording without a camera, a file that is
+  not an export, and deleting an example and a sign each say one thing; and a browser that refuses storage
+  says so and keeps the signs for the session."""
+  bad = tmp_path / "notes.json"
+  bad.write_text('{"hello": 1}')
+  again = tmp_path / "again.json"
+  status = _page(site, tmp_path, "--no-camera", *[_steps(tmp_path, [
+      ENROL_READY, {"wait": "window.aslLive.error"}, {"upload": "#import", "file": str(signs_file)}, ENROL_IDLE,
+      {"snap": "imported"}, {"download": "#export", "to": str(again)},
+      {"fill": "#gloss", "value": "grandma"}, {"click": "#record"}, ENROL_IDLE, {"snap": "no_camera"},
+      {"upload": "#import", "file": str(bad)}, ENROL_IDLE, {"snap": "bad_file"},
+      {"click": "#signs li[data-gloss='grandma'] .remove-example"}, ENROL_IDLE, {"snap": "removed_example"},
+      {"click": "#signs li[data-gloss='book'] .remove-sign"}, ENROL_IDLE, {"snap": "removed_sign"}])], timeout=180)
+  snaps = status["snaps"]
+  imported = snaps["imported"]
+  assert imported["message"].startswith("No usable camera was found")  # the page's own camera message
+  assert imported["enrol_message"] == "Imported 2 signs (3 examples) from asl_jax_signs.json."
+  assert imported["enrol"]["signs"] == [{"gloss": "grandma", "examples": 2, "known": False},
+                                        {"gloss": "book", "examples": 1, "known": True}]
+  assert imported["list"][1].startswith("book 1 example (refines the model's sign)")
+  assert imported["enrol"]["glosses"] == 101  # one new gloss; "book" is refined, not added
+  doc, mine = json.loads(again.read_text()), json.loads(signs_file.read_text())
+  assert [(s["gloss"], [e["landmarks"] for e in s["examples"]]) for s in doc["signs"]] == [
+      (s["gloss"], [e["landmarks"] for e in s["examples"]]) for s in mine["signs"]]
+  assert snaps["no_camera"]["enrol_message"].startswith("No camera to record from: No usable camera was found")
+  assert snaps["bad_file"]["enrol_message"] == "notes.json: not a signs file exported by this page."
+  assert snaps["bad_file"]["enrol"]["signs"] == imported["enrol"]["signs"]
+  assert snaps["removed_example"]["enrol_message"] == 'Deleted example 1 of "grandma".'
+  assert snaps["removed_example"]["enrol"]["signs"][0] == {"gloss": "grandma", "examples": 1, "known": False}
+  assert snaps["removed_sign"]["enrol_message"] == 'Deleted "book".'
+  assert [s["gloss"] for s in snaps["removed_sign"]["enrol"]["signs"]] == ["grandma"]
+  # Storage refused (private mode): one message, and the panel works for the session.
+  status = _page(site, tmp_path, "--no-camera", "--no-storage", *[_steps(tmp_path, [
+      ENROL_READY, {"snap": "refused"}, {"upload": "#import", "file": str(signs_file)}, ENROL_IDLE,
+      {"snap": "imported"}], "steps2.json")], timeout=180)
+  refused = status["snaps"]["refused"]
+  assert refused["enrol"]["persistent"] is False
+  assert refused["enrol_message"].startswith("This browser refuses the page storage (private browsing")
+  assert len(status["snaps"]["imported"]["enrol"]["signs"]) == 2

@@ -208,6 +208,9 @@ class Enrolment {
     status.enrol.signs = this.store.list().map((r) => ({ gloss: r.gloss, examples: r.examples.length,
                                                          known: head.baseGlosses.includes(r.gloss) }));
     status.enrol.glosses = glosses.length;
+    const added = head.added.length, refined = head.refined.length;
+    $("yours").textContent = added || refined ? `; yours: ${added} new sign${added === 1 ? "" : "s"}` +
+        (refined ? `, ${refined} refined` : "") : "";
     this.onChange(glosses);
     this.render();
   }
@@ -345,10 +348,8 @@ async function setUpEnrolment(model, recognizerRef) {
     if (error) throw new Error(error);
     if (status.source === "video" && !status.done) throw new Error("The video is still being recognised: record when it has finished.");
     if (!status.source) throw new Error(status.sourceError ? `No camera to record from: ${status.sourceError}` : "The camera is not ready yet: wait for it, then record.");
-    if (store.signs.has(gloss)) {
-      enrolment.say(`"${gloss}" exists: this recording adds an example to it.`);
-    }
-    await status.startRecording(enrolment, gloss);
+    const note = store.signs.has(gloss) ? `"${gloss}" exists: this recording adds an example to it. ` : "";
+    await status.startRecording(enrolment, gloss, note);
   });
   status.enrol.available = true;
   status.enrol.ready = true;
@@ -478,18 +479,18 @@ async function main() {
     }
   };
   // Recording an example: the camera until Stop (at most MAX_RECORD_S), or the whole video once more.
-  status.startRecording = async (enrolment, gloss) => {
+  status.startRecording = async (enrolment, gloss, note = "") => {
     recording = { gloss, frames: [], enrolment };
     enrolment.recording = recording;
     status.enrol.recording = true;
     recognizer.reset();
     $("record").textContent = "Stop";
     if (file) {
-      enrolment.say(`Recording "${gloss}" from the video.`);
+      enrolment.say(`${note}Recording "${gloss}" from the video.`);
       await playVideo();
       await status.stopRecording();
     } else {
-      enrolment.say(`Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);
+      enrolment.say(`${note}Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);
     }
   };
   status.stopRecording = async () => {

@@ -112,7 +112,7 @@ if (args.steps && !status.timed_out) {
     else if (st.download) {
       const [dl] = await Promise.all([page.waitForEvent("download"), page.click(st.download)]);
       await dl.saveAs(st.to);
-    } else if (st.screenshot) await page.screenshot({ path: st.screenshot });
+    } else if (st.screenshot) await page.screenshot({ path: st.screenshot, fullPage: true });
     else if (st.snap) snaps[st.snap] = await snap();
   }
   status = await page.evaluate(() => JSON.parse(JSON.stringify(window.aslLive)));

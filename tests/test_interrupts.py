@@ -12,15 +12,31 @@ import pytest
 
 from conftest import REPO
 
-DELAYS = (0.15, 0.3, 1.0, 2.0, 3.0, 4.5)
+DELAYS = (0.0, 0.3, 1.0, 2.0, 3.0, 4.5)  # seconds after the command's entry point took the signals
+
+
+def _handles_sigterm(pid: int) -> bool:
+  """Whether the process catches SIGTERM (its SigCgt mask in /proc): interrupts.begin() has run. Python
+  itself does not catch SIGTERM, and a signal before the entry point runs (during the interpreter's own
+  start-up, tens of milliseconds) is Python's to handle, not asl_jax's."""
+  try:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+      mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+  except (OSError, StopIteration):
+    return False
+  return bool(mask & (1 << (signal.SIGTERM - 1)))
 
 
 def _interrupt_at(args, delay: float):
-  """Starts scripts/ARGS[0] in a child whose SIGINT has its default disposition, sends SIGINT after `delay`
-  seconds; returns (returncode, stderr, whether the signal was sent while it ran)."""
+  """Starts scripts/ARGS[0] in a child whose SIGINT has its default disposition, sends SIGINT `delay` seconds
+  after its entry point started handling signals; returns (returncode, stderr, whether the signal was sent
+  while it ran)."""
   p = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts", args[0]), *args[1:]], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True,
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  deadline = time.monotonic() + 60
+  while not _handles_sigterm(p.pid) and p.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.002)
   time.sleep(delay)
   sent = p.poll() is None
   if sent:
@@ -29,6 +45,7 @@ def _interrupt_at(args, delay: float):
   return p.returncode, err, sent
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the signal mask from /proc (Linux)")
 @pytest.mark.parametrize("command", ["predict", "live"])
 def test_ctrl_c_during_start_up_exits_130(command, tmp_path):
   clip = np.zeros((40, 162), np.float32)
@@ -50,3 +67,24 @@ def test_ctrl_c_during_start_up_exits_130(command, tmp_path):
     else:
       assert rc == 0, err[-2000:]
   assert seen, "the command finished before any signal: lower the delays"
+
+
+@pytest.mark.parametrize("script", ["predict.py", "evaluate.py", "export.py", "live.py", "enroll.py"])
+def test_scripts_take_the_signals_before_their_first_slow_import(script):
+  """A Ctrl-C in the first tenths of a second lands in an import: each script calls interrupts.begin() before
+  it imports asl_jax.cli (absl, then the command's modules), and the console entry points (asl-predict, ...)
+  call it first thing when run as programs."""
+  import ast  # pylint: disable=import-outside-toplevel
+  import inspect  # pylint: disable=import-outside-toplevel
+  from asl_jax import cli  # pylint: disable=import-outside-toplevel
+  tree = ast.parse(open(os.path.join(REPO, "scripts", script), encoding="utf-8").read())
+  found = [(n.lineno, "begin" if isinstance(n, ast.Call) else "cli") for n in ast.walk(tree)
+           if (isinstance(n, ast.Call) and ast.unparse(n.func) == "interrupts.begin") or
+           (isinstance(n, ast.ImportFrom) and n.module == "asl_jax.cli")]
+  order = [what for _, what in sorted(found)]
+  assert order == ["begin", "cli"], order
+  main = getattr(cli, {"predict.py": "predict_main", "evaluate.py": "evaluate_main", "export.py": "export_main",
+                       "live.py": "live_main", "enroll.py": "enroll_main"}[script])
+  body = inspect.getsource(main).split("\n")[1:3]
+  assert body[0].strip() == "if argv is None:  # run as a program: Ctrl-C exits 130 from here on (asl_jax/interrupts.py)"
+  assert body[1].strip() == "interrupts.begin()", body

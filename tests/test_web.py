@@ -97,6 +97,25 @@ def test_the_pages_segmenter_refuses_bad_settings(tmp_path):
     assert out.returncode != 0 and said in out.stderr, (config, out.stderr[-500:])
 
 
+@needs_node
+def test_a_recording_keeps_exactly_one_sign(tmp_path):
+  """"Add a sign" cuts the sign out of a recording with the segmenter (web/src/enrol.js cutExample): one sign
+  is kept, with asl-live's span; a recording with no sign, or with two, says so and keeps nothing."""
+  def cut(stream):
+    path = tmp_path / "rec.f32"
+    np.ascontiguousarray(stream, np.float32).tofile(path)
+    out = subprocess.run([NODE, os.path.join(WEB, "tools", "cut.mjs"), str(path), "25"], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+  one = np.stack(Signer(0).rest(10).sign(20).rest(12).frames)
+  [(a, b)] = seg.segment(one, "seed162", seg.SegmenterConfig(), 25.0)
+  assert cut(one) == {"span": [int(a), int(b)], "frames": int(b - a + 1)}
+  assert cut(np.stack(Signer(1).rest(30).frames)) == {"error": "No sign was found in the recording: sign once, "
+                                                     "with your hands down before and after. Nothing was kept."}
+  two = np.stack(Signer(2).rest(10).sign(20).rest(12).sign(25).rest(10).frames)
+  assert cut(two) == {"error": "The recording holds 2 signs: record one sign at a time. Nothing was kept."}
+
+
 # --------------------------------------------------------------------------------------------- browser
 
 @pytest.fixture(scope="module")
@@ -135,28 +154,15 @@ def _live_signs(*flags: str) -> list[dict]:
   return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-@needs_browser
-@pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
-def test_the_page_finds_the_signs_asl_live_finds_in_a_video(site, tmp_path):
+def _check_the_signs_asl_live_finds(tmp_path, page: list, landmarks: list, step: int) -> None:
   """Every 3rd frame of the test video in the page (video mode: each frame shown, then processed) and in
   asl-live --video --frame_step=3: the same signs (their spans overlapping by IoU >= 0.5: MediaPipe for
   JavaScript finds the hands of a frame or two differently), and the same top gloss wherever asl-live's is
   clear (a margin of 0.1 over the second). On this clip, not a WLASL100 sign, the model hesitates between
   two glosses, so the page's top gloss is only checked to be among asl-live's first three. What is the page's
-  own (the segmenter, the recogniser, the ONNX model) is checked exactly: asl-live on the page's landmarks
+  own (the segmenter, the recogniser, the model) is checked exactly: asl-live on the page's landmarks
   finds the page's signs, with its probabilities to 1e-4."""
-  step = 3
-  media = os.path.dirname(VIDEO)
-  status = _page(site, tmp_path, f"--media={media}", "--no-camera",
-                 f"--query=video=/media/{os.path.basename(VIDEO)}&fps={VIDEO_FPS}&step={step}&debug=1")
-  assert status["error"] is None and status["done"], status
-  assert status["processed"] == 20 and status["frames"] == 58
-  # Holistic's smoothing filters skip a frame whose timestamp is not after their start (and log this).
-  assert not [w for w in status["warnings"] if "timestamp" in w.lower()], status["warnings"]
-  # Nothing fails to load (the page names its icon, so Chromium does not ask the server for /favicon.ico).
-  assert not [w for w in status["warnings"] if w.startswith("error: ")], status["warnings"]
   live = _live_signs(f"--video={VIDEO}", f"--frame_step={step}")
-  page = status["signs"]
   assert live, "the test video has a sign"
   assert len(page) == len(live), (page, live)
   for p, l in zip(page, live):
@@ -166,12 +172,9 @@ def test_the_page_finds_the_signs_asl_live_finds_in_a_video(site, tmp_path):
     if l["top_k"][0]["prob"] - l["top_k"][1]["prob"] > 0.1:
       assert p["top_k"][0]["gloss"] == l["top_k"][0]["gloss"], (p, l)
     assert p["top_k"][0]["gloss"] in [t["gloss"] for t in l["top_k"][:3]], (p, l)
-  shown = "?" if page[-1]["unknown"] else page[-1]["top_k"][0]["gloss"] + ("?" if "warning" in page[-1] else "")
-  assert status["recent"] and status["current"] == shown
-  landmarks = tmp_path / "page_landmarks.npy"
-  np.save(landmarks, np.asarray(status["landmarks"], np.float32))
-  assert len(status["landmarks"]) == status["processed"]
-  same = _live_signs(f"--landmarks={landmarks}", f"--fps={VIDEO_FPS / step}")
+  path = tmp_path / "page_landmarks_before.npy"
+  np.save(path, np.asarray(landmarks, np.float32))
+  same = _live_signs(f"--landmarks={path}", f"--fps={VIDEO_FPS / step}")
   assert len(same) == len(page), (same, page)
   for p, l in zip(page, same):
     assert abs(p["start_s"] - l["start_s"]) < 1e-3 and abs(p["end_s"] - l["end_s"]) < 1e-3, (p, l)
@@ -239,11 +242,13 @@ SCREENSHOT = os.path.join(REPO, "docs", "enrolment_page.png")
 
 
 @needs_browser
-def test_a_sign_added_in_the_page_is_recognised_after_a_reload_as_asl_enroll_and_asl_live_score_it(site, tmp_path):
-  """The test video in the page (video mode, every 3rd frame): the gloss is refused empty; two recordings
-  of the video add a sign with two examples (the second says the gloss exists); after a reload the stored
-  sign is recognised in the same video; its exported file, enrolled by asl-enroll into the shipped model,
-  gives asl-live the page's probabilities and unknown decision to 1e-4 on the page's own landmarks."""
+@pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
+def test_the_page_finds_asl_lives_signs_in_a_video_and_learns_a_sign_from_it(site, tmp_path):
+  """The test video in the page (video mode, every 3rd frame). First, the page finds the signs asl-live
+  finds (_check_the_signs_asl_live_finds). Then the gloss is refused empty; two recordings of the video add a
+  sign with two examples (the second says the gloss exists); after a reload the stored sign is recognised in
+  the same video; its exported file, enrolled by asl-enroll into the shipped model, gives asl-live the page's
+  probabilities and unknown decision to 1e-4 on the page's own landmarks."""
   step, gloss = 3, "my wave"
   exported = tmp_path / "asl_jax_signs.json"
   status = _page(site, tmp_path, f"--media={os.path.dirname(VIDEO)}", "--no-camera",
@@ -262,6 +267,16 @@ def test_a_sign_added_in_the_page_is_recognised_after_a_reload_as_asl_enroll_and
   assert all(s["error"] is None for s in snaps.values()), snaps
   if os.environ.get("ASL_JAX_WRITE_SCREENSHOTS") == "1":
     shutil.copy(tmp_path / "page.png", SCREENSHOT)
+  assert status["processed"] == 20 and status["frames"] == 58  # after the reload: the video once more
+  # Holistic's smoothing filters skip a frame whose timestamp is not after their start (and log this).
+  assert not [w for w in status["warnings"] if "timestamp" in w.lower()], status["warnings"]
+  # Nothing fails to load (the page names its icon, so Chromium does not ask the server for /favicon.ico).
+  assert not [w for w in status["warnings"] if w.startswith("error: ")], status["warnings"]
+  before = snaps["before"]
+  _check_the_signs_asl_live_finds(tmp_path, before["signs"], before["landmarks"], step)
+  shown = "?" if before["signs"][-1]["unknown"] else before["signs"][-1]["top_k"][0]["gloss"] + (
+      "?" if "warning" in before["signs"][-1] else "")
+  assert before["current"] == shown
   assert snaps["before"]["signs"] and gloss not in [t["gloss"] for t in snaps["before"]["signs"][0]["top_k"]]
   assert snaps["before"]["enrol"]["persistent"] is True
   assert snaps["empty"]["enrol_message"] == "Type the sign's name (its gloss) first." and not snaps["empty"]["list"]
@@ -345,10 +360,17 @@ def test_signs_imported_into_a_fresh_profile_and_every_message(site, signs_file,
   assert snaps["removed_sign"]["enrol_message"] == 'Deleted "book".'
   assert [s["gloss"] for s in snaps["removed_sign"]["enrol"]["signs"]] == ["grandma"]
   # Storage refused (private mode): one message, and the panel works for the session.
+  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+  eleven = tmp_path / "eleven.json"
+  enroll.write_signs_file(str(eleven), {"eleven": [np.full((6, 162), 0.5, np.float32)] * 11})
   status = _page(site, tmp_path, "--no-camera", "--no-storage", *[_steps(tmp_path, [
       ENROL_READY, {"snap": "refused"}, {"upload": "#import", "file": str(signs_file)}, ENROL_IDLE,
-      {"snap": "imported"}], "steps2.json")], timeout=180)
+      {"snap": "imported"}, {"upload": "#import", "file": str(eleven)}, ENROL_IDLE, {"snap": "eleven"}],
+      "steps2.json")], timeout=180)
   refused = status["snaps"]["refused"]
   assert refused["enrol"]["persistent"] is False
   assert refused["enrol_message"].startswith("This browser refuses the page storage (private browsing")
   assert len(status["snaps"]["imported"]["enrol"]["signs"]) == 2
+  # At most 10 examples a sign: the eleventh is skipped, and said.
+  assert status["snaps"]["eleven"]["enrol_message"] == ("Imported 1 sign (10 examples) from eleven.json; 1 example(s) "
+                                                        "skipped (unreadable, or past 10 a sign).")

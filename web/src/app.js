@@ -9,9 +9,9 @@
 // file's frame rate, default 25); and the segmenter's settings by their asl-live names (gap_s=0.32, ...).
 
 import * as ort from "../ort/ort.wasm.min.mjs";
-import { DEFAULTS, segment } from "./segmenter.js";
+import { DEFAULTS } from "./segmenter.js";
 import { Recognizer, assembleFrame, label } from "./recognizer.js";
-import { Head, SignStore, checkGloss, classVector, DIM } from "./enrol.js";
+import { DIM, Head, SignStore, checkGloss, classVector, cutExample, MAX_EXAMPLES } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -271,19 +271,12 @@ class Enrolment {
 
   // The frames of a finished recording -> one example of `gloss`, or a message saying why not.
   async keep(gloss, frames, fps) {
-    const spans = segment(frames, status.segmenterConfig, fps);
-    if (!spans.length) {
-      this.say("No sign was found in the recording: sign once, with your hands down before and after. Nothing was kept.");
+    const cut = cutExample(frames, status.segmenterConfig, fps);
+    if (cut.error) {
+      this.say(cut.error);
       return;
     }
-    if (spans.length > 1) {
-      this.say(`The recording holds ${spans.length} signs: record one sign at a time. Nothing was kept.`);
-      return;
-    }
-    const [a, b] = spans[0];
-    const t = b - a + 1;
-    const flat = new Float32Array(t * DIM);
-    for (let i = 0; i < t; i++) flat.set(frames[a + i], i * DIM);
+    const { example: flat, frames: t } = cut;
     const isNew = !this.store.signs.has(gloss);
     const rec = await this.store.add(gloss, flat, t, fps);
     const emb = await this._embed(flat, t);
@@ -337,7 +330,7 @@ async function setUpEnrolment(model, recognizerRef) {
     const got = await store.importText(file.name, await file.text());
     await enrolment.embedAll();
     enrolment.say(`Imported ${got.signs} sign${got.signs === 1 ? "" : "s"} (${got.examples} example${got.examples === 1 ? "" : "s"}) from ${file.name}` +
-                  (got.skipped ? `; ${got.skipped} unusable example(s) skipped.` : "."));
+                  (got.skipped ? `; ${got.skipped} example(s) skipped (unreadable, or past ${MAX_EXAMPLES} a sign).` : "."));
   });
   $("record").onclick = () => enrolment.guard(async () => {
     if (enrolment.recording) {  // Stop

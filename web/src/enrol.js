@@ -8,6 +8,8 @@
 // for the model's own signs. The examples (landmark frames, not video) stay in this browser (IndexedDB); the
 // export file is what `asl-enroll --signs=FILE.json` reads.
 
+import { segment } from "./segmenter.js";
+
 export const SIGNS_FORMAT = "asl_jax signs";  // asl_jax/serving/enroll.py SIGNS_FORMAT
 export const SIGNS_VERSION = 1;
 export const MAX_EXAMPLES = 10;
@@ -20,6 +22,19 @@ export function checkGloss(raw) {
   if (!gloss) return { error: "Type the sign's name (its gloss) first." };
   if (!GLOSS_RE.test(gloss)) return { error: `"${gloss}" cannot be a gloss: at most 64 characters, no slashes, not starting with a dot.` };
   return { gloss };
+}
+
+// A recording (frames: Float32Arrays of 162) -> {example: Float32Array (t x 162), frames: t, span} when the
+// segmenter finds exactly one sign in it, as it cuts signs in recognition; else {error: what to do}.
+export function cutExample(frames, config, fps) {
+  const spans = segment(frames, config, fps);
+  if (!spans.length) return { error: "No sign was found in the recording: sign once, with your hands down before and after. Nothing was kept." };
+  if (spans.length > 1) return { error: `The recording holds ${spans.length} signs: record one sign at a time. Nothing was kept.` };
+  const [a, b] = spans[0];
+  const t = b - a + 1;
+  const example = new Float32Array(t * DIM);
+  for (let i = 0; i < t; i++) example.set(frames[a + i], i * DIM);
+  return { example, frames: t, span: [a, b] };
 }
 
 // ------------------------------------------------------------------------------------------ arithmetic

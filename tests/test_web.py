@@ -374,3 +374,21 @@ def test_signs_imported_into_a_fresh_profile_and_every_message(site, signs_file,
   # At most 10 examples a sign: the eleventh is skipped, and said.
   assert status["snaps"]["eleven"]["enrol_message"] == ("Imported 1 sign (10 examples) from eleven.json; 1 example(s) "
                                                         "skipped (unreadable, or past 10 a sign).")
+
+
+@needs_browser
+def test_a_run_made_by_asl_enroll_loads_in_the_page_with_its_signs(site, signs_file, tmp_path):
+  """asl-enroll a signs file into the shipped model, export the run to ONNX, load it with model=: the page
+  has its 101 signs, and the same file imported on top refines the signs the run has (none is added)."""
+  from asl_jax.serving import enroll, export  # pylint: disable=import-outside-toplevel
+  run = str(tmp_path / "mine")
+  enroll.enroll(pretrained.resolve(""), str(signs_file), run, say=lambda m: None)
+  export.export_run(run, os.path.join(site, "mine"), fmt="onnx")
+  status = _page(site, tmp_path, "--no-camera", "--query=model=mine", *[_steps(tmp_path, [
+      ENROL_READY, {"wait": "window.aslLive.error"}, {"snap": "loaded"},
+      {"upload": "#import", "file": str(signs_file)}, ENROL_IDLE, {"snap": "imported"}])], timeout=180)
+  loaded, imported = status["snaps"]["loaded"], status["snaps"]["imported"]
+  assert loaded["enrol"]["glosses"] == 101 and not loaded["enrol"]["signs"]
+  assert imported["enrol"]["glosses"] == 101
+  assert imported["enrol"]["signs"] == [{"gloss": "grandma", "examples": 2, "known": True},
+                                        {"gloss": "book", "examples": 1, "known": True}]

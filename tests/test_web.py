@@ -198,19 +198,26 @@ np.save(sys.argv[3], np.stack(frames))
 """
 
 
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory):
+  """The test video as a fake camera's file (camera.y4m) and its letterboxed RGB frames (frames.npy)."""
+  tmp = tmp_path_factory.mktemp("camera")
+  subprocess.run([EXTRACT_PY, "-c", CAMERA, VIDEO, str(tmp / "camera.y4m"), str(tmp / "frames.npy")], check=True,
+                 timeout=120)
+  return tmp
+
+
 @needs_browser
 @pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
-def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(site, tmp_path):
+def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(site, camera, tmp_path):
   """The test video as a camera (Chromium's fake device plays it in a loop at 30 fps): frames are processed
   as fast as the page can (the rest dropped and counted), and the preview (the canvas's pixels) is the
   mirrored camera image with the skeleton drawn over it: it matches the mirrored frame better than the
   unmirrored one, and it is white (the arms' lines) where the frame is not."""
-  subprocess.run([EXTRACT_PY, "-c", CAMERA, VIDEO, str(tmp_path / "camera.y4m"), str(tmp_path / "frames.npy")],
-                 check=True, timeout=120)
-  frames = np.load(tmp_path / "frames.npy").astype(np.float32)
   shot = tmp_path / "preview.png"
-  status = _page(site, tmp_path, f"--video={tmp_path / 'camera.y4m'}", "--query=frames=12",
+  status = _page(site, tmp_path, f"--video={camera / 'camera.y4m'}", "--query=frames=12",
                  f"--screenshot={shot}")
+  frames = np.load(camera / "frames.npy").astype(np.float32)
   assert status["error"] is None and status["done"] and status["ready"], status
   assert status["frames"] == 12 and status["processed"] >= 3
   assert status["processed"] + status["dropped"] == 12  # every camera frame was processed or counted as dropped
@@ -392,3 +399,29 @@ def test_a_run_made_by_asl_enroll_loads_in_the_page_with_its_signs(site, signs_f
   assert imported["enrol"]["glosses"] == 101
   assert imported["enrol"]["signs"] == [{"gloss": "grandma", "examples": 2, "known": True},
                                         {"gloss": "book", "examples": 1, "known": True}]
+
+
+@needs_browser
+@pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
+def test_recording_from_the_camera_is_record_then_stop(site, camera, tmp_path):
+  """With a camera (Chromium's fake one, playing the test video): Record turns into Stop and says what to do;
+  the frames go to the recording, not to recognition, until Stop; Stop cuts the recording with the segmenter
+  and says what it kept. On this CPU the page processes under one frame a second of a 30 fps camera, so the
+  recording is no clean sign: any of the three outcomes is right, and the list must agree with the message."""
+  gloss = "cam sign"
+  status = _page(site, tmp_path, f"--video={camera / 'camera.y4m'}", *[_steps(tmp_path, [
+      {"wait": "window.aslLive.ready && window.aslLive.enrol.ready"}, {"fill": "#gloss", "value": gloss},
+      {"click": "#record"}, {"wait": "window.aslLive.enrol.recording"}, {"snap": "recording"}, {"sleep": 8},
+      {"snap": "later"}, {"click": "#record"}, ENROL_IDLE, {"snap": "stopped"}])], timeout=180)
+  rec, later, stopped = (status["snaps"][k] for k in ("recording", "later", "stopped"))
+  assert rec["error"] is None and rec["record_button"] == "Stop"
+  assert rec["enrol_message"] == f'Recording "{gloss}": sign it once, hands down before and after, then press Stop.'
+  assert later["processed"] > rec["processed"]  # camera frames went on being processed ...
+  assert later["signs"] == rec["signs"] == stopped["signs"]  # ... into the recording, not into recognition
+  assert stopped["record_button"] == "Record an example" and not stopped["enrol"]["recording"]
+  message = stopped["enrol_message"]
+  if message.startswith(f'Added "{gloss}" from one example ('):
+    assert stopped["enrol"]["signs"] == [{"gloss": gloss, "examples": 1, "known": False}]
+  else:
+    assert message.startswith(("No sign was found in the recording", "The recording holds ")), message
+    assert not stopped["enrol"]["signs"]

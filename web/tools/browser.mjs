@@ -6,7 +6,7 @@
 // the file to a fake camera; --no-camera runs without any camera; --deny refuses the camera permission;
 // --media=DIR serves DIR's files as /media/NAME (for ?video=/media/NAME). --steps=FILE.json then drives the
 // page like a user, one step after another: {"fill": SELECTOR, "value": TEXT}, {"click": SELECTOR},
-// {"wait": "JS expression"} (until true), {"reload": true}, {"upload": SELECTOR, "file": PATH},
+// {"wait": "JS expression"} (until true), {"sleep": SECONDS}, {"reload": true}, {"upload": SELECTOR, "file": PATH},
 // {"download": SELECTOR, "to": PATH} (clicks, saves the file the page gives), {"screenshot": PATH} and
 // {"snap": NAME} (the page's state then, in the output's "snaps"). --no-storage makes the browser refuse
 // IndexedDB, as private modes do. tests/test_web.py drives it.
@@ -76,9 +76,9 @@ const t0 = Date.now();
 await page.goto(url);
 const timeout = 1000 * Number(args.timeout || 300);
 let status;
-for (;;) {
+for (;;) {  // (with --steps, the steps say what to wait for)
   status = await page.evaluate(() => window.aslLive && JSON.parse(JSON.stringify(window.aslLive)));
-  if (status && (status.done || status.error)) break;
+  if (status && (status.done || status.error || args.steps)) break;
   if (Date.now() - t0 > timeout) { status = { ...(status || {}), timed_out: true }; break; }
   await new Promise((r) => setTimeout(r, 250));
 }
@@ -91,7 +91,8 @@ const snap = () => page.evaluate(() => ({
   landmarks: window.aslLive.landmarks ? JSON.parse(JSON.stringify(window.aslLive.landmarks)) : null,
   current: document.getElementById("current").textContent,
   message: (() => { const m = document.getElementById("message"); return m.hidden ? null : m.textContent; })(),
-  done: window.aslLive.done, error: window.aslLive.error,
+  done: window.aslLive.done, error: window.aslLive.error, processed: window.aslLive.processed,
+  record_button: document.getElementById("record").textContent,
 }));
 const waitFor = async (expr) => {
   const start = Date.now();
@@ -107,6 +108,7 @@ if (args.steps && !status.timed_out) {
     if (st.fill) await page.fill(st.fill, st.value);
     else if (st.click) await page.click(st.click);
     else if (st.wait) await waitFor(st.wait);
+    else if (st.sleep) await new Promise((r) => setTimeout(r, 1000 * st.sleep));
     else if (st.reload) await page.reload();
     else if (st.upload) await page.setInputFiles(st.upload, st.file);
     else if (st.download) {

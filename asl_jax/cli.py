@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 
 from asl_jax import allocator, interrupts
-from asl_jax.errors import AslJaxError
+from asl_jax.errors import AslJaxError, CheckpointError
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -321,9 +321,21 @@ def _runs(value: str | None) -> str:
     return path
   from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
   paths = [pretrained.resolve(w) for w in items]
-  for path in paths:  # before any output folder is checked or any slow work: is it a run at all?
+  for item, path in zip(items, paths):  # before any output folder is checked or any slow work: is it a run?
+    if not os.path.exists(path):
+      raise CheckpointError(f"--workdir={item}: no such run directory (a folder a training run wrote, or "
+                            "wlasl100 for the shipped model)")
     RunDir(path).require()
   return ",".join(paths)
+
+
+def _paths(values) -> list[str]:
+  """Repeated path flags as every command reads lists (--workdir=a,b too): a value with commas is several
+  paths, unless a file or folder of that exact name exists."""
+  out = []
+  for value in values or []:
+    out += [value] if os.path.exists(value) else [v.strip() for v in value.split(",") if v.strip()]
+  return out
 
 
 def _checkpoint_words(checkpoint: str) -> str:
@@ -378,8 +390,8 @@ def predict_main(argv=None):
     workdir = _runs(f.workdir)
     if f.gemma and f.gemma_features_dir:
       _usage_error("give --gemma or --gemma_features_dir, not both")
-    landmarks = list(f.landmarks or []) + ([f.landmarks_dir] if f.landmarks_dir else [])
-    videos = list(f.video or [])
+    landmarks = _paths(f.landmarks) + ([f.landmarks_dir] if f.landmarks_dir else [])
+    videos = _paths(f.video)
     for a in args:  # positional inputs: by their type
       (videos if a.lower().endswith(predict.VIDEO_SUFFIXES) else landmarks).append(a)
     if not landmarks and not videos:
@@ -641,7 +653,7 @@ def live_main(argv=None):
     use_xla_cache("")
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
-    result = stream.recognize(f.workdir or None, camera=f.camera, video=f.video, landmarks=f.landmarks,
+    result = stream.recognize(_runs(f.workdir) if f.workdir else None, camera=f.camera, video=f.video, landmarks=f.landmarks,
                               fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
                               display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint,
                               realtime=f.realtime, unknown_threshold=f.unknown_threshold, pose_out=f.pose_out)

@@ -121,7 +121,7 @@ def test_evaluate_cli(trained):
   assert "per-instance" in out.stdout and "eval_val/report.json" in out.stdout
   bad = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--workdir=/nonexistent"],
                        capture_output=True, text=True, timeout=120)
-  assert bad.returncode == 1 and "error: /nonexistent: workdir not found" in bad.stderr
+  assert bad.returncode == 1 and "error: --workdir=/nonexistent: no such run directory" in bad.stderr
 
 
 @pytest.mark.skipif(not (importlib.util.find_spec("mediapipe") or extract_python()),

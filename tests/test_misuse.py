@@ -1,6 +1,7 @@
 """Misuse through the command line: every case is one `error: ...` line naming the flag, field or file,
 a non-zero exit and no traceback (docs/troubleshooting.md, "What happens when...")."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -355,3 +356,23 @@ def test_evaluate_checks_its_report_folder_first_and_never_replaces_a_report_una
   assert ok.returncode == 0 and "report:" in ok.stdout, ok.stderr[-2000:]
   again = _script("evaluate.py", f"--workdir={run_dir}")  # the run's own eval_test/ is replaced each time
   assert again.returncode == 0 and _script("evaluate.py", f"--workdir={run_dir}").returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("script", ["predict.py", "live.py", "evaluate.py", "export.py"])
+def test_a_missing_workdir_names_the_flag(small_data, tmp_path, script):
+  extra = [f"--landmarks={_clip(small_data)}"] if script in ("predict.py", "live.py") else []
+  _one_line(_script(script, f"--workdir=wlasl100,{tmp_path / 'nope'}", *extra),
+            f"--workdir={tmp_path / 'nope'}: no such run directory (a folder a training run wrote, or wlasl100")
+
+
+def test_lists_take_commas_in_every_path_flag(run_dir, small_data, tmp_path):
+  """--landmarks=a.npy,b.npy is two inputs, as --workdir=a,b is two runs; a file whose name has a comma is
+  still one."""
+  clip = np.load(_clip(small_data))
+  for name in ("a.npy", "b.npy", "c,d.npy"):
+    np.save(tmp_path / name, clip)
+  out = _script("predict.py", f"--workdir={run_dir}", f"--landmarks={tmp_path / 'a.npy'},{tmp_path / 'b.npy'}",
+                f"--landmarks={tmp_path / 'c,d.npy'}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert [json.loads(l)["file"] for l in out.stdout.splitlines()] == [
+      str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), str(tmp_path / "c,d.npy")]

@@ -376,3 +376,21 @@ def test_lists_take_commas_in_every_path_flag(run_dir, small_data, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert [json.loads(l)["file"] for l in out.stdout.splitlines()] == [
       str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), str(tmp_path / "c,d.npy")]
+
+
+def test_the_shipped_model_names_no_data_paths_and_evaluating_it_asks_for_them(run_dir, small_data, tmp_path):
+  """The shipped run's config.json keeps none of the paths of the machine it was trained on, and
+  asl-evaluate on it without --data_dir says what to pass (pretrained.package writes it so)."""
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  saved = json.load(open(os.path.join(pretrained.WLASL100, "config.json"), encoding="utf-8"))
+  assert all(saved[k] == "" for k in pretrained.DATA_PATH_FIELDS), {k: saved[k] for k in pretrained.DATA_PATH_FIELDS}
+  out = _script("evaluate.py", "--workdir=wlasl100", f"--out_dir={tmp_path / 'e'}")
+  _one_line(out, "data_dir is empty, so the split file 'nslt_100.json' has no folder")
+  assert "pass --data_dir=DIR" in out.stderr and not os.path.exists(tmp_path / "e")
+  # Packaging a run (benchmarks/ship_model.py does) leaves the paths out, and the package predicts.
+  pretrained.package(run_dir, str(tmp_path / "pkg"))
+  packed = json.load(open(tmp_path / "pkg" / "config.json", encoding="utf-8"))
+  assert all(packed[k] == "" for k in pretrained.DATA_PATH_FIELDS)
+  assert json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))["data_dir"]  # the source keeps them
+  ok = _script("predict.py", f"--workdir={tmp_path / 'pkg'}", f"--landmarks={_clip(small_data)}")
+  assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[0])["top_k"], ok.stderr[-2000:]

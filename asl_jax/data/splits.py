@@ -199,6 +199,10 @@ def resolve_split_path(data_dir: str, subset: str) -> str:
   """`subset` is a file name inside data_dir (the seed's `--subset nslt_100.json`) or a path."""
   if not data_dir and not subset:
     raise DataError("data_dir and subset are empty: set --config.data_dir and --config.subset")
+  if not data_dir and not os.path.isabs(subset) and not os.path.isfile(subset):
+    raise DataError(f"data_dir is empty, so the split file {subset!r} has no folder (a run that travels, as the "
+                    "shipped model, keeps no data paths): pass --data_dir=DIR (asl-evaluate) or "
+                    "--config.data_dir=DIR")
   if data_dir and not os.path.isdir(data_dir):
     raise DataError(f"{data_dir}: data_dir does not exist or is not a directory")
   path = subset if os.path.isabs(subset) else os.path.join(data_dir, subset)

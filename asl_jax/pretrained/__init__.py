@@ -11,6 +11,7 @@ Recognition from Video", WACV 2020.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -69,7 +70,21 @@ def package(src: str, dst: str, checkpoint: str = "best") -> dict:
   if r is not None:
     summary = {"test_top1": r["per_instance"]["top1"], "test_top5": r["per_instance"]["top5"],
                "test_clips": r["num_samples"], "step": trained.step}
+  files = {CONFIG_FILE: portable_config(trained.config)}
+  if summary:
+    files[TEST_SUMMARY_FILE] = summary
   write_run(trained, dst, trained.params, {"packaged_from": os.path.basename(os.path.abspath(src)),
-                                           "step": trained.step},
-            {TEST_SUMMARY_FILE: summary} if summary else None)
+                                           "step": trained.step}, files)
   return summary
+
+
+DATA_PATH_FIELDS = ("data_dir", "landmarks_dir", "gemma_features_dir")
+
+
+def portable_config(config) -> dict:
+  """config.json for a run that travels: the data paths of the machine it was trained on left out (a user
+  evaluating it names their own with --data_dir / --landmarks_dir)."""
+  out = json.loads(json.dumps(config.to_dict()))
+  for key in DATA_PATH_FIELDS:
+    out[key] = ""
+  return out

@@ -85,10 +85,11 @@ def test_train_cli_end_to_end(tiny_data, tmp_path):
   wd = tmp_path / "my run"
   args = [f"--config={REPO}/configs/nslt_100.py", f"--workdir={wd}", f"--config.data_dir={tiny_data['data_dir']}",
           f"--config.subset={tiny_data['subset']}", "--config.epochs=2", "--config.hidden_dim=32",
-          "--config.progress_bar=False", "--config.batch_size=8", "--config.cache_dir=none"]
+          "--config.progress_bar=True", "--config.batch_size=8", "--config.cache_dir=none"]
   out = _script("train.py", *args)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "note: warmup_epochs=10 is more than epochs=2" in out.stderr
+  assert "\r" not in out.stderr  # stderr is no terminal: plain lines, no progress-bar fragments
   # What the user sees while nothing else would print: loading, compiling, the first validation and save, test;
   # on stderr, so stdout holds the results alone (the test table, the report's path and the next commands).
   for said in ("loading the data: ", "compiling the train step", "compiled the train step in ",

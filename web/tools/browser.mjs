@@ -105,14 +105,15 @@ const waitFor = async (expr) => {
 };
 if (args.steps && !status.timed_out) {
   for (const st of JSON.parse(readFileSync(args.steps, "utf8"))) {
-    if (st.fill) await page.fill(st.fill, st.value);
-    else if (st.click) await page.click(st.click);
+    // A page busy with MediaPipe (seconds a frame on a loaded CPU) answers input late: the run's own timeout.
+    if (st.fill) await page.fill(st.fill, st.value, { timeout });
+    else if (st.click) await page.click(st.click, { timeout });
     else if (st.wait) await waitFor(st.wait);
     else if (st.sleep) await new Promise((r) => setTimeout(r, 1000 * st.sleep));
     else if (st.reload) await page.reload();
-    else if (st.upload) await page.setInputFiles(st.upload, st.file);
+    else if (st.upload) await page.setInputFiles(st.upload, st.file, { timeout });
     else if (st.download) {
-      const [dl] = await Promise.all([page.waitForEvent("download"), page.click(st.download)]);
+      const [dl] = await Promise.all([page.waitForEvent("download", { timeout }), page.click(st.download, { timeout })]);
       await dl.saveAs(st.to);
     } else if (st.screenshot) await page.screenshot({ path: st.screenshot, fullPage: true });
     else if (st.snap) snaps[st.snap] = await snap();

@@ -302,7 +302,9 @@ async function setUpEnrolment(model, recognizerRef) {
   const panel = $("enrol");
   if (!model.head) {
     panel.querySelectorAll("button, input").forEach((el) => { el.disabled = true; });
-    $("enrol-message").textContent = "This model cannot learn new signs: export it again with asl-export --format=onnx (it then writes embed.onnx).";
+    $("enrol-message").textContent = model.meta.embed_file && !model.meta.enrol
+      ? "This model cannot learn new signs: it has no enrolment scales. Run asl-evaluate --workdir=RUN --calibrate, then export it again."
+      : "This model cannot learn new signs: export it again with asl-export --format=onnx (it then writes embed.onnx and head.bin).";
     status.enrol.message = $("enrol-message").textContent;
     status.enrol.ready = true;
     return null;

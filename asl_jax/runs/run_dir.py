@@ -147,7 +147,7 @@ class RunDir:
       raise CheckpointError(f"{self.path}: a file, not a run directory (give the folder a training run wrote)")
     if not os.path.isdir(self.path):
       raise CheckpointError(f"{self.path}: workdir not found")
-    if not os.path.exists(self.file(CONFIG_FILE)):
+    if not self.has_config():
       raise CheckpointError(f"{self.file(CONFIG_FILE)}: missing (the run's configuration); is this a training "
                             "workdir?")
 

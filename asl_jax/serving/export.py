@@ -61,19 +61,24 @@ def _finite(x):
   return jnp.where(jnp.isfinite(x), x, 0.0)
 
 
+def _one_clip(run, landmarks, visual=None, sort: bool = True) -> input_pipeline.DeviceData:
+  """A raw clip (and its visual clip) packed as data of one clip, as the exported functions take it."""
+  max_frames = run.config.max_frames
+  points, parts, length = clip_prep.pack_clip(_finite(landmarks), run.layout, max_frames, sort=sort)
+  data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
+                                   labels=jnp.zeros(1, jnp.int32))
+  if visual is not None:
+    vis, vlen = clip_prep.pack_visual(_finite(visual), max_frames)
+    data = data.replace(visual=vis[None], visual_lengths=vlen[None])
+  return data
+
+
 def _infer_fn(run, sort: bool = True):
   """The exported computation: raw clip(s) -> probabilities f32[C] (`sort`: see clip_prep.masked_median)."""
-  max_frames = run.config.max_frames
   log_probs = inference.log_probs_fn(run.config, run.model, run.visual_norm)
 
   def infer(landmarks, visual=None):
-    points, parts, length = clip_prep.pack_clip(_finite(landmarks), run.layout, max_frames, sort=sort)
-    data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
-                                     labels=jnp.zeros(1, jnp.int32))
-    if visual is not None:
-      vis, vlen = clip_prep.pack_visual(_finite(visual), max_frames)
-      data = data.replace(visual=vis[None], visual_lengths=vlen[None])
-    return jnp.exp(log_probs(run.params, data, jnp.zeros(1, jnp.int32))[0])
+    return jnp.exp(log_probs(run.params, _one_clip(run, landmarks, visual, sort), jnp.zeros(1, jnp.int32))[0])
 
   return infer
 
@@ -83,14 +88,10 @@ def _embed_fn(run, sort: bool = True):
   (inference.embeddings). With the last layer (head.bin) and the temperature it gives model.onnx's
   probabilities, mean over views of softmax((e @ kernel + bias) / T): what the page computes, so that class
   vectors built from a user's examples (class_vectors.class_vector) join the trained ones."""
-  max_frames = run.config.max_frames
   embed = inference.embeddings_fn(run.config, run.model, run.visual_norm)
 
   def fn(landmarks):
-    points, parts, length = clip_prep.pack_clip(_finite(landmarks), run.layout, max_frames, sort=sort)
-    data = input_pipeline.DeviceData(points=points[None], parts=parts[None], lengths=length[None],
-                                     labels=jnp.zeros(1, jnp.int32))
-    return embed(run.params, data, jnp.zeros(1, jnp.int32))[:, 0]
+    return embed(run.params, _one_clip(run, landmarks, sort=sort), jnp.zeros(1, jnp.int32))[:, 0]
 
   return fn
 
@@ -254,9 +255,9 @@ def _probe_inputs(run, dim: int, batched: bool):
   return out
 
 
-def _check_onnx(model, fn, inputs, names, what: str, quantity: str = "probabilities") -> None:
+def _check_onnx(model, fn, inputs, names, what: str, quantity: str = "probabilities") -> np.ndarray:
   """The converted model must give the jax function's probabilities (1e-4) in onnxruntime: the converter is
-  young, and a wrong conversion is caught here rather than on a user's device."""
+  young, and a wrong conversion is caught here rather than on a user's device. Returns jax's output."""
   _, onnxruntime = _onnx_libraries()
   options = onnxruntime.SessionOptions()
   options.log_severity_level = 4  # fatal only: a failure here becomes one ExportError line
@@ -272,6 +273,7 @@ def _check_onnx(model, fn, inputs, names, what: str, quantity: str = "probabilit
   if not err <= ONNX_TOLERANCE:
     raise ExportError(f"{what}: onnxruntime's {quantity} differ from jax's by {err:.2g} (> {ONNX_TOLERANCE}); "
                       "the conversion is wrong, nothing was written (use --format=jax)")
+  return want
 
 
 def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
@@ -280,7 +282,8 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
   single_fn = _infer_fn(run, sort=False)
   single_names = ["landmarks"] + (["visual"] if g else [])
   single = _to_onnx(single_fn, [("T", dim)] + ([("Tv", g)] if g else []), single_names, ["probs"])
-  _check_onnx(single, single_fn, _probe_inputs(run, dim, False), single_names, ONNX_FILE)
+  probe = _probe_inputs(run, dim, False)
+  probs = _check_onnx(single, single_fn, probe, single_names, ONNX_FILE)
   _say(say, f"checked {ONNX_FILE} against jax; converting {ONNX_BATCHED_FILE}, a padded batch of clips")
   batched_fn = _batched_infer_fn(run, sort=False)
   batched_in = [("B", "T", dim), jax.ShapeDtypeStruct(("B",), jnp.int32)]
@@ -297,8 +300,8 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
     _say(say, f"converting {EMBED_FILE}, the clip's embedding (for signs enrolled in the page)")
     embed_fn = _embed_fn(run, sort=False)
     embed = _to_onnx(embed_fn, [("T", dim)], ["landmarks"], ["embeddings"])
-    _check_onnx(embed, embed_fn, _probe_inputs(run, dim, False), ["landmarks"], EMBED_FILE, "embeddings")
-    _check_head(run, head, embed_fn, _probe_inputs(run, dim, False)[0], single_fn)
+    emb = _check_onnx(embed, embed_fn, probe, ["landmarks"], EMBED_FILE, "embeddings")
+    _check_head(run, head, emb, probs)
     _say(say, f"checked {EMBED_FILE} against jax")
   _say(say, "writing")
   os.makedirs(out_dir, exist_ok=True)
@@ -336,11 +339,10 @@ def head_probs(emb: np.ndarray, head: dict, temperature: float) -> np.ndarray:
   return (p / p.sum(-1, keepdims=True)).mean(0)
 
 
-def _check_head(run, head: dict, embed_fn, clip, single_fn) -> None:
-  """The page's arithmetic (embedding, last layer, temperature, views) must give model.onnx's probabilities."""
-  got = head_probs(np.asarray(jax.jit(embed_fn)(clip)), head, float(run.model.temperature))
-  want = np.asarray(jax.jit(single_fn)(clip))
-  err = float(np.max(np.abs(got - want)))
+def _check_head(run, head: dict, emb: np.ndarray, probs: np.ndarray) -> None:
+  """The page's arithmetic (embedding, last layer, temperature, views) must give the model's probabilities:
+  `emb` and `probs` are the jax embedding and probabilities of the same probe clip."""
+  err = float(np.max(np.abs(head_probs(emb, head, float(run.model.temperature)) - probs)))
   if not err <= ONNX_TOLERANCE:
     raise ExportError(f"{EMBED_FILE}: the embedding through the last layer differs from the model's probabilities "
                       f"by {err:.2g} (> {ONNX_TOLERANCE}); nothing was written")

@@ -184,10 +184,14 @@ class Enrolment {
     $("enrol-message").textContent = message;
   }
 
-  async embedAll() {
+  // Embeds the examples not embedded yet (those stored at start-up, imported or just recorded: each sign's
+  // embeddings are a prefix of its examples, as both only grow at the end and shrink together), then updates.
+  async embedNew() {
     for (const rec of this.store.list()) {
-      const list = [];
-      for (const e of rec.examples) list.push(await this._embed(e.landmarks, e.frames));
+      const list = this.embs.get(rec.gloss) || [];
+      for (let i = list.length; i < rec.examples.length; i++) {
+        list.push(await this._embed(rec.examples[i].landmarks, rec.examples[i].frames));
+      }
       this.embs.set(rec.gloss, list);
     }
     this.update();
@@ -279,9 +283,7 @@ class Enrolment {
     const { example: flat, frames: t } = cut;
     const isNew = !this.store.signs.has(gloss);
     const rec = await this.store.add(gloss, flat, t, fps);
-    const emb = await this._embed(flat, t);
-    this.embs.set(gloss, [...(this.embs.get(gloss) || []), emb]);
-    this.update();
+    await this.embedNew();
     const known = this.model.head.baseGlosses.includes(gloss);
     const n = rec.examples.length;
     this.say(isNew ? `Added "${gloss}" from one example (${t} frames)` + (known ? `: the model knows "${gloss}", and your examples refine it.` : ".")
@@ -314,7 +316,7 @@ async function setUpEnrolment(model, recognizerRef) {
   const enrolment = new Enrolment(model, store, (glosses) => {
     if (recognizerRef.current) recognizerRef.current.glosses = glosses;
   });
-  await enrolment.embedAll();
+  await enrolment.embedNew();
   if (!store.persistent) {
     enrolment.say("This browser refuses the page storage (private browsing, or storage switched off): your signs are kept " +
                   "until the page is closed, not after a reload. Export them to keep them.");
@@ -330,7 +332,7 @@ async function setUpEnrolment(model, recognizerRef) {
     ev.target.value = "";
     if (!file) return;
     const got = await store.importText(file.name, await file.text());
-    await enrolment.embedAll();
+    await enrolment.embedNew();
     enrolment.say(`Imported ${got.signs} sign${got.signs === 1 ? "" : "s"} (${got.examples} example${got.examples === 1 ? "" : "s"}) from ${file.name}` +
                   (got.skipped ? `; ${got.skipped} example(s) skipped (unreadable, or past ${MAX_EXAMPLES} a sign).` : "."));
   });

@@ -270,7 +270,7 @@ def test_the_page_finds_asl_lives_signs_in_a_video_and_learns_a_sign_from_it(sit
   assert all(s["error"] is None for s in snaps.values()), snaps
   if os.environ.get("ASL_JAX_WRITE_SCREENSHOTS") == "1":
     shutil.copy(tmp_path / "page.png", SCREENSHOT)
-  assert status["processed"] == 20 and status["frames"] == 58  # after the reload: the video once more
+  assert status["processed"] == 20 and status["frames"] == 58  # after the reload: the video once more (every 3rd frame)
   # Holistic's smoothing filters skip a frame whose timestamp is not after their start (and log this).
   assert not [w for w in status["warnings"] if "timestamp" in w.lower()], status["warnings"]
   # Nothing fails to load (the page names its icon, so Chromium does not ask the server for /favicon.ico).

@@ -165,7 +165,7 @@ function seek(video, t) {
 }
 
 // ------------------------------------------------------------------------------------------- your signs
-// "Add a sign": a gloss, then a recording (the camera until Stop, or the whole video in video mode); the
+// "Add a sign": a gloss, then a recording (the camera until Stop, or the video's frames in video mode); the
 // segmenter cuts the sign out of it as it cuts signs in recognition, and exactly one sign is kept.
 const MAX_RECORD_S = 10;
 
@@ -422,6 +422,7 @@ async function main() {
   // that arrives while the page is still busy is dropped and counted, and the page says so.
   let current = null;  // the frame being processed
   let recording = null;  // {gloss, frames, enrolment} while an example is recorded
+  const videoFrames = [];  // video mode: every frame recognised, the recording of "Record an example"
   let seen = 0;
   const t0 = performance.now();
   const process = async () => {
@@ -446,6 +447,7 @@ async function main() {
       return;
     }
     if (debug) status.landmarks.push(Array.from(frame));
+    if (file) videoFrames.push(frame);
     const signs = await recognizer.push(frame);
     status.processed += 1;
     status.signs.push(...signs);
@@ -475,16 +477,16 @@ async function main() {
       await process();
     }
   };
-  // Recording an example: the camera until Stop (at most MAX_RECORD_S), or the whole video once more.
+  // Recording an example: the camera until Stop (at most MAX_RECORD_S). In video mode the video's frames, as
+  // recognised: running MediaPipe over the same video again would give the same sign at its cost again.
   status.startRecording = async (enrolment, gloss, note = "") => {
-    recording = { gloss, frames: [], enrolment };
+    recording = { gloss, frames: file ? videoFrames.slice() : [], enrolment };
     enrolment.recording = recording;
     status.enrol.recording = true;
     recognizer.reset();
     $("record").textContent = "Stop";
     if (file) {
-      enrolment.say(`${note}Recording "${gloss}" from the video.`);
-      await playVideo();
+      enrolment.say(`${note}Adding "${gloss}" from the video.`);
       await status.stopRecording();
     } else {
       enrolment.say(`${note}Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);

@@ -83,7 +83,7 @@ for (;;) {  // (with --steps, the steps say what to wait for)
   await new Promise((r) => setTimeout(r, 250));
 }
 const snaps = {};
-const snap = () => page.evaluate(() => ({
+const snap = async () => ({ t: (Date.now() - t0) / 1000, ...await page.evaluate(() => ({
   enrol: JSON.parse(JSON.stringify(window.aslLive.enrol)),
   enrol_message: document.getElementById("enrol-message").textContent,
   list: Array.from(document.querySelectorAll("#signs li")).map((li) => li.textContent),
@@ -93,7 +93,7 @@ const snap = () => page.evaluate(() => ({
   message: (() => { const m = document.getElementById("message"); return m.hidden ? null : m.textContent; })(),
   done: window.aslLive.done, error: window.aslLive.error, processed: window.aslLive.processed,
   record_button: document.getElementById("record").textContent,
-}));
+})) });
 const waitFor = async (expr) => {
   const start = Date.now();
   for (;;) {

@@ -208,12 +208,34 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   assert abs((scores >= calibration.fit_threshold(scores, 0.95)).mean() - 0.95) < 0.002
 
 
+def test_the_ece_noise_floor_is_the_ece_of_a_perfectly_calibrated_model():
+  """ece_noise_floor equals the ECE (expected_calibration_error itself) of clips drawn from a perfectly
+  calibrated model with those confidences, averaged over independent draws; it is large on a test set's few
+  dozen clips and vanishes on many."""
+  rng = np.random.default_rng(1)
+  conf = rng.uniform(0.2, 1.0, 77)
+  probs = np.concatenate([conf[:, None], np.repeat(((1 - conf) / 9)[:, None], 9, 1)], 1)  # top-1 is class 0
+  eces = [calibration.expected_calibration_error(probs, np.where(rng.random(77) < conf, 0, 1)) for _ in range(400)]
+  floor = calibration.ece_noise_floor(conf)
+  assert abs(floor["mean"] - np.mean(eces)) < 0.006, (floor, np.mean(eces))
+  assert abs(floor["p90"] - np.percentile(eces, 90)) < 0.015, (floor, np.percentile(eces, 90))
+  assert 0.07 < floor["mean"] < floor["p90"]  # a few dozen clips: perfect calibration still shows ~0.1
+  assert calibration.ece_noise_floor(rng.uniform(0.2, 1.0, 20000))["mean"] < 0.01
+  assert calibration.ece_noise_floor(conf) == floor  # seeded: a report is reproducible
+
+
 def test_evaluation_reports_the_calibration_error_and_draws_the_reliability_diagram(held_out_setup, tmp_path):
   from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
   report = evaluate.evaluate_workdir(held_out_setup["base"], "val", out_dir=str(tmp_path / "eval"))
   cal = report["calibration"]
   assert 0 <= cal["ece"] <= 1 and cal["temperature"] == RunDir(held_out_setup["base"]).calibration()["temperature"]
   assert sum(b["count"] for b in cal["bins"]) == report["num_samples"]
+  # The ECE a perfectly calibrated model would show on these clips: from the clips' own top-1 probabilities.
+  preds = json.load(open(tmp_path / "eval" / "predictions.json"))
+  floor = calibration.ece_noise_floor([p["top_k"][0]["prob"] for p in preds.values()])
+  assert cal["ece_noise_floor"] == pytest.approx(floor, abs=1e-3) and 0 < floor["mean"] < floor["p90"] < 1
+  from asl_jax.evaluation import evaluator  # pylint: disable=import-outside-toplevel
+  assert f"a perfectly calibrated model would show {floor['mean']:.3f} on these clips" in evaluator.format_table(report)
   assert os.path.getsize(tmp_path / "eval" / "reliability.png") > 1000
 
 

@@ -66,6 +66,23 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
                    for b in reliability_bins(probs, labels, bins) if b["count"]))
 
 
+def ece_noise_floor(confidences: np.ndarray, bins: int = ECE_BINS, draws: int = 2000, seed: int = 0) -> dict:
+  """The ECE a perfectly calibrated model would show with these top-1 confidences on this many clips (each
+  clip right with probability equal to its confidence): {"mean", "p90"} over `draws` simulated label sets.
+  On a few dozen clips each bin holds a handful, so even perfect calibration shows a sizeable ECE: an ECE
+  near this floor says nothing about miscalibration."""
+  conf = np.asarray(confidences, np.float64)
+  if not len(conf):
+    return {"mean": 0.0, "p90": 0.0}
+  edges = np.linspace(0, 1, bins + 1)
+  which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+  onehot = np.eye(bins)[which]  # (N, bins)
+  correct = np.random.default_rng(seed).random((draws, len(conf))) < conf  # (draws, N)
+  # sum_b n_b / N |acc_b - conf_b| = sum_b |right_b - sum of conf_b| / N
+  ece = np.abs(correct @ onehot - conf @ onehot).sum(-1) / len(conf)
+  return {"mean": float(ece.mean()), "p90": float(np.percentile(ece, 90))}
+
+
 def reliability_points(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(confidence (N,), correct (N,) bool) of each clip's top-1 prediction."""
   probs = np.asarray(probs)

@@ -171,9 +171,11 @@ def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=No
 
 
 def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None) -> dict:
-  """report.json's "calibration": the ECE and its bins (the reliability diagram), the mean confidence, the
-  run's temperature and unknown threshold, and the share of clips it calls unknown."""
+  """report.json's "calibration": the ECE and its bins (the reliability diagram), the ECE a perfectly
+  calibrated model would show on as many clips with these confidences (`ece_noise_floor`), the mean
+  confidence, the run's temperature and unknown threshold, and the share of clips it calls unknown."""
   return {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
+          "ece_noise_floor": calibration.ece_noise_floor(probs.max(-1)),
           "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),
           "unknown_threshold": threshold,
           "called_unknown": float(calibration.unknown_mask(probs, threshold).mean())}
@@ -254,6 +256,15 @@ def predictions(video_ids, probs: np.ndarray, labels: np.ndarray, glosses, thres
           for vid, o, y, p, u in zip(video_ids, order, labels, probs, unknown)}
 
 
+def _calibration_line(cal: dict) -> str:
+  line = f"calibration: expected calibration error {cal['ece']:.3f} (temperature {cal['temperature']:.3g}; "
+  floor = cal.get("ece_noise_floor")  # reports written before it have none
+  if floor:
+    line += (f"a perfectly calibrated model would show {floor['mean']:.3f} on these clips, up to {floor['p90']:.3f} "
+             "one time in ten; ")
+  return line + "reliability.png)"
+
+
 def format_table(report: dict) -> str:
   pi, pc = report["per_instance"], report["per_class"]
   return "\n".join([
@@ -262,8 +273,7 @@ def format_table(report: dict) -> str:
       f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
       f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
-  ] + ([f"calibration: expected calibration error {report['calibration']['ece']:.3f} (temperature "
-         f"{report['calibration']['temperature']:.3g}; reliability.png)"] if report.get("calibration") else []) + (
+  ] + ([_calibration_line(report["calibration"])] if report.get("calibration") else []) + (
       [f"retrieval: top-10 {100 * report['retrieval']['top10']:.2f}%, top-20 {100 * report['retrieval']['top20']:.2f}%, "
        f"MRR {report['retrieval']['mrr']:.3f}, DCG {report['retrieval']['dcg']:.3f}"] if report.get("retrieval")
       else []) + (

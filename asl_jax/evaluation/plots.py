@@ -84,9 +84,10 @@ def training_curves(rows: list[dict], path: str, title: str = "") -> None:
   plt.close(fig)
 
 
-def reliability_diagram(bins: list[dict], ece: float, path: str, title: str = "") -> None:
+def reliability_diagram(bins: list[dict], ece: float, path: str, title: str = "", floor: dict | None = None) -> None:
   """Accuracy against confidence of the top-1 prediction per confidence bin (calibration.reliability_bins),
-  with the diagonal of perfect calibration and each bin's clip count."""
+  with the diagonal of perfect calibration and each bin's clip count; `floor`: the ECE of a perfectly
+  calibrated model on as many clips (calibration.ece_noise_floor), said in the title."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(4.6, 4.4))
   ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
@@ -99,7 +100,8 @@ def reliability_diagram(bins: list[dict], ece: float, path: str, title: str = ""
   ax.set_ylim(0, 1.05)
   ax.set_xlabel("confidence (top-1 probability)")
   ax.set_ylabel("accuracy")
-  ax.set_title(f"{title + ': ' if title else ''}reliability, ECE {ece:.3f}", fontsize=9)
+  noise = f"\nperfectly calibrated on as many clips: {floor['mean']:.3f}" if floor else ""
+  ax.set_title(f"{title + ': ' if title else ''}reliability, ECE {ece:.3f}{noise}", fontsize=9)
   ax.legend(loc="upper left", fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

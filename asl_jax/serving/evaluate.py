@@ -81,7 +81,8 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
                                            RunDir(workdirs[0]).metrics() if len(workdirs) == 1 else None,
                                            ids, probs, _run_name(workdirs))
   plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
-                            os.path.join(out_dir, "reliability.png"), f"{split} split")
+                            os.path.join(out_dir, "reliability.png"), f"{split} split",
+                            report["calibration"].get("ece_noise_floor"))
   return report
 
 

@@ -1,0 +1,99 @@
+"""Which unknown score separates signs a model never saw: candidates on the open-vocabulary bases.
+
+On each draw's base model of benchmarks/open_vocabulary.py (80 classes trained, 20 held out), every candidate
+score is computed for the val clips of all 100 classes, and its AUROC (known val clips against the held-out
+classes' val clips) is reported. Besides, the same AUROC against **auxiliary outliers**: the WLASL clips of
+wlasl_real outside WLASL100 (70 other glosses, their nslt_2000 test clips left out). They are signs no base
+ever trained on and disjoint from every held-out class, so a score can be chosen on them without the
+held-out classes. Candidates (all from the calibrated probabilities or the last layer's input):
+  max_prob   the top-1 probability (what the runs store today)
+  margin     top-1 minus top-2 probability
+  neg_entropy  minus the entropy of the probabilities
+  cos_mean   the largest cosine of the clip's unit embedding to the base classes' train-clip means
+
+  python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
+  python benchmarks/unknown_scores.py                   # benchmarks/results/unknown_scores.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import open_vocabulary as ov  # noqa: E402  pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean")
+
+
+def landmarks(k: str) -> str:
+  return os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")
+
+
+def outlier_clips() -> list[str]:
+  """wlasl_real's clips outside WLASL100, without nslt_2000's test clips."""
+  real = json.load(open(os.path.join(ov.DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
+  split, _ = ov.real_clips()
+  return sorted(k for k, v in real.items() if k not in split and v["subset"] != "test")
+
+
+def scores(p, keys: list[str], class_means):
+  """{score name: (N,)} for the clips `keys` under predictor `p`."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  clips = [p.load_clip(landmarks(k)) for k in keys]
+  probs = p.predict_clips(clips)
+  top = np.sort(probs, -1)
+  emb = class_vectors.unit(p.embed_clips(clips).mean(0))
+  return {"max_prob": top[:, -1], "margin": top[:, -1] - top[:, -2],
+          "neg_entropy": (probs * np.log(np.maximum(probs, 1e-12))).sum(-1),
+          "cos_mean": (emb @ class_means.T).max(-1)}
+
+
+def score_draw(d: dict, outliers: list[str]) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
+  ov.calibrate_base(d["workdir"])
+  p = predict.Predictor(d["workdir"])
+  split = d["split"]
+  train = [k for k, v in split.items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
+  val = sorted(k for k, v in split.items() if v["subset"] == "val")
+  new = np.array([split[k]["action"][0] in d["held_out"] for k in val])
+  emb = class_vectors.unit(p.embed_clips([p.load_clip(landmarks(k)) for k in train]).mean(0))
+  labels = np.array([split[k]["action"][0] for k in train])
+  means = class_vectors.unit(np.stack([emb[labels == c].mean(0) for c in sorted(set(labels))]))
+  sv, so = scores(p, val, means), scores(p, outliers, means)
+  return {"draw": d["draw"], "outliers": len(outliers),
+          "held_out_auroc": {s: ov.auroc(sv[s][~new], sv[s][new]) for s in SCORES},
+          "outlier_auroc": {s: ov.auroc(sv[s][~new], so[s]) for s in SCORES}}
+
+
+def main(argv):
+  del argv
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import common  # pylint: disable=import-outside-toplevel
+  outliers = outlier_clips()
+  rows = []
+  for x in FLAGS.draws.split(","):
+    d = ov.prepare_draw(int(x))
+    ov.train_base(d)
+    rows.append(score_draw(d, outliers))
+    print(json.dumps(rows[-1]), flush=True)
+  summary = {kind: {s: {"mean": float(np.mean([r[kind][s] for r in rows])),
+                        "sd": float(np.std([r[kind][s] for r in rows], ddof=1)) if len(rows) > 1 else 0.0}
+                    for s in SCORES} for kind in ("held_out_auroc", "outlier_auroc")}
+  for kind, v in summary.items():
+    print(kind, " ".join(f"{s} {v[s]['mean']:.3f}±{v[s]['sd']:.3f}" for s in SCORES))
+  print("wrote", common.save("unknown_scores", {"machine": common.machine(), "draws": rows, "summary": summary}))
+
+
+if __name__ == "__main__":
+  app.run(main)

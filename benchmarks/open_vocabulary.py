@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 from absl import app, flags
 
@@ -45,6 +46,8 @@ flags.DEFINE_string("name", "open_vocabulary", "results file benchmarks/results/
 flags.DEFINE_bool("train_only", False, "train the base runs and stop")
 flags.DEFINE_multi_string("override", [], "FIELD=VALUE config overrides of the base runs (a variant of the recipe)")
 flags.DEFINE_string("tag", "", "a name for the variant: its base runs live in draw<N><tag>/")
+flags.DEFINE_bool("other_class", False, "train the bases with one more class, OTHER: wlasl_real's train clips "
+                  "outside WLASL100 (other glosses); scored without it (its probability is unknown mass)")
 flags.DEFINE_string("seeds", "1", "the base's training seeds: several make an ensemble per draw (each member "
                     "enrolled alike, probabilities averaged, the unknown threshold fitted on the average)")
 FLAGS = flags.FLAGS
@@ -73,6 +76,9 @@ def draw_classes(split: dict, draw: int, n: int) -> list[int]:
   return sorted(int(c) for c in rng.choice(eligible, n, replace=False))
 
 
+OTHER_ID, OTHER = 2000, "(other sign)"
+
+
 def prepare_draw(draw: int) -> dict:
   """The draw's folder: split.json with the base classes' clips only, the class list; returns its facts."""
   split, _ = real_clips()
@@ -80,9 +86,16 @@ def prepare_draw(draw: int) -> dict:
   folder = os.path.join(cache_root(), f"draw{draw}{FLAGS.tag}")
   os.makedirs(folder, exist_ok=True)
   base = {k: v for k, v in split.items() if v["action"][0] not in held and v["subset"] != "test"}
+  if FLAGS.other_class:  # never a held-out class: these glosses are outside WLASL100
+    real = json.load(open(os.path.join(DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
+    base.update({k: {"subset": "train", "action": [OTHER_ID] + v["action"][1:]} for k, v in real.items()
+                 if k not in split and v["subset"] == "train"})
   with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
     json.dump(base, f)
   shutil.copy(os.path.join(DATA, "wlasl", "wlasl_class_list.txt"), folder)
+  if FLAGS.other_class:
+    with open(os.path.join(folder, "wlasl_class_list.txt"), "a", encoding="utf-8") as f:
+      f.write(f"{OTHER_ID}\t{OTHER}\n")
   seeds = [int(x) for x in FLAGS.seeds.split(",")]
   members = [os.path.join(folder, "base" if s == 1 else f"base_s{s}") for s in seeds]
   return {"draw": draw, "held_out": held, "folder": folder, "workdir": members[0], "members": members,
@@ -173,6 +186,10 @@ def val_predictions(workdirs, d: dict):
     glosses = p.glosses
     clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
     probs = probs + p.predict_clips(clips) / len(workdirs)
+  if OTHER in glosses:  # its probability is mass no known sign gets: the unknown score falls with it
+    keep = [i for i, g in enumerate(glosses) if g != OTHER]
+    probs = probs[:, keep]
+    p = types.SimpleNamespace(glosses=tuple(glosses[i] for i in keep), unknown_threshold=None)
   truth = np.array([names[str(d["split"][k]["action"][0])] for k in val])
   new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
   return probs, truth, new, p
@@ -213,7 +230,8 @@ def score_draw(d: dict) -> dict:
   base_correct = glosses[probs.argmax(-1)] == truth
   score = calibration.unknown_scores(probs)
   # One run: its stored threshold. An ensemble: fitted the same way (95 % of known val clips) on its average.
-  threshold = p.unknown_threshold if len(d["members"]) == 1 else calibration.fit_threshold(score[~new])
+  threshold = (p.unknown_threshold if len(d["members"]) == 1 and p.unknown_threshold is not None else
+               calibration.fit_threshold(score[~new]))
   row = {"draw": d["draw"], "held_out": d["held_out"], "val_known": int((~new).sum()), "val_new": int(new.sum()),
          "base_old_top1": float(base_correct[~new].mean()), "unknown_auroc": auroc(score[~new], score[new]),
          "unknown_threshold": threshold, "known_accepted": float((score[~new] >= threshold).mean()),

@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 
 from absl import app, flags
 
@@ -172,8 +171,9 @@ def enrol(d: dict, shots: int, base: str | None = None) -> tuple[str, float]:
 
 
 def val_predictions(workdirs, d: dict):
-  """(probs (N, C), true glosses, is-new) of every val clip of all 100 classes under a run (several: their
-  averaged probabilities)."""
+  """(probs (N, C), true glosses, is-new, the run's glosses, its stored unknown threshold) of every val clip of
+  all 100 classes under a run. Several runs: their averaged probabilities, and no stored threshold (None: it is
+  fitted on the average), as for a run with the OTHER class, whose column is left out."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
@@ -186,13 +186,18 @@ def val_predictions(workdirs, d: dict):
     glosses = p.glosses
     clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
     probs = probs + p.predict_clips(clips) / len(workdirs)
+  threshold = p.unknown_threshold if len(workdirs) == 1 else None
   if OTHER in glosses:  # its probability is mass no known sign gets: the unknown score falls with it
     keep = [i for i, g in enumerate(glosses) if g != OTHER]
-    probs = probs[:, keep]
-    p = types.SimpleNamespace(glosses=tuple(glosses[i] for i in keep), unknown_threshold=None)
+    probs, glosses, threshold = probs[:, keep], tuple(glosses[i] for i in keep), None
   truth = np.array([names[str(d["split"][k]["action"][0])] for k in val])
   new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
-  return probs, truth, new, p
+  return probs, truth, new, glosses, threshold
+
+
+def base_train_clips(d: dict) -> list[str]:
+  """The video ids of the draw's base classes' train clips (what its base trained on, of WLASL100)."""
+  return [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
 
 
 def naive(d: dict, shots: int) -> dict:
@@ -205,7 +210,7 @@ def naive(d: dict, shots: int) -> dict:
   p = predict.Predictor(d["workdir"])
   lm = lambda k: p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
   _, used = signs_folder(d, shots)
-  train = [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
+  train = base_train_clips(d)
   val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
   emb = lambda ks: class_vectors.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
   tr, va, ex = emb(train), emb(val), emb(used)
@@ -225,13 +230,12 @@ def score_draw(d: dict) -> dict:
   from asl_jax.evaluation import calibration, metrics  # pylint: disable=import-outside-toplevel
   for w in d["members"]:
     calibrate_base(w)
-  probs, truth, new, p = val_predictions(d["members"], d)
-  glosses = np.array(p.glosses)
+  probs, truth, new, glosses, threshold = val_predictions(d["members"], d)
+  glosses = np.array(glosses)
   base_correct = glosses[probs.argmax(-1)] == truth
   score = calibration.unknown_scores(probs)
   # One run: its stored threshold. An ensemble: fitted the same way (95 % of known val clips) on its average.
-  threshold = (p.unknown_threshold if len(d["members"]) == 1 and p.unknown_threshold is not None else
-               calibration.fit_threshold(score[~new]))
+  threshold = calibration.fit_threshold(score[~new]) if threshold is None else threshold
   row = {"draw": d["draw"], "held_out": d["held_out"], "val_known": int((~new).sum()), "val_new": int(new.sum()),
          "base_old_top1": float(base_correct[~new].mean()), "unknown_auroc": auroc(score[~new], score[new]),
          "unknown_threshold": threshold, "known_accepted": float((score[~new] >= threshold).mean()),
@@ -241,9 +245,9 @@ def score_draw(d: dict) -> dict:
   for shots in (3, 1):
     outs, seconds = zip(*[enrol(d, shots, w) for w in d["members"]])
     seconds = sum(seconds)
-    probs, truth, new, p = val_predictions(list(outs), d)
-    correct = np.array(p.glosses)[probs.argmax(-1)] == truth
-    index = np.array([list(p.glosses).index(t) for t in truth])
+    probs, truth, new, glosses, _ = val_predictions(list(outs), d)
+    correct = np.array(glosses)[probs.argmax(-1)] == truth
+    index = np.array([list(glosses).index(t) for t in truth])
     ranked = metrics.retrieval(probs[new], index[new])  # the new signs as dictionary retrieval (ASL Citizen's)
     row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
                             "new_top10": ranked["top10"], "new_mrr": ranked["mrr"], "new_dcg": ranked["dcg"],
@@ -279,8 +283,8 @@ def main(argv):
     return
   import common  # pylint: disable=import-outside-toplevel
   rows = [score_draw(d) for d in draws]
-  payload = {"machine": common.machine(), "config": FLAGS.config, "seeds": FLAGS.seeds, "overrides": FLAGS.override, "epochs": FLAGS.epochs,
-             "held_out": FLAGS.held_out, "draws": rows, "summary": summarize(rows)}
+  payload = {"machine": common.machine(), "config": FLAGS.config, "seeds": FLAGS.seeds, "overrides": FLAGS.override,
+             "epochs": FLAGS.epochs, "held_out": FLAGS.held_out, "draws": rows, "summary": summarize(rows)}
   for k, v in payload["summary"].items():
     print(f"{k:28s} {v['mean']:.3f} (sd {v['sd']:.3f}, {v['min']:.3f}-{v['max']:.3f})")
   print("wrote", common.save(FLAGS.name, payload))

@@ -2,10 +2,11 @@
 
 On each draw's base model of benchmarks/open_vocabulary.py (80 classes trained, 20 held out), every candidate
 score is computed for the val clips of all 100 classes, and its AUROC (known val clips against the held-out
-classes' val clips) is reported, with the share of held-out clips rejected where 95 % of known ones are accepted. Besides, the same AUROC against **auxiliary outliers**: the WLASL clips of
-wlasl_real outside WLASL100 (70 other glosses, their nslt_2000 test clips left out). They are signs no base
-ever trained on and disjoint from every held-out class, so a score can be chosen on them without the
-held-out classes. Candidates (all from the calibrated probabilities or the last layer's input):
+classes' val clips) is reported, with the share of held-out clips rejected where 95 % of known ones are
+accepted. Besides, the same AUROC against **auxiliary outliers**: the WLASL clips of wlasl_real outside
+WLASL100 (70 other glosses, their nslt_2000 test clips left out). They are signs no base ever trained on and
+disjoint from every held-out class, so a score can be chosen on them without the held-out classes.
+Candidates (all from the calibrated probabilities or the last layer's input):
   max_prob   the top-1 probability (what the runs store today)
   margin     top-1 minus top-2 probability
   neg_entropy  minus the entropy of the probabilities
@@ -64,7 +65,7 @@ def score_draw(d: dict, outliers: list[str]) -> dict:
   ov.calibrate_base(d["workdir"])
   p = predict.Predictor(d["workdir"])
   split = d["split"]
-  train = [k for k, v in split.items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
+  train = ov.base_train_clips(d)
   val = sorted(k for k, v in split.items() if v["subset"] == "val")
   new = np.array([split[k]["action"][0] in d["held_out"] for k in val])
   emb = class_vectors.unit(p.embed_clips([p.load_clip(landmarks(k)) for k in train]).mean(0))

@@ -422,7 +422,7 @@ async function main() {
   // that arrives while the page is still busy is dropped and counted, and the page says so.
   let current = null;  // the frame being processed
   let recording = null;  // {gloss, frames, enrolment} while an example is recorded
-  const videoFrames = [];  // video mode: every frame recognised, the recording of "Record an example"
+  const videoFrames = [];  // video mode: every frame recognised, the example "Record an example" adds
   let seen = 0;
   const t0 = performance.now();
   const process = async () => {
@@ -477,20 +477,20 @@ async function main() {
       await process();
     }
   };
-  // Recording an example: the camera until Stop (at most MAX_RECORD_S). In video mode the video's frames, as
-  // recognised: running MediaPipe over the same video again would give the same sign at its cost again.
+  // Recording an example: the camera until Stop (at most MAX_RECORD_S). In video mode the example is the video's
+  // frames as recognised, with nothing to record: MediaPipe over the same video again would give the same sign.
   status.startRecording = async (enrolment, gloss, note = "") => {
-    recording = { gloss, frames: file ? videoFrames.slice() : [], enrolment };
+    if (file) {
+      enrolment.say(`${note}Adding "${gloss}" from the video.`);
+      await enrolment.keep(gloss, videoFrames, fps);
+      return;
+    }
+    recording = { gloss, frames: [], enrolment };
     enrolment.recording = recording;
     status.enrol.recording = true;
     recognizer.reset();
     $("record").textContent = "Stop";
-    if (file) {
-      enrolment.say(`${note}Adding "${gloss}" from the video.`);
-      await status.stopRecording();
-    } else {
-      enrolment.say(`${note}Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);
-    }
+    enrolment.say(`${note}Recording "${gloss}": sign it once, hands down before and after, then press Stop.`);
   };
   status.stopRecording = async () => {
     const rec = recording;

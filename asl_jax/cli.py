@@ -654,9 +654,10 @@ def live_main(argv=None):
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
     result = stream.recognize(_runs(f.workdir) if f.workdir else None, camera=f.camera, video=f.video,
-                              landmarks=f.landmarks, fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf, overwrite=f.overwrite,
-                              display=f.display, frame_step=f.frame_step, checkpoint=f.checkpoint,
-                              realtime=f.realtime, unknown_threshold=f.unknown_threshold, pose_out=f.pose_out)
+                              landmarks=f.landmarks, fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf,
+                              overwrite=f.overwrite, display=f.display, frame_step=f.frame_step,
+                              checkpoint=f.checkpoint, realtime=f.realtime, unknown_threshold=f.unknown_threshold,
+                              pose_out=f.pose_out)
     if result["status"] == "interrupted":
       sys.exit(130)
 

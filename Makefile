@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRACT_VENV := .venv-extract
 EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
 
-.PHONY: demo test venv extract-env web web-build clean
+.PHONY: demo test test-heavy venv extract-env web web-build clean
 
 # The demo needs the core (jax, flax, optax, orbax, ...) and the ONNX export (the `onnx` extra and jax2onnx, without
 # its dependencies: pyproject.toml says why); the tests add pytest and the PyTorch reference (the `dev` extra).
@@ -63,11 +63,17 @@ web: web-build
 	$(PY) -m http.server --directory web/dist --bind 127.0.0.1 $(PORT)
 
 # The browser tests (tests/test_web.py) run where node, npm and Chromium are (.ci/run installs Chromium);
-# without them they are skipped and say why.
+# without them they are skipped and say why. `make test` leaves out the tests marked heavy (slow end-to-end
+# checks whose code lighter tests also reach: the page on a video or camera, the fusion learning checks, ...);
+# `make test-heavy` runs them (docs/install.md).
 test: $(DEV_STAMP) $(EXTRACT_STAMP)
 	-@command -v npm >/dev/null && $(MAKE) --no-print-directory $(WEB_STAMP) || echo "note: web/ dependencies not installed; the browser tests will be skipped"
-	$(PY) -m pytest -n 2 --dist loadfile tests
+	$(PY) -m pytest -n 2 --dist loadfile -m "not heavy" tests
 	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
+
+test-heavy: $(DEV_STAMP) $(EXTRACT_STAMP)
+	-@command -v npm >/dev/null && $(MAKE) --no-print-directory $(WEB_STAMP) || echo "note: web/ dependencies not installed; the browser tests will be skipped"
+	$(PY) -m pytest -n 2 --dist loadfile -m heavy tests
 
 clean:
 	rm -rf demo_data demo_run web/dist

@@ -74,6 +74,7 @@ def test_system_and_unknown_choices_keep_the_systems_allocator(tmp_path):
   assert got["loaded"] is None and "no such library here" in err
 
 
+@pytest.mark.heavy
 @needs_library
 def test_training_through_the_cli_gets_the_allocator_and_the_same_numbers(tiny_data, tmp_path):
   """The train entry point runs with the caching allocator (no note that one is missing), and every epoch's

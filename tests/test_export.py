@@ -74,7 +74,8 @@ SERVER = textwrap.dedent("""
 """)
 
 
-KINDS = ["hybrid", "transformer", "recommended", "lstm"]
+# The plain Transformer's export is in the heavy tier: the recommended encoder has its blocks and more.
+KINDS = ["hybrid", pytest.param("transformer", marks=pytest.mark.heavy), "recommended", "lstm"]
 
 
 @pytest.fixture(scope="module", params=KINDS)

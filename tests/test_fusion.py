@@ -16,6 +16,10 @@ from conftest import REPO, tiny_config
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from fusion import nearest_centroid  # noqa: E402  pylint: disable=wrong-import-position
 
+# Learning checks on a purpose-made set: the heavy tier (`make test-heavy`). The fused models' shapes, padding
+# and export are checked in the main suite (test_models, test_export, test_evaluate, test_restore).
+pytestmark = pytest.mark.heavy
+
 # The recommended hybrid settings (configs/nslt_*.py: visual dropout 0.5, feature noise 1.0), on a small
 # fast model.
 HYBRID = dict(visual_stream="linear", visual_standardize=True, visual_dropout=0.5, feature_noise=1.0,

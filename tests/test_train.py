@@ -47,7 +47,8 @@ def test_schedule_warmup_then_cosine():
   assert float(sched(99)) == pytest.approx(0.5e-3, rel=1e-5)
 
 
-@pytest.mark.parametrize("matmul_dtype,mixup_prob", [("float32", 0.0), ("bfloat16", 0.0), ("float32", 1.0)])
+@pytest.mark.parametrize("matmul_dtype,mixup_prob", [("float32", 0.0), ("bfloat16", 0.0),
+                                                     pytest.param("float32", 1.0, marks=pytest.mark.heavy)])
 def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype, mixup_prob):
   cfg = tiny_config(small_data, epochs=12, hidden_dim=48, dropout=0.1, lr=3e-3, num_frames=16,
                     lstm_matmul_dtype=matmul_dtype, mixup_prob=mixup_prob)
@@ -109,7 +110,7 @@ def test_nan_loss_stops_with_message_and_no_checkpoint(tiny_data, tmp_path):
   assert Checkpoints(str(tmp_path / "nan")).latest_step() is None
 
 
-@pytest.mark.parametrize("dropout_rng", ["threefry", "rbg"])
+@pytest.mark.parametrize("dropout_rng", ["threefry", pytest.param("rbg", marks=pytest.mark.heavy)])
 def test_eight_devices_match_one(tiny_data, tmp_path, dropout_rng):
   """The same run on 1 and on 8 (virtual CPU) devices gives the same losses, with either dropout generator
   (the masks do not depend on how the batch is sharded)."""

@@ -207,6 +207,7 @@ def camera(tmp_path_factory):
   return tmp
 
 
+@pytest.mark.heavy
 @needs_browser
 @pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
 def test_the_page_runs_from_a_fake_camera_and_draws_a_mirror_with_the_skeleton(site, camera, tmp_path):
@@ -248,6 +249,7 @@ PAGE_DONE = {"wait": "window.aslLive && (window.aslLive.done || window.aslLive.e
 SCREENSHOT = os.path.join(REPO, "docs", "enrolment_page.png")
 
 
+@pytest.mark.heavy
 @needs_browser
 @pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
 def test_the_page_finds_asl_lives_signs_in_a_video_and_learns_a_sign_from_it(site, tmp_path):
@@ -394,6 +396,7 @@ def test_a_run_made_by_asl_enroll_loads_in_the_page_with_its_signs(site, signs_f
                                         {"gloss": "book", "examples": 1, "known": True}]
 
 
+@pytest.mark.heavy
 @needs_browser
 @pytest.mark.skipif(not os.path.exists(EXTRACT_PY), reason="needs the extraction environment (make extract-env)")
 def test_recording_from_the_camera_is_record_then_stop(site, camera, signs_file, tmp_path):

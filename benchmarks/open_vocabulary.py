@@ -21,6 +21,7 @@ class mean of the normalised embeddings, the flip averaged; the top-1 probabilit
 shots, the recipe is trained from scratch on the base classes' clips plus the held-out classes' enrolment
 clips (the same files asl-enroll reads), and scored like enrolment. Its val clips include the held-out
 classes', so no epoch is chosen on them: it is scored at its last epoch, beside the base at its last epoch.
+With `--finetune_epochs=30`, each run starts from the draw's base instead (a new last layer, 30 epochs).
 
 Base runs are kept under $ASL_JAX_CACHE/open_vocabulary (or ~/.cache/asl_jax/open_vocabulary) and reused.
 """
@@ -57,6 +58,8 @@ flags.DEFINE_string("seeds", "1", "the base's training seeds: several make an en
                     "enrolled alike, probabilities averaged, the unknown threshold fitted on the average)")
 flags.DEFINE_bool("retrain", False, "instead of enrolling, train the recipe from scratch on the base clips and "
                   "the enrolment clips (the ceiling of enrolment without retraining); see the module doc")
+flags.DEFINE_integer("finetune_epochs", 0, "with --retrain: instead of from scratch, fine-tune the base "
+                     "(init_from; a new last layer) for this many epochs, 2 of them warm-up")
 FLAGS = flags.FLAGS
 
 
@@ -109,7 +112,8 @@ def prepare_draw(draw: int) -> dict:
           "seeds": seeds, "split": split}
 
 
-def train_base(d: dict, seed: int = 1, workdir: str | None = None, data_dir: str | None = None) -> None:
+def train_base(d: dict, seed: int = 1, workdir: str | None = None, data_dir: str | None = None,
+               extra: list[str] = ()) -> None:
   d = dict(d, workdir=workdir or d["workdir"], folder=data_dir or d["folder"])
   done = d["workdir"] + ".done"
   if os.path.isfile(done):
@@ -119,7 +123,7 @@ def train_base(d: dict, seed: int = 1, workdir: str | None = None, data_dir: str
          f"--workdir={d['workdir']}", f"--config.data_dir={d['folder']}", "--config.subset=split.json",
          f"--config.landmarks_dir={os.path.join(DATA, 'wlasl_real', 'landmarks')}", "--config.gemma_features_dir=",
          f"--config.seed={seed}", f"--config.epochs={FLAGS.epochs}", "--config.progress_bar=False",
-         "--config.evaluate_test=False"] + [f"--config.{o}" for o in FLAGS.override]
+         "--config.evaluate_test=False"] + [f"--config.{o}" for o in [*FLAGS.override, *extra]]
   with open(d["workdir"] + ".log", "a", encoding="utf-8") as log:
     subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
   with open(done, "w", encoding="utf-8") as f:
@@ -272,7 +276,8 @@ def retrain_draw(d: dict) -> dict:
   probs, truth, new, glosses, _ = val_predictions(d["workdir"], d, "latest")
   row["base_old_top1_last"] = float((np.array(glosses)[probs.argmax(-1)] == truth)[~new].mean())
   for shots in (3, 1):
-    folder = os.path.join(d["folder"], f"retrain_{shots}")
+    tag = f"_ft{FLAGS.finetune_epochs}" if FLAGS.finetune_epochs else ""
+    folder = os.path.join(d["folder"], f"retrain_{shots}{tag}")
     os.makedirs(folder, exist_ok=True)
     _, used = signs_folder(d, shots)
     split = {k: v for k, v in d["split"].items()
@@ -281,7 +286,9 @@ def retrain_draw(d: dict) -> dict:
       json.dump(split, f)
     shutil.copy(os.path.join(d["folder"], "wlasl_class_list.txt"), folder)
     workdir = os.path.join(folder, "run")
-    train_base(d, d["seeds"][0], workdir, folder)
+    extra = [f"init_from={d['workdir']}", f"epochs={FLAGS.finetune_epochs}", "warmup_epochs=2"] if (
+        FLAGS.finetune_epochs) else []
+    train_base(d, d["seeds"][0], workdir, folder, extra)
     probs, truth, new, glosses, _ = val_predictions(workdir, d, "latest")
     correct = np.array(glosses)[probs.argmax(-1)] == truth
     with open(workdir + ".done", encoding="utf-8") as f:

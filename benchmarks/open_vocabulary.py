@@ -113,7 +113,7 @@ def prepare_draw(draw: int) -> dict:
 
 
 def train_base(d: dict, seed: int = 1, workdir: str | None = None, data_dir: str | None = None,
-               extra: list[str] = ()) -> None:
+               extra: tuple[str, ...] = ()) -> None:
   d = dict(d, workdir=workdir or d["workdir"], folder=data_dir or d["folder"])
   done = d["workdir"] + ".done"
   if os.path.isfile(done):
@@ -286,8 +286,8 @@ def retrain_draw(d: dict) -> dict:
       json.dump(split, f)
     shutil.copy(os.path.join(d["folder"], "wlasl_class_list.txt"), folder)
     workdir = os.path.join(folder, "run")
-    extra = [f"init_from={d['workdir']}", f"epochs={FLAGS.finetune_epochs}", "warmup_epochs=2"] if (
-        FLAGS.finetune_epochs) else []
+    extra = (f"init_from={d['workdir']}", f"epochs={FLAGS.finetune_epochs}", "warmup_epochs=2") if (
+        FLAGS.finetune_epochs) else ()
     train_base(d, d["seeds"][0], workdir, folder, extra)
     probs, truth, new, glosses, _ = val_predictions(workdir, d, "latest")
     correct = np.array(glosses)[probs.argmax(-1)] == truth
@@ -331,7 +331,9 @@ def main(argv):
   import common  # pylint: disable=import-outside-toplevel
   rows = [(retrain_draw if FLAGS.retrain else score_draw)(d) for d in draws]
   payload = {"machine": common.machine(), "config": FLAGS.config, "seeds": FLAGS.seeds, "overrides": FLAGS.override,
-             "epochs": FLAGS.epochs, "held_out": FLAGS.held_out, "draws": rows, "summary": summarize(rows)}
+             "epochs": FLAGS.epochs, "held_out": FLAGS.held_out, "other_class": FLAGS.other_class,
+             "retrain": FLAGS.retrain, "finetune_epochs": FLAGS.finetune_epochs, "draws": rows,
+             "summary": summarize(rows)}
   for k, v in payload["summary"].items():
     print(f"{k:28s} {v['mean']:.3f} (sd {v['sd']:.3f}, {v['min']:.3f}-{v['max']:.3f})")
   print("wrote", common.save(FLAGS.name, payload))

@@ -74,13 +74,17 @@ def ece_noise_floor(confidences: np.ndarray, bins: int = ECE_BINS, draws: int = 
   conf = np.asarray(confidences, np.float64)
   if not len(conf):
     return {"mean": 0.0, "p90": 0.0}
-  edges = np.linspace(0, 1, bins + 1)
-  which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-  onehot = np.eye(bins)[which]  # (N, bins)
+  onehot = np.eye(bins)[_bin_index(conf, bins)[1]]  # (N, bins)
   correct = np.random.default_rng(seed).random((draws, len(conf))) < conf  # (draws, N)
   # sum_b n_b / N |acc_b - conf_b| = sum_b |right_b - sum of conf_b| / N
   ece = np.abs(correct @ onehot - conf @ onehot).sum(-1) / len(conf)
   return {"mean": float(ece.mean()), "p90": float(np.percentile(ece, 90))}
+
+
+def _bin_index(conf: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+  """(edges (bins + 1,), each confidence's equal-width bin (N,)): right-closed bins, 0 in the first."""
+  edges = np.linspace(0, 1, bins + 1)
+  return edges, np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
 
 
 def reliability_points(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +96,7 @@ def reliability_points(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
   """Per confidence bin: {"lo", "hi", "count", "confidence", "accuracy"} (the reliability diagram's data)."""
   conf, correct = reliability_points(probs, labels)
-  edges = np.linspace(0, 1, bins + 1)
-  which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+  edges, which = _bin_index(conf, bins)
   out = []
   for k in range(bins):
     sel = which == k

@@ -280,8 +280,9 @@ def retrain_draw(d: dict) -> dict:
     folder = os.path.join(d["folder"], f"retrain_{shots}{tag}")
     os.makedirs(folder, exist_ok=True)
     _, used = signs_folder(d, shots)
-    split = {k: v for k, v in d["split"].items()
-             if v["subset"] != "test" and (v["action"][0] not in d["held_out"] or k in used)}
+    with open(os.path.join(d["folder"], "split.json"), encoding="utf-8") as f:
+      split = json.load(f)  # the base's clips (prepare_draw), and the enrolment clips besides
+    split.update({k: d["split"][k] for k in used})
     with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
       json.dump(split, f)
     shutil.copy(os.path.join(d["folder"], "wlasl_class_list.txt"), folder)

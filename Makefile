@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRACT_VENV := .venv-extract
 EXTRACT_STAMP := $(EXTRACT_VENV)/.installed
 
-.PHONY: demo test test-heavy venv extract-env web web-build clean
+.PHONY: demo test test-heavy web-deps venv extract-env web web-build clean
 
 # The demo needs the core (jax, flax, optax, orbax, ...) and the ONNX export (the `onnx` extra and jax2onnx, without
 # its dependencies: pyproject.toml says why); the tests add pytest and the PyTorch reference (the `dev` extra).
@@ -66,13 +66,14 @@ web: web-build
 # without them they are skipped and say why. `make test` leaves out the tests marked heavy (slow end-to-end
 # checks whose code lighter tests also reach: the page on a video or camera, the fusion learning checks, ...);
 # `make test-heavy` runs them (docs/install.md).
-test: $(DEV_STAMP) $(EXTRACT_STAMP)
+web-deps:
 	-@command -v npm >/dev/null && $(MAKE) --no-print-directory $(WEB_STAMP) || echo "note: web/ dependencies not installed; the browser tests will be skipped"
+
+test: $(DEV_STAMP) $(EXTRACT_STAMP) web-deps
 	$(PY) -m pytest -n 2 --dist loadfile -m "not heavy" tests
 	$(EXTRACT_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_extract.py
 
-test-heavy: $(DEV_STAMP) $(EXTRACT_STAMP)
-	-@command -v npm >/dev/null && $(MAKE) --no-print-directory $(WEB_STAMP) || echo "note: web/ dependencies not installed; the browser tests will be skipped"
+test-heavy: $(DEV_STAMP) $(EXTRACT_STAMP) web-deps
 	$(PY) -m pytest -n 2 --dist loadfile -m heavy tests
 
 clean:

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -66,3 +67,26 @@ def test_mixed_ce_is_the_blend_of_both_labels_losses():
                              losses.weighted_ce_terms(logits, y, w, 0.1), rtol=1e-6)
   np.testing.assert_array_equal(losses.mixed_ce_terms(logits, y, None, None, w, 0.1),
                                 losses.weighted_ce_terms(logits, y, w, 0.1))
+
+
+def test_outlier_clips_are_trained_towards_uniform_over_the_other_classes():
+  logits = np.array([[2.0, 0.0, -1.0, 0.5], [0.0, 1.0, 0.0, 3.0], [1.0, 1.0, 1.0, -9.0]], np.float32)
+  labels = np.array([0, 3, 3])
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  want = (-logp[0, 0] - logp[1, :3].mean() - logp[2, :3].mean()) / 3
+  num, den = losses.weighted_ce_terms(logits, labels, None, 0.0, outlier=3)
+  assert float(num / den) == pytest.approx(want, rel=1e-5)
+  # Uniform over the known classes (and nothing on the outlier's own column) is the outlier's best answer:
+  # its loss is then log 3; the third row is nearly that.
+  assert float(-logp[2, :3].mean()) == pytest.approx(np.log(3), abs=1e-3)
+  grads = jax.grad(lambda lg: losses.weighted_cross_entropy(lg, labels[1:], None, 0.0))  # no outlier: labels win
+  assert float(grads(logits[1:])[0, 3]) < 0
+  g = jax.grad(lambda lg: jnp.sum(jnp.stack(losses.weighted_ce_terms(lg, labels, None, 0.0, outlier=3))[0]))(logits)
+  assert float(g[1, 3]) > 0 and float(g[2, 3]) > 0  # the outlier column is pushed down for outliers
+  # Known clips are unaffected by the option, under mixup too.
+  known = np.array([0, 1, 2])
+  np.testing.assert_array_equal(losses.weighted_ce_terms(logits, known, None, 0.1, outlier=3),
+                                losses.weighted_ce_terms(logits, known, None, 0.1))
+  num, den = losses.mixed_ce_terms(logits, labels, known, jnp.float32(0.5), None, 0.0, outlier=3)
+  assert float(num / den) == pytest.approx(
+      0.5 * want + 0.5 * float(losses.weighted_cross_entropy(logits, known)), rel=1e-5)

@@ -17,12 +17,14 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
   return np.clip(w, 0.1, 10.0).astype(np.float32)
 
 
-def weighted_ce_terms(logits, labels, weights=None, smoothing: float = 0.0, valid=None):
+def weighted_ce_terms(logits, labels, weights=None, smoothing: float = 0.0, valid=None, outlier=None):
   """(numerator, denominator) of the weighted smoothed CE so that sums over batches / devices combine
   exactly: loss = num / den.
 
   Per sample i with target y: (1 - s) * w[y] * -log p[y] + s / C * sum_c w[c] * -log p[c];
   den = sum_i w[y_i] (torch's mean reduction with weights). `valid` (B,) drops padded samples.
+  `outlier` (a class index, or None): clips of that class are outliers, whose target is the uniform
+  distribution over the other classes (outlier exposure): w[y] * mean_{c != y} -log p[c].
   """
   num_classes = logits.shape[-1]
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
@@ -31,6 +33,10 @@ def weighted_ce_terms(logits, labels, weights=None, smoothing: float = 0.0, vali
   w_y = w[labels]
   smooth = -(logp * w).sum(-1)
   per_sample = (1 - smoothing) * w_y * nll + smoothing / num_classes * smooth
+  if outlier is not None:
+    others = (jnp.arange(num_classes) != outlier).astype(jnp.float32)
+    uniform = -(logp * others).sum(-1) / (num_classes - 1)
+    per_sample = jnp.where(labels == outlier, w_y * uniform, per_sample)
   if valid is not None:
     per_sample, w_y = per_sample * valid, w_y * valid
   return per_sample.sum(), w_y.sum()
@@ -41,12 +47,12 @@ def weighted_cross_entropy(logits, labels, weights=None, smoothing: float = 0.0)
   return num / den
 
 
-def mixed_ce_terms(logits, labels, partner_labels, lam, weights=None, smoothing: float = 0.0):
+def mixed_ce_terms(logits, labels, partner_labels, lam, weights=None, smoothing: float = 0.0, outlier=None):
   """(num, den) of the mixup loss: each sample counts lam for its label and 1 - lam for its partner's, so
   loss = num / den is lam * CE(labels) + (1 - lam) * CE(partner) without class weights, and the same
   weighted mean as `weighted_ce_terms` with them; partner_labels None (no mixup): `weighted_ce_terms`."""
   if partner_labels is None:
-    return weighted_ce_terms(logits, labels, weights, smoothing)
-  n1, d1 = weighted_ce_terms(logits, labels, weights, smoothing)
-  n2, d2 = weighted_ce_terms(logits, partner_labels, weights, smoothing)
+    return weighted_ce_terms(logits, labels, weights, smoothing, outlier=outlier)
+  n1, d1 = weighted_ce_terms(logits, labels, weights, smoothing, outlier=outlier)
+  n2, d2 = weighted_ce_terms(logits, partner_labels, weights, smoothing, outlier=outlier)
   return lam * n1 + (1 - lam) * n2, lam * d1 + (1 - lam) * d2

@@ -81,6 +81,7 @@ class Setup:
   steps_per_epoch: int
   # (mean, std) of the training visual features; set by training only (evaluation reads the run's saved ones).
   visual_norm: tuple[np.ndarray, np.ndarray] | None = None
+  outlier: int | None = None  # the class index of config.outlier_gloss
 
 
 def prepare(config) -> Setup:
@@ -97,7 +98,17 @@ def prepare(config) -> Setup:
                               use_visual=packed.visual_dim > 0)
   weights = losses.class_weights(packed.labels[train_idx], packed.num_classes) if config.use_class_weights else None
   steps = math.ceil(len(train_idx) / config.batch_size)
-  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps)
+  return Setup(packed, train_idx, val_idx, test_idx, model, weights, steps, outlier=outlier_index(config, packed))
+
+
+def outlier_index(config, packed) -> int | None:
+  """The class index of config.outlier_gloss (None when unset)."""
+  if not config.outlier_gloss:
+    return None
+  if config.outlier_gloss not in packed.split.glosses:
+    raise config_lib.ConfigError(f"config.outlier_gloss={config.outlier_gloss!r}: no such class in "
+                                 f"{packed_lib.DataSpec.from_config(config).split_path}")
+  return packed.split.glosses.index(config.outlier_gloss)
 
 
 def cap_batch(config, n_train: int) -> None:

@@ -34,12 +34,13 @@ from asl_jax.training.console import StopFlag, announce, describe_run, progress_
 MIXUP_STREAM = 7  # fold_in index of the mixup key
 
 
-def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None):
+def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None, outlier=None):
   """The jitted step: (state, data, order (S, B), class_weights) -> (state, loss).
 
   With per-stream heads (aux_loss_weight > 0), the loss is the fused head's plus aux_loss_weight times the
   mean of the two streams' own losses, so each stream learns to classify by itself. With mixup
-  (`mixup_prob` > 0, `augment.mixup`) every one of these losses is blended over both clips' labels."""
+  (`mixup_prob` > 0, `augment.mixup`) every one of these losses is blended over both clips' labels. `outlier`:
+  the class index whose clips are trained towards the uniform distribution (`losses.weighted_ce_terms`)."""
   aug = aug_lib.AugmentConfig.from_config(config)
   features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -59,7 +60,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
                                       features, visual_norm=visual_norm)
     k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: the other draws do not depend on mixup
     batch, partner, lam = aug_lib.mixup(k_mix, batch, aug)
-    ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing)  # noqa: E731
+    ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing, outlier)  # noqa: E731
 
     def loss_fn(params):
       logits, aux = model.apply({"params": params}, batch, train=True, aux=True, rngs={"dropout": k_dropout})
@@ -217,7 +218,8 @@ class _EpochLoop:
     config, steps = self.config, self.setup.steps_per_epoch
     self.info = info
     start_step = int(state.step)
-    step_fn = make_train_step(config, self.setup.model, steps, self.parallel, self.setup.visual_norm)
+    step_fn = make_train_step(config, self.setup.model, steps, self.parallel, self.setup.visual_norm,
+                              self.setup.outlier)
     workers = futures.ThreadPoolExecutor(1, thread_name_prefix="asl_jax_train")
     self.workers = workers
     writer = workers.submit(_summary_writer, self.run) if self.is_main else None  # (overlaps compilation)

@@ -93,7 +93,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("head_norm", "none", "the classifier's last layer: none (a Dense layer) or cosine (the cosine of "
               "the unit embedding and unit class vectors, times a learned scale, plus a bias)", ("none", "cosine")),
         Field("head_layers", 0, "hidden layers of the classifier head (0: by class count, 1 up to 500 "
-              "classes, 2 above; asl-enroll fixes it so that added classes keep the base's head)"),
+              "classes, 2 above; -1: none, the last layer on the encoder's pooled output itself; asl-enroll "
+              "fixes it so that added classes keep the base's head)"),
     ),
     "optimisation (seed: --batch_size, --epochs, --lr, --weight_decay, --seed, --label_smoothing, "
     "--warmup_epochs, --use_class_weights, --balanced_sampling)": (
@@ -255,8 +256,8 @@ def validate(config) -> None:
     raise ConfigError(f"config.eval_batch_size={config.eval_batch_size}: must be >= 1, or 0 for automatic")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f"config.ema_decay={config.ema_decay}: must be in [0, 1)")
-  if config.head_layers not in (0, 1, 2):
-    raise ConfigError(f"config.head_layers={config.head_layers}: expected 0 (by class count), 1 or 2")
+  if config.head_layers not in (-1, 0, 1, 2):
+    raise ConfigError(f"config.head_layers={config.head_layers}: expected 0 (by class count), 1, 2 or -1 (none)")
   for field in ("conv_kernel", "conv_layers"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field}={config[field]!r}: must be >= 1")

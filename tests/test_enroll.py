@@ -15,6 +15,7 @@ import pytest
 from asl_jax.data.synthetic import make_synthetic
 from asl_jax.errors import ConfigError, DataError
 from asl_jax.evaluation import calibration, class_vectors
+from asl_jax.runs.restore import load_run
 from asl_jax.runs.run_dir import RunDir
 from asl_jax.serving import enroll, predict
 from asl_jax.training import train
@@ -300,3 +301,28 @@ def test_the_onnx_export_gives_the_page_the_embedding_and_the_last_layer(held_ou
   col = list(meta["glosses"]).index(g)
   np.testing.assert_allclose(w, head["kernel"][:, col], atol=1e-4)
   assert abs(b - head["bias"][col]) < 1e-6
+
+
+def test_a_base_whose_last_layer_is_on_the_pooled_output_enrols_and_exports(held_out_setup, tmp_path):
+  """head_layers=-1 (no hidden layer): the class vectors live on the encoder's pooled output (the recipe's), and enrolment,
+  the unknown threshold and the export work there as on the input of a hidden layer."""
+  from asl_jax.models import heads  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import export  # pylint: disable=import-outside-toplevel
+  root = held_out_setup["root"]
+  config = tiny_config({"data_dir": str(root / "base_data"), "subset": "split.json"}, epochs=3, warmup_epochs=1,
+                       landmarks_dir=os.path.join(held_out_setup["data"]["data_dir"], "landmarks"), hidden_dim=48,
+                       features="pos,hand,vel,presence", use_z=False, trim_no_hands=True, tta_flip=True,
+                       head_layers=heads.NO_HIDDEN)
+  base = str(tmp_path / "base")
+  train.train_and_evaluate(config, base)
+  assert list(load_run(base).params["head"]) == ["logits"]
+  mine = str(tmp_path / "mine")
+  result = enroll.enroll(base, held_out_setup["signs"], mine, say=lambda m: None)
+  assert sorted(result["added"]) == sorted(held_out_setup["held"])
+  p = predict.Predictor(mine)
+  assert p.run.model.head_layers == heads.NO_HIDDEN and 0 < p.unknown_threshold < 1
+  clip = next(iter(held_out_setup["held"].values()))[0]
+  emb = p.embed_clips([p.load_clip(clip)])
+  assert emb.shape[-1] == 48 and p.run.params["head"]["logits"]["kernel"].shape == (48, 12)
+  call, _ = export.load_exported(export.export_run(mine, str(tmp_path / "export")))
+  np.testing.assert_allclose(call(np.load(clip)), p.predict_clips([p.load_clip(clip)])[0], atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 
 from asl_jax.data import layouts
 from asl_jax.models import hybrid, layers
-from asl_jax.models.heads import DEEP_HEAD_ABOVE
+from asl_jax.models.heads import DEEP_HEAD_ABOVE, NO_HIDDEN
 
 F = layouts.FEATURE_DIM
 
@@ -96,6 +96,22 @@ def test_head_depth_switches_at_500_and_final_init_scale():
       bound = 0.1 * np.sqrt(6.0 / (128 + classes))  # Xavier uniform, gain 0.1
       assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
       assert head["DenseBlock_0"]["Dense_0"]["kernel"].shape == (64, 128)
+
+
+def test_a_head_without_hidden_layers_is_the_last_layer_on_the_pooled_output():
+  rng = np.random.default_rng(3)
+  model = hybrid.HybridModel(num_classes=5, hidden_dim=16, dropout=0.5, use_visual=False, head_layers=NO_HIDDEN)
+  b = _batch(rng, 3, 8, [8, 5, 2])
+  params = model.init(jax.random.key(0), b)
+  assert list(params["params"]["head"]) == ["logits"] and params["params"]["head"]["logits"]["kernel"].shape == (16, 5)
+  emb = model.apply(params, b, method=model.embed)
+  pooled = model.apply(params, b, method=lambda m, x: m._fuse(m.encode_streams(x, False), False))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(emb, pooled)
+  head = params["params"]["head"]["logits"]
+  np.testing.assert_allclose(model.apply(params, b), emb @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-5)
+  t1 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(1)})
+  t2 = model.apply(params, b, train=True, rngs={"dropout": jax.random.key(2)})
+  assert np.abs(np.asarray(t1 - t2)).max() > 1e-4  # the head's dropout stays, on the pooled output
 
 
 @pytest.mark.parametrize("classes,expected", [(100, 15.76e6), (1000, 18.05e6)])

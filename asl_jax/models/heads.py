@@ -1,4 +1,5 @@
-"""Classifier head: two Dense layers up to 500 classes, three (2H wide, small final init) beyond."""
+"""Classifier head: two Dense layers up to 500 classes, three (2H wide, small final init) beyond; or (layers
+-1) the last layer alone, on the encoder's pooled output."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax.models.layers import DenseBlock
+from asl_jax.models.layers import DenseBlock, Dropout
 
 DEEP_HEAD_ABOVE = 500
+NO_HIDDEN = -1  # `layers`: no hidden layer, the last layer on the pooled output (with the head's dropout)
 
 
 def xavier_uniform(gain: float):
@@ -34,7 +36,8 @@ class CosineDense(nn.Module):
 
 
 def hidden_layers(num_classes: int, layers: int = 0) -> int:
-  """The head's hidden layers: `layers`, or by class count when 0 (1 up to DEEP_HEAD_ABOVE classes, else 2)."""
+  """The head's hidden layers: `layers` (NO_HIDDEN: none), or by class count when 0 (1 up to DEEP_HEAD_ABOVE
+  classes, else 2)."""
   return layers or (1 if num_classes <= DEEP_HEAD_ABOVE else 2)
 
 
@@ -42,7 +45,7 @@ class ClassifierHead(nn.Module):
   num_classes: int
   hidden: int
   dropout: float
-  layers: int = 0  # hidden layers: 0 = by class count (1 up to DEEP_HEAD_ABOVE classes, else 2)
+  layers: int = 0  # hidden layers: 0 = by class count (1 up to DEEP_HEAD_ABOVE classes, else 2); NO_HIDDEN: none
   norm: str = "none"  # the last layer: "none" (a Dense layer) or "cosine" (CosineDense)
 
   @nn.compact
@@ -50,7 +53,11 @@ class ClassifierHead(nn.Module):
     """Logits (B, C); with `embed`, the (B, E) input of the last layer instead: the clip's embedding, over
     which each class is one vector (a column of `logits/kernel` and its bias), the space enrolment adds
     classes in (asl_jax/serving/enroll.py)."""
-    if hidden_layers(self.num_classes, self.layers) == 1:
+    n = hidden_layers(self.num_classes, self.layers)
+    if n == NO_HIDDEN:  # the embedding is the encoder's pooled output itself
+      x = Dropout(self.dropout, deterministic=not train)(x)
+      init = nn.initializers.lecun_normal()
+    elif n == 1:
       x = DenseBlock(self.hidden, self.dropout)(x, train)
       init = nn.initializers.lecun_normal()
     else:

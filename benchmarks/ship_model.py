@@ -121,15 +121,17 @@ def main(argv):
   RunDir(run_dir).save_calibration(cal)
   print(json.dumps({k: v for k, v in cal.items() if k != "enrol"}), flush=True)
   pretrained.package(run_dir, FLAGS.out, checkpoint="latest")
-  # The packaged config names the official split of the real clips, not the build's own copy of it.
+  # The packaged config names the official split file, not the build's own copy of it, and no data paths
+  # (pretrained.portable_config): where the real clips are is given to this evaluation only.
   config_path = os.path.join(FLAGS.out, "config.json")
   with open(config_path, encoding="utf-8") as f:
     config = json.load(f)
-  config.update(data_dir=os.path.abspath(os.path.join(DATA, "wlasl_real")), subset="nslt_100.json",
-                landmarks_dir=os.path.abspath(os.path.join(DATA, "wlasl_real", "landmarks")))
+  config.update(subset="nslt_100.json")
   with open(config_path, "w", encoding="utf-8") as f:
     json.dump(config, f, indent=2, sort_keys=True)
-  report = evaluate.evaluate_workdir(FLAGS.out, "test", out_dir=os.path.join(root(), "eval_test"))
+  report = evaluate.evaluate_workdir(FLAGS.out, "test", out_dir=os.path.join(root(), "eval_test"), data_overrides={
+      "data_dir": os.path.abspath(os.path.join(DATA, "wlasl_real")),
+      "landmarks_dir": os.path.abspath(os.path.join(DATA, "wlasl_real", "landmarks"))})
   summary = {"test_top1": report["per_instance"]["top1"], "test_top5": report["per_instance"]["top5"],
              "test_ece": report["calibration"]["ece"], "test_called_unknown": report["calibration"]["called_unknown"],
              "test_clips": report["num_samples"], "step": step, "temperature": cal["temperature"],

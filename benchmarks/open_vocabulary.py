@@ -23,7 +23,8 @@ clips (the same files asl-enroll reads), and scored like enrolment. Its val clip
 classes', so no epoch is chosen on them: it is scored at its last epoch, beside the base at its last epoch.
 With `--finetune_epochs=30`, each run starts from the draw's base instead (a new last layer, 30 epochs).
 
-Base runs are kept under $ASL_JAX_CACHE/open_vocabulary (or ~/.cache/asl_jax/open_vocabulary) and reused.
+Base runs are kept under $ASL_JAX_CACHE/open_vocabulary (or ~/.cache/asl_jax/open_vocabulary) and reused by
+folder name alone (draw<N><tag>/): after the recipe changes, clear that folder or give a new --tag.
 """
 
 from __future__ import annotations

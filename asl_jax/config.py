@@ -109,7 +109,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("min_lr_ratio", 0.0, "the cosine decays to lr * min_lr_ratio"),
         Field("label_smoothing", 0.1, "label smoothing of the cross-entropy"),
         Field("outlier_gloss", "", "a class whose clips are outliers: trained towards the uniform distribution "
-              "over the other classes (outlier exposure) instead of towards their own label; '' for none"),
+              "over the other classes (outlier exposure) instead of towards their own label (its column stays in the "
+              "run, with next to no probability); '' for none"),
         Field("use_class_weights", False, "weight the loss by inverse class frequency (the seed's weights)"),
         Field("class_weights_start_epoch", 0, "epochs trained without the class weights before they apply "
               "(0: from the start, as the seed; deferred re-weighting, docs/results.md, \"Class weights\")"),

@@ -213,3 +213,11 @@ def test_stop_mid_epoch_resumes_exactly(tiny_data, tmp_path, monkeypatch):
   monkeypatch.undo()
   assert train.train_and_evaluate(cfg, str(tmp_path / "stopped"))["status"] == "done"
   assert _rows(tmp_path / "stopped") == _rows(tmp_path / "full")
+
+
+def test_an_outlier_gloss_that_is_not_a_class_is_one_config_error(tiny_data):
+  from asl_jax.training import setup as setup_lib  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError, match="config.outlier_gloss='no such sign': no such class in "):
+    setup_lib.prepare(tiny_config(tiny_data, outlier_gloss="no such sign"))
+  glosses = setup_lib.prepare(tiny_config(tiny_data)).packed.split.glosses
+  assert setup_lib.prepare(tiny_config(tiny_data, outlier_gloss=glosses[3])).outlier == 3

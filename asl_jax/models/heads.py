@@ -56,14 +56,12 @@ class ClassifierHead(nn.Module):
     n = hidden_layers(self.num_classes, self.layers)
     if n == NO_HIDDEN:  # the embedding is the encoder's pooled output itself
       x = Dropout(self.dropout, deterministic=not train)(x)
-      init = nn.initializers.lecun_normal()
     elif n == 1:
       x = DenseBlock(self.hidden, self.dropout)(x, train)
-      init = nn.initializers.lecun_normal()
     else:
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
-      init = xavier_uniform(0.1)
+    init = xavier_uniform(0.1) if n == 2 else nn.initializers.lecun_normal()
     if self.norm == "cosine":
       return _unit(x) if embed else CosineDense(self.num_classes, name="logits")(x)
     if embed:

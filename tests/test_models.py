@@ -105,7 +105,7 @@ def test_a_head_without_hidden_layers_is_the_last_layer_on_the_pooled_output():
   params = model.init(jax.random.key(0), b)
   assert list(params["params"]["head"]) == ["logits"] and params["params"]["head"]["logits"]["kernel"].shape == (16, 5)
   emb = model.apply(params, b, method=model.embed)
-  pooled = model.apply(params, b, method=lambda m, x: m._fuse(m.encode_streams(x, False), False))  # pylint: disable=protected-access
+  pooled = model.apply(params, b, method=model.encode)
   np.testing.assert_array_equal(emb, pooled)
   head = params["params"]["head"]["logits"]
   np.testing.assert_allclose(model.apply(params, b), emb @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-5)

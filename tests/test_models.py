@@ -85,7 +85,8 @@ def test_lstm_reads_true_last_frame():
 
 def test_head_depth_switches_at_500_and_final_init_scale():
   for classes, depth in ((DEEP_HEAD_ABOVE, 2), (DEEP_HEAD_ABOVE + 1, 3)):
-    model = hybrid.HybridModel(num_classes=classes, hidden_dim=64, dropout=0.5, use_visual=False)
+    model = hybrid.HybridModel(num_classes=classes, hidden_dim=64, dropout=0.5, use_visual=False,
+                               encoder="transformer", transformer_layers=1)  # the head alone matters: a cheap encoder
     params = model.init(jax.random.key(0), hybrid.example_batch(1, 4, F))["params"]
     head = params["head"]
     dense = [k for k in head if k.startswith("DenseBlock")] + ["logits"]
@@ -100,7 +101,8 @@ def test_head_depth_switches_at_500_and_final_init_scale():
 
 def test_a_head_without_hidden_layers_is_the_last_layer_on_the_pooled_output():
   rng = np.random.default_rng(3)
-  model = hybrid.HybridModel(num_classes=5, hidden_dim=16, dropout=0.5, use_visual=False, head_layers=NO_HIDDEN)
+  model = hybrid.HybridModel(num_classes=5, hidden_dim=16, dropout=0.5, use_visual=False, head_layers=NO_HIDDEN,
+                             encoder="transformer", transformer_layers=1)
   b = _batch(rng, 3, 8, [8, 5, 2])
   params = model.init(jax.random.key(0), b)
   assert list(params["params"]["head"]) == ["logits"] and params["params"]["head"]["logits"]["kernel"].shape == (16, 5)

@@ -11,6 +11,10 @@ Candidates (all from the calibrated probabilities or the last layer's input):
   margin     top-1 minus top-2 probability
   neg_entropy  minus the entropy of the probabilities
   cos_mean   the largest cosine of the clip's unit embedding to the base classes' train-clip means
+  maha       minus the smallest squared Mahalanobis distance of the embedding (the views' mean) to a base
+             class's train-clip mean, under the classes' shared covariance (shrunk 10 % towards its mean variance)
+  rel_maha   the same less the distance to the train clips' overall mean under their own covariance
+             (relative Mahalanobis: calibration.rel_mahalanobis, statistics from calibration.fit_gaussians)
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/unknown_scores.py                   # benchmarks/results/unknown_scores.json
@@ -31,7 +35,7 @@ sys.path.insert(0, HERE)
 import open_vocabulary as ov  # noqa: E402  pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean")
+SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha")
 
 
 def landmarks(k: str) -> str:
@@ -45,22 +49,26 @@ def outlier_clips() -> list[str]:
   return sorted(k for k, v in real.items() if k not in split and v["subset"] != "test")
 
 
-def scores(p, keys: list[str], class_means):
+def scores(p, keys: list[str], class_means, g):
   """{score name: (N,)} for the clips `keys` under predictor `p`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration, class_vectors  # pylint: disable=import-outside-toplevel
   clips = [p.load_clip(landmarks(k)) for k in keys]
   probs = p.predict_clips(clips)
   top = np.sort(probs, -1)
-  emb = class_vectors.unit(p.embed_clips(clips).mean(0))
+  raw = p.embed_clips(clips).mean(0).astype(np.float64)
+  emb = class_vectors.unit(raw)
+  rel = calibration.rel_mahalanobis(raw, g)
+  d0 = ((raw @ g["whiten0"].T - g["mean0"]) ** 2).sum(-1)
   return {"max_prob": top[:, -1], "margin": top[:, -1] - top[:, -2],
           "neg_entropy": (probs * np.log(np.maximum(probs, 1e-12))).sum(-1),
-          "cos_mean": (emb @ class_means.T).max(-1)}
+          "cos_mean": (emb @ class_means.T).max(-1), "maha": rel - d0,
+          "rel_maha": rel}
 
 
 def score_draw(d: dict, outliers: list[str]) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration, class_vectors  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   ov.calibrate_base(d["workdir"])
   p = predict.Predictor(d["workdir"])
@@ -68,16 +76,18 @@ def score_draw(d: dict, outliers: list[str]) -> dict:
   train = ov.base_train_clips(d)
   val = sorted(k for k, v in split.items() if v["subset"] == "val")
   new = np.array([split[k]["action"][0] in d["held_out"] for k in val])
-  emb = class_vectors.unit(p.embed_clips([p.load_clip(landmarks(k)) for k in train]).mean(0))
+  raw = p.embed_clips([p.load_clip(landmarks(k)) for k in train]).mean(0).astype(np.float64)
+  emb = class_vectors.unit(raw)
   labels = np.array([split[k]["action"][0] for k in train])
   means = class_vectors.unit(np.stack([emb[labels == c].mean(0) for c in sorted(set(labels))]))
-  sv, so = scores(p, val, means), scores(p, outliers, means)
-  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  g = calibration.fit_gaussians(raw, labels)
+  sv, so = scores(p, val, means, g), scores(p, outliers, means, g)
   # At the operating point: the threshold accepting 95 % of the known val clips, the share of unknowns below it.
-  rejected = {s: float((sv[s][new] < calibration.fit_threshold(sv[s][~new])).mean()) for s in SCORES}
+  cut = {s: calibration.fit_threshold(sv[s][~new]) for s in SCORES}
   return {"draw": d["draw"], "outliers": len(outliers),
           "held_out_auroc": {s: ov.auroc(sv[s][~new], sv[s][new]) for s in SCORES},
-          "held_out_rejected": rejected,
+          "held_out_rejected": {s: float((sv[s][new] < cut[s]).mean()) for s in SCORES},
+          "outlier_rejected": {s: float((so[s] < cut[s]).mean()) for s in SCORES},
           "outlier_auroc": {s: ov.auroc(sv[s][~new], so[s]) for s in SCORES}}
 
 
@@ -94,10 +104,11 @@ def main(argv):
     print(json.dumps(rows[-1]), flush=True)
   summary = {kind: {s: {"mean": float(np.mean([r[kind][s] for r in rows])),
                         "sd": float(np.std([r[kind][s] for r in rows], ddof=1)) if len(rows) > 1 else 0.0}
-                    for s in SCORES} for kind in ("held_out_auroc", "held_out_rejected", "outlier_auroc")}
+                    for s in SCORES} for kind in ("held_out_auroc", "held_out_rejected", "outlier_auroc", "outlier_rejected")}
   for kind, v in summary.items():
     print(kind, " ".join(f"{s} {v[s]['mean']:.3f}±{v[s]['sd']:.3f}" for s in SCORES))
-  print("wrote", common.save("unknown_scores", {"machine": common.machine(), "draws": rows, "summary": summary}))
+  name = "unknown_scores" if FLAGS.name == "open_vocabulary" else FLAGS.name
+  print("wrote", common.save(name, {"tag": FLAGS.tag, "machine": common.machine(), "draws": rows, "summary": summary}))
 
 
 if __name__ == "__main__":

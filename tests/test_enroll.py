@@ -209,6 +209,41 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   assert abs((scores >= calibration.fit_threshold(scores, 0.95)).mean() - 0.95) < 0.002
 
 
+def test_relative_mahalanobis_is_the_distance_it_says_and_flags_what_lies_off_the_classes():
+  """rel_mahalanobis equals its formula with the shrunk covariances written out, and separates clips from
+  classes never trained on (a direction the known classes do not vary in) where the top-1 probability of a
+  linear classifier over the known means does not."""
+  rng = np.random.default_rng(5)
+  dim, classes = 6, 4
+  centres = np.zeros((classes, dim))
+  centres[:, :3] = rng.normal(0, 3, (classes, 3))
+  spread = np.array([1.0, 1.0, 1.0, 0.05, 0.05, 0.05])  # known signs barely vary in the last three dimensions
+  labels = np.repeat(np.arange(classes), 50)
+  train = centres[labels] + rng.normal(size=(len(labels), dim)) * spread
+  g = calibration.fit_gaussians(train, labels, shrink=0.1)
+  assert list(g["classes"]) == list(range(classes))
+  x = rng.normal(size=(7, dim))
+  within = train - np.stack([train[labels == c].mean(0) for c in range(classes)])[labels]
+  def shrunk_inverse(d):
+    cov = d.T @ d / (len(d) - 1)
+    return np.linalg.inv(0.9 * cov + 0.1 * np.trace(cov) / dim * np.eye(dim))
+  p, p0, mu0 = shrunk_inverse(within), shrunk_inverse(train - train.mean(0)), train.mean(0)
+  dist = np.stack([np.einsum("ne,ef,nf->n", x - m, p, x - m) for m in
+                   np.stack([train[labels == c].mean(0) for c in range(classes)])], 1)
+  expected = -(dist.min(1) - np.einsum("ne,ef,nf->n", x - mu0, p0, x - mu0))
+  np.testing.assert_allclose(calibration.rel_mahalanobis(x, g), expected, rtol=1e-8, atol=1e-8)
+  # Known clips against clips of a new class placed beside class 0 along the dimensions known signs keep still.
+  known = centres[labels[:100]] + rng.normal(size=(100, dim)) * spread
+  new = centres[0] + np.r_[0, 0, 0, 1.0, 1.0, 1.0] + rng.normal(size=(100, dim)) * spread
+  auroc = lambda k, u: float((k[:, None] > u[None]).mean())  # noqa: E731
+  scores = calibration.rel_mahalanobis(np.concatenate([known, new]), g)
+  assert auroc(scores[:100], scores[100:]) > 0.99
+  logits = np.concatenate([known, new]) @ centres.T - 0.5 * (centres ** 2).sum(1)  # the classes' linear rule
+  top = np.exp(logits - logits.max(1, keepdims=True))
+  top = (top / top.sum(1, keepdims=True)).max(1)
+  assert auroc(top[:100], top[100:]) < 0.8  # the new clips sit nearest class 0, as confidently as its own
+
+
 def test_the_ece_noise_floor_is_the_ece_of_a_perfectly_calibrated_model():
   """ece_noise_floor equals the ECE (expected_calibration_error itself) of clips drawn from a perfectly
   calibrated model with those confidences, averaged over independent draws; it is large on a test set's few

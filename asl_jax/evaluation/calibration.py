@@ -111,6 +111,41 @@ def unknown_scores(probs: np.ndarray) -> np.ndarray:
   return np.asarray(probs).max(-1)
 
 
+GAUSS_SHRINK = 0.1  # covariances are shrunk this much towards their mean variance (192-d from ~400 clips)
+
+
+def _whitening(x: np.ndarray, shrink: float) -> np.ndarray:
+  """W (E, E) with ||W d||^2 = d^T S^-1 d for the shrunk covariance S of the rows of x (centred already)."""
+  cov = x.T @ x / max(len(x) - 1, 1)
+  cov = (1 - shrink) * cov + shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
+  return np.linalg.cholesky(np.linalg.inv(cov)).T
+
+
+def fit_gaussians(emb: np.ndarray, labels: np.ndarray, shrink: float = GAUSS_SHRINK) -> dict:
+  """The relative Mahalanobis score's statistics from training clips' embeddings (N, E) (the views' mean)
+  and labels: each class's mean and their shared within-class covariance, and the clips' overall mean and
+  covariance, both as whitening matrices with whitened means: {"classes" (C,) the labels in order, "whiten"
+  (E, E), "means" (C, E), "whiten0" (E, E), "mean0" (E,)}."""
+  emb, labels = np.asarray(emb, np.float64), np.asarray(labels)
+  classes = np.unique(labels)
+  means = np.stack([emb[labels == c].mean(0) for c in classes])
+  w = _whitening(emb - means[np.searchsorted(classes, labels)], shrink)
+  mean0 = emb.mean(0)
+  w0 = _whitening(emb - mean0, shrink)
+  return {"classes": classes, "whiten": w, "means": means @ w.T, "whiten0": w0, "mean0": w0 @ mean0}
+
+
+def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
+  """(N,) the relative Mahalanobis score of embeddings (N, E) (higher = more like a known class): minus the
+  smallest squared Mahalanobis distance to a class mean, less the distance to the overall mean (Ren et al.
+  2021, "A simple fix to Mahalanobis distance for improving near-OOD detection")."""
+  emb = np.asarray(emb, np.float64)
+  z = emb @ np.asarray(g["whiten"]).T
+  d = ((z[:, None] - np.asarray(g["means"])[None]) ** 2).sum(-1)
+  d0 = ((emb @ np.asarray(g["whiten0"]).T - np.asarray(g["mean0"])) ** 2).sum(-1)
+  return -(d.min(-1) - d0)
+
+
 def fit_threshold(scores: np.ndarray, accept: float = DEFAULT_ACCEPT) -> float:
   """The threshold that accepts (score >= threshold) `accept` of these known clips' scores."""
   scores = np.sort(np.asarray(scores, np.float64))

@@ -53,6 +53,9 @@ flags.DEFINE_string("name", "open_vocabulary", "results file benchmarks/results/
 flags.DEFINE_bool("train_only", False, "train the base runs and stop")
 flags.DEFINE_multi_string("override", [], "FIELD=VALUE config overrides of the base runs (a variant of the recipe)")
 flags.DEFINE_string("tag", "", "a name for the variant: its base runs live in draw<N><tag>/")
+flags.DEFINE_bool("outside_classes", False, "train the bases with wlasl_real's 46 train clips outside WLASL100 as "
+                  "classes of their own (one clip each; never a held-out class), scored without their columns: "
+                  "do more classes in training make a better embedding for signs never seen?")
 flags.DEFINE_bool("other_class", False, "train the bases with one more class, OTHER: wlasl_real's train clips "
                   "outside WLASL100 (other glosses); scored without it (its probability is unknown mass)")
 flags.DEFINE_string("seeds", "1", "the base's training seeds: several make an ensemble per draw (each member "
@@ -97,10 +100,14 @@ def prepare_draw(draw: int) -> dict:
   folder = os.path.join(cache_root(), f"draw{draw}{FLAGS.tag}")
   os.makedirs(folder, exist_ok=True)
   base = {k: v for k, v in split.items() if v["action"][0] not in held and v["subset"] != "test"}
-  if FLAGS.other_class:  # never a held-out class: these glosses are outside WLASL100
-    real = json.load(open(os.path.join(DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
-    base.update({k: {"subset": "train", "action": [OTHER_ID] + v["action"][1:]} for k, v in real.items()
-                 if k not in split and v["subset"] == "train"})
+  if FLAGS.other_class and FLAGS.outside_classes:
+    raise app.UsageError("--other_class and --outside_classes use the same clips: choose one")
+  real = json.load(open(os.path.join(DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
+  outside = {k: v for k, v in real.items() if k not in split and v["subset"] == "train"}  # never held out
+  if FLAGS.other_class:
+    base.update({k: {"subset": "train", "action": [OTHER_ID] + v["action"][1:]} for k, v in outside.items()})
+  if FLAGS.outside_classes:
+    base.update({k: {"subset": "train", "action": v["action"]} for k, v in outside.items()})
   with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
     json.dump(base, f)
   shutil.copy(os.path.join(DATA, "wlasl", "wlasl_class_list.txt"), folder)
@@ -200,8 +207,10 @@ def val_predictions(workdirs, d: dict, checkpoint: str = "best"):
     clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
     probs = probs + p.predict_clips(clips) / len(workdirs)
   threshold = p.unknown_threshold if len(workdirs) == 1 else None
-  if OTHER in glosses:  # its probability is mass no known sign gets: the unknown score falls with it
-    keep = [i for i, g in enumerate(glosses) if g != OTHER]
+  wlasl100 = {names[str(v["action"][0])] for v in d["split"].values()}
+  if not set(glosses) <= wlasl100:  # OTHER, or classes outside WLASL100: their columns are left out, their
+    # probability is mass no WLASL100 sign gets (the unknown score falls with it), and the threshold refitted
+    keep = [i for i, g in enumerate(glosses) if g in wlasl100]
     probs, glosses, threshold = probs[:, keep], tuple(glosses[i] for i in keep), None
   truth = np.array([names[str(d["split"][k]["action"][0])] for k in val])
   new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
@@ -334,6 +343,7 @@ def main(argv):
   rows = [(retrain_draw if FLAGS.retrain else score_draw)(d) for d in draws]
   payload = {"machine": common.machine(), "config": FLAGS.config, "seeds": FLAGS.seeds, "overrides": FLAGS.override,
              "epochs": FLAGS.epochs, "held_out": FLAGS.held_out, "other_class": FLAGS.other_class,
+             "outside_classes": FLAGS.outside_classes,
              "retrain": FLAGS.retrain, "finetune_epochs": FLAGS.finetune_epochs, "draws": rows,
              "summary": summarize(rows)}
   for k, v in payload["summary"].items():

@@ -138,7 +138,11 @@ def fit_gaussians(emb: np.ndarray, labels: np.ndarray, shrink: float = GAUSS_SHR
 def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
   """(N,) the relative Mahalanobis score of embeddings (N, E) (higher = more like a known class): minus the
   smallest squared Mahalanobis distance to a class mean, less the distance to the overall mean (Ren et al.
-  2021, "A simple fix to Mahalanobis distance for improving near-OOD detection")."""
+  2021, "A simple fix to Mahalanobis distance for improving near-OOD detection").
+
+  A candidate unknown score, measured by benchmarks/unknown_scores.py: it ranks unseen signs better than the
+  top-1 probability but rejects no more of them at the runs' operating point, so runs keep UNKNOWN_SCORE
+  (docs/enrolment.md, "Other unknown scores")."""
   emb = np.asarray(emb, np.float64)
   z = emb @ np.asarray(g["whiten"]).T
   d = ((z[:, None] - np.asarray(g["means"])[None]) ** 2).sum(-1)

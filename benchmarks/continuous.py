@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import io
 import itertools
 import json
@@ -235,16 +236,18 @@ def report(results_dir: str, readme: str) -> str:
     if r is None:
       continue
     err = 1 - r["isolated_top1"]
+    model = f"{r['model']} model, {r['measured']}" if "measured" in r else "an earlier shipped model"
     for v, m in r["runs"][0]["variants"].items():
       ex, f1 = targets[v]
-      rows.append(f"| {what} | {v} | {m['ger']['mean']:.3f} ± {m['ger']['sd']:.3f} | {err:.3f} | "
+      rows.append(f"| {what} ({model}) | {v} | {m['ger']['mean']:.3f} ± {m['ger']['sd']:.3f} | {err:.3f} | "
                   f"{m['ger']['mean'] - err:+.3f} (<= {ex:+.2f}) | {m['f1']['mean']:.3f} ± {m['f1']['sd']:.3f} "
                   f"(>= {f1}) | {m['detected']['mean']:.1f} / {m['true']['mean']:.0f} | "
                   f"{m['latency_mean_s']['mean']:.2f} | {m['rtf']['mean']:.0f}x |")
   video = load("continuous_video_test.json")
   if video:
-    rows += ["", "| from video (test clips concatenated, 320x240, 25 fps; `scripts/live.py --video`, extraction "
-             "included) | clips | gloss error rate | segment F1@0.5 | signs found / true | real time, steady "
+    when = f"the {video['model']} model, {video['measured']}" if "measured" in video else "an earlier shipped model"
+    rows += ["", f"| from video (test clips concatenated, 320x240, 25 fps; `scripts/live.py --video`, extraction "
+             f"included; {when}) | clips | gloss error rate | segment F1@0.5 | signs found / true | real time, steady "
              "(with start-up) | latency mean / max, s |", "|---|---|---|---|---|---|---|"]
     for v in video["video"]:
       steady = [float(x.rsplit("(", 1)[1].split("x")[0]) for x in v["live_summaries"]]
@@ -294,7 +297,8 @@ def main(argv=None):
                            [int(x) for x in args.frame_steps.split(",")], args.workdir, args.video_out)
     if args.out:
       with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"split": args.split, "video": rows}, f, indent=1)
+        json.dump({"split": args.split, "video": rows, "model": args.workdir or "shipped",
+                   "measured": datetime.date.today().isoformat()}, f, indent=1)
     return
   base = seg_lib.SegmenterConfig(**{kv.split("=")[0]: float(kv.split("=")[1]) for kv in args.set})
   configs = [base]
@@ -302,7 +306,8 @@ def main(argv=None):
     grid = GRIDS[args.grid - 1]
     configs = [dataclasses.replace(base, **dict(zip(grid, vals))) for vals in itertools.product(*grid.values())]
   run_model, predictors = (None, None) if args.segment_only else model_runner(args.workdir, args.fps)
-  results = {"split": args.split, "clips": len(clips), "k": args.k, "seeds": seeds, "runs": []}
+  results = {"split": args.split, "clips": len(clips), "k": args.k, "seeds": seeds, "runs": [],
+             "model": args.workdir or "shipped", "measured": datetime.date.today().isoformat()}
   if predictors:
     results["isolated_top1"] = isolated_top1(predictors, clips)
     print(f"{args.split}: {len(clips)} clips, isolated top-1 {results['isolated_top1']:.3f}")

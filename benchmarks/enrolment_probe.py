@@ -1,0 +1,174 @@
+"""What limits enrolment on the open-vocabulary bases: the embedding, or the arithmetic that builds class vectors?
+
+On each draw's base of benchmarks/open_vocabulary.py (80 classes trained, 20 held out, the same examples
+asl-enroll reads), with the embeddings of the base's train clips, the val clips of all 100 classes and the
+examples (the flip views, as inference):
+1. where the new signs' errors go with the built vectors (`class_vectors.class_vector`, 3 examples): to an old
+   class or to another new one, and the top-1 among the 20 new signs alone;
+2. the trade-off the built vectors allow: over a grid of scale multipliers and bias offsets of every new
+   vector, the most new-sign top-1 with the old signs at or above each floor. It is scored on the protocol's
+   val clips, so it is an upper bound for that embedding, never a method;
+3. two other ways to build vectors: the old classes' trained vectors given one common norm (the grid again),
+   and a ridge regression from k-example prototypes to the trained vectors (fitted on the base classes' train
+   clips, its output scaled as a built vector is).
+
+  python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
+  python benchmarks/enrolment_probe.py                  # benchmarks/results/enrolment_probe.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import open_vocabulary as ov  # noqa: E402  pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+SHOTS = 3
+SCALES = (0.8, 1.0, 1.2, 1.5)
+BIAS_OFFSETS = tuple(x / 2 for x in range(-6, 7))  # -3 to +3
+OLD_FLOORS = (0.70, 0.72, 0.74, 0.76)
+RIDGE = (1e-3, 1e-2, 1e-1)
+
+
+def embeddings(d: dict) -> dict:
+  """The draw's embeddings (V, N, E) and facts, under its seed-1 base."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
+  p = predict.Predictor(d["workdir"])
+  names, split = ov.class_names(d), d["split"]
+  emb = lambda ks: p.embed_clips([p.load_clip(os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
+                                  for k in ks]).astype(np.float64)
+  train = ov.base_train_clips(d)
+  val = sorted(k for k, v in split.items() if v["subset"] == "val")
+  _, used = ov.signs_folder(d, SHOTS)
+  glosses = list(p.glosses)
+  column = lambda ks: np.array([glosses.index(names[str(split[k]["action"][0])]) if names[str(split[k]["action"][0])]  # noqa: E731
+                                in glosses else -1 for k in ks])
+  head = p.run.params["head"]["logits"]
+  return {"train": emb(train), "train_col": column(train), "val": emb(val),
+          "val_class": np.array([split[k]["action"][0] for k in val]), "val_col": column(val),
+          "examples": {c: emb([k for k in used if split[k]["action"][0] == c]) for c in d["held_out"]},
+          "kernel": np.asarray(head["kernel"], np.float64), "bias": np.asarray(head["bias"], np.float64),
+          "scales": p.run.calibration["enrol"], "held": list(d["held_out"])}
+
+
+def scored(e: dict, vectors: dict, kernel=None, bias=None):
+  """(correct (N,), new (N,), predicted column (N,)) of the val clips with the new classes' (w, b) appended."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  kernel = e["kernel"] if kernel is None else kernel
+  bias = e["bias"] if bias is None else bias
+  held, c0 = e["held"], kernel.shape[1]
+  w = np.concatenate([kernel, np.stack([vectors[c][0] for c in held], 1)], 1)
+  b = np.concatenate([bias, [vectors[c][1] for c in held]])
+  logits = e["val"] @ w + b
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
+  new = np.isin(e["val_class"], held)
+  truth = np.where(new, c0 + np.searchsorted(held, e["val_class"]), e["val_col"])
+  pred = probs.argmax(-1)
+  return pred == truth, new, pred, probs, truth
+
+
+def built(e: dict, scale: float = 1.0, offset: float = 0.0) -> dict:
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  out = {}
+  for c in e["held"]:
+    w, b = class_vectors.class_vector(e["examples"][c], e["scales"])
+    out[c] = (scale * w, b + offset)
+  return out
+
+
+def grid(draws: list[dict], build, kernel_fn=lambda e: None) -> list[tuple[float, float]]:
+  """(new top-1, old top-1), means over the draws, for every scale multiplier and bias offset."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  points = []
+  for s in SCALES:
+    for o in BIAS_OFFSETS:
+      rows = []
+      for e in draws:
+        correct, new, *_ = scored(e, build(e, s, o), kernel_fn(e))
+        rows.append((correct[new].mean(), correct[~new].mean()))
+      points.append(tuple(float(x) for x in np.mean(rows, 0)))
+  return points
+
+
+def frontier(points) -> dict:
+  return {f"{f:.2f}": max((n for n, o in points if o >= f), default=None) for f in OLD_FLOORS}
+
+
+def common_norm(e: dict):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  n = np.linalg.norm(e["kernel"], axis=0)
+  return e["kernel"] / n * n.mean()
+
+
+def ridge_vectors(e: dict, lam: float, seed: int = 0) -> dict:
+  """New vectors from a ridge map [prototype, 1] -> [trained vector, bias], fitted on 20 k-example prototypes of
+  each base class; the output's direction, scaled as class_vectors.class_vector scales a prototype."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  x, y = [], []
+  for c in range(e["kernel"].shape[1]):
+    idx = np.flatnonzero(e["train_col"] == c)
+    for _ in range(20):
+      pick = rng.choice(idx, min(SHOTS, len(idx)), replace=False)
+      x.append(np.r_[class_vectors.prototype(e["train"][:, pick]), 1.0])
+      y.append(np.r_[e["kernel"][:, c], e["bias"][c]])
+  x, y = np.array(x), np.array(y)
+  m = np.linalg.solve(x.T @ x + lam * len(x) * np.eye(x.shape[1]), x.T @ y)
+  out = {}
+  for c in e["held"]:
+    w, b = class_vectors.class_vector(e["examples"][c], e["scales"])
+    t = np.r_[class_vectors.prototype(e["examples"][c]), 1.0] @ m
+    out[c] = (np.linalg.norm(w) * class_vectors.unit(t[:-1]), b)
+  return out
+
+
+def ridge_top1(draws: list[dict], lam: float) -> list[float]:
+  """[new top-1, old top-1], means over the draws, with the ridge map's vectors."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rows = []
+  for e in draws:
+    correct, new, *_ = scored(e, ridge_vectors(e, lam))
+    rows.append((correct[new].mean(), correct[~new].mean()))
+  return [float(x) for x in np.mean(rows, 0)]
+
+
+def main(argv):
+  del argv
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import common  # pylint: disable=import-outside-toplevel
+  draws = []
+  for x in FLAGS.draws.split(","):
+    d = ov.prepare_draw(int(x))
+    ov.train_base(d)
+    draws.append(embeddings(d))
+  rows = []
+  for x, e in zip(FLAGS.draws.split(","), draws):
+    correct, new, pred, probs, truth = scored(e, built(e))
+    c0 = e["kernel"].shape[1]
+    rows.append({"draw": int(x), "new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
+                 "new_to_old": float((pred[new] < c0).mean()),
+                 "new_to_other_new": float(((pred[new] >= c0) & ~correct[new]).mean()),
+                 "new_among_new": float((probs[new][:, c0:].argmax(-1) + c0 == truth[new]).mean())})
+    print(json.dumps(rows[-1]), flush=True)
+  payload = {"machine": common.machine(), "shots": SHOTS, "draws": rows,
+             "frontier_built": frontier(grid(draws, lambda e, s, o: built(e, s, o))),
+             "frontier_common_norm": frontier(grid(draws, lambda e, s, o: built(e, s, o), common_norm)),
+             "ridge": {str(lam): ridge_top1(draws, lam) for lam in RIDGE}}
+  for k in ("frontier_built", "frontier_common_norm", "ridge"):
+    print(k, json.dumps(payload[k]))
+  print("wrote", common.save("enrolment_probe", payload))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -14,7 +14,7 @@ Candidates (all from the calibrated probabilities or the last layer's input):
   maha       minus the smallest squared Mahalanobis distance of the embedding (the views' mean) to a base
              class's train-clip mean, under the classes' shared covariance (shrunk 10 % towards its mean variance)
   rel_maha   the same less the distance to the train clips' overall mean under their own covariance
-             (relative Mahalanobis: calibration.rel_mahalanobis, statistics from calibration.fit_gaussians)
+             (relative Mahalanobis: calibration.rel_mahalanobis; both from calibration.mahalanobis_distances)
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/unknown_scores.py                   # benchmarks/results/unknown_scores.json
@@ -58,12 +58,11 @@ def scores(p, keys: list[str], class_means, g):
   top = np.sort(probs, -1)
   raw = p.embed_clips(clips).mean(0).astype(np.float64)
   emb = class_vectors.unit(raw)
-  rel = calibration.rel_mahalanobis(raw, g)
-  d0 = ((raw @ g["whiten0"].T - g["mean0"]) ** 2).sum(-1)
+  nearest, overall = calibration.mahalanobis_distances(raw, g)
   return {"max_prob": top[:, -1], "margin": top[:, -1] - top[:, -2],
           "neg_entropy": (probs * np.log(np.maximum(probs, 1e-12))).sum(-1),
-          "cos_mean": (emb @ class_means.T).max(-1), "maha": rel - d0,
-          "rel_maha": rel}
+          "cos_mean": (emb @ class_means.T).max(-1), "maha": -nearest,
+          "rel_maha": overall - nearest}
 
 
 def score_draw(d: dict, outliers: list[str]) -> dict:

@@ -135,6 +135,17 @@ def fit_gaussians(emb: np.ndarray, labels: np.ndarray, shrink: float = GAUSS_SHR
   return {"classes": classes, "whiten": w, "means": means @ w.T, "whiten0": w0, "mean0": w0 @ mean0}
 
 
+def mahalanobis_distances(emb: np.ndarray, g: dict) -> tuple[np.ndarray, np.ndarray]:
+  """(nearest (N,), overall (N,)): the squared Mahalanobis distances of embeddings (N, E) to the nearest class
+  mean under the shared within-class covariance, and to the overall mean under the overall covariance
+  (`fit_gaussians`' statistics)."""
+  emb = np.asarray(emb, np.float64)
+  z = emb @ np.asarray(g["whiten"]).T
+  nearest = ((z[:, None] - np.asarray(g["means"])[None]) ** 2).sum(-1).min(-1)
+  overall = ((emb @ np.asarray(g["whiten0"]).T - np.asarray(g["mean0"])) ** 2).sum(-1)
+  return nearest, overall
+
+
 def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
   """(N,) the relative Mahalanobis score of embeddings (N, E) (higher = more like a known class): minus the
   smallest squared Mahalanobis distance to a class mean, less the distance to the overall mean (Ren et al.
@@ -143,11 +154,8 @@ def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
   A candidate unknown score, measured by benchmarks/unknown_scores.py: it ranks unseen signs better than the
   top-1 probability but rejects no more of them at the runs' operating point, so runs keep UNKNOWN_SCORE
   (docs/enrolment.md, "Other unknown scores")."""
-  emb = np.asarray(emb, np.float64)
-  z = emb @ np.asarray(g["whiten"]).T
-  d = ((z[:, None] - np.asarray(g["means"])[None]) ** 2).sum(-1)
-  d0 = ((emb @ np.asarray(g["whiten0"]).T - np.asarray(g["mean0"])) ** 2).sum(-1)
-  return -(d.min(-1) - d0)
+  nearest, overall = mahalanobis_distances(emb, g)
+  return overall - nearest
 
 
 def fit_threshold(scores: np.ndarray, accept: float = DEFAULT_ACCEPT) -> float:

@@ -100,14 +100,10 @@ def prepare_draw(draw: int) -> dict:
   folder = os.path.join(cache_root(), f"draw{draw}{FLAGS.tag}")
   os.makedirs(folder, exist_ok=True)
   base = {k: v for k, v in split.items() if v["action"][0] not in held and v["subset"] != "test"}
-  if FLAGS.other_class and FLAGS.outside_classes:
-    raise app.UsageError("--other_class and --outside_classes use the same clips: choose one")
-  real = json.load(open(os.path.join(DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
-  outside = {k: v for k, v in real.items() if k not in split and v["subset"] == "train"}  # never held out
-  if FLAGS.other_class:
-    base.update({k: {"subset": "train", "action": [OTHER_ID] + v["action"][1:]} for k, v in outside.items()})
-  if FLAGS.outside_classes:
-    base.update({k: {"subset": "train", "action": v["action"]} for k, v in outside.items()})
+  if FLAGS.other_class or FLAGS.outside_classes:  # never a held-out class: these glosses are outside WLASL100
+    real = json.load(open(os.path.join(DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
+    base.update({k: {"subset": "train", "action": [OTHER_ID] + v["action"][1:] if FLAGS.other_class else v["action"]}
+                 for k, v in real.items() if k not in split and v["subset"] == "train"})
   with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
     json.dump(base, f)
   shutil.copy(os.path.join(DATA, "wlasl", "wlasl_class_list.txt"), folder)
@@ -332,6 +328,8 @@ def summarize(rows: list[dict]) -> dict:
 
 def main(argv):
   del argv
+  if FLAGS.other_class and FLAGS.outside_classes:
+    raise app.UsageError("--other_class and --outside_classes use the same clips: choose one")
   draws = [prepare_draw(int(x)) for x in FLAGS.draws.split(",")]
   for d in draws:
     print(f"draw {d['draw']}: held out {d['held_out']}", flush=True)

@@ -61,7 +61,8 @@ def embeddings(d: dict) -> dict:
 
 
 def scored(e: dict, vectors: dict, kernel=None, bias=None):
-  """(correct (N,), new (N,), predicted column (N,)) of the val clips with the new classes' (w, b) appended."""
+  """(correct, new, predicted column, probabilities, true column) of the val clips (N,) (the probabilities
+  (N, C + 20)), with the new classes' (w, b) appended to the last layer `kernel`, `bias` (default: the base's)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   kernel = e["kernel"] if kernel is None else kernel
   bias = e["bias"] if bias is None else bias
@@ -86,18 +87,20 @@ def built(e: dict, scale: float = 1.0, offset: float = 0.0) -> dict:
   return out
 
 
-def grid(draws: list[dict], build, kernel_fn=lambda e: None) -> list[tuple[float, float]]:
-  """(new top-1, old top-1), means over the draws, for every scale multiplier and bias offset."""
+def mean_top1(draws: list[dict], vectors_of, kernel_of=lambda e: None) -> tuple[float, float]:
+  """(new top-1, old top-1), means over the draws, with the new vectors `vectors_of(e)` and the old ones
+  `kernel_of(e)` (None: the trained ones)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  points = []
-  for s in SCALES:
-    for o in BIAS_OFFSETS:
-      rows = []
-      for e in draws:
-        correct, new, *_ = scored(e, build(e, s, o), kernel_fn(e))
-        rows.append((correct[new].mean(), correct[~new].mean()))
-      points.append(tuple(float(x) for x in np.mean(rows, 0)))
-  return points
+  rows = []
+  for e in draws:
+    correct, new, *_ = scored(e, vectors_of(e), kernel_of(e))
+    rows.append((correct[new].mean(), correct[~new].mean()))
+  return tuple(float(x) for x in np.mean(rows, 0))
+
+
+def grid(draws: list[dict], kernel_of=lambda e: None) -> list[tuple[float, float]]:
+  """`mean_top1` of the built vectors for every scale multiplier and bias offset."""
+  return [mean_top1(draws, lambda e, s=s, o=o: built(e, s, o), kernel_of) for s in SCALES for o in BIAS_OFFSETS]
 
 
 def frontier(points) -> dict:
@@ -133,16 +136,6 @@ def ridge_vectors(e: dict, lam: float, seed: int = 0) -> dict:
   return out
 
 
-def ridge_top1(draws: list[dict], lam: float) -> list[float]:
-  """[new top-1, old top-1], means over the draws, with the ridge map's vectors."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  rows = []
-  for e in draws:
-    correct, new, *_ = scored(e, ridge_vectors(e, lam))
-    rows.append((correct[new].mean(), correct[~new].mean()))
-  return [float(x) for x in np.mean(rows, 0)]
-
-
 def main(argv):
   del argv
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -162,9 +155,9 @@ def main(argv):
                  "new_among_new": float((probs[new][:, c0:].argmax(-1) + c0 == truth[new]).mean())})
     print(json.dumps(rows[-1]), flush=True)
   payload = {"machine": common.machine(), "shots": SHOTS, "draws": rows,
-             "frontier_built": frontier(grid(draws, lambda e, s, o: built(e, s, o))),
-             "frontier_common_norm": frontier(grid(draws, lambda e, s, o: built(e, s, o), common_norm)),
-             "ridge": {str(lam): ridge_top1(draws, lam) for lam in RIDGE}}
+             "frontier_built": frontier(grid(draws)),
+             "frontier_common_norm": frontier(grid(draws, common_norm)),
+             "ridge": {str(lam): list(mean_top1(draws, lambda e, lam=lam: ridge_vectors(e, lam))) for lam in RIDGE}}
   for k in ("frontier_built", "frontier_common_norm", "ridge"):
     print(k, json.dumps(payload[k]))
   print("wrote", common.save("enrolment_probe", payload))

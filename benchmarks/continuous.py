@@ -292,13 +292,13 @@ def main(argv=None):
   clips = load_clips(args.data_dir, args.subset, args.landmarks_dir or os.path.join(args.data_dir, "landmarks"),
                      args.split)
   seeds = [int(s) for s in args.seeds.split(",")]
+  stamp = {"model": args.workdir or "shipped", "measured": datetime.date.today().isoformat()}  # for `report`
   if args.video:
     rows = video_benchmark(clips, args.videos_dir, args.video_streams, args.k,
                            [int(x) for x in args.frame_steps.split(",")], args.workdir, args.video_out)
     if args.out:
       with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"split": args.split, "video": rows, "model": args.workdir or "shipped",
-                   "measured": datetime.date.today().isoformat()}, f, indent=1)
+        json.dump({"split": args.split, "video": rows, **stamp}, f, indent=1)
     return
   base = seg_lib.SegmenterConfig(**{kv.split("=")[0]: float(kv.split("=")[1]) for kv in args.set})
   configs = [base]
@@ -306,8 +306,7 @@ def main(argv=None):
     grid = GRIDS[args.grid - 1]
     configs = [dataclasses.replace(base, **dict(zip(grid, vals))) for vals in itertools.product(*grid.values())]
   run_model, predictors = (None, None) if args.segment_only else model_runner(args.workdir, args.fps)
-  results = {"split": args.split, "clips": len(clips), "k": args.k, "seeds": seeds, "runs": [],
-             "model": args.workdir or "shipped", "measured": datetime.date.today().isoformat()}
+  results = {"split": args.split, "clips": len(clips), "k": args.k, "seeds": seeds, "runs": [], **stamp}
   if predictors:
     results["isolated_top1"] = isolated_top1(predictors, clips)
     print(f"{args.split}: {len(clips)} clips, isolated top-1 {results['isolated_top1']:.3f}")

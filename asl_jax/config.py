@@ -108,6 +108,10 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("warmup_epochs", 5, "linear warmup epochs before the cosine decay (clamped to epochs)"),
         Field("min_lr_ratio", 0.0, "the cosine decays to lr * min_lr_ratio"),
         Field("label_smoothing", 0.1, "label smoothing of the cross-entropy"),
+        Field("supcon_weight", 0.0, "> 0: each training batch is seen in two augmented views, and this weight "
+              "times the supervised contrastive loss of their embeddings (the last layer's input) is added to the "
+              "cross-entropy of both views (a step costs about twice as much)"),
+        Field("supcon_temperature", 0.1, "the temperature of the supervised contrastive loss"),
         Field("outlier_gloss", "", "a class whose clips are outliers: trained towards the uniform distribution "
               "over the other classes (outlier exposure) instead of towards their own label (its column stays in the "
               "run, with next to no probability); '' for none"),
@@ -274,6 +278,9 @@ def validate(config) -> None:
     raise ConfigError(f"config.mixup_prob={config.mixup_prob}: must be in [0, 1]")
   if config.mixup_alpha <= 0:
     raise ConfigError(f"config.mixup_alpha={config.mixup_alpha}: must be > 0")
+  if config.supcon_weight < 0 or not config.supcon_temperature > 0:
+    raise ConfigError(f"config.supcon_weight={config.supcon_weight}, config.supcon_temperature="
+                      f"{config.supcon_temperature}: the weight must be >= 0 and the temperature > 0")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   import math  # pylint: disable=import-outside-toplevel

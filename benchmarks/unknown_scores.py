@@ -15,6 +15,7 @@ Candidates (all from the calibrated probabilities or the last layer's input):
              class's train-clip mean, under the classes' shared covariance (shrunk 10 % towards its mean variance)
   rel_maha   the same less the distance to the train clips' overall mean under their own covariance
              (relative Mahalanobis: calibration.rel_mahalanobis; both from calibration.mahalanobis_distances)
+  knn        the cosine of the clip's unit embedding to the nearest base train clip's (Sun et al. 2022, k = 1)
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/unknown_scores.py                   # benchmarks/results/unknown_scores.json
@@ -35,7 +36,7 @@ sys.path.insert(0, HERE)
 import open_vocabulary as ov  # noqa: E402  pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha")
+SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha", "knn")
 
 
 def landmarks(k: str) -> str:
@@ -49,7 +50,7 @@ def outlier_clips() -> list[str]:
   return sorted(k for k, v in real.items() if k not in split and v["subset"] != "test")
 
 
-def scores(p, keys: list[str], class_means, g):
+def scores(p, keys: list[str], class_means, g, train_emb):
   """{score name: (N,)} for the clips `keys` under predictor `p`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration, class_vectors  # pylint: disable=import-outside-toplevel
@@ -62,7 +63,7 @@ def scores(p, keys: list[str], class_means, g):
   return {"max_prob": top[:, -1], "margin": top[:, -1] - top[:, -2],
           "neg_entropy": (probs * np.log(np.maximum(probs, 1e-12))).sum(-1),
           "cos_mean": (emb @ class_means.T).max(-1), "maha": -nearest,
-          "rel_maha": overall - nearest}
+          "rel_maha": overall - nearest, "knn": (emb @ train_emb.T).max(-1)}
 
 
 def score_draw(d: dict, outliers: list[str]) -> dict:
@@ -80,7 +81,7 @@ def score_draw(d: dict, outliers: list[str]) -> dict:
   labels = np.array([split[k]["action"][0] for k in train])
   means = class_vectors.unit(np.stack([emb[labels == c].mean(0) for c in sorted(set(labels))]))
   g = calibration.fit_gaussians(raw, labels)
-  sv, so = scores(p, val, means, g), scores(p, outliers, means, g)
+  sv, so = scores(p, val, means, g, emb), scores(p, outliers, means, g, emb)
   # At the operating point: the threshold accepting 95 % of the known val clips, the share of unknowns below it.
   cut = {s: calibration.fit_threshold(sv[s][~new]) for s in SCORES}
   return {"draw": d["draw"], "outliers": len(outliers),

@@ -57,6 +57,8 @@ def test_seed_flag_names_exist():
                                                ("ema_decay", 1.0, "ema_decay"), ("conv_layers", 0, "conv_layers"),
                                                ("drop_path", -0.1, "drop_path"),
                                                ("mixup_prob", 1.5, "mixup_prob"), ("mixup_alpha", 0.0, "mixup_alpha"),
+                                               ("supcon_weight", -0.5, "supcon_weight=-0.5"),
+                                               ("supcon_temperature", 0.0, "supcon_temperature=0.0"),
                                                ("landmarks_pattern", "landmarks.npy", "with {id} once"),
                                                ("landmarks_pattern", "{id}_{id}.npy", "with {id} once"),
                                                ("gemma_pattern", "{id}.txt", "ending in .npy"),

@@ -90,3 +90,33 @@ def test_outlier_clips_are_trained_towards_uniform_over_the_other_classes():
   num, den = losses.mixed_ce_terms(logits, labels, known, jnp.float32(0.5), None, 0.0, outlier=3)
   assert float(num / den) == pytest.approx(
       0.5 * want + 0.5 * float(losses.weighted_cross_entropy(logits, known)), rel=1e-5)
+
+
+def _supcon_by_hand(z, labels, t):
+  z = z / np.linalg.norm(z, axis=1, keepdims=True)
+  terms = []
+  for i in range(len(z)):
+    others = [j for j in range(len(z)) if j != i]
+    positives = [j for j in others if labels[j] == labels[i]]
+    if not positives:
+      continue
+    log_den = np.log(sum(np.exp(z[i] @ z[j] / t) for j in others))
+    terms.append(np.mean([log_den - z[i] @ z[p] / t for p in positives]))
+  return np.mean(terms)
+
+
+def test_supervised_contrastive_is_the_formula_and_rewards_clusters():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(9, 5)).astype(np.float32)
+  labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])  # classes 2 and 4 have one sample: no positive, no term
+  got = float(losses.supervised_contrastive(jnp.asarray(z), jnp.asarray(labels), 0.2))
+  assert got == pytest.approx(_supcon_by_hand(z, labels, 0.2), rel=1e-5)
+  # Only angles count: rescaling each embedding changes nothing.
+  scaled = z * rng.uniform(0.1, 10, size=(9, 1)).astype(np.float32)
+  assert float(losses.supervised_contrastive(jnp.asarray(scaled), jnp.asarray(labels), 0.2)) == pytest.approx(got, rel=1e-5)
+  # Clips of a class near their own class vector score lower than the same labels scattered.
+  centres = rng.normal(size=(5, 5)).astype(np.float32)
+  clustered = centres[labels] + 0.05 * rng.normal(size=(9, 5)).astype(np.float32)
+  assert float(losses.supervised_contrastive(jnp.asarray(clustered), jnp.asarray(labels), 0.2)) < got - 1
+  # No anchor with a positive: zero, not NaN.
+  assert float(losses.supervised_contrastive(jnp.asarray(z[:3]), jnp.asarray([0, 1, 2]), 0.2)) == 0.0

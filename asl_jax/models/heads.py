@@ -62,6 +62,7 @@ class ClassifierHead(nn.Module):
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
       x = DenseBlock(2 * self.hidden, self.dropout)(x, train)
     init = xavier_uniform(0.1) if n == 2 else nn.initializers.lecun_normal()
+    self.sow("intermediates", "embedding", x)  # kept only when applied with mutable=["intermediates"]
     if self.norm == "cosine":
       return _unit(x) if embed else CosineDense(self.num_classes, name="logits")(x)
     if embed:

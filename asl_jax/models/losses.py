@@ -56,3 +56,22 @@ def mixed_ce_terms(logits, labels, partner_labels, lam, weights=None, smoothing:
   n1, d1 = weighted_ce_terms(logits, labels, weights, smoothing, outlier=outlier)
   n2, d2 = weighted_ce_terms(logits, partner_labels, weights, smoothing, outlier=outlier)
   return lam * n1 + (1 - lam) * n2, lam * d1 + (1 - lam) * d2
+
+
+def supervised_contrastive(embeddings, labels, temperature: float = 0.1):
+  """The supervised contrastive loss (Khosla et al. 2020, L_out) of (N, E) embeddings with labels (N,): for
+  each anchor, the mean over its positives (the other samples of its label) of -log softmax of the cosine /
+  temperature over every other sample. Anchors without a positive add nothing; the loss is the mean over the
+  anchors that have one (0 when none has). It pulls a class's clips together in angle and pushes classes
+  apart, the geometry enrolment relies on (a new sign's vector is the unit mean of its examples)."""
+  z = embeddings.astype(jnp.float32)
+  z = z * jax.lax.rsqrt(jnp.sum(z * z, -1, keepdims=True) + 1e-12)
+  n = z.shape[0]
+  self_mask = jnp.eye(n, dtype=bool)
+  sim = jnp.where(self_mask, -jnp.inf, z @ z.T / temperature)
+  logp = jax.nn.log_softmax(sim, axis=-1)
+  positive = (labels[:, None] == labels[None, :]) & ~self_mask
+  count = positive.sum(-1)
+  per_anchor = -jnp.where(positive, logp, 0.0).sum(-1) / jnp.maximum(count, 1)
+  has = count > 0
+  return jnp.where(has, per_anchor, 0.0).sum() / jnp.maximum(has.sum(), 1)

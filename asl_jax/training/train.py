@@ -32,6 +32,7 @@ from asl_jax.training.console import StopFlag, announce, describe_run, progress_
 
 
 MIXUP_STREAM = 7  # fold_in index of the mixup key
+VIEW_STREAM = 11  # fold_in index of the second view's augmentation key (supcon_weight > 0)
 
 
 def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel, visual_norm=None, outlier=None):
@@ -49,6 +50,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
                  jax.random.fold_in(jax.random.key(config.seed, impl=config.dropout_rng), 2))
   smoothing, num_frames, ema_decay = config.label_smoothing, config.num_frames, config.ema_decay
   aux_weight = config.aux_loss_weight
+  supcon_weight, supcon_temperature = config.supcon_weight, config.supcon_temperature
 
   def step(state: setup_lib.TrainState, data, order, class_weights):
     key = jax.random.fold_in(base_key, state.step)
@@ -60,15 +62,29 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
                                       features, visual_norm=visual_norm)
     k_mix = jax.random.fold_in(k_batch, MIXUP_STREAM)  # a key of its own: the other draws do not depend on mixup
     batch, partner, lam = aug_lib.mixup(k_mix, batch, aug)
+    if supcon_weight > 0:  # a second augmented view of the same clips, mixed with the same partners and lambda
+      view = input_pipeline.make_batch(data, idx, jax.random.fold_in(k_batch, VIEW_STREAM), num_frames, aug,
+                                       model.use_landmarks, model.use_visual, features, visual_norm=visual_norm)
+      view, _, _ = aug_lib.mixup(k_mix, view, aug)
+      batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), batch, view)
+      partner = None if partner is None else jnp.concatenate([partner, partner])
     ce = lambda lg: losses.mixed_ce_terms(lg, batch["labels"], partner, lam, class_weights, smoothing, outlier)  # noqa: E731
 
     def loss_fn(params):
-      logits, aux = model.apply({"params": params}, batch, train=True, aux=True, rngs={"dropout": k_dropout})
+      rngs = {"dropout": k_dropout}
+      if supcon_weight > 0:
+        (logits, aux), inter = model.apply({"params": params}, batch, train=True, aux=True, rngs=rngs,
+                                           mutable=["intermediates"])
+        embedding, = inter["intermediates"]["head"]["embedding"]
+      else:
+        logits, aux = model.apply({"params": params}, batch, train=True, aux=True, rngs=rngs)
       num, den = ce(logits)
       loss = num / den
       if aux:
         terms = [ce(a) for a in aux.values()]
         loss = loss + aux_weight * sum(n / d for n, d in terms) / len(terms)
+      if supcon_weight > 0:
+        loss = loss + supcon_weight * losses.supervised_contrastive(embedding, batch["labels"], supcon_temperature)
       return loss, (logits, num, den)
 
     (loss, (logits, num, den)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -77,7 +93,7 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
       new_state = new_state.replace(ema_params=setup_lib.ema_update(state.ema_params, new_state.params, ema_decay, state.step))
     state = new_state
     correct = (jnp.argmax(logits, -1) == batch["labels"]).sum()
-    sums = jnp.stack([num, den, correct.astype(jnp.float32), jnp.float32(idx.shape[0])])
+    sums = jnp.stack([num, den, correct.astype(jnp.float32), jnp.float32(batch["labels"].shape[0])])
     return state.replace(epoch_sums=state.epoch_sums + sums), loss
 
   return jax.jit(step, out_shardings=(parallel.replicated, parallel.replicated), donate_argnums=(0,))

@@ -10,7 +10,10 @@ examples (the flip views, as inference):
    val clips, so it is an upper bound for that embedding, never a method;
 3. two other ways to build vectors: the old classes' trained vectors given one common norm (the grid again),
    and a ridge regression from k-example prototypes to the trained vectors (fitted on the base classes' train
-   clips, its output scaled as a built vector is).
+   clips, its output scaled as a built vector is);
+4. the embedding at every depth of the encoder: the nearest class mean (the naive baseline: old classes' means
+   from their train clips, new ones' from the examples) on each block's masked-mean-pooled frames, to see
+   whether a shallower, less class-specific layer transfers better to signs never trained on.
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/enrolment_probe.py                  # benchmarks/results/enrolment_probe.json
@@ -136,6 +139,58 @@ def ridge_vectors(e: dict, lam: float, seed: int = 0) -> dict:
   return out
 
 
+def depth_embeddings(d: dict) -> dict:
+  """The draw's (V, N, L, H) pooled outputs of the landmark encoder's L sub-modules (in call order, those whose
+  output is frame tokens, dropout left out: the identity here) for the base train clips, the val clips and the examples, with their classes."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.data import landmark_features  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import inference  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
+  p = predict.Predictor(d["workdir"])
+  model, config = p.run.model, p.run.config
+  names = []
+
+  def pooled_blocks(params, batch):
+    _, state = model.apply({"params": params}, batch, method=model.embed, capture_intermediates=True)
+    m = batch["mask"][..., None].astype(jnp.float32)
+    blocks = [(k, v["__call__"][0]) for k, v in state["intermediates"]["landmark_encoder"].items()
+              if "__call__" in v and v["__call__"][0].ndim == 3 and not k.startswith("Dropout")]
+    names[:] = [k for k, _ in blocks]
+    return jnp.stack([(t * m).sum(1) / jnp.maximum(m.sum(1), 1.0) for _, t in blocks], 1)
+
+  features = landmark_features.FeatureConfig.from_config(config)
+  p._embed = jax.jit(lambda params, data, idx: inference._apply_views(  # pylint: disable=protected-access
+      model, params, data, idx, config.num_frames, features, bool(config.tta_flip), p.run.visual_norm, pooled_blocks))
+  split = d["split"]
+  _, used = ov.signs_folder(d, SHOTS)
+  keys = {"train": ov.base_train_clips(d), "val": sorted(k for k, v in split.items() if v["subset"] == "val"),
+          "examples": sorted(used)}
+  out = {name: p.embed_clips([p.load_clip(os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))
+                              for k in ks]).astype(np.float64) for name, ks in keys.items()}
+  out.update({f"{name}_class": np.array([split[k]["action"][0] for k in ks]) for name, ks in keys.items()})
+  return {**out, "blocks": list(names), "held": list(d["held_out"])}
+
+
+def depth_ncm(e: dict) -> dict:
+  """{block: (new top-1, old top-1)} of the nearest class mean on each block's pooled output."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  out = {}
+  for j, block in enumerate(e["blocks"]):
+    means, classes = [], []
+    for c in sorted(set(e["train_class"]) | set(e["examples_class"])):
+      src = "examples" if c in e["held"] else "train"
+      means.append(class_vectors.prototype(e[src][:, e[f"{src}_class"] == c, j]))
+      classes.append(c)
+    sims = (class_vectors.unit(e["val"][:, :, j]) @ np.stack(means).T).mean(0)
+    correct = np.array(classes)[sims.argmax(-1)] == e["val_class"]
+    new = np.isin(e["val_class"], e["held"])
+    out[block] = (float(correct[new].mean()), float(correct[~new].mean()))
+  return out
+
+
 def main(argv):
   del argv
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -158,7 +213,9 @@ def main(argv):
              "frontier_built": frontier(grid(draws)),
              "frontier_common_norm": frontier(grid(draws, common_norm)),
              "ridge": {str(lam): list(mean_top1(draws, lambda e, lam=lam: ridge_vectors(e, lam))) for lam in RIDGE}}
-  for k in ("frontier_built", "frontier_common_norm", "ridge"):
+  depth = [depth_ncm(depth_embeddings(ov.prepare_draw(int(x)))) for x in FLAGS.draws.split(",")]
+  payload["depth_ncm"] = {block: [float(v) for v in np.mean([r[block] for r in depth], 0)] for block in depth[0]}
+  for k in ("frontier_built", "frontier_common_norm", "ridge", "depth_ncm"):
     print(k, json.dumps(payload[k]))
   print("wrote", common.save("enrolment_probe", payload))
 

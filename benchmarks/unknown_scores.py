@@ -16,6 +16,8 @@ Candidates (all from the calibrated probabilities or the last layer's input):
   rel_maha   the same less the distance to the train clips' overall mean under their own covariance
              (relative Mahalanobis: calibration.rel_mahalanobis; both from calibration.mahalanobis_distances)
   knn        the cosine of the clip's unit embedding to the nearest base train clip's (Sun et al. 2022, k = 1)
+  prob+rel_maha  the sum of max_prob and rel_maha, each standardised by its mean and sd over the known val
+             clips (the clips the threshold is fitted on)
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/unknown_scores.py                   # benchmarks/results/unknown_scores.json
@@ -36,7 +38,7 @@ sys.path.insert(0, HERE)
 import open_vocabulary as ov  # noqa: E402  pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha", "knn")
+SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha", "knn", "prob+rel_maha")
 
 
 def landmarks(k: str) -> str:
@@ -82,6 +84,9 @@ def score_draw(d: dict, outliers: list[str]) -> dict:
   means = class_vectors.unit(np.stack([emb[labels == c].mean(0) for c in sorted(set(labels))]))
   g = calibration.fit_gaussians(raw, labels)
   sv, so = scores(p, val, means, g, emb), scores(p, outliers, means, g, emb)
+  z = {s: (np.mean(sv[s][~new]), np.std(sv[s][~new])) for s in ("max_prob", "rel_maha")}
+  for out in (sv, so):
+    out["prob+rel_maha"] = sum((out[s] - m) / sd for s, (m, sd) in z.items())
   # At the operating point: the threshold accepting 95 % of the known val clips, the share of unknowns below it.
   cut = {s: calibration.fit_threshold(sv[s][~new]) for s in SCORES}
   return {"draw": d["draw"], "outliers": len(outliers),

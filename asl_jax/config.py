@@ -16,7 +16,7 @@ from asl_jax.data.layouts import LAYOUT_DIMS
 from asl_jax.errors import ConfigError
 
 # Per-frame landmark feature blocks (asl_jax/data/landmark_features.py), in their canonical order.
-FEATURE_BLOCKS = ("pos", "hand", "vel", "acc", "presence")
+FEATURE_BLOCKS = ("pos", "hand", "shape", "vel", "acc", "presence")
 # The scalar metrics of an evaluation (metrics.jsonl keys are prefix_NAME, e.g. val_top1).
 METRICS = ("loss", "top1", "top5", "class_top1", "class_top5")
 

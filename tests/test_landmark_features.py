@@ -35,16 +35,18 @@ def test_seed_layout_is_the_old_166_input():
 def test_dims_slices_and_missing_parts_are_zero(use_z):
   rng = np.random.default_rng(1)
   points, parts, valid = _clip(rng)
-  cfg = lf.FeatureConfig(lf.parse_blocks("presence,acc,vel,hand,pos"), use_z)
+  cfg = lf.FeatureConfig(lf.parse_blocks("presence,acc,vel,shape,hand,pos"), use_z)
   assert cfg.blocks == lf.BLOCKS  # canonical order whatever the spelling
   c = 3 if use_z else 2
   sl = cfg.slices()
-  assert [sl[b].stop - sl[b].start for b in lf.BLOCKS] == [54 * c, 40 * c, 54 * c, 54 * c, 4]
+  assert [sl[b].stop - sl[b].start for b in lf.BLOCKS] == [54 * c, 40 * c, 58, 54 * c, 54 * c, 4]
   out = np.asarray(lf.derive(points, parts, valid, cfg))
   assert out.shape == (2, 6, cfg.dim)
   assert not out[1, 4:].any()  # padding frames are zero in every block
   hand = out[0, 2, sl["hand"]].reshape(2, 20, c)
   assert not hand[0].any() and hand[1].any()  # the missing left hand, the present right hand
+  shape = out[0, 2, sl["shape"]].reshape(2, 29)
+  assert not shape[0].any() and shape[1].any()
   vel = out[0, :, sl["vel"]].reshape(6, 54, c)
   assert not vel[0].any()  # no previous frame
   assert not vel[2, :21].any() and not vel[3, :21].any()  # left hand missing at frame 2: no velocity in or out
@@ -69,6 +71,43 @@ def test_hand_shape_ignores_where_the_hand_is_and_its_size():
   assert knuckles.mean() == pytest.approx(1.0, rel=1e-5)
 
 
+def _open_hand(bend: float = 0.0):
+  """(21, 2) points of a hand with straight fingers fanning out from the wrist; `bend` (radians) turns each of
+  the index finger's three joints by that much."""
+  pts = np.zeros((21, 2), np.float32)
+  for finger, fan in enumerate((-0.8, -0.3, 0.0, 0.3, 0.6)):
+    at = np.zeros(2)
+    for bone in range(4):
+      angle = fan + (bend * bone if finger == 1 else 0.0)
+      at = at + (0.5 if bone == 0 else 0.25) * np.array([np.sin(angle), np.cos(angle)])
+      pts[1 + 4 * finger + bone] = at
+  return pts
+
+
+def test_shape_block_is_the_hand_without_place_size_or_rotation():
+  """`shape`: 15 bend cosines, 4 spreads, 10 fingertip distances per hand. A straight finger's bends are 1, a
+  bent one's less; moving, scaling or rotating the hand in the image changes nothing; a missing hand is 0."""
+  cfg = lf.FeatureConfig(("shape",), use_z=False)
+  assert cfg.dim == 58
+  points = np.zeros((1, 3, layouts.NUM_POINTS, 3), np.float32)
+  theta = np.deg2rad(40.0)
+  rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], np.float32)
+  points[0, 0, 21:42, :2] = _open_hand()
+  points[0, 1, 21:42, :2] = 1.7 * _open_hand() @ rot.T + np.array([0.4, -0.9], np.float32)
+  points[0, 2, 21:42, :2] = _open_hand(bend=0.6)
+  parts = np.zeros((1, 3, layouts.NUM_PARTS), bool)
+  parts[..., 1] = True  # the right hand only
+  out = np.asarray(lf.derive(points, parts, np.ones((1, 3), bool), cfg)).reshape(3, 2, 29)
+  assert not out[:, 0].any()  # no left hand
+  straight, moved, bent = out[:, 1]
+  np.testing.assert_allclose(moved, straight, atol=1e-4)
+  np.testing.assert_allclose(straight[:15], 1.0, atol=1e-4)  # every finger straight
+  np.testing.assert_allclose(bent[3:6], np.cos(0.6), atol=1e-4)  # finger 1's three joints
+  unchanged = np.delete(np.arange(29), np.r_[3:6, 15:17, 19:29])  # its spreads and tip distances may change
+  np.testing.assert_allclose(bent[unchanged], straight[unchanged], atol=1e-4)
+  assert (bent[19:29] != straight[19:29]).sum() == 4  # the index fingertip's distances to the four others
+
+
 def test_rotation_before_features_rotates_the_hand_shapes():
   """Augmentation acts on the points, so the derived hand shapes rotate with the body."""
   rng = np.random.default_rng(3)
@@ -84,8 +123,8 @@ def test_rotation_before_features_rotates_the_hand_shapes():
 
 
 def test_unknown_block_is_rejected():
-  with pytest.raises(ValueError, match="features='pos,shape'"):
-    lf.parse_blocks("pos,shape")
+  with pytest.raises(ValueError, match="features='pos,depth'"):
+    lf.parse_blocks("pos,depth")
   with pytest.raises(ValueError):
     lf.parse_blocks(" , ")
 

@@ -9,6 +9,9 @@ by `config.features` (comma-separated, concatenated in this order):
   hand      per hand, the 20 finger points relative to the wrist, divided by the hand's own size (mean
             wrist-to-knuckle distance in x, y): hand shape independent of where the hand is and how far
             from the camera
+  shape     per hand, 29 values that do not change with the hand's position, size or in-plane rotation: the
+            cosine of the bend at each of the 15 finger joints, of the spread between neighbouring fingers'
+            first segments (4), and the 10 fingertip-to-fingertip distances over the hand's size
   vel       frame-to-frame differences of the `pos` block (zero where a part is missing in either frame)
   acc       second differences of the `pos` block
   presence  the four part-presence flags (left hand, right hand, arms, pose hands)
@@ -37,6 +40,10 @@ HAND_POINTS = 21
 # is the hand's size, stable across hand shapes (fingertips move, the palm does not).
 _KNUCKLES = np.array([5, 9, 13, 17])
 _MIN_HAND_SIZE = 1e-3  # in shoulder widths; a degenerate hand gives zeros, not infinities
+_FINGER_BASES = np.array([1, 5, 9, 13, 17])  # thumb CMC, index/middle/ring/little MCP: then 3 more points each
+_TIPS = _FINGER_BASES + 3
+_TIP_PAIRS = np.array([(i, j) for i in range(5) for j in range(i + 1, 5)])
+SHAPE_VALUES = 29  # per hand: 15 bends, 4 spreads, 10 fingertip distances
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +69,8 @@ class FeatureConfig:
   def dim(self) -> int:
     """Values per frame."""
     c, n = self.coords, layouts.NUM_POINTS
-    sizes = {"pos": n * c, "hand": 2 * (HAND_POINTS - 1) * c, "vel": n * c, "acc": n * c,
-             "presence": layouts.NUM_PARTS}
+    sizes = {"pos": n * c, "hand": 2 * (HAND_POINTS - 1) * c, "shape": 2 * SHAPE_VALUES, "vel": n * c,
+             "acc": n * c, "presence": layouts.NUM_PARTS}
     return sum(sizes[b] for b in self.blocks)
 
   def slices(self) -> dict[str, slice]:
@@ -82,6 +89,23 @@ def _shift(x, k: int):
   return jnp.concatenate([pad, x[:, :-k]], 1)
 
 
+def _cosine(a, b):
+  return (a * b).sum(-1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1) + 1e-6)
+
+
+def hand_shape(hand, size, ok):
+  """(B, F, SHAPE_VALUES) of one hand's points (B, F, 21, c), its size (B, F) and whether it is there (B, F)."""
+  chain = jnp.concatenate([hand[:, :, :1, None].repeat(5, 2),
+                           jnp.stack([hand[:, :, _FINGER_BASES + k] for k in range(4)], 3)], 3)  # (B, F, 5, 5, c)
+  bones = chain[:, :, :, 1:] - chain[:, :, :, :-1]  # (B, F, 5 fingers, 4 bones, c)
+  bends = _cosine(bones[:, :, :, :-1], bones[:, :, :, 1:]).reshape(*hand.shape[:2], 15)
+  spreads = _cosine(bones[:, :, :-1, 1], bones[:, :, 1:, 1])  # (B, F, 4)
+  tips = hand[:, :, _TIPS]
+  dist = jnp.linalg.norm(tips[:, :, _TIP_PAIRS[:, 0]] - tips[:, :, _TIP_PAIRS[:, 1]], axis=-1)
+  dist = dist / jnp.maximum(size, _MIN_HAND_SIZE)[..., None]
+  return jnp.concatenate([bends, spreads, dist], -1) * ok[..., None]
+
+
 def derive(points, parts, valid, cfg: FeatureConfig):
   """(B, F, cfg.dim) features from points (B, F, 54, 3), parts (B, F, 4) bool, valid (B, F) bool."""
   b, f = valid.shape
@@ -91,14 +115,21 @@ def derive(points, parts, valid, cfg: FeatureConfig):
   out = []
   if "pos" in cfg.blocks:
     out.append(pos.reshape(b, f, -1))
-  if "hand" in cfg.blocks:
+  if "hand" in cfg.blocks or "shape" in cfg.blocks:
+    hands, shapes = [], []
     for h, sl in enumerate(layouts.PART_SLICES[:2]):
       hand = pos[:, :, sl]
       rel = hand[:, :, 1:] - hand[:, :, :1]  # (B, F, 20, c)
       size = jnp.linalg.norm(rel[:, :, _KNUCKLES - 1, :2], axis=-1).mean(-1)  # (B, F)
       ok = parts[..., h] & (size > _MIN_HAND_SIZE)
       scale = jnp.where(ok, 1.0 / jnp.maximum(size, _MIN_HAND_SIZE), 0.0)
-      out.append((rel * scale[..., None, None]).reshape(b, f, -1))
+      hands.append((rel * scale[..., None, None]).reshape(b, f, -1))
+      if "shape" in cfg.blocks:
+        shapes.append(hand_shape(hand, size, ok))
+    if "hand" in cfg.blocks:
+      out.extend(hands)
+    if "shape" in cfg.blocks:
+      out.extend(shapes)
   if "vel" in cfg.blocks or "acc" in cfg.blocks:
     ok1 = point_ok & _shift(point_ok, 1)
     vel = jnp.where(ok1[..., None], pos - _shift(pos, 1), 0.0)

@@ -281,6 +281,9 @@ def validate(config) -> None:
   if config.supcon_weight < 0 or not config.supcon_temperature > 0:
     raise ConfigError(f"config.supcon_weight={config.supcon_weight}, config.supcon_temperature="
                       f"{config.supcon_temperature}: the weight must be >= 0 and the temperature > 0")
+  if config.supcon_weight > 0 and not config.use_landmarks and config.visual_stream == "linear":
+    raise ConfigError("config.supcon_weight > 0 contrasts the embedding under the classifier head, and a model of "
+                      "visual features alone with visual_stream=linear has none (its head is one linear layer)")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing={config.label_smoothing}: must be in [0, 1)")
   import math  # pylint: disable=import-outside-toplevel

@@ -78,6 +78,15 @@ def test_invalid_values_are_rejected(field, value, match):
     config_lib.validate(c)
 
 
+def test_supcon_needs_a_head_over_an_embedding():
+  c = config_lib.default_config()
+  c.supcon_weight, c.use_landmarks, c.visual_stream = 0.5, False, "linear"
+  with pytest.raises(ConfigError, match="visual_stream=linear has none"):
+    config_lib.validate(c)
+  c.use_landmarks = True
+  config_lib.validate(c)
+
+
 def test_resume_check_treats_fields_added_later_as_their_default():
   c = config_lib.default_config()
   saved = c.to_dict()

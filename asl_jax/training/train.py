@@ -41,7 +41,9 @@ def make_train_step(config, model, steps_per_epoch: int, parallel: DataParallel,
   With per-stream heads (aux_loss_weight > 0), the loss is the fused head's plus aux_loss_weight times the
   mean of the two streams' own losses, so each stream learns to classify by itself. With mixup
   (`mixup_prob` > 0, `augment.mixup`) every one of these losses is blended over both clips' labels. `outlier`:
-  the class index whose clips are trained towards the uniform distribution (`losses.weighted_ce_terms`)."""
+  the class index whose clips are trained towards the uniform distribution (`losses.weighted_ce_terms`).
+  With `supcon_weight` > 0 the batch is two augmented views of the same clips (mixed alike), and the loss adds
+  that weight times `losses.supervised_contrastive` of their embeddings (the last layer's input)."""
   aug = aug_lib.AugmentConfig.from_config(config)
   features = landmark_features.FeatureConfig.from_config(config)
   base_key = jax.random.fold_in(jax.random.key(config.seed), 1)

@@ -123,13 +123,11 @@ def derive(points, parts, valid, cfg: FeatureConfig):
       size = jnp.linalg.norm(rel[:, :, _KNUCKLES - 1, :2], axis=-1).mean(-1)  # (B, F)
       ok = parts[..., h] & (size > _MIN_HAND_SIZE)
       scale = jnp.where(ok, 1.0 / jnp.maximum(size, _MIN_HAND_SIZE), 0.0)
-      hands.append((rel * scale[..., None, None]).reshape(b, f, -1))
+      if "hand" in cfg.blocks:
+        hands.append((rel * scale[..., None, None]).reshape(b, f, -1))
       if "shape" in cfg.blocks:
         shapes.append(hand_shape(hand, size, ok))
-    if "hand" in cfg.blocks:
-      out.extend(hands)
-    if "shape" in cfg.blocks:
-      out.extend(shapes)
+    out.extend(hands + shapes)  # the block order: every hand's `hand`, then every hand's `shape`
   if "vel" in cfg.blocks or "acc" in cfg.blocks:
     ok1 = point_ok & _shift(point_ok, 1)
     vel = jnp.where(ok1[..., None], pos - _shift(pos, 1), 0.0)

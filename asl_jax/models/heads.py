@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from asl_jax.models.layers import DenseBlock, Dropout
+from asl_jax.models.layers import DenseBlock, Dropout, unit_length
 
 DEEP_HEAD_ABOVE = 500
 NO_HIDDEN = -1  # `layers`: no hidden layer, the last layer on the pooled output (with the head's dropout)
@@ -15,10 +15,6 @@ NO_HIDDEN = -1  # `layers`: no hidden layer, the last layer on the pooled output
 
 def xavier_uniform(gain: float):
   return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
-
-
-def _unit(x, axis: int = -1):
-  return x * jnp.reciprocal(jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + 1e-12))
 
 
 class CosineDense(nn.Module):
@@ -32,7 +28,7 @@ class CosineDense(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     log_scale = self.param("log_scale", nn.initializers.constant(np.log(16.0)), ())
-    return jnp.exp(log_scale) * _unit(x) @ _unit(kernel, 0) + bias
+    return jnp.exp(log_scale) * unit_length(x) @ unit_length(kernel, 0) + bias
 
 
 def hidden_layers(num_classes: int, layers: int = 0) -> int:
@@ -64,7 +60,7 @@ class ClassifierHead(nn.Module):
     init = xavier_uniform(0.1) if n == 2 else nn.initializers.lecun_normal()
     self.sow("intermediates", "embedding", x)  # kept only when applied with mutable=["intermediates"]
     if self.norm == "cosine":
-      return _unit(x) if embed else CosineDense(self.num_classes, name="logits")(x)
+      return unit_length(x) if embed else CosineDense(self.num_classes, name="logits")(x)
     if embed:
       return x
     return nn.Dense(self.num_classes, kernel_init=init, name="logits")(x)

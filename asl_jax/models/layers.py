@@ -11,6 +11,11 @@ ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
 _DROPOUT_LEVELS = 1 << 16
 
 
+def unit_length(x, axis: int = -1):
+  """x scaled to unit length along `axis` (a zero vector stays zero)."""
+  return x * jnp.reciprocal(jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + 1e-12))
+
+
 class Dropout(nn.Module):
   """Inverted dropout drawing 16 random bits per element instead of flax's 32-bit uniforms.
 

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from asl_jax.models.layers import unit_length
+
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """The seed's weights from the training labels actually used: counts + 0.1, inverse, scaled to sum to
@@ -64,8 +66,7 @@ def supervised_contrastive(embeddings, labels, temperature: float = 0.1):
   temperature over every other sample. Anchors without a positive add nothing; the loss is the mean over the
   anchors that have one (0 when none has). It pulls a class's clips together in angle and pushes classes
   apart, the geometry enrolment relies on (a new sign's vector is the unit mean of its examples)."""
-  z = embeddings.astype(jnp.float32)
-  z = z * jax.lax.rsqrt(jnp.sum(z * z, -1, keepdims=True) + 1e-12)
+  z = unit_length(embeddings.astype(jnp.float32))
   n = z.shape[0]
   self_mask = jnp.eye(n, dtype=bool)
   sim = jnp.where(self_mask, -jnp.inf, z @ z.T / temperature)

@@ -47,10 +47,9 @@ def embeddings(d: dict) -> dict:
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   p = predict.Predictor(d["workdir"])
   names, split = ov.class_names(d), d["split"]
-  emb = lambda ks: p.embed_clips([p.load_clip(os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
-                                  for k in ks]).astype(np.float64)
+  emb = lambda ks: p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).astype(np.float64)  # noqa: E731
   train = ov.base_train_clips(d)
-  val = sorted(k for k, v in split.items() if v["subset"] == "val")
+  val = ov.val_clips(d)
   _, used = ov.signs_folder(d, SHOTS)
   glosses = list(p.glosses)
   column = lambda ks: np.array([glosses.index(names[str(split[k]["action"][0])]) if names[str(split[k]["action"][0])]  # noqa: E731
@@ -165,10 +164,9 @@ def depth_embeddings(d: dict) -> dict:
       model, params, data, idx, config.num_frames, features, bool(config.tta_flip), p.run.visual_norm, pooled_blocks))
   split = d["split"]
   _, used = ov.signs_folder(d, SHOTS)
-  keys = {"train": ov.base_train_clips(d), "val": sorted(k for k, v in split.items() if v["subset"] == "val"),
-          "examples": sorted(used)}
-  out = {name: p.embed_clips([p.load_clip(os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))
-                              for k in ks]).astype(np.float64) for name, ks in keys.items()}
+  keys = {"train": ov.base_train_clips(d), "val": ov.val_clips(d), "examples": sorted(used)}
+  out = {name: p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).astype(np.float64)
+         for name, ks in keys.items()}
   out.update({f"{name}_class": np.array([split[k]["action"][0] for k in ks]) for name, ks in keys.items()})
   return {**out, "blocks": list(names), "held": list(d["held_out"])}
 
@@ -195,11 +193,10 @@ def main(argv):
   del argv
   import numpy as np  # pylint: disable=import-outside-toplevel
   import common  # pylint: disable=import-outside-toplevel
-  draws = []
-  for x in FLAGS.draws.split(","):
-    d = ov.prepare_draw(int(x))
+  prepared = [ov.prepare_draw(int(x)) for x in FLAGS.draws.split(",")]
+  for d in prepared:
     ov.train_base(d)
-    draws.append(embeddings(d))
+  draws = [embeddings(d) for d in prepared]
   rows = []
   for x, e in zip(FLAGS.draws.split(","), draws):
     correct, new, pred, probs, truth = scored(e, built(e))
@@ -213,7 +210,7 @@ def main(argv):
              "frontier_built": frontier(grid(draws)),
              "frontier_common_norm": frontier(grid(draws, common_norm)),
              "ridge": {str(lam): list(mean_top1(draws, lambda e, lam=lam: ridge_vectors(e, lam))) for lam in RIDGE}}
-  depth = [depth_ncm(depth_embeddings(ov.prepare_draw(int(x)))) for x in FLAGS.draws.split(",")]
+  depth = [depth_ncm(depth_embeddings(d)) for d in prepared]
   payload["depth_ncm"] = {block: [float(v) for v in np.mean([r[block] for r in depth], 0)] for block in depth[0]}
   for k in ("frontier_built", "frontier_common_norm", "ridge", "depth_ncm"):
     print(k, json.dumps(payload[k]))

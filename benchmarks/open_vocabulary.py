@@ -79,6 +79,11 @@ def real_clips() -> tuple[dict, set]:
   return {k: v for k, v in split.items() if k in have}, have
 
 
+def landmarks(k: str) -> str:
+  """The landmark file of wlasl_real's clip `k`."""
+  return os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")
+
+
 def draw_classes(split: dict, draw: int, n: int) -> list[int]:
   """The held-out classes of draw `draw`: n of those with >= 3 train clips and >= 1 val clip, seeded."""
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -168,8 +173,7 @@ def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
     pick = sorted(rng.choice(ids, min(shots, len(ids)), replace=False))
     os.makedirs(os.path.join(folder, names[str(c)]))
     for vid in pick:
-      os.symlink(os.path.join(DATA, "wlasl_real", "landmarks", f"{vid}_landmarks.npy"),
-                 os.path.join(folder, names[str(c)], f"{vid}_landmarks.npy"))
+      os.symlink(landmarks(vid), os.path.join(folder, names[str(c)], f"{vid}_landmarks.npy"))
     used += pick
   return folder, used
 
@@ -193,14 +197,14 @@ def val_predictions(workdirs, d: dict, checkpoint: str = "best"):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
-  val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
+  val = val_clips(d)
   workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
   probs, glosses = 0, None
   for workdir in workdirs:
     p = predict.Predictor(workdir, checkpoint)
     assert glosses is None or p.glosses == glosses, workdir  # the members' classes in one order
     glosses = p.glosses
-    clips = [p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")) for k in val]
+    clips = [p.load_clip(landmarks(k)) for k in val]
     probs = probs + p.predict_clips(clips) / len(workdirs)
   threshold = p.unknown_threshold if len(workdirs) == 1 else None
   wlasl100 = {names[str(v["action"][0])] for v in d["split"].values()}
@@ -211,6 +215,11 @@ def val_predictions(workdirs, d: dict, checkpoint: str = "best"):
   truth = np.array([names[str(d["split"][k]["action"][0])] for k in val])
   new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
   return probs, truth, new, glosses, threshold
+
+
+def val_clips(d: dict) -> list[str]:
+  """The video ids of the draw's val clips, of all 100 classes: what every method is scored on."""
+  return sorted(k for k, v in d["split"].items() if v["subset"] == "val")
 
 
 def base_train_clips(d: dict) -> list[str]:
@@ -226,10 +235,10 @@ def naive(d: dict, shots: int) -> dict:
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
   p = predict.Predictor(d["workdir"])
-  lm = lambda k: p.load_clip(os.path.join(DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy"))  # noqa: E731
+  lm = lambda k: p.load_clip(landmarks(k))  # noqa: E731
   _, used = signs_folder(d, shots)
   train = base_train_clips(d)
-  val = sorted(k for k, v in d["split"].items() if v["subset"] == "val")
+  val = val_clips(d)
   emb = lambda ks: class_vectors.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
   tr, va, ex = emb(train), emb(val), emb(used)
   gl = lambda ks: np.array([names[str(d["split"][k]["action"][0])] for k in ks])  # noqa: E731

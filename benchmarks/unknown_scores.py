@@ -41,10 +41,6 @@ FLAGS = flags.FLAGS
 SCORES = ("max_prob", "margin", "neg_entropy", "cos_mean", "maha", "rel_maha", "knn", "prob+rel_maha")
 
 
-def landmarks(k: str) -> str:
-  return os.path.join(ov.DATA, "wlasl_real", "landmarks", f"{k}_landmarks.npy")
-
-
 def outlier_clips() -> list[str]:
   """wlasl_real's clips outside WLASL100, without nslt_2000's test clips."""
   real = json.load(open(os.path.join(ov.DATA, "wlasl_real", "nslt_real.json"), encoding="utf-8"))
@@ -56,7 +52,7 @@ def scores(p, keys: list[str], class_means, g, train_emb):
   """{score name: (N,)} for the clips `keys` under predictor `p`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration, class_vectors  # pylint: disable=import-outside-toplevel
-  clips = [p.load_clip(landmarks(k)) for k in keys]
+  clips = [p.load_clip(ov.landmarks(k)) for k in keys]
   probs = p.predict_clips(clips)
   top = np.sort(probs, -1)
   raw = p.embed_clips(clips).mean(0).astype(np.float64)
@@ -76,9 +72,9 @@ def score_draw(d: dict, outliers: list[str]) -> dict:
   p = predict.Predictor(d["workdir"])
   split = d["split"]
   train = ov.base_train_clips(d)
-  val = sorted(k for k, v in split.items() if v["subset"] == "val")
+  val = ov.val_clips(d)
   new = np.array([split[k]["action"][0] in d["held_out"] for k in val])
-  raw = p.embed_clips([p.load_clip(landmarks(k)) for k in train]).mean(0).astype(np.float64)
+  raw = p.embed_clips([p.load_clip(ov.landmarks(k)) for k in train]).mean(0).astype(np.float64)
   emb = class_vectors.unit(raw)
   labels = np.array([split[k]["action"][0] for k in train])
   means = class_vectors.unit(np.stack([emb[labels == c].mean(0) for c in sorted(set(labels))]))

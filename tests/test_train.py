@@ -68,15 +68,17 @@ def test_learns_tiny_problem(small_data, tmp_path, matmul_dtype, mixup_prob):
 
 
 def test_determinism_and_seed(tiny_data, tmp_path):
+  """The same config twice in one process gives the same metrics; another seed, dropout generator or mixup
+  setting gives others. (A threefry run repeated in another process: test_killed_run_resumes_exactly, whose
+  resumed run must equal an uninterrupted one.)"""
   runs = {}
-  for name, seed, mixup, rng in (("a", 1, 0.0, "threefry"), ("b", 1, 0.0, "threefry"), ("c", 2, 0.0, "threefry"),
-                                 ("m", 1, 1.0, "threefry"), ("r", 1, 0.0, "rbg"), ("s", 1, 0.0, "rbg")):
+  for name, seed, mixup, rng in (("a", 1, 0.0, "threefry"), ("c", 2, 0.0, "threefry"), ("m", 1, 1.0, "threefry"),
+                                 ("r", 1, 0.0, "rbg"), ("s", 1, 0.0, "rbg")):
     train.train_and_evaluate(tiny_config(tiny_data, seed=seed, evaluate_test=False, mixup_prob=mixup,
                                          dropout_rng=rng), str(tmp_path / name))
     runs[name] = _rows(tmp_path / name)
-  assert runs["a"] == runs["b"]
+  assert runs["r"] == runs["s"]  # reproducible in one process, with the generator that is the recipe's
   assert runs["a"] != runs["c"]
-  assert runs["r"] == runs["s"]  # rbg masks are as reproducible, and other draws than threefry's
   assert all(abs(r["train_loss"] - a["train_loss"]) > 1e-4 for r, a in zip(runs["r"], runs["a"], strict=True))
   # Mixup draws from a key of its own, so it is the only difference between "a" and "m": a run that ignored
   # mixup_prob would log exactly the same training losses.

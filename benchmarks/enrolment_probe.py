@@ -14,6 +14,11 @@ examples (the flip views, as inference):
 4. the embedding at every depth of the encoder: the nearest class mean (the naive baseline: old classes' means
    from their train clips, new ones' from the examples) on each block's masked-mean-pooled frames, to see
    whether a shallower, less class-specific layer transfers better to signs never trained on.
+5. matching in time instead of pooling every frame, at the first convolution, the first Transformer block and
+   the final frames: the nearest class mean of S segment means (S = 1-4), and the nearest class or clip by
+   dynamic time warping of the frames, beside the nearest clip by the pooled cosine;
+6. built vectors (3 examples) over the embedding extended by the first convolution's 3 segment means (weights
+   0, 0.5, 1 of the embedding's norm), their scale and bias refitted on the base classes as calibration does.
 
   python benchmarks/open_vocabulary.py --train_only     # the bases, if not cached
   python benchmarks/enrolment_probe.py                  # benchmarks/results/enrolment_probe.json
@@ -138,9 +143,10 @@ def ridge_vectors(e: dict, lam: float, seed: int = 0) -> dict:
   return out
 
 
-def depth_embeddings(d: dict) -> dict:
-  """The draw's (V, N, L, H) pooled outputs of the landmark encoder's L sub-modules (in call order, those whose
-  output is frame tokens, dropout left out: the identity here) for the base train clips, the val clips and the examples, with their classes."""
+def block_outputs(d: dict, reduce) -> dict:
+  """The draw's reduce(blocks, mask) for the base train clips, the val clips and the examples (V, N, ...), with
+  their classes: `blocks` are the landmark encoder's sub-modules' outputs (B, T, H) in call order (those whose
+  output is frame tokens, dropout left out: the identity here), `mask` the clips' valid frames (B, T)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -151,17 +157,16 @@ def depth_embeddings(d: dict) -> dict:
   model, config = p.run.model, p.run.config
   names = []
 
-  def pooled_blocks(params, batch):
+  def apply(params, batch):
     _, state = model.apply({"params": params}, batch, method=model.embed, capture_intermediates=True)
-    m = batch["mask"][..., None].astype(jnp.float32)
     blocks = [(k, v["__call__"][0]) for k, v in state["intermediates"]["landmark_encoder"].items()
               if "__call__" in v and v["__call__"][0].ndim == 3 and not k.startswith("Dropout")]
     names[:] = [k for k, _ in blocks]
-    return jnp.stack([(t * m).sum(1) / jnp.maximum(m.sum(1), 1.0) for _, t in blocks], 1)
+    return reduce([t for _, t in blocks], batch["mask"].astype(jnp.float32))
 
   features = landmark_features.FeatureConfig.from_config(config)
   p._embed = jax.jit(lambda params, data, idx: inference._apply_views(  # pylint: disable=protected-access
-      model, params, data, idx, config.num_frames, features, bool(config.tta_flip), p.run.visual_norm, pooled_blocks))
+      model, params, data, idx, config.num_frames, features, bool(config.tta_flip), p.run.visual_norm, apply))
   split = d["split"]
   _, used = ov.signs_folder(d, SHOTS)
   keys = {"train": ov.base_train_clips(d), "val": ov.val_clips(d), "examples": sorted(used)}
@@ -169,6 +174,16 @@ def depth_embeddings(d: dict) -> dict:
          for name, ks in keys.items()}
   out.update({f"{name}_class": np.array([split[k]["action"][0] for k in ks]) for name, ks in keys.items()})
   return {**out, "blocks": list(names), "held": list(d["held_out"])}
+
+
+def depth_embeddings(d: dict) -> dict:
+  """(V, N, L, H): the masked mean of each of the encoder's L blocks' frame tokens."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  def pooled(blocks, mask):
+    m = mask[..., None]
+    return jnp.stack([(t * m).sum(1) / jnp.maximum(m.sum(1), 1.0) for t in blocks], 1)
+  return block_outputs(d, pooled)
 
 
 def depth_ncm(e: dict) -> dict:
@@ -187,6 +202,113 @@ def depth_ncm(e: dict) -> dict:
     new = np.isin(e["val_class"], e["held"])
     out[block] = (float(correct[new].mean()), float(correct[~new].mean()))
   return out
+
+
+TEMPORAL_BLOCKS = (2, 3, -1)  # the first convolution's, the first Transformer block's and the final frame tokens
+EXTENDED_WEIGHTS = (0.5, 1.0)  # the weight of the first convolution's 3 segments in the extended embedding
+
+
+def temporal_embeddings(d: dict, block: int = -1) -> dict:
+  """(V, N, T, H + 1): a block's frame tokens (-1: the final ones, which the embedding pools), the mask last."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  return block_outputs(d, lambda blocks, mask: jnp.concatenate([blocks[block], mask[..., None]], -1))
+
+
+def segment_means(frames: np.ndarray, segments: int) -> np.ndarray:
+  """(..., T, H + 1) frames with their mask last -> (..., S, H): the unit means of S equal parts of each clip's
+  valid frames, in order."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  x, m = frames[..., :-1], frames[..., -1]
+  rank = np.cumsum(m, -1) - 1
+  part = np.floor(rank / np.maximum(m.sum(-1, keepdims=True), 1) * segments).clip(0, segments - 1)
+  out = [class_vectors.unit((((part == s) * m)[..., None] * x).sum(-2)) for s in range(segments)]
+  return np.stack(out, -2)
+
+
+def dtw_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """(N, T, H + 1), (M, T, H + 1) frames with their masks -> (N, M): the dynamic-time-warping cost of the cosine
+  distances of unit frames, steps (1, 0), (0, 1), (1, 1), over the valid frames, divided by n + m."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  ua, ub = class_vectors.unit(a[..., :-1]), class_vectors.unit(b[..., :-1])
+  na, nb = a[..., -1].sum(-1).astype(int), b[..., -1].sum(-1).astype(int)
+
+  @jax.jit
+  def run(ua, ub, na, nb):
+    cost = 1.0 - jnp.einsum("nth,msh->nmts", ua, ub)  # (N, M, T, T)
+    t = cost.shape[-1]
+
+    def row(prev, c):  # prev: (N, M, T) the accumulated costs of row i - 1
+      def cell(left, j):
+        up, diag = prev[..., j], jnp.where(j > 0, prev[..., jnp.maximum(j - 1, 0)], jnp.inf)
+        v = c[..., j] + jnp.minimum(jnp.minimum(up, diag), left)
+        return v, v
+      _, cur = jax.lax.scan(cell, jnp.full(c.shape[:-1], jnp.inf), jnp.arange(t))
+      return jnp.moveaxis(cur, 0, -1), jnp.moveaxis(cur, 0, -1)
+
+    first = jnp.cumsum(cost[:, :, 0], -1)
+    _, rows = jax.lax.scan(row, first, jnp.moveaxis(cost[:, :, 1:], 2, 0))
+    acc = jnp.concatenate([first[None], rows], 0)  # (T, N, M, T)
+    end = acc[na[:, None] - 1, jnp.arange(na.shape[0])[:, None], jnp.arange(nb.shape[0])[None], nb[None] - 1]
+    return end / (na[:, None] + nb[None])
+  return np.asarray(run(jnp.asarray(ua, jnp.float32), jnp.asarray(ub, jnp.float32), jnp.asarray(na), jnp.asarray(nb)))
+
+
+def temporal_ncm(e: dict) -> dict:
+  """New / old top-1 of matching the final block's frames in time instead of pooling them all: the nearest class
+  mean of S-part segment means (S = 1 is the embedding's pooling), and the nearest class by dynamic time warping
+  of the frames (the mean and the least distance to a class's clips) beside the nearest clip by the pooled
+  cosine. Old classes from their train clips, new ones from the examples; views averaged."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  refs = {c: ("examples" if c in e["held"] else "train") for c in sorted(set(e["train_class"]) | set(e["examples_class"]))}
+  classes = np.array(list(refs))
+  new = np.isin(e["val_class"], e["held"])
+  top1 = lambda score: (lambda ok: (float(ok[new].mean()), float(ok[~new].mean())))(  # noqa: E731
+      classes[score.argmax(-1)] == e["val_class"])
+  out = {}
+  for segments in (1, 2, 3, 4):
+    seg = {k: segment_means(e[k], segments) for k in ("train", "examples", "val")}
+    protos = np.stack([class_vectors.unit(class_vectors.unit(
+        seg[src][:, e[f"{src}_class"] == c].reshape(-1, segments, seg[src].shape[-1])).mean(0)) for c, src in refs.items()])
+    out[f"segments_{segments}"] = top1(np.einsum("vnsh,csh->nc", seg["val"], protos) / (seg["val"].shape[0] * segments))
+  pooled = {k: segment_means(e[k], 1)[..., 0, :] for k in ("train", "examples", "val")}
+  dist, cos = {}, {}
+  for src in ("train", "examples"):
+    dist[src] = np.mean([dtw_distances(e["val"][v], e[src][v]) for v in range(e["val"].shape[0])], 0)
+    cos[src] = np.einsum("vnh,vmh->nm", pooled["val"], pooled[src]) / pooled["val"].shape[0]
+  per_class = lambda m, f: np.stack([f(m[refs[c]][:, e[f"{refs[c]}_class"] == c]) for c in classes], -1)  # noqa: E731
+  m = {"dtw": {s: -dist[s] for s in dist}, "cos": cos}
+  out["dtw_class_mean"] = top1(per_class(m["dtw"], lambda x: x.mean(-1)))
+  out["dtw_nearest_clip"] = top1(per_class(m["dtw"], lambda x: x.max(-1)))
+  out["pooled_nearest_clip"] = top1(per_class(m["cos"], lambda x: x.max(-1)))
+  out["pooled_class_mean_cos"] = top1(per_class(m["cos"], lambda x: x.mean(-1)))
+  return out
+
+
+def extended_built(e: dict, frames: dict, weight: float, segments: int = 3) -> tuple[float, float]:
+  """(new, old) top-1 of built vectors (3 examples) over the embedding extended by `weight` times its typical norm
+  times the unit concatenation of a block's `segments` segment means (`frames`: temporal_embeddings of the same
+  draw); the trained classes' vectors get zeros there, and the scale and bias are refitted on the base classes'
+  val clips (class_vectors.fit_scales, as calibration does)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  seg = {k: class_vectors.unit(segment_means(frames[k], segments).reshape(*frames[k].shape[:2], -1))
+         for k in ("train", "val", "examples")}
+  r = float(np.linalg.norm(e["val"], axis=-1).mean())
+  ext = {k: np.concatenate([e[k], weight * r * seg[k]], -1) for k in ("train", "val")}
+  examples = {c: np.concatenate([e["examples"][c], weight * r * seg["examples"][:, frames["examples_class"] == c]], -1)
+              for c in e["held"]}
+  kernel = np.concatenate([e["kernel"], np.zeros((seg["val"].shape[-1], e["kernel"].shape[1]))], 0)
+  known = e["val_col"] >= 0
+  scales = class_vectors.fit_scales(ext["train"], e["train_col"], ext["val"][:, known], e["val_col"][known],
+                                    {"kernel": kernel, "bias": e["bias"]})
+  grown = dict(e, val=ext["val"], kernel=kernel, examples=examples, scales=scales)
+  correct, new, *_ = scored(grown, built(grown))
+  return float(correct[new].mean()), float(correct[~new].mean())
 
 
 def main(argv):
@@ -212,7 +334,17 @@ def main(argv):
              "ridge": {str(lam): list(mean_top1(draws, lambda e, lam=lam: ridge_vectors(e, lam))) for lam in RIDGE}}
   depth = [depth_ncm(depth_embeddings(d)) for d in prepared]
   payload["depth_ncm"] = {block: [float(v) for v in np.mean([r[block] for r in depth], 0)] for block in depth[0]}
-  for k in ("frontier_built", "frontier_common_norm", "ridge", "depth_ncm"):
+  payload["temporal_ncm"], extended = {}, []
+  for block in TEMPORAL_BLOCKS:
+    frames = [temporal_embeddings(d, block) for d in prepared]
+    temporal = [temporal_ncm(f) for f in frames]
+    payload["temporal_ncm"][frames[0]["blocks"][block]] = {
+        k: [float(v) for v in np.mean([r[k] for r in temporal], 0)] for k in temporal[0]}
+    if block == TEMPORAL_BLOCKS[0]:
+      extended = {str(w): [float(v) for v in np.mean([extended_built(e, f, w) for e, f in zip(draws, frames)], 0)]
+                  for w in (0.0, *EXTENDED_WEIGHTS)}
+  payload["extended_built"] = extended
+  for k in ("frontier_built", "frontier_common_norm", "ridge", "depth_ncm", "temporal_ncm", "extended_built"):
     print(k, json.dumps(payload[k]))
   print("wrote", common.save("enrolment_probe", payload))
 

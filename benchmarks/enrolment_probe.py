@@ -186,19 +186,22 @@ def depth_embeddings(d: dict) -> dict:
   return block_outputs(d, pooled)
 
 
+def class_sources(e: dict) -> dict:
+  """{class: where its clips are}, in class order: a held-out class's in "examples", a base class's in "train"."""
+  return {c: ("examples" if c in e["held"] else "train") for c in sorted(set(e["train_class"]) | set(e["examples_class"]))}
+
+
 def depth_ncm(e: dict) -> dict:
   """{block: (new top-1, old top-1)} of the nearest class mean on each block's pooled output."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
   out = {}
+  refs = class_sources(e)
+  classes = np.array(list(refs))
   for j, block in enumerate(e["blocks"]):
-    means, classes = [], []
-    for c in sorted(set(e["train_class"]) | set(e["examples_class"])):
-      src = "examples" if c in e["held"] else "train"
-      means.append(class_vectors.prototype(e[src][:, e[f"{src}_class"] == c, j]))
-      classes.append(c)
+    means = [class_vectors.prototype(e[src][:, e[f"{src}_class"] == c, j]) for c, src in refs.items()]
     sims = (class_vectors.unit(e["val"][:, :, j]) @ np.stack(means).T).mean(0)
-    correct = np.array(classes)[sims.argmax(-1)] == e["val_class"]
+    correct = classes[sims.argmax(-1)] == e["val_class"]
     new = np.isin(e["val_class"], e["held"])
     out[block] = (float(correct[new].mean()), float(correct[~new].mean()))
   return out
@@ -208,10 +211,14 @@ TEMPORAL_BLOCKS = (2, 3, -1)  # the first convolution's, the first Transformer b
 EXTENDED_WEIGHTS = (0.5, 1.0)  # the weight of the first convolution's 3 segments in the extended embedding
 
 
-def temporal_embeddings(d: dict, block: int = -1) -> dict:
-  """(V, N, T, H + 1): a block's frame tokens (-1: the final ones, which the embedding pools), the mask last."""
+def temporal_embeddings(d: dict, blocks=TEMPORAL_BLOCKS) -> list[dict]:
+  """For each of `blocks` (indices; -1: the final frames, which the embedding pools), the draw's frame tokens
+  with the mask last, (V, N, T, H + 1), from one pass over the clips."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  return block_outputs(d, lambda blocks, mask: jnp.concatenate([blocks[block], mask[..., None]], -1))
+  out = block_outputs(d, lambda tokens, mask: jnp.stack([jnp.concatenate([tokens[b], mask[..., None]], -1)
+                                                         for b in blocks], 1))
+  return [{**out, **{k: out[k][:, :, i] for k in ("train", "val", "examples")}, "block": out["blocks"][b]}
+          for i, b in enumerate(blocks)]
 
 
 def segment_means(frames: np.ndarray, segments: int) -> np.ndarray:
@@ -258,13 +265,13 @@ def dtw_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def temporal_ncm(e: dict) -> dict:
-  """New / old top-1 of matching the final block's frames in time instead of pooling them all: the nearest class
-  mean of S-part segment means (S = 1 is the embedding's pooling), and the nearest class by dynamic time warping
+  """New / old top-1 of matching a block's frames in time instead of pooling them all: the nearest class
+  mean of S-part segment means (S = 1 is the block's pooling), and the nearest class by dynamic time warping
   of the frames (the mean and the least distance to a class's clips) beside the nearest clip by the pooled
   cosine. Old classes from their train clips, new ones from the examples; views averaged."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
-  refs = {c: ("examples" if c in e["held"] else "train") for c in sorted(set(e["train_class"]) | set(e["examples_class"]))}
+  refs = class_sources(e)
   classes = np.array(list(refs))
   new = np.isin(e["val_class"], e["held"])
   top1 = lambda score: (lambda ok: (float(ok[new].mean()), float(ok[~new].mean())))(  # noqa: E731
@@ -334,16 +341,15 @@ def main(argv):
              "ridge": {str(lam): list(mean_top1(draws, lambda e, lam=lam: ridge_vectors(e, lam))) for lam in RIDGE}}
   depth = [depth_ncm(depth_embeddings(d)) for d in prepared]
   payload["depth_ncm"] = {block: [float(v) for v in np.mean([r[block] for r in depth], 0)] for block in depth[0]}
-  payload["temporal_ncm"], extended = {}, []
-  for block in TEMPORAL_BLOCKS:
-    frames = [temporal_embeddings(d, block) for d in prepared]
-    temporal = [temporal_ncm(f) for f in frames]
-    payload["temporal_ncm"][frames[0]["blocks"][block]] = {
+  frames = [temporal_embeddings(d) for d in prepared]  # per draw, one entry per block of TEMPORAL_BLOCKS
+  payload["temporal_ncm"] = {}
+  for per_block in zip(*frames):
+    temporal = [temporal_ncm(f) for f in per_block]
+    payload["temporal_ncm"][per_block[0]["block"]] = {
         k: [float(v) for v in np.mean([r[k] for r in temporal], 0)] for k in temporal[0]}
-    if block == TEMPORAL_BLOCKS[0]:
-      extended = {str(w): [float(v) for v in np.mean([extended_built(e, f, w) for e, f in zip(draws, frames)], 0)]
-                  for w in (0.0, *EXTENDED_WEIGHTS)}
-  payload["extended_built"] = extended
+  payload["extended_built"] = {  # over the first convolution's segments (TEMPORAL_BLOCKS[0])
+      str(w): [float(v) for v in np.mean([extended_built(e, f[0], w) for e, f in zip(draws, frames)], 0)]
+      for w in (0.0, *EXTENDED_WEIGHTS)}
   for k in ("frontier_built", "frontier_common_norm", "ridge", "depth_ncm", "temporal_ncm", "extended_built"):
     print(k, json.dumps(payload[k]))
   print("wrote", common.save("enrolment_probe", payload))

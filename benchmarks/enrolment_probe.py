@@ -49,6 +49,7 @@ RIDGE = (1e-3, 1e-2, 1e-1)
 def embeddings(d: dict) -> dict:
   """The draw's embeddings (V, N, E) and facts, under its seed-1 base."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   p = predict.Predictor(d["workdir"])
   names, split = ov.class_names(d), d["split"]
@@ -60,10 +61,13 @@ def embeddings(d: dict) -> dict:
   column = lambda ks: np.array([glosses.index(names[str(split[k]["action"][0])]) if names[str(split[k]["action"][0])]  # noqa: E731
                                 in glosses else -1 for k in ks])
   head = p.run.params["head"]["logits"]
+  kernel = np.asarray(head["kernel"], np.float64)
+  if "log_scale" in head:  # a cosine layer (its embeddings are unit vectors): the Dense layer it equals
+    kernel = np.exp(float(head["log_scale"])) * class_vectors.unit(kernel.T).T
   return {"train": emb(train), "train_col": column(train), "val": emb(val),
           "val_class": np.array([split[k]["action"][0] for k in val]), "val_col": column(val),
           "examples": {c: emb([k for k in used if split[k]["action"][0] == c]) for c in d["held_out"]},
-          "kernel": np.asarray(head["kernel"], np.float64), "bias": np.asarray(head["bias"], np.float64),
+          "kernel": kernel, "bias": np.asarray(head["bias"], np.float64),
           "scales": p.run.calibration["enrol"], "held": list(d["held_out"])}
 
 

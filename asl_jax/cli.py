@@ -567,7 +567,10 @@ Your own signs: a new run that knows a base run's signs plus yours, from a few e
 
 SIGNS/<gloss>/ holds one sign's examples: landmark .npy files (any supported layout) or videos (extracted
 with MediaPipe, `make extract-env`). A gloss the base knows is refined with its examples. Examples that
-cannot be used are one line each; the others are enrolled and the exit status is 3.
+cannot be used are one line each; the others are enrolled and the exit status is 3. Each sign is then
+checked: with 2 or more examples, is each one recognised when its sign is built from the others alone?
+A sign with fewer than half recognised gets a `warning:` line naming the signs they were taken for (and is
+listed as "unsure" in the JSON line); each sign's line also names the sign the run would take it for without it.
 """
 
 
@@ -598,7 +601,8 @@ def enroll_main(argv=None):
       print(f"skipped: {line}", file=sys.stderr)
     print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "added": result["added"],
                       "refined": result["refined"], "examples": result["examples"],
-                      "skipped": len(result["problems"])}))
+                      "skipped": len(result["problems"]),
+                      "unsure": [g for g, r in result["check"].items() if enroll.unsure(r)]}))
     if result["problems"]:
       say(f"{len(result['problems'])} example(s) or folder(s) skipped (the lines above); the rest is enrolled")
       sys.exit(3)

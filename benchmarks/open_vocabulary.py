@@ -279,8 +279,28 @@ def score_draw(d: dict) -> dict:
     row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
                             "new_top10": ranked["top10"], "new_mrr": ranked["mrr"], "new_dcg": ranked["dcg"],
                             "seconds": seconds, "naive": naive(d, shots)}
+    if len(outs) == 1:
+      row[f"enrol{shots}"]["check"] = check_against_val(outs[0], truth, correct)
   print(json.dumps(row), flush=True)
   return row
+
+
+def check_against_val(enrolled: str, truth, correct) -> dict:
+  """Does asl-enroll's check of a sign's examples (asl_jax.serving.enroll: each example tried with the sign
+  built from the others; the sign the run would take them for without it) foretell how its val clips fare?
+  Per enrolled sign: the check and its val clips' top-1; and the val top-1 of the clips of the signs it
+  warned about against the others'."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+  check = RunDir(enrolled).enrolled()["check"]
+  signs = {g: {**r, "val_clips": int((truth == g).sum()), "val_correct": int(correct[truth == g].sum())}
+           for g, r in check.items()}
+  warned = np.isin(truth, [g for g, r in check.items() if enroll.unsure(r)])
+  clear = np.isin(truth, [g for g, r in check.items() if not enroll.unsure(r)])
+  top1 = lambda m: float(correct[m].mean()) if m.any() else None  # noqa: E731
+  return {"signs": signs, "warned_signs": int(sum(enroll.unsure(r) for r in check.values())),
+          "warned_val_top1": top1(warned), "clear_val_top1": top1(clear)}
 
 
 def retrain_draw(d: dict) -> dict:

@@ -200,8 +200,8 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   test_logits, test_labels = sample(400)
   t = calibration.fit_temperature(fit_logits, fit_labels)
   assert 3.0 < t < 5.3, t
-  before = calibration.expected_calibration_error(calibration._mean_probs(test_logits, 1.0), test_labels)
-  after = calibration.expected_calibration_error(calibration._mean_probs(test_logits, t), test_labels)
+  before = calibration.expected_calibration_error(calibration.mean_probs(test_logits, 1.0), test_labels)
+  after = calibration.expected_calibration_error(calibration.mean_probs(test_logits, t), test_labels)
   assert after < before / 2, (before, after)
   assert calibration.nll(test_logits, test_labels, t) < calibration.nll(test_logits, test_labels, 1.0)
   # The threshold accepts the asked share of known scores.
@@ -366,3 +366,49 @@ def test_a_base_whose_last_layer_is_on_the_pooled_output_enrols(held_out_setup, 
   head = {k: np.asarray(v) for k, v in p.run.params["head"]["logits"].items()}
   np.testing.assert_allclose(export.head_probs(emb[:, 0], head, float(p.run.model.temperature)),
                              p.predict_clips([p.load_clip(clip)])[0], atol=1e-5)
+
+
+def test_the_check_names_a_sign_that_duplicates_or_mixes_known_ones(held_out_setup, tmp_path):
+  """Each enrolled sign is checked on its own examples. 'twin', made of a known sign's train clips, is what
+  the run would take for that sign without it; 'muddle', one clip each of three known signs, gets a warning
+  naming them, as each left-out example is taken for its own sign; 'echo', three recordings of one clip, is
+  recognised when each is left out; 'once' has one example, which cannot be tried on another."""
+  signs = tmp_path / "signs"
+  known = sorted(held_out_setup["known"])
+  data_dir = held_out_setup["data"]["data_dir"]
+  split = json.load(open(os.path.join(data_dir, held_out_setup["data"]["subset"]), encoding="utf-8"))
+  names = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(data_dir, "wlasl_class_list.txt"),
+                                                                 encoding="utf-8"))
+  train_clips = lambda gloss: sorted(  # noqa: E731
+      os.path.join(data_dir, "landmarks", f"{k}_landmarks.npy") for k, v in split.items()
+      if v["subset"] == "train" and names[str(v["action"][0])] == gloss)
+  twin_of, mixed = known[0], known[1:4]
+  held = sorted(held_out_setup["held"])
+  folders = {"twin": train_clips(twin_of)[:3], "muddle": [train_clips(g)[0] for g in mixed],
+             "echo": [os.path.join(held_out_setup["signs"], held[0], f) for f in
+                      sorted(os.listdir(os.path.join(held_out_setup["signs"], held[0])))[:1]] * 3,
+             "once": [os.path.join(held_out_setup["signs"], held[1], f) for f in
+                      sorted(os.listdir(os.path.join(held_out_setup["signs"], held[1])))[:1]]}
+  for gloss, files in folders.items():  # twin and muddle in one enrolment, echo and once in another
+    (signs / ("a" if gloss in ("twin", "muddle") else "b") / gloss).mkdir(parents=True)
+    for i, f in enumerate(files):
+      shutil.copy(f, signs / ("a" if gloss in ("twin", "muddle") else "b") / gloss / f"{i}_{os.path.basename(f)}")
+  lines, check = [], {}
+  for part in "ab":
+    result = enroll.enroll(held_out_setup["base"], str(signs / part), str(tmp_path / part), say=lines.append)
+    check.update(result["check"])
+  assert sorted(check) == sorted(folders)
+  base = predict.Predictor(held_out_setup["base"])
+  twin_probs = base.predict_clips([base.load_clip(f) for f in folders["twin"]]).mean(0)
+  assert check["twin"]["closest"] == base.glosses[int(twin_probs.argmax())] == twin_of, (check["twin"], lines)
+  assert check["twin"]["closest_prob"] > 0.5, check["twin"]
+  assert check["muddle"]["recognised_left_out"] == 0 and sorted(check["muddle"]["left_out_taken_for"]) == mixed
+  warning = [line for line in lines if line.startswith("warning: ")]
+  assert len(warning) == 1 and warning[0].startswith("warning: muddle: 0 of its 3 examples recognised"), lines
+  assert all(g in warning[0] for g in mixed), warning
+  assert check["echo"]["recognised_left_out"] == 3 and not check["echo"]["left_out_taken_for"], check["echo"]
+  assert any(line.startswith("check: echo: each of its 3 examples is recognised") for line in lines), lines
+  assert check["once"]["examples"] == 1 and check["once"]["recognised_left_out"] == 0, check["once"]
+  assert any(line.startswith("check: once: one example, which cannot be tried") for line in lines), lines
+  # The check is kept in the new run's record.
+  assert RunDir(str(tmp_path / "a")).enrolled()["check"] == {g: check[g] for g in ("muddle", "twin")}

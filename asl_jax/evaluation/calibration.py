@@ -25,7 +25,7 @@ DEFAULT_ACCEPT = 0.95
 ECE_BINS = 10
 
 
-def _mean_probs(view_logits: np.ndarray, temperature: float) -> np.ndarray:
+def mean_probs(view_logits: np.ndarray, temperature: float) -> np.ndarray:
   """(V, N, C) logits -> (N, C) the views' mean of softmax(logits / T)."""
   z = view_logits.astype(np.float64) / temperature
   z = z - z.max(-1, keepdims=True)
@@ -34,7 +34,7 @@ def _mean_probs(view_logits: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def nll(view_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-  p = _mean_probs(view_logits, temperature)
+  p = mean_probs(view_logits, temperature)
   return float(-np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-30)).mean())
 
 
@@ -178,7 +178,7 @@ def fit(view_logits: np.ndarray, labels: np.ndarray, step: int, accept: float = 
   """The calibration of a run from its held-out clips' per-view logits (V, N, C) and labels."""
   labels = np.asarray(labels)
   t = fit_temperature(view_logits, labels)
-  before, after = _mean_probs(view_logits, 1.0), _mean_probs(view_logits, t)
+  before, after = mean_probs(view_logits, 1.0), mean_probs(view_logits, t)
   return {"temperature": t, "unknown_score": UNKNOWN_SCORE,
           "unknown_threshold": fit_threshold(unknown_scores(after), accept), "accept": accept,
           "fitted_on": fitted_on, "clips": int(len(labels)), "step": int(step),

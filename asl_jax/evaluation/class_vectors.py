@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from asl_jax.evaluation import calibration
+
 SHOTS = (1, 2, 3, 5)  # example counts the scale and bias are fitted for (more examples use the largest)
 _SCALE_GRID = np.exp(np.linspace(np.log(0.5), np.log(200.0), 36))
 _BIAS_GRID = np.linspace(-15.0, 10.0, 51)
@@ -126,3 +128,31 @@ def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_ne
   new = dict(params)
   new["head"] = {**params["head"], "logits": {**head, "kernel": kernel, "bias": bias}}
   return new
+
+
+def check_examples(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_new: int,
+                   examples: dict[int, np.ndarray], scales: dict, temperature: float) -> dict[int, dict]:
+  """What a signer should know about each enrolled sign before relying on it: whether its examples are told
+  apart from the other signs. `examples[c]` holds the (V, k, E) embeddings of class c's examples, from which
+  `columns[c]` was built (the rest as for `grow_head`); probabilities are the views' mean of the calibrated
+  softmax, as the run predicts.
+  - "left_out" (k >= 2): each example's top-1 class when c's vector is built from the other k - 1 examples
+    alone, as if the example were a new clip of the sign;
+  - "closest", "closest_prob": the class the run would take c's examples for without c (the highest mean
+    probability over them with c's logit left out), and that probability.
+  Returns {c: {"examples": k, "left_out": [classes], "closest": class, "closest_prob": p}}."""
+  head = grow_head(params, columns, num_new)["head"]["logits"]
+  out = {}
+  for c, emb in examples.items():
+    k = int(emb.shape[1])
+    logits = head_logits(emb, head)
+    logits[..., c] = -np.inf  # what the run would take the examples for without this sign
+    probs = calibration.mean_probs(logits, temperature).mean(0)  # (C,)
+    closest = int(np.argmax(probs))
+    left_out = []
+    for i in range(k if k >= 2 else 0):
+      rebuilt = grow_head(params, {**columns, c: class_vector(np.delete(emb, i, axis=1), scales)}, num_new)
+      p = calibration.mean_probs(head_logits(emb[:, i:i + 1], rebuilt["head"]["logits"]), temperature)[0]
+      left_out.append(int(np.argmax(p)))
+    out[c] = {"examples": k, "left_out": left_out, "closest": closest, "closest_prob": float(probs[closest])}
+  return out

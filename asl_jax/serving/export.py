@@ -39,7 +39,7 @@ import numpy as np
 from asl_jax import atomic
 from asl_jax.data import clip_prep, input_pipeline, layouts
 from asl_jax.errors import ConfigError, ExportError, MissingDependencyError
-from asl_jax.evaluation import class_vectors, inference
+from asl_jax.evaluation import calibration, class_vectors, inference
 from asl_jax.runs.restore import load_run
 
 EXPORT_FILE = "model.jax_export"
@@ -333,10 +333,7 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
 def head_probs(emb: np.ndarray, head: dict, temperature: float) -> np.ndarray:
   """(C,) probabilities from one clip's (V, E) embeddings through the last layer: the mean over views of
   softmax(logits / T), as the page computes them (web/src/enrol.js, classify)."""
-  logits = class_vectors.head_logits(emb, head) / temperature  # (V, C)
-  logits = logits - logits.max(-1, keepdims=True)
-  p = np.exp(logits)
-  return (p / p.sum(-1, keepdims=True)).mean(0)
+  return calibration.mean_probs(class_vectors.head_logits(emb, head)[:, None], temperature)[0]
 
 
 def _check_head(run, head: dict, emb: np.ndarray, probs: np.ndarray) -> None:

@@ -116,6 +116,52 @@ def test_a_recording_keeps_exactly_one_sign(tmp_path):
   assert cut(two) == {"error": "The recording holds 2 signs: record one sign at a time. Nothing was kept."}
 
 
+@needs_node
+@pytest.mark.parametrize("kind", ["dense", "cosine"])
+def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
+  """The page checks each sign on its own examples with asl-enroll's arithmetic (web/src/enrol.js Head.check
+  against class_vectors.check_examples), on a small last layer: 'twin' lies on a known class, 'muddle' one
+  example on each of three, 'fresh' off them all, and 'book' refines a known class from one example."""
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  e, c, v = 12, 6, 2
+  kernel, bias = rng.normal(0, 1, (e, c)), rng.normal(0, 0.1, c)
+  glosses = ["book", "cow", "deaf", "letter", "tell", "go"]
+  enrol = {"shots": [1, 2, 3, 5], "scale": [4.0, 5.0, 6.0, 7.0], "bias": [-1.0, -0.5, 0.0, 0.2], "embedding_norm": 1.0}
+  near = lambda w, n: np.stack([[w / np.linalg.norm(w) * 3 + rng.normal(0, 0.4, e) for _ in range(v)]  # noqa: E731
+                                for _ in range(n)], 1)  # (V, n, E)
+  signs = {"twin": near(kernel[:, 1], 3),
+           "muddle": np.concatenate([near(kernel[:, j], 1) for j in (2, 3, 4)], 1),
+           "fresh": near(rng.normal(0, 1, e), 2), "book": near(kernel[:, 0], 1)}
+  head = {"kernel": kernel, "bias": bias}
+  if kind == "cosine":
+    head["log_scale"] = np.log(8.0)
+    signs = {g: x / np.linalg.norm(x, axis=-1, keepdims=True) for g, x in signs.items()}
+  all_glosses = glosses + [g for g in signs if g not in glosses]
+  columns = {all_glosses.index(g): class_vectors.class_vector(x, enrol) for g, x in signs.items()}
+  python = class_vectors.check_examples({"head": {"logits": head}}, columns, len(all_glosses) - c,
+                                        {all_glosses.index(g): x for g, x in signs.items()}, enrol, 0.7)
+  case = {"meta": {"head": {"embedding_dim": e, "num_classes": c, "kind": kind, "file": "head.bin",
+                            "log_scale": float(head.get("log_scale", 0.0))},
+                   "temperature": 0.7, "enrol": enrol, "refine_weight": class_vectors.REFINE_WEIGHT, "glosses": glosses},
+          "raw": list(np.r_[kernel.ravel(), bias]), "views": v,
+          "signs": [{"gloss": g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])]} for g, x in signs.items()]}
+  (tmp_path / "case.json").write_text(json.dumps(case))
+  out = subprocess.run([NODE, os.path.join(WEB, "tools", "check.mjs"), str(tmp_path / "case.json")],
+                       capture_output=True, text=True, timeout=60, check=True)
+  page = json.loads(out.stdout)
+  for g, x in signs.items():
+    r = python[all_glosses.index(g)]
+    want = (r["examples"], [all_glosses[o] for o in r["left_out"]], all_glosses[r["closest"]])
+    got = page[g]
+    assert (got["examples"], [g] * got["recognised"] + got["takenFor"], got["closest"]) == (
+        want[0], sorted(want[1], key=lambda o: o != g), want[2]), (kind, g, got, r)
+    assert abs(got["closestProb"] - r["closest_prob"]) < 1e-5, (kind, g, got, r)  # the page keeps float32
+  # The case exercises both outcomes: twin's and muddle's left-out examples go to the classes they lie on.
+  assert page["muddle"]["takenFor"] == ["deaf", "letter", "tell"] and page["muddle"]["recognised"] == 0
+  assert page["twin"]["closest"] == "cow" and page["fresh"]["recognised"] == 2
+
+
 # --------------------------------------------------------------------------------------------- browser
 
 @pytest.fixture(scope="module")
@@ -351,6 +397,20 @@ def test_signs_imported_into_a_fresh_profile_and_every_message(site, signs_file,
                                         {"gloss": "book", "examples": 1, "known": True}]
   assert imported["list"][1].startswith("book 1 example (refines the model's sign)")
   assert imported["enrol"]["glosses"] == 101  # one new gloss; "book" is refined, not added
+  # Each sign is checked on its own examples as asl-enroll checks the same file (the page's embeddings are the
+  # ONNX model's, so the probabilities agree to a few 1e-5).
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+  python = enroll.enroll(pretrained.resolve("wlasl100"), str(signs_file), str(tmp_path / "enrolled"),
+                         say=lambda m: None)["check"]
+  page = imported["enrol"]["checks"]
+  assert set(page) == set(python) == {"grandma", "book"}
+  for g, r in python.items():
+    assert (page[g]["examples"], page[g]["recognised"], page[g]["takenFor"], page[g]["closest"]) == (
+        r["examples"], r["recognised_left_out"], r["left_out_taken_for"], r["closest"]), (g, page[g], r)
+    assert abs(page[g]["closestProb"] - r["closest_prob"]) < 1e-3, (g, page[g], r)
+  note = "recognised from the others"
+  assert (note in imported["list"][0]) == (python["grandma"]["examples"] >= 2) and note not in imported["list"][1]
   doc, mine = json.loads(again.read_text()), json.loads(signs_file.read_text())
   assert [(s["gloss"], [e["landmarks"] for e in s["examples"]]) for s in doc["signs"]] == [
       (s["gloss"], [e["landmarks"] for e in s["examples"]]) for s in mine["signs"]]

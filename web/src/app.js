@@ -11,7 +11,7 @@
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
 import { Recognizer, assembleFrame, label } from "./recognizer.js";
-import { DIM, Head, SignStore, checkGloss, classVector, cutExample, MAX_EXAMPLES } from "./enrol.js";
+import { DIM, Head, SignStore, checkGloss, checkNote, classVector, cutExample, MAX_EXAMPLES, unsure } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -209,8 +209,11 @@ class Enrolment {
     const signs = this.store.list().filter((r) => this.embs.get(r.gloss)?.length).map((r) => (
       { gloss: r.gloss, vector: classVector(this.embs.get(r.gloss), this.views, head.dim, head.enrol) }));
     const glosses = head.setSigns(signs);
+    // Each sign checked on its own examples, as asl-enroll does (enroll.check_lines).
+    this.checks = new Map(signs.map((s) => [s.gloss, head.check(signs, s.gloss, this.embs.get(s.gloss), this.views)]));
     status.enrol.signs = this.store.list().map((r) => ({ gloss: r.gloss, examples: r.examples.length,
                                                          known: head.baseGlosses.includes(r.gloss) }));
+    status.enrol.checks = Object.fromEntries(this.checks);
     status.enrol.glosses = glosses.length;
     const added = head.added.length, refined = head.refined.length;
     $("yours").textContent = added || refined ? `; yours: ${added} new sign${added === 1 ? "" : "s"}` +
@@ -234,6 +237,13 @@ class Enrolment {
       count.textContent = ` ${rec.examples.length} example${rec.examples.length === 1 ? "" : "s"}` +
           (this.model.head.baseGlosses.includes(rec.gloss) ? " (refines the model's sign)" : "");
       li.appendChild(count);
+      const check = this.checks?.get(rec.gloss);
+      if (check && check.examples >= 2) {
+        const note = document.createElement("span");
+        note.className = unsure(check) ? "check unsure" : "check";
+        note.textContent = checkNote(check);
+        li.appendChild(note);
+      }
       rec.examples.forEach((_, i) => {
         const b = document.createElement("button");
         b.className = "remove-example";
@@ -286,8 +296,10 @@ class Enrolment {
     await this.embedNew();
     const known = this.model.head.baseGlosses.includes(gloss);
     const n = rec.examples.length;
+    const check = this.checks?.get(gloss);
     this.say(isNew ? `Added "${gloss}" from one example (${t} frames)` + (known ? `: the model knows "${gloss}", and your examples refine it.` : ".")
-                   : `Added example ${n} to "${gloss}", which now has ${n} examples.`);
+                   : `Added example ${n} to "${gloss}", which now has ${n} examples.` +
+                     (check && unsure(check) ? ` Only ${check.recognised} of them ${check.recognised === 1 ? "is" : "are"} recognised from the others (the rest are taken for ${[...new Set(check.takenFor)].join(", ")}): add examples, or check they are all the same sign.` : ""));
   }
 }
 

@@ -87,42 +87,67 @@ export class Head {
 
   // signs: [{gloss, vector: {w, b}}] in the order they were made. Returns the glosses, base first.
   setSigns(signs) {
-    this.columns = this.base.map((x) => ({ ...x }));
-    this.glosses = this.baseGlosses.slice();
-    this.refined = [];
-    this.added = [];
+    Object.assign(this, this.grown(signs));
+    return this.glosses;
+  }
+
+  // class_vectors.grow_head: {columns, glosses, refined, added} of the model's layer with `signs` in it.
+  grown(signs) {
+    let columns = this.base.map((x) => ({ ...x }));
+    const glosses = this.baseGlosses.slice(), refined = [], added = [];
     const r = this.refineWeight;
     for (const s of signs) {
       const at = this.baseGlosses.indexOf(s.gloss);
       if (at >= 0) {
         const old = this.base[at];
-        this.columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
-                             b: (1 - r) * old.b + r * s.vector.b };
-        this.refined.push(s.gloss);
+        columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
+                        b: (1 - r) * old.b + r * s.vector.b };
+        refined.push(s.gloss);
       } else {
-        this.columns.push(s.vector);
-        this.glosses.push(s.gloss);
-        this.added.push(s.gloss);
+        columns.push(s.vector);
+        glosses.push(s.gloss);
+        added.push(s.gloss);
       }
     }
     // A cosine layer normalises its columns (models.heads.CosineDense): a refined or built one too.
-    if (this.kind === "cosine") this.columns = this.columns.map(({ w, b }) => ({ w: unit(w), b }));
-    return this.glosses;
+    if (this.kind === "cosine") columns = columns.map(({ w, b }) => ({ w: unit(w), b }));
+    return { columns, glosses, refined, added };
   }
 
-  // (V x E) embeddings -> Float64Array of probabilities over this.glosses.
-  probs(emb, views) {
-    const c = this.columns.length, e = this.dim, out = new Float64Array(c);
+  // class_vectors.check_examples for the sign `gloss` of `signs` (as given to setSigns), its examples'
+  // embeddings `embs`: each example's top-1 gloss with the sign built from the others alone ("leftOut", with
+  // 2 or more examples), and the gloss the layer gives its examples without it ("closest", mean probability).
+  check(signs, gloss, embs, views) {
+    const k = embs.length, leftOut = [];
+    for (let i = 0; k >= 2 && i < k; i++) {
+      const others = embs.filter((_, j) => j !== i);
+      const { columns, glosses } = this.grown(signs.map((s) => (
+        s.gloss === gloss ? { gloss, vector: classVector(others, views, this.dim, this.enrol) } : s)));
+      const p = this.probs(embs[i], views, columns);
+      leftOut.push(glosses[p.indexOf(Math.max(...p))]);
+    }
+    const { columns, glosses } = this.grown(signs);
+    const own = glosses.indexOf(gloss), mean = new Float64Array(glosses.length);
+    for (const e of embs) this.probs(e, views, columns, own).forEach((x, j) => { mean[j] += x / k; });
+    const closest = mean.indexOf(Math.max(...mean));
+    return { examples: k, recognised: leftOut.filter((g) => g === gloss).length,
+             takenFor: leftOut.filter((g) => g !== gloss), closest: glosses[closest], closestProb: mean[closest] };
+  }
+
+  // (V x E) embeddings -> Float64Array of probabilities over this.glosses (or the glosses of `columns`);
+  // a class `without` is left out (probability 0).
+  probs(emb, views, columns = this.columns, without = -1) {
+    const c = columns.length, e = this.dim, out = new Float64Array(c);
     const scale = this.kind === "cosine" ? Math.exp(this.logScale) : 1;
     const logits = new Float64Array(c);
     for (let v = 0; v < views; v++) {
       const x = emb.subarray(v * e, (v + 1) * e);
       let max = -Infinity;
       for (let j = 0; j < c; j++) {
-        const { w, b } = this.columns[j];
+        const { w, b } = columns[j];
         let s = 0;
         for (let d = 0; d < e; d++) s += x[d] * w[d];
-        logits[j] = (scale * s + b) / this.temperature;
+        logits[j] = j === without ? -Infinity : (scale * s + b) / this.temperature;
         if (logits[j] > max) max = logits[j];
       }
       let sum = 0;
@@ -260,4 +285,18 @@ export class SignStore {
     }
     return { signs, examples, skipped };
   }
+}
+
+// enroll.unsure: fewer than half of a sign's examples recognised from the others.
+export function unsure(check) {
+  return check.examples >= 2 && 2 * check.recognised < check.examples;
+}
+
+// The list's note on a sign (enroll.check_lines, shorter).
+export function checkNote(check) {
+  if (check.examples < 2) return "";
+  const { examples: k, recognised: ok } = check;
+  if (!unsure(check)) return ` · ${ok === k ? "each" : `${ok} of ${k}`} recognised from the others`;
+  const taken = [...new Set(check.takenFor)];
+  return ` · ${ok} of ${k} recognised from the others, the rest taken for ${taken.join(", ")}: add examples`;
 }

@@ -207,6 +207,14 @@ def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   # The threshold accepts the asked share of known scores.
   scores = rng.random(1000)
   assert abs((scores >= calibration.fit_threshold(scores, 0.95)).mean() - 0.95) < 0.002
+  # It lies between clips, not on one: the same clips scored with float noise get the same decisions.
+  for n in (66, 23, 12):
+    known = rng.random(n)
+    cut = calibration.fit_threshold(known, 0.95)
+    accepted = (known >= cut).sum()
+    assert accepted == n - int(np.floor(0.05 * n)), (n, accepted)
+    for _ in range(5):
+      assert ((known + rng.normal(0, 1e-6, n)) >= cut).sum() == accepted, n
 
 
 def test_relative_mahalanobis_is_the_distance_it_says_and_flags_what_lies_off_the_classes():

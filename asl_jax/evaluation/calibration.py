@@ -22,6 +22,7 @@ import numpy as np
 
 UNKNOWN_SCORE = "max_prob"  # the calibrated top-1 probability
 DEFAULT_ACCEPT = 0.95
+EVERY_CLIP_MARGIN = 1e-3  # fit_threshold with too few clips to reject one: this far below the lowest score
 ECE_BINS = 10
 
 
@@ -159,12 +160,16 @@ def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
 
 
 def fit_threshold(scores: np.ndarray, accept: float = DEFAULT_ACCEPT) -> float:
-  """The threshold that accepts (score >= threshold) `accept` of these known clips' scores."""
+  """The threshold that accepts (score >= threshold) `accept` of these known clips' scores (the lowest
+  floor((1 - accept) * N) are below it). It lies halfway between the highest score below and the lowest above,
+  not on a clip's score: the same clip scored in another process, batch or export differs by float rounding
+  (1e-7 to 1e-5), and a threshold equal to its score would accept or reject it by that noise."""
   scores = np.sort(np.asarray(scores, np.float64))
   if not len(scores):
     return 0.0
-  k = int(np.floor((1 - accept) * len(scores)))  # clips below the threshold
-  return float(scores[min(k, len(scores) - 1)])
+  k = min(int(np.floor((1 - accept) * len(scores))), len(scores) - 1)  # clips below the threshold
+  below = scores[k - 1] if k else scores[0] - 2 * EVERY_CLIP_MARGIN  # every clip accepted: just below the lowest
+  return float((below + scores[k]) / 2)
 
 
 def unknown_mask(probs: np.ndarray, threshold: float | None) -> np.ndarray:

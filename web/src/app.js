@@ -345,8 +345,10 @@ async function setUpEnrolment(model, recognizerRef) {
     if (!file) return;
     const got = await store.importText(file.name, await file.text());
     await enrolment.embedNew();
+    const doubtful = [...enrolment.checks].filter(([, c]) => unsure(c)).map(([g]) => g);
     enrolment.say(`Imported ${got.signs} sign${got.signs === 1 ? "" : "s"} (${got.examples} example${got.examples === 1 ? "" : "s"}) from ${file.name}` +
-                  (got.skipped ? `; ${got.skipped} example(s) skipped (unreadable, or past ${MAX_EXAMPLES} a sign).` : "."));
+                  (got.skipped ? `; ${got.skipped} example(s) skipped (unreadable, or past ${MAX_EXAMPLES} a sign).` : ".") +
+                  (doubtful.length ? ` Fewer than half of the examples of ${doubtful.join(", ")} are recognised from the others: see the list.` : ""));
   });
   $("record").onclick = () => enrolment.guard(async () => {
     if (enrolment.recording) {  // Stop

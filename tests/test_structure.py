@@ -5,6 +5,10 @@ function-local import dodges one). A run directory's file names are spelled in r
 import ast
 import os
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from conftest import REPO
 
@@ -138,3 +142,17 @@ def test_public_names_are_unique():
       if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
         assert node.name not in seen, f"{node.name} is defined in {seen.get(node.name)} and {name}"
         seen[node.name] = name
+
+
+def test_the_kept_experiment_patches_still_apply():
+  """benchmarks/patches/*.patch hold measured experiments kept off main; docs/enrolment.md says to `git apply`
+  them to rerun one, so a change to the code they touch must regenerate them."""
+  if not shutil.which("git") or not os.path.isdir(os.path.join(REPO, ".git")):
+    pytest.skip("needs git and the repository's .git")
+  folder = os.path.join(REPO, "benchmarks", "patches")
+  patches = sorted(f for f in os.listdir(folder) if f.endswith(".patch"))
+  assert patches
+  for name in patches:
+    out = subprocess.run(["git", "apply", "--check", os.path.join(folder, name)], cwd=REPO, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, f"{name} no longer applies: {out.stderr.strip()}"

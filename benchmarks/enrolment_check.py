@@ -33,6 +33,7 @@ PROB_BINS = (0.0, 0.3, 0.6, 1.01)  # 1 example: the closest other sign's probabi
 
 
 def pooled(files: list[str], shots: int) -> list[dict]:
+  """Every enrolled sign's record, with the results file and draw (a base) it comes from."""
   out = []
   for name in files:
     with open(os.path.join(HERE, "results", f"{name}.json"), encoding="utf-8") as f:
@@ -42,15 +43,16 @@ def pooled(files: list[str], shots: int) -> list[dict]:
   return out
 
 
-def per_base(files: list[str], shots: int) -> list[dict]:
-  """Each base's (a draw of a seed's) val top-1 of the warned signs' clips and of the others'."""
+def per_base(signs: list[dict], unsure) -> list[dict]:
+  """Each base's (a draw of a seed's) count of warned signs and val top-1 of their clips and of the others'."""
+  bases = {}
+  for s in signs:
+    bases.setdefault((s["results"], s["draw"]), []).append(s)
   out = []
-  for name in files:
-    with open(os.path.join(HERE, "results", f"{name}.json"), encoding="utf-8") as f:
-      for row in json.load(f)["draws"]:
-        c = row[f"enrol{shots}"]["check"]
-        out.append({"results": name, "draw": row["draw"], "warned_signs": c["warned_signs"],
-                    "warned_val_top1": c["warned_val_top1"], "clear_val_top1": c["clear_val_top1"]})
+  for (name, draw), group in bases.items():
+    top1 = {r["group"]: r["val_top1"] for r in table(group, lambda s: "warned" if unsure(s) else "clear")}
+    out.append({"results": name, "draw": draw, "warned_signs": sum(unsure(s) for s in group),
+                "warned_val_top1": top1.get("warned"), "clear_val_top1": top1.get("clear")})
   return out
 
 
@@ -85,7 +87,7 @@ def main(argv):
       "one_example_by_closest_prob": table(one, lambda s: prob_bin(s["closest_prob"])),
       "three_examples_by_closest_prob": table(three, lambda s: prob_bin(s["closest_prob"])),
   }
-  bases = per_base(FLAGS.results, 3)
+  bases = per_base(three, enroll.unsure)
   gaps = [b["clear_val_top1"] - b["warned_val_top1"] for b in bases
           if b["clear_val_top1"] is not None and b["warned_val_top1"] is not None]
   payload["three_examples_per_base"] = bases

@@ -288,19 +288,12 @@ def score_draw(d: dict) -> dict:
 def check_against_val(enrolled: str, truth, correct) -> dict:
   """Does asl-enroll's check of a sign's examples (asl_jax.serving.enroll: each example tried with the sign
   built from the others; the sign the run would take them for without it) foretell how its val clips fare?
-  Per enrolled sign: the check and its val clips' top-1; and the val top-1 of the clips of the signs it
-  warned about against the others'."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  Per enrolled sign: the check, its val clips and how many are recognised (benchmarks/enrolment_check.py
+  tabulates them)."""
   from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
-  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
   check = RunDir(enrolled).enrolled()["check"]
-  signs = {g: {**r, "val_clips": int((truth == g).sum()), "val_correct": int(correct[truth == g].sum())}
-           for g, r in check.items()}
-  warned = np.isin(truth, [g for g, r in check.items() if enroll.unsure(r)])
-  clear = np.isin(truth, [g for g, r in check.items() if not enroll.unsure(r)])
-  top1 = lambda m: float(correct[m].mean()) if m.any() else None  # noqa: E731
-  return {"signs": signs, "warned_signs": int(sum(enroll.unsure(r) for r in check.values())),
-          "warned_val_top1": top1(warned), "clear_val_top1": top1(clear)}
+  return {"signs": {g: {**r, "val_clips": int((truth == g).sum()), "val_correct": int(correct[truth == g].sum())}
+                    for g, r in check.items()}}
 
 
 def retrain_draw(d: dict) -> dict:

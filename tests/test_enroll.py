@@ -398,9 +398,10 @@ def test_the_check_names_a_sign_that_duplicates_or_mixes_known_ones(held_out_set
              "once": [os.path.join(held_out_setup["signs"], held[1], f) for f in
                       sorted(os.listdir(os.path.join(held_out_setup["signs"], held[1])))[:1]]}
   for gloss, files in folders.items():  # twin and muddle in one enrolment, echo and once in another
-    (signs / ("a" if gloss in ("twin", "muddle") else "b") / gloss).mkdir(parents=True)
+    folder = signs / ("a" if gloss in ("twin", "muddle") else "b") / gloss
+    folder.mkdir(parents=True)
     for i, f in enumerate(files):
-      shutil.copy(f, signs / ("a" if gloss in ("twin", "muddle") else "b") / gloss / f"{i}_{os.path.basename(f)}")
+      shutil.copy(f, folder / f"{i}_{os.path.basename(f)}")
   lines, check = [], {}
   for part in "ab":
     result = enroll.enroll(held_out_setup["base"], str(signs / part), str(tmp_path / part), say=lines.append)

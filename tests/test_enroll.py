@@ -155,6 +155,44 @@ def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, 
   assert json.loads(proc.stdout)["added"] == sorted(held_out_setup["held"])
 
 
+def test_glosses_that_differ_only_in_case_name_one_sign(held_out_setup, tmp_path):
+  """ASL glosses are often written in capitals: SIGN0000 refines the base's sign0000 instead of adding a second
+  sign that competes with it, and Sign0010 beside sign0010 are one sign built from both folders' examples.
+  A hidden folder is not a sign; a gloss ending in "?" (the subtitles' unknown mark) is one skipped line."""
+  folders = held_out_setup["signs"]
+  held = sorted(os.listdir(folders))[0]
+  files = sorted(os.listdir(os.path.join(folders, held)))
+  split = tmp_path / "split"
+  (split / held).mkdir(parents=True)
+  (split / held.capitalize()).mkdir()
+  for i, f in enumerate(files):
+    shutil.copy(os.path.join(folders, held, f), split / (held if i else held.capitalize()) / f)
+  (split / "SIGN0000").mkdir()
+  shutil.copy(next(iter(held_out_setup["known"].values())), split / "SIGN0000")
+  (split / ".ipynb_checkpoints").mkdir()
+  (split / ".ipynb_checkpoints" / "x.npy").write_bytes(b"")
+  (split / "what?").mkdir()
+  shutil.copy(os.path.join(folders, held, files[0]), split / "what?")
+  said = []
+  got = enroll.enroll(held_out_setup["base"], str(split), str(tmp_path / "split_run"), say=said.append)
+  assert got["refined"] == ["sign0000"] and "SIGN0000" not in got["added"]
+  assert got["added"] == [held.capitalize()]
+  assert len(got["problems"]) == 1 and "'what?' is not a valid gloss" in got["problems"][0], got["problems"]
+  assert "SIGN0000: taken as sign0000 (glosses that differ only in case name one sign)" in said
+  # The same examples, spelled as the base and in one folder: the same run.
+  one = tmp_path / "one"
+  shutil.copytree(os.path.join(folders, held), one / held.capitalize())
+  shutil.copytree(split / "SIGN0000", one / "sign0000")
+  enroll.enroll(held_out_setup["base"], str(one), str(tmp_path / "one_run"), say=lambda m: None)
+  a, b = predict.Predictor(str(tmp_path / "split_run")), predict.Predictor(str(tmp_path / "one_run"))
+  assert a.run.glosses == b.run.glosses
+  clips = [held_out_setup["held"][held][0], *list(held_out_setup["known"].values())[:3]]
+  pa, pb = a.predict_clips([a.load_clip(c) for c in clips]), b.predict_clips([b.load_clip(c) for c in clips])
+  np.testing.assert_allclose(pa, pb, atol=1e-6)
+  assert enroll.gloss_key("Caf\u0065\u0301 ") == enroll.gloss_key("CAF\u00c9") == "caf\u00e9"
+  assert not enroll.valid_gloss("book\n") and not enroll.valid_gloss("?") and enroll.valid_gloss("is it")
+
+
 def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path):
   signs = tmp_path / "signs"
   (signs / "hello").mkdir(parents=True)

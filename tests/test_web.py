@@ -15,7 +15,7 @@ from PIL import Image
 
 from asl_jax import pretrained
 from asl_jax.live import segmenter as seg
-from asl_jax.serving import export
+from asl_jax.serving import enroll, export
 from test_live_segmenter import Signer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +121,8 @@ def test_a_recording_keeps_exactly_one_sign(tmp_path):
 def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
   """The page checks each sign on its own examples with asl-enroll's arithmetic (web/src/enrol.js Head.check
   against class_vectors.check_examples), on a small last layer: 'twin' lies on a known class, 'muddle' one
-  example on each of three, 'fresh' off them all, and 'book' refines a known class from one example."""
+  example on each of three, 'fresh' off them all, and 'book' refines a known class from one example (named
+  BOOK in the page, which refines the model's book as asl-enroll does)."""
   from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(3)
   e, c, v = 12, 6, 2
@@ -145,11 +146,13 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
                             "log_scale": float(head.get("log_scale", 0.0))},
                    "temperature": 0.7, "enrol": enrol, "refine_weight": class_vectors.REFINE_WEIGHT, "glosses": glosses},
           "raw": list(np.r_[kernel.ravel(), bias]), "views": v,
-          "signs": [{"gloss": g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])]} for g, x in signs.items()]}
+          "signs": [{"gloss": "BOOK" if g == "book" else g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])]}
+                    for g, x in signs.items()]}
   (tmp_path / "case.json").write_text(json.dumps(case))
   out = subprocess.run([NODE, os.path.join(WEB, "tools", "check.mjs"), str(tmp_path / "case.json")],
                        capture_output=True, text=True, timeout=60, check=True)
   page = json.loads(out.stdout)
+  page["book"] = page.pop("BOOK")
   for g, x in signs.items():
     r = python[all_glosses.index(g)]
     want = (r["examples"], [all_glosses[o] for o in r["left_out"]], all_glosses[r["closest"]])
@@ -160,6 +163,24 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
   # The case exercises both outcomes: twin's and muddle's left-out examples go to the classes they lie on.
   assert page["muddle"]["takenFor"] == ["deaf", "letter", "tell"] and page["muddle"]["recognised"] == 0
   assert page["twin"]["closest"] == "cow" and page["fresh"]["recognised"] == 2
+
+
+@needs_node
+def test_the_page_reads_sign_names_as_asl_enroll_does(tmp_path):
+  """A name typed or imported in the page is valid where asl-enroll's is, and names the sign asl-enroll's
+  does: a known gloss in capitals or decomposed Unicode is the model's own (web/src/enrol.js checkGloss
+  against enroll.valid_gloss and enroll.same_gloss)."""
+  known = ["book", "Café", "go"]
+  names = ["BOOK", "book", "Book ", "CAFE\u0301", "caf\u00e9", "go on", "what?", "?", "who? me", ".hidden",
+           "a/b", "tab\there", "x" * 64, "x" * 65, "\u00e9t\u00e9", "sign0000"]
+  (tmp_path / "case.json").write_text(json.dumps({"known": known, "names": names}))
+  out = subprocess.run([NODE, os.path.join(WEB, "tools", "gloss.mjs"), str(tmp_path / "case.json")],
+                       capture_output=True, text=True, timeout=60, check=True)
+  page = json.loads(out.stdout)
+  want = [{"gloss": enroll.same_gloss(n, known)} if enroll.valid_gloss(n) else "error" for n in names]
+  assert [p if "gloss" in p else "error" for p in page] == want, list(zip(names, page))
+  assert [p.get("gloss") for p in page[:5]] == ["book", "book", "book", "Café", "Café"]
+  assert sum("error" in p for p in page) == 6
 
 
 # --------------------------------------------------------------------------------------------- browser

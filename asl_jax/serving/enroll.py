@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import unicodedata
 import sys
 
 import numpy as np
@@ -28,7 +29,30 @@ from asl_jax.evaluation import class_vectors
 from asl_jax.models import heads
 from asl_jax.runs import run_dir
 from asl_jax.serving import predict as predict_lib
-GLOSS_RE = re.compile(r"^[^\s/\\.][^/\\\x00-\x1f]{0,63}$")
+
+# A gloss: 1-64 characters, not starting with a space or a dot, no slashes or control characters, not ending
+# with "?" (which subtitles use for an unknown sign or a guess). web/src/enrol.js GLOSS_RE is the same rule.
+GLOSS_RE = re.compile(r"[^\s/\\.][^/\\\x00-\x1f]{0,63}(?<!\?)")
+GLOSS_RULE = "1-64 characters, not starting with a space or a dot, no slashes or control characters, not ending with '?'"
+
+
+def valid_gloss(gloss) -> bool:
+  return isinstance(gloss, str) and GLOSS_RE.fullmatch(gloss) is not None
+
+
+def gloss_key(gloss: str) -> str:
+  """Glosses that differ only in case, Unicode normalisation or surrounding spaces name one sign: ASL glosses
+  are often written in capitals (BOOK for the run's book), and macOS spells folder names decomposed."""
+  return unicodedata.normalize("NFC", gloss).strip().lower()
+
+
+def same_gloss(gloss: str, known: list[str]) -> str:
+  """`gloss` as spelled in `known` when one there names the same sign (gloss_key; an exact match first), else
+  `gloss` itself, NFC-normalised."""
+  if gloss in known:
+    return gloss
+  key = gloss_key(gloss)
+  return next((g for g in known if gloss_key(g) == key), unicodedata.normalize("NFC", gloss).strip())
 
 
 # The file the web page exports its signs to (web/src/enrol.js), and asl-enroll reads as --signs=FILE.json:
@@ -65,8 +89,8 @@ def read_signs_file(path: str) -> tuple[list[Example], list[str]]:
   examples, problems = [], []
   for i, sign in enumerate(doc["signs"]):
     gloss = sign.get("gloss") if isinstance(sign, dict) else None
-    if not isinstance(gloss, str) or not GLOSS_RE.match(gloss):
-      problems.append(f"{path}: sign {i}: {gloss!r} is not a valid gloss")
+    if not valid_gloss(gloss):
+      problems.append(f"{path}: sign {i}: {gloss!r} is not a valid gloss ({GLOSS_RULE})")
       continue
     items = sign.get("examples") if isinstance(sign.get("examples"), list) else []
     if not items:
@@ -103,14 +127,14 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
                     "files or videos)")
   examples, problems = [], []
   entries = sorted(os.listdir(signs_dir))
-  folders = [e for e in entries if os.path.isdir(os.path.join(signs_dir, e))]
+  # Hidden folders (.git, .ipynb_checkpoints) are not signs, as hidden files are not examples.
+  folders = [e for e in entries if os.path.isdir(os.path.join(signs_dir, e)) and not e.startswith(".")]
   if not folders:
     raise DataError(f"--signs={signs_dir}: no sign folders in it (expected SIGNS/<gloss>/ with a sign's examples)")
   for gloss in folders:
     folder = os.path.join(signs_dir, gloss)
-    if not GLOSS_RE.match(gloss):
-      problems.append(f"{folder}: {gloss!r} is not a valid gloss (1-64 characters, not starting with a space "
-                      "or a dot, no control characters)")
+    if not valid_gloss(gloss):
+      problems.append(f"{folder}: {gloss!r} is not a valid gloss ({GLOSS_RULE})")
       continue
     files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if not f.startswith(".")]
     usable = [f for f in files if predict_lib.is_landmark_file(f) or predict_lib.is_video(f)]
@@ -182,16 +206,19 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
                       "run `asl-evaluate --workdir=BASE --calibrate` first")
   clips, bad = _load_examples(predictor, examples)
   problems += bad
+  glosses = list(run.glosses)
   by_gloss: dict[str, list[str]] = {}
+  spellings: dict[str, set[str]] = {}
   for e in examples:
     if e.path in clips:
-      by_gloss.setdefault(e.gloss, []).append(e.path)
+      g = same_gloss(e.gloss, glosses + list(by_gloss))
+      by_gloss.setdefault(g, []).append(e.path)
+      spellings.setdefault(g, set()).add(e.gloss)
   if not by_gloss:
     raise DataError(f"--signs={signs_dir}: no usable example, nothing enrolled")
   paths = [p for g in by_gloss for p in by_gloss[g]]
   emb = predictor.embed_clips([clips[p] for p in paths])
   at = {p: i for i, p in enumerate(paths)}
-  glosses = list(run.glosses)
   columns, added, refined = {}, [], []
   for g, files in by_gloss.items():
     vector = class_vectors.class_vector(emb[:, [at[p] for p in files]], cal["enrol"])
@@ -218,6 +245,9 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
                        {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
                         run_dir.ENROLLED_FILE: record})
+  for g, given in spellings.items():
+    if given != {g}:
+      say(f"{', '.join(sorted(given - {g}))}: taken as {g} (glosses that differ only in case name one sign)")
   say(f"enrolled {len(added)} new sign(s)" + (f" ({', '.join(added)})" if added else "") +
       (f"; refined {len(refined)} the base already knew ({', '.join(refined)})" if refined else "") +
       f" from {len(paths)} example(s): {len(glosses)} signs in {workdir}")

@@ -212,7 +212,7 @@ class Enrolment {
     // Each sign checked on its own examples, as asl-enroll does (enroll.check_lines).
     this.checks = new Map(signs.map((s) => [s.gloss, head.check(signs, s.gloss, this.embs.get(s.gloss), this.views)]));
     status.enrol.signs = this.store.list().map((r) => ({ gloss: r.gloss, examples: r.examples.length,
-                                                         known: head.baseGlosses.includes(r.gloss) }));
+                                                         known: head.knows(r.gloss) }));
     status.enrol.checks = Object.fromEntries(this.checks);
     status.enrol.glosses = glosses.length;
     const added = head.added.length, refined = head.refined.length;
@@ -235,7 +235,7 @@ class Enrolment {
       const count = document.createElement("span");
       count.className = "count";
       count.textContent = ` ${rec.examples.length} example${rec.examples.length === 1 ? "" : "s"}` +
-          (this.model.head.baseGlosses.includes(rec.gloss) ? " (refines the model's sign)" : "");
+          (this.model.head.knows(rec.gloss) ? " (refines the model's sign)" : "");
       li.appendChild(count);
       const check = this.checks?.get(rec.gloss);
       if (check && check.examples >= 2) {
@@ -294,7 +294,7 @@ class Enrolment {
     const isNew = !this.store.signs.has(gloss);
     const rec = await this.store.add(gloss, flat, t, fps);
     await this.embedNew();
-    const known = this.model.head.baseGlosses.includes(gloss);
+    const known = this.model.head.knows(gloss);
     const n = rec.examples.length;
     const check = this.checks?.get(gloss);
     this.say(isNew ? `Added "${gloss}" from one example (${t} frames)` + (known ? `: the model knows "${gloss}", and your examples refine it.` : ".")
@@ -343,7 +343,7 @@ async function setUpEnrolment(model, recognizerRef) {
     const file = ev.target.files[0];
     ev.target.value = "";
     if (!file) return;
-    const got = await store.importText(file.name, await file.text());
+    const got = await store.importText(file.name, await file.text(), model.head.baseGlosses);
     await enrolment.embedNew();
     const doubtful = [...enrolment.checks].filter(([, c]) => unsure(c)).map(([g]) => g);
     enrolment.say(`Imported ${got.signs} sign${got.signs === 1 ? "" : "s"} (${got.examples} example${got.examples === 1 ? "" : "s"}) from ${file.name}` +
@@ -355,7 +355,7 @@ async function setUpEnrolment(model, recognizerRef) {
       await status.stopRecording();
       return;
     }
-    const { gloss, error } = checkGloss($("gloss").value);
+    const { gloss, error } = checkGloss($("gloss").value, [...model.head.baseGlosses, ...store.signs.keys()]);
     if (error) throw new Error(error);
     if (status.source === "video" && !status.done) throw new Error("The video is still being recognised: record when it has finished.");
     if (!status.source) throw new Error(status.sourceError ? `No camera to record from: ${status.sourceError}` : "The camera is not ready yet: wait for it, then record.");

@@ -14,14 +14,28 @@ export const SIGNS_FORMAT = "asl_jax signs";  // asl_jax/serving/enroll.py SIGNS
 export const SIGNS_VERSION = 1;
 export const MAX_EXAMPLES = 10;
 export const DIM = 162;
-// enroll.GLOSS_RE: 1-64 characters, not starting with a space, a dot or a slash, no slashes or control characters.
-const GLOSS_RE = /^[^\s/\\.][^/\\\x00-\x1f]{0,63}$/u;
+// enroll.GLOSS_RE: 1-64 characters, not starting with a space, a dot or a slash, no slashes or control characters,
+// not ending with "?" (the subtitles' mark of an unknown sign or a guess).
+const GLOSS_RE = /^[^\s/\\.][^/\\\x00-\x1f]{0,63}(?<!\?)$/u;
 
-export function checkGloss(raw) {
-  const gloss = (raw || "").trim();
+// enroll.gloss_key: glosses that differ only in case, Unicode normalisation or surrounding spaces name one sign.
+export function glossKey(gloss) {
+  return gloss.normalize("NFC").trim().toLowerCase();
+}
+
+// enroll.same_gloss: `gloss` as spelled in `known` when one there names the same sign (an exact match first).
+export function sameGloss(gloss, known) {
+  if (known.includes(gloss)) return gloss;
+  const key = glossKey(gloss);
+  return known.find((g) => glossKey(g) === key) ?? gloss.normalize("NFC").trim();
+}
+
+// A typed or imported name -> {gloss} as the model or the page's signs spell it (`known`), or {error}.
+export function checkGloss(raw, known = []) {
+  const gloss = (typeof raw === "string" ? raw : "").trim();
   if (!gloss) return { error: "Type the sign's name (its gloss) first." };
-  if (!GLOSS_RE.test(gloss)) return { error: `"${gloss}" cannot be a gloss: at most 64 characters, no slashes, not starting with a dot.` };
-  return { gloss };
+  if (!GLOSS_RE.test(gloss)) return { error: `"${gloss}" cannot be a gloss: at most 64 characters, no slashes, not starting with a dot, not ending with "?".` };
+  return { gloss: sameGloss(gloss, known) };
 }
 
 // A recording (frames: Float32Arrays of 162) -> {example: Float32Array (t x 162), frames: t, span} when the
@@ -85,6 +99,11 @@ export class Head {
     this.setSigns([]);
   }
 
+  // Whether the model has the sign `gloss` names (then the user's examples refine it).
+  knows(gloss) {
+    return this.baseGlosses.includes(sameGloss(gloss, this.baseGlosses));
+  }
+
   // signs: [{gloss, vector: {w, b}}] in the order they were made. Returns the glosses, base first.
   setSigns(signs) {
     Object.assign(this, this.grown(signs));
@@ -97,7 +116,7 @@ export class Head {
     const glosses = this.baseGlosses.slice(), refined = [], added = [];
     const r = this.refineWeight;
     for (const s of signs) {
-      const at = this.baseGlosses.indexOf(s.gloss);
+      const at = this.baseGlosses.indexOf(sameGloss(s.gloss, this.baseGlosses));
       if (at >= 0) {
         const old = this.base[at];
         columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
@@ -119,6 +138,7 @@ export class Head {
   // 2 or more examples), and the gloss the layer gives its examples without it ("closest", mean probability).
   check(signs, gloss, embs, views) {
     const k = embs.length, leftOut = [];
+    const name = sameGloss(gloss, this.baseGlosses);  // a sign kept as BOOK refines the model's book
     for (let i = 0; k >= 2 && i < k; i++) {
       const others = embs.filter((_, j) => j !== i);
       const { columns, glosses } = this.grown(signs.map((s) => (
@@ -127,11 +147,11 @@ export class Head {
       leftOut.push(glosses[p.indexOf(Math.max(...p))]);
     }
     const { columns, glosses } = this.grown(signs);
-    const own = glosses.indexOf(gloss), mean = new Float64Array(glosses.length);
+    const own = glosses.indexOf(name), mean = new Float64Array(glosses.length);
     for (const e of embs) this.probs(e, views, columns, own).forEach((x, j) => { mean[j] += x / k; });
     const closest = mean.indexOf(Math.max(...mean));
-    return { examples: k, recognised: leftOut.filter((g) => g === gloss).length,
-             takenFor: leftOut.filter((g) => g !== gloss), closest: glosses[closest], closestProb: mean[closest] };
+    return { examples: k, recognised: leftOut.filter((g) => g === name).length,
+             takenFor: leftOut.filter((g) => g !== name), closest: glosses[closest], closestProb: mean[closest] };
   }
 
   // (V x E) embeddings -> Float64Array of probabilities over this.glosses (or the glosses of `columns`);
@@ -253,7 +273,8 @@ export class SignStore {
 
   // Adds the signs of an export file (a sign already here gets the file's examples, up to MAX_EXAMPLES).
   // Returns {signs, examples, skipped}; a file that is not an export is one Error.
-  async importText(name, text) {
+  // `known`: the model's glosses, so that an imported BOOK refines its book.
+  async importText(name, text, known = []) {
     let doc;
     try {
       doc = JSON.parse(text);
@@ -266,7 +287,7 @@ export class SignStore {
     if (doc.version !== SIGNS_VERSION) throw new Error(`${name}: version ${doc.version} of the signs file; this page reads version ${SIGNS_VERSION}.`);
     let signs = 0, examples = 0, skipped = 0;
     for (const sign of doc.signs) {
-      const { gloss, error } = checkGloss(sign && sign.gloss);
+      const { gloss, error } = checkGloss(sign && sign.gloss, [...known, ...this.signs.keys()]);
       if (error || !Array.isArray(sign.examples)) { skipped += 1; continue; }
       let added = 0;
       for (const ex of sign.examples) {

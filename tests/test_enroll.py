@@ -202,6 +202,15 @@ def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path)
   assert not os.path.exists(tmp_path / "out") and not os.path.exists(str(tmp_path / "out") + ".tmp")
   with pytest.raises(DataError, match="not a directory"):
     enroll.enroll(held_out_setup["base"], str(tmp_path / "nowhere"), str(tmp_path / "out"), say=lambda m: None)
+  # A run written inside the signs folder would be read as a sign next time: refused; one already there is one line.
+  signs_dir = held_out_setup["signs"]
+  with pytest.raises(ConfigError, match="inside --signs="):
+    enroll.enroll(held_out_setup["base"], signs_dir, os.path.join(signs_dir, "run"), say=lambda m: None)
+  assert not os.path.exists(os.path.join(signs_dir, "run"))
+  (signs / "run").mkdir()
+  shutil.copy(os.path.join(held_out_setup["base"], "config.json"), signs / "run")
+  _, problems = enroll.find_examples(str(signs))
+  assert problems == [f"{signs / 'run'}: a run directory, not a sign's examples"]
 
 
 def test_unknown_flips_at_the_threshold(held_out_setup, tmp_path):

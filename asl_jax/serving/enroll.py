@@ -136,6 +136,9 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
     if not valid_gloss(gloss):
       problems.append(f"{folder}: {gloss!r} is not a valid gloss ({GLOSS_RULE})")
       continue
+    if run_dir.RunDir(folder).has_config():
+      problems.append(f"{folder}: a run directory, not a sign's examples")
+      continue
     files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if not f.startswith(".")]
     usable = [f for f in files if predict_lib.is_landmark_file(f) or predict_lib.is_video(f)]
     for f in files:
@@ -192,6 +195,10 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   parent = os.path.dirname(os.path.abspath(workdir))
   if not os.path.isdir(parent):
     raise ConfigError(f"--workdir={workdir}: its folder {parent} does not exist")
+  signs_root, inside = os.path.realpath(signs_dir), os.path.realpath(parent)
+  if os.path.isdir(signs_root) and (inside == signs_root or inside.startswith(signs_root + os.sep)):
+    raise ConfigError(f"--workdir={workdir}: inside --signs={signs_dir}, where the next enrolment would take it "
+                      "for a sign: choose a folder outside it")
   examples, problems = find_examples(signs_dir)
   predictor = predict_lib.Predictor(base)
   run = predictor.run

@@ -96,6 +96,7 @@ def draw_classes(split: dict, draw: int, n: int) -> list[int]:
 
 
 OTHER_ID, OTHER = 2000, "(other sign)"
+OPERATING_POINTS = (0.95, 0.9, 0.8, 0.7)  # shares of known val clips accepted: the stored threshold's, and stricter
 
 
 def prepare_draw(draw: int) -> dict:
@@ -269,16 +270,33 @@ def score_draw(d: dict) -> dict:
          "unknown_rejected": float((score[new] < threshold).mean()),
          "base_val_ece": calibration.expected_calibration_error(
              probs[~new], np.array([list(glosses).index(t) for t in truth[~new]]))}
+  # Stricter thresholds, fitted on the base's known val clips like the stored one: what each trades.
+  points = {a: calibration.fit_threshold(score[~new], a) for a in OPERATING_POINTS}
+  row["operating_points"] = {str(a): {"threshold": t, "known_accepted": float((score[~new] >= t).mean()),
+                                      "unknown_rejected": float((score[new] < t).mean())} for a, t in points.items()}
   for shots in (3, 1):
     outs, seconds = zip(*[enrol(d, shots, w) for w in d["members"]])
     seconds = sum(seconds)
-    probs, truth, new, glosses, _ = val_predictions(list(outs), d)
+    probs, truth, new, glosses, stored = val_predictions(list(outs), d)
     correct = np.array(glosses)[probs.argmax(-1)] == truth
     index = np.array([list(glosses).index(t) for t in truth])
     ranked = metrics.retrieval(probs[new], index[new])  # the new signs as dictionary retrieval (ASL Citizen's)
+    # What a signer sees with the enrolled run: its gloss, another gloss, or "?" (the run's stored threshold; an
+    # ensemble's is the one fitted on its bases' average above).
+    answered = calibration.unknown_scores(probs) >= (threshold if stored is None else stored)
     row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
                             "new_top10": ranked["top10"], "new_mrr": ranked["mrr"], "new_dcg": ranked["dcg"],
+                            "new_right": float((answered & correct)[new].mean()),
+                            "new_wrong": float((answered & ~correct)[new].mean()),
+                            "old_right": float((answered & correct)[~new].mean()),
+                            "old_wrong": float((answered & ~correct)[~new].mean()),
                             "seconds": seconds, "naive": naive(d, shots)}
+    enrolled_score = calibration.unknown_scores(probs)
+    for a, t in points.items():
+      ok = enrolled_score >= t
+      row["operating_points"][str(a)][f"enrol{shots}"] = {
+          "new_right": float((ok & correct)[new].mean()), "new_wrong": float((ok & ~correct)[new].mean()),
+          "old_right": float((ok & correct)[~new].mean()), "old_wrong": float((ok & ~correct)[~new].mean())}
     if len(outs) == 1:
       row[f"enrol{shots}"]["check"] = check_against_val(outs[0], truth, correct)
   print(json.dumps(row), flush=True)
@@ -341,10 +359,19 @@ def summarize(rows: list[dict]) -> dict:
   out = {k: stat([r[k] for r in rows]) for k in ("base_old_top1", "unknown_auroc", "unknown_rejected",
                                                   "known_accepted", "base_val_ece")}
   for shots in (3, 1):
-    for k in ("new_top1", "old_top1", "new_top10", "new_mrr", "new_dcg", "seconds"):
+    for k in ("new_top1", "old_top1", "new_top10", "new_mrr", "new_dcg", "new_right", "new_wrong", "old_right",
+              "old_wrong", "seconds"):
       out[f"enrol{shots}_{k}"] = stat([r[f"enrol{shots}"][k] for r in rows])
     for k in ("new_top1", "old_top1"):
       out[f"naive{shots}_{k}"] = stat([r[f"enrol{shots}"]["naive"][k] for r in rows])
+  if "operating_points" in rows[0]:
+    for a in rows[0]["operating_points"]:
+      at = [r["operating_points"][a] for r in rows]
+      for k in ("known_accepted", "unknown_rejected"):
+        out[f"at{a}_{k}"] = stat([x[k] for x in at])
+      for shots in (3, 1):
+        for k in ("new_right", "new_wrong", "old_right", "old_wrong"):
+          out[f"at{a}_enrol{shots}_{k}"] = stat([x[f"enrol{shots}"][k] for x in at])
   return out
 
 

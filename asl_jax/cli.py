@@ -362,9 +362,33 @@ def _check_out_dir(out: str, names, overwrite: bool, flag: str | None = "--out_d
                  "another --out_dir")
 
 
-def _check_threshold(value) -> None:
+def _check_threshold(value, accept=None) -> None:
   if value is not None and not 0 <= value <= 1:
     _usage_error(f"--unknown_threshold={value}: must be a probability in [0, 1]")
+  if accept is not None and value is not None:
+    _usage_error("give --unknown_threshold or --unknown_accept, not both")
+  if accept is not None and not 0 < accept <= 1:
+    _usage_error(f"--unknown_accept={accept}: the share of known signs to accept, in (0, 1]")
+
+
+def _unknown_threshold(f, workdir: str | None) -> float | None:
+  """--unknown_threshold, or the threshold that accepts --unknown_accept of the (first) run's held-out known
+  clips (calibration.threshold_for), said on stderr; None: the run's stored one."""
+  if f.unknown_accept is None:
+    return f.unknown_threshold
+  from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
+  first = pretrained.resolve(workdir.split(",")[0] if workdir else None)
+  threshold = calibration.threshold_for(RunDir(first).calibration(), f.unknown_accept, first)
+  print(f"unknown below a top-1 probability of {threshold:.3f}: the run's held-out known clips are accepted "
+        f"{f.unknown_accept:.0%} of the time", file=sys.stderr, flush=True)
+  return threshold
+
+
+UNKNOWN_ACCEPT_HELP = ("call a sign unknown where it scores below this share of the run's held-out known clips: "
+                       "0.8 accepts about 80 percent of known signs and rejects more unknown ones (and turns more "
+                       "wrong answers into unknown) than the default 0.95")
 
 
 def predict_main(argv=None):
@@ -384,6 +408,7 @@ def predict_main(argv=None):
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.DEFINE_float("unknown_threshold", None, "call a sign unknown below this top-1 probability (default: the "
                      "run's, fitted on val to accept 95 percent of known signs; 0: never)")
+  flags.DEFINE_float("unknown_accept", None, UNKNOWN_ACCEPT_HELP)
 
   def action(f, args):
     from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
@@ -398,11 +423,12 @@ def predict_main(argv=None):
       _usage_error("give --landmarks=FILE.npy or --video=FILE.mp4 (--help lists the flags)")
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
-    _check_threshold(f.unknown_threshold)  # before the seconds of loading
+    _check_threshold(f.unknown_threshold, f.unknown_accept)  # before the seconds of loading
+    threshold = _unknown_threshold(f, workdir)
     print(f"loading {workdir} ({_checkpoint_words(f.checkpoint)})", file=sys.stderr, flush=True)
     use_xla_cache("")  # a second start skips compiling the forward pass
     rows = predict.predict_files(workdir, landmarks, f.gemma or f.gemma_features_dir, f.top_k, f.checkpoint,
-                                 videos=videos, unknown_threshold=f.unknown_threshold)
+                                 videos=videos, unknown_threshold=threshold)
     for row in rows:
       if "error" in row:
         print(f"error: {row['file']}: {row['error']}", file=sys.stderr)
@@ -638,6 +664,7 @@ def live_main(argv=None):
   flags.DEFINE_string("checkpoint", "best", "best, latest or a step number")
   flags.DEFINE_float("unknown_threshold", None, "call a sign unknown (? in the subtitles) below this top-1 "
                      "probability (default: the run's, fitted on val to accept 95 percent of known signs; 0: never)")
+  flags.DEFINE_float("unknown_accept", None, UNKNOWN_ACCEPT_HELP)
   defaults = segmenter.SegmenterConfig()
   for field in dataclasses.fields(segmenter.SegmenterConfig):
     flags.DEFINE_float(field.name, getattr(defaults, field.name), f"segmenter: {field.metadata.get('help', '')}"
@@ -647,20 +674,22 @@ def live_main(argv=None):
     from asl_jax.live import stream  # pylint: disable=import-outside-toplevel
     if f.top_k < 1:
       _usage_error(f"--top_k={f.top_k}: must be >= 1")
-    _check_threshold(f.unknown_threshold)
+    _check_threshold(f.unknown_threshold, f.unknown_accept)
     if not (math.isfinite(f.fps) and 0 < f.fps <= MAX_FPS):
       _usage_error(f"--fps={f.fps}: frames per second of --landmarks must be a number in (0, {MAX_FPS}]")
     if f.camera is not None and f.camera < 0:
       _usage_error(f"--camera={f.camera}: a camera index is 0 or more (0 is the first camera)")
     if f.frame_step < 1:
       _usage_error(f"--frame_step={f.frame_step}: must be >= 1")
+    workdir = _runs(f.workdir) if f.workdir else None
+    threshold = _unknown_threshold(f, workdir)
     use_xla_cache("")
     seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
         segmenter.SegmenterConfig)})
-    result = stream.recognize(_runs(f.workdir) if f.workdir else None, camera=f.camera, video=f.video,
+    result = stream.recognize(workdir, camera=f.camera, video=f.video,
                               landmarks=f.landmarks, fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf,
                               overwrite=f.overwrite, display=f.display, frame_step=f.frame_step,
-                              checkpoint=f.checkpoint, realtime=f.realtime, unknown_threshold=f.unknown_threshold,
+                              checkpoint=f.checkpoint, realtime=f.realtime, unknown_threshold=threshold,
                               pose_out=f.pose_out)
     if result["status"] == "interrupted":
       sys.exit(130)

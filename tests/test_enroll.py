@@ -233,6 +233,38 @@ def test_unknown_flips_at_the_threshold(held_out_setup, tmp_path):
   assert writers.label(sign) == "?" and writers.label({**sign, "unknown": False}) == "hello"
 
 
+def test_a_stricter_share_of_known_signs_calls_more_signs_unknown(held_out_setup, tmp_path):
+  """The calibration keeps its held-out clips' scores, so --unknown_accept=0.5 asks for the threshold that accepts
+  half of them: at the run's own share it is the stored threshold, and a smaller share calls more of the known
+  and of the never-seen signs unknown. A calibration without the scores is one error naming the fix."""
+  base = held_out_setup["base"]
+  cal = RunDir(base).calibration()
+  scores = cal["known_scores"]
+  assert len(scores) == cal["clips"] and scores == sorted(scores)
+  assert calibration.threshold_for(cal, cal["accept"], base) == cal["unknown_threshold"]
+  half = calibration.threshold_for(cal, 0.5, base)
+  s = np.asarray(scores)
+  assert 0.5 <= np.mean(s >= half) < np.mean(s >= cal["unknown_threshold"])  # more at ties (easy synthetic signs)
+  known = list(held_out_setup["known"].values())
+  unseen = [f for fs in held_out_setup["held"].values() for f in fs]
+  stored, strict = (predict.predict_files(base, known + unseen, unknown_threshold=t) for t in (None, half))
+  calls = lambda rows, part: sum(r["unknown"] for r in rows[:len(known)] if part) if part == "known" else \
+      sum(r["unknown"] for r in rows[len(known):])  # noqa: E731
+  assert calls(strict, "known") > calls(stored, "known") and calls(strict, "unseen") >= calls(stored, "unseen")
+  # Through asl-predict: the line that says the threshold, and the same decisions.
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "predict.py"), f"--workdir={base}",
+                         "--unknown_accept=0.5", *known[:4]], capture_output=True, text=True, cwd=REPO, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"unknown below a top-1 probability of {half:.3f}" in proc.stderr
+  assert [json.loads(line)["unknown"] for line in proc.stdout.splitlines()] == [r["unknown"] for r in strict[:4]]
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "predict.py"), f"--workdir={base}",
+                         "--unknown_accept=0.5", "--unknown_threshold=0.2", known[0]], capture_output=True, text=True,
+                        cwd=REPO, check=False)
+  assert proc.returncode == 2 and "give --unknown_threshold or --unknown_accept, not both" in proc.stderr
+  with pytest.raises(ConfigError, match="asl-evaluate --workdir=DIR --calibrate"):
+    calibration.threshold_for({k: v for k, v in cal.items() if k != "known_scores"}, 0.8, base)
+
+
 def test_temperature_scaling_lowers_the_calibration_error_on_held_out_data():
   """Over-confident logits (the true ones times 4): the temperature fitted on one sample lowers the ECE and
   the NLL of another sample of the same model, and comes out near 4."""

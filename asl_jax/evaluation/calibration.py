@@ -10,7 +10,10 @@
   same decision.
 
 `fit` returns {"temperature", "unknown_threshold", "unknown_score", "accept", "fitted_on", "clips", "step",
-"val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"}, which a run keeps beside its weights
+"val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after", "known_scores"}, which a run keeps beside
+its weights. "known_scores" (the held-out clips' scores, sorted) give the threshold for another share of known
+signs accepted (`threshold_for`, asl-predict / asl-live `--unknown_accept`): a stricter one turns more wrong
+answers into "unknown" at the cost of right ones
 (runs.run_dir.RunDir.calibration); runs.restore.load_run applies it. A run without the file predicts with T = 1 and no threshold (nothing is called unknown).
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from asl_jax.errors import ConfigError
 
 UNKNOWN_SCORE = "max_prob"  # the calibrated top-1 probability
 DEFAULT_ACCEPT = 0.95
@@ -184,9 +188,25 @@ def fit(view_logits: np.ndarray, labels: np.ndarray, step: int, accept: float = 
   labels = np.asarray(labels)
   t = fit_temperature(view_logits, labels)
   before, after = mean_probs(view_logits, 1.0), mean_probs(view_logits, t)
+  scores = unknown_scores(after)
   return {"temperature": t, "unknown_score": UNKNOWN_SCORE,
-          "unknown_threshold": fit_threshold(unknown_scores(after), accept), "accept": accept,
+          "unknown_threshold": fit_threshold(scores, accept), "accept": accept,
           "fitted_on": fitted_on, "clips": int(len(labels)), "step": int(step),
           "val_nll_before": nll(view_logits, labels, 1.0), "val_nll_after": nll(view_logits, labels, t),
           "val_ece_before": expected_calibration_error(before, labels),
-          "val_ece_after": expected_calibration_error(after, labels)}
+          "val_ece_after": expected_calibration_error(after, labels),
+          "known_scores": [float(x) for x in np.sort(scores)]}
+
+
+def threshold_for(cal: dict | None, accept: float, where: str) -> float:
+  """The threshold that accepts `accept` of the run's held-out known clips (fit_threshold on the scores its
+  calibration keeps; at the run's own `accept` it is the stored threshold). `where` names the run in the error
+  for a calibration without them."""
+  if not 0 < accept <= 1:
+    raise ConfigError(f"--unknown_accept={accept}: the share of known signs to accept, in (0, 1]")
+  scores = (cal or {}).get("known_scores")
+  if not scores:
+    raise ConfigError(f"{where}: its calibration keeps no held-out scores (it was fitted before they were "
+                      "kept): run `asl-evaluate --workdir=DIR --calibrate` to refit it, or give "
+                      "--unknown_threshold instead")
+  return fit_threshold(np.asarray(scores, np.float64), accept)

@@ -258,6 +258,10 @@ class RunDir:
     except (KeyError, TypeError, ValueError) as e:
       raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); delete it and run "
                             "`asl-evaluate --calibrate` to fit it again") from None
+    scores = cal.get("known_scores", [])
+    if not isinstance(scores, list) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in scores):
+      raise CheckpointError(f"{path}: known_scores must be a list of probabilities; delete it and run "
+                            "`asl-evaluate --calibrate` to fit it again")
     if not (np.isfinite(t) and t > 0) or (threshold is not None and not 0 <= threshold <= 1):
       raise CheckpointError(f"{path}: temperature must be > 0 and unknown_threshold in [0, 1], got {t} and "
                             f"{threshold}; delete it and run `asl-evaluate --calibrate` to fit it again")

@@ -139,10 +139,25 @@ def _signature(run, dim: int, verb: str = "call") -> str:
           " and Tv >= 1" if run.visual_dim else "")
 
 
+# The shares of known signs accepted whose thresholds an export carries (the page's accept=F, asl-predict's
+# --unknown_accept=F), when the run's calibration keeps its held-out scores.
+EXPORT_ACCEPTS = (0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
+
+
+def unknown_thresholds(run) -> dict[str, float] | None:
+  """{share: threshold} for EXPORT_ACCEPTS (calibration.threshold_for), or None without held-out scores."""
+  cal = run.calibration
+  if not cal or not cal.get("known_scores"):
+    return None
+  return {str(a): calibration.threshold_for(cal, a, run.workdir) for a in EXPORT_ACCEPTS}
+
+
 def _meta(run, workdir: str, dim: int) -> dict:
   return {"temperature": float(run.model.temperature),  # inside the model: its probabilities are calibrated
           # A sign is unknown when its top-1 probability is below this (null: the run calls nothing unknown).
           "unknown_threshold": run.unknown_threshold,
+          # The threshold for another share of known signs accepted (null: the run keeps no held-out scores).
+          "unknown_thresholds": unknown_thresholds(run),
           "inputs": ["landmarks"] + (["visual"] if run.visual_dim else []),
           "landmark_layout": run.layout, "landmark_dim": dim, "visual_dim": run.visual_dim,
           "num_classes": len(run.glosses), "glosses": list(run.glosses), "checkpoint_step": run.step,

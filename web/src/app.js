@@ -6,11 +6,13 @@
 // exported model's folder (default model/); frames=N stop after N camera frames and finish the open sign
 // (tests); debug keeps every frame's landmarks in window.aslLive.landmarks; video=URL recognise a video
 // file instead of the camera, every step-th frame in order, as `asl-live --video` does (fps is then the
-// file's frame rate, default 25); and the segmenter's settings by their asl-live names (gap_s=0.32, ...).
+// file's frame rate, default 25); accept=F call a sign unknown below the threshold that accepts F of the
+// model's held-out known signs (0.8, ...: asl-live --unknown_accept); and the segmenter's settings by their
+// asl-live names (gap_s=0.32, ...).
 
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
-import { Recognizer, assembleFrame, label } from "./recognizer.js";
+import { Recognizer, assembleFrame, label, unknownThreshold as unknownThresholdOf } from "./recognizer.js";
 import { DIM, Head, SignStore, checkGloss, checkNote, classVector, cutExample, MAX_EXAMPLES, unsure } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
@@ -382,6 +384,7 @@ async function main() {
   setState("loading the model");
   const model = await loadModel(dir);
   const { meta, classify } = model;
+  const unknownThreshold = unknownThresholdOf(meta, params.get("accept"));
   $("model").textContent = `${meta.num_classes} signs (${meta.workdir.split("/").slice(-2).join("/")}, step ${meta.checkpoint_step})`;
   const recognizerRef = { current: null };
   await setUpEnrolment(model, recognizerRef);
@@ -418,7 +421,7 @@ async function main() {
   status.fps = fps;
   status.source = file ? "video" : "camera";
   const recognizer = new Recognizer(classify, model.head ? model.head.glosses : meta.glosses, fps,
-                                    { config, frameStep: step, unknownThreshold: meta.unknown_threshold ?? null });
+                                    { config, frameStep: step, unknownThreshold });
   recognizerRef.current = recognizer;
   const ctx = $("preview").getContext("2d");
   // Holistic reads a copy of each frame, at the source's own size unless input=WIDTH scales it (keeping the

@@ -13,6 +13,18 @@ export function topK(probs, glosses, k = 5) {
 }
 
 // writers.label: the top gloss, "?" after a guess; a sign the model calls unknown is "?" alone.
+// The unknown threshold the page uses: meta.json's own (95 % of known signs accepted), or with accept=F the one
+// that accepts F of the run's held-out known clips (meta.unknown_thresholds: asl-predict --unknown_accept=F).
+export function unknownThreshold(meta, accept) {
+  if (accept == null || accept === "") return meta.unknown_threshold ?? null;
+  const shares = meta.unknown_thresholds || {};
+  const key = Object.keys(shares).find((k) => Math.abs(Number(k) - Number(accept)) < 1e-9);
+  if (key !== undefined) return shares[key];
+  throw new Error(Object.keys(shares).length
+    ? `accept=${accept}: this model offers ${Object.keys(shares).join(", ")} (the share of known signs to accept).`
+    : `accept=${accept}: this model keeps no held-out scores to choose a threshold by: export it again after asl-evaluate --workdir=RUN --calibrate.`);
+}
+
 export function label(sign) {
   if (sign.unknown) return "?";
   return sign.top_k[0].gloss + (sign.warning ? "?" : "");

@@ -360,6 +360,30 @@ def test_evaluation_reports_the_calibration_error_and_draws_the_reliability_diag
   from asl_jax.evaluation import evaluator  # pylint: disable=import-outside-toplevel
   assert f"a perfectly calibrated model would show {floor['mean']:.3f} on these clips" in evaluator.format_table(report)
   assert os.path.getsize(tmp_path / "eval" / "reliability.png") > 1000
+  # At each share of known signs accepted: the clips answered right, answered wrong and called unknown; the
+  # stricter, the fewer answers (the arithmetic: test_the_report_scores_each_stricter_threshold).
+  stricter = cal["stricter"]
+  assert [r["accept"] for r in stricter] == list(evaluator.REPORT_ACCEPTS)
+  assert stricter[0]["threshold"] == cal["unknown_threshold"]
+  assert all(r["right"] + r["wrong"] + r["called_unknown"] == pytest.approx(1.0) for r in stricter)
+  assert all(a["called_unknown"] <= b["called_unknown"] for a, b in zip(stricter, stricter[1:]))
+  assert "unknown decision, --unknown_accept: 0.95: " in evaluator.format_table(report)
+
+
+def test_the_report_scores_each_stricter_threshold():
+  from asl_jax.evaluation import evaluator  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  probs = rng.dirichlet(np.full(5, 0.3), 400)
+  labels = rng.integers(0, 5, 400)
+  cal = {"known_scores": sorted(rng.uniform(0.6, 1.0, 200).tolist())}
+  got = evaluator.calibration_report(probs, labels, 1.0, 0.5, cal)["stricter"]
+  top, right = probs.max(-1), probs.argmax(-1) == labels
+  for r in got:
+    t = np.sort(cal["known_scores"])[int(np.floor((1 - r["accept"]) * 200)) - 1:][:2].mean()  # halfway
+    assert r["threshold"] == pytest.approx(t)
+    assert r["right"] == pytest.approx(np.mean((top >= t) & right)) and r["wrong"] == pytest.approx(np.mean((top >= t) & ~right))
+  assert [r["called_unknown"] for r in got] == sorted(r["called_unknown"] for r in got) and got[-1]["called_unknown"] > got[0]["called_unknown"] + 0.1
+  assert "stricter" not in evaluator.calibration_report(probs, labels, 1.0, 0.5, {})
 
 
 def test_the_pages_signs_file_enrols_as_the_same_examples_in_folders_do(held_out_setup, tmp_path):

@@ -170,15 +170,32 @@ def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=No
   return cal
 
 
-def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None) -> dict:
+REPORT_ACCEPTS = (0.95, 0.9, 0.8, 0.7)  # the shares of known signs whose thresholds a report scores
+
+
+def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None,
+                       cal: dict | None = None) -> dict:
   """report.json's "calibration": the ECE and its bins (the reliability diagram), the ECE a perfectly
   calibrated model would show on as many clips with these confidences (`ece_noise_floor`), the mean
-  confidence, the run's temperature and unknown threshold, and the share of clips it calls unknown."""
-  return {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
-          "ece_noise_floor": calibration.ece_noise_floor(probs.max(-1)),
-          "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),
-          "unknown_threshold": threshold,
-          "called_unknown": float(calibration.unknown_mask(probs, threshold).mean())}
+  confidence, the run's temperature and unknown threshold, and the share of clips it calls unknown. With a
+  calibration `cal` that keeps its held-out scores, "stricter": at the threshold that accepts each share of
+  them (asl-predict --unknown_accept), the share of these clips answered right, answered wrong, and called
+  unknown."""
+  out = {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
+         "ece_noise_floor": calibration.ece_noise_floor(probs.max(-1)),
+         "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),
+         "unknown_threshold": threshold,
+         "called_unknown": float(calibration.unknown_mask(probs, threshold).mean())}
+  if cal and cal.get("known_scores"):
+    right = probs.argmax(-1) == np.asarray(labels)
+    rows = []
+    for accept in REPORT_ACCEPTS:
+      t = calibration.threshold_for(cal, accept, "")
+      answered = ~calibration.unknown_mask(probs, t)
+      rows.append({"accept": accept, "threshold": t, "right": float((answered & right).mean()),
+                   "wrong": float((answered & ~right).mean()), "called_unknown": float((~answered).mean())})
+    out["stricter"] = rows
+  return out
 
 
 def clips_without_hands(packed, idx) -> int:
@@ -265,6 +282,13 @@ def _calibration_line(cal: dict) -> str:
   return line + "reliability.png)"
 
 
+def _stricter_line(cal: dict) -> str:
+  """The answers at each share of known signs accepted (calibration_report's "stricter")."""
+  return "unknown decision, --unknown_accept: " + "; ".join(
+      f"{r['accept']:.2f}: {100 * r['right']:.0f}% right, {100 * r['wrong']:.0f}% wrong, "
+      f"{100 * r['called_unknown']:.0f}% unknown" for r in cal["stricter"])
+
+
 def format_table(report: dict) -> str:
   pi, pc = report["per_instance"], report["per_class"]
   return "\n".join([
@@ -274,6 +298,7 @@ def format_table(report: dict) -> str:
       f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
   ] + ([_calibration_line(report["calibration"])] if report.get("calibration") else []) + (
+      [_stricter_line(report["calibration"])] if (report.get("calibration") or {}).get("stricter") else []) + (
       [f"retrieval: top-10 {100 * report['retrieval']['top10']:.2f}%, top-20 {100 * report['retrieval']['top20']:.2f}%, "
        f"MRR {report['retrieval']['mrr']:.3f}, DCG {report['retrieval']['dcg']:.3f}"] if report.get("retrieval")
       else []) + (

@@ -92,7 +92,7 @@ class Finisher:
     if weights is not None:
       report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
     report["calibration"] = evaluation.calibration_report(summary["probs"], labels, temperature,
-                                                          cal.get("unknown_threshold") if cal else None)
+                                                          cal.get("unknown_threshold") if cal else None, cal)
     report["retrieval"] = metrics.retrieval(summary["probs"], labels)
     path = evaluation.write_report(self.run.eval_dir("test"), report, summary, labels, packed.split.glosses,
                                    self.run.metrics(), [packed.video_ids[i] for i in idx], summary["probs"],

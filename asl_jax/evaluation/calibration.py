@@ -11,14 +11,14 @@
 
 `fit` returns {"temperature", "unknown_threshold", "unknown_score", "accept", "fitted_on", "clips", "step",
 "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after", "known_scores"}, which a run keeps beside
-its weights. "known_scores" (the held-out clips' scores, sorted) give the threshold for another share of known
-signs accepted (`threshold_for`, asl-predict / asl-live `--unknown_accept`): a stricter one turns more wrong
-answers into "unknown" at the cost of right ones
-(runs.run_dir.RunDir.calibration); runs.restore.load_run applies it. A run without the file predicts with T = 1 and no threshold (nothing is called unknown).
+its weights (runs.run_dir.RunDir.calibration); runs.restore.load_run applies it. A run without the file
+predicts with T = 1 and no threshold (nothing is called unknown). "known_scores" (the held-out clips' scores,
+sorted) give the threshold for another share of known signs accepted (`threshold_for`: asl-predict and asl-live
+`--unknown_accept`, the page's `accept=`): a stricter one turns more wrong answers into "unknown" at the cost of
+right ones.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 

@@ -357,7 +357,8 @@ def test_the_page_finds_asl_lives_signs_in_a_video_and_learns_a_sign_from_it(sit
                                    {"fill": "#gloss", "value": gloss}, {"click": "#record"}, ENROL_IDLE,
                                    {"snap": "first"}, {"reload": True}, PAGE_DONE, ENROL_IDLE,
                                    {"snap": "reloaded"}, {"screenshot": str(tmp_path / "page.png")},
-                                   {"download": "#export", "to": str(exported)}, {"snap": "exported"}]),
+                                   {"download": "#export", "to": str(exported)}, {"snap": "exported"},
+                                   {"click": "#strict"}, {"snap": "strict"}]),
                  timeout=420)
   snaps = status["snaps"]
   assert all(s["error"] is None for s in snaps.values()), snaps
@@ -385,6 +386,11 @@ def test_the_page_finds_asl_lives_signs_in_a_video_and_learns_a_sign_from_it(sit
   assert len(after["signs"]) == 1 and after["signs"][0]["top_k"][0]["gloss"] == gloss, after["signs"]
   assert not after["signs"][0]["unknown"] and after["current"] == gloss
   assert snaps["exported"]["enrol_message"].startswith("Exported 1 sign to asl_jax_signs.json")
+  # "Say ? more often" switches to the threshold --unknown_accept=0.8 gives (the export's, from the run's scores).
+  from asl_jax.runs.restore import load_run  # pylint: disable=import-outside-toplevel
+  shipped = load_run(pretrained.resolve(""))
+  assert snaps["exported"]["unknown_threshold"] == shipped.unknown_threshold and not snaps["exported"]["strict"]
+  assert snaps["strict"]["strict"] and snaps["strict"]["unknown_threshold"] == export.unknown_thresholds(shipped)["0.8"]
   # The same decisions as Python: asl-enroll reads the page's file; asl-live scores the page's landmarks.
   doc = json.loads(exported.read_text())
   assert doc["format"] == "asl_jax signs" and [s["gloss"] for s in doc["signs"]] == [gloss]

@@ -384,7 +384,14 @@ async function main() {
   setState("loading the model");
   const model = await loadModel(dir);
   const { meta, classify } = model;
+  // "Say ? more often": the threshold that accepts 80 % of the model's held-out known signs (accept=0.8,
+  // asl-live --unknown_accept=0.8); unticked, the one accept= chose, else the model's own.
   const unknownThreshold = unknownThresholdOf(meta, params.get("accept"));
+  const strictBox = $("strict"), strict = (meta.unknown_thresholds || {})["0.8"] ?? null;
+  const loose = unknownThreshold === strict ? (meta.unknown_threshold ?? null) : unknownThreshold;
+  strictBox.disabled = strict === null;
+  strictBox.checked = strict !== null && unknownThreshold === strict;
+  status.unknownThreshold = strictBox.checked ? strict : loose;
   $("model").textContent = `${meta.num_classes} signs (${meta.workdir.split("/").slice(-2).join("/")}, step ${meta.checkpoint_step})`;
   const recognizerRef = { current: null };
   await setUpEnrolment(model, recognizerRef);
@@ -421,8 +428,12 @@ async function main() {
   status.fps = fps;
   status.source = file ? "video" : "camera";
   const recognizer = new Recognizer(classify, model.head ? model.head.glosses : meta.glosses, fps,
-                                    { config, frameStep: step, unknownThreshold });
+                                    { config, frameStep: step, unknownThreshold: status.unknownThreshold });
   recognizerRef.current = recognizer;
+  strictBox.onchange = () => {  // the signs from now on
+    status.unknownThreshold = strictBox.checked ? strict : loose;
+    recognizer.unknownThreshold = status.unknownThreshold;
+  };
   const ctx = $("preview").getContext("2d");
   // Holistic reads a copy of each frame, at the source's own size unless input=WIDTH scales it (keeping the
   // aspect ratio); the preview keeps the source's aspect ratio too.

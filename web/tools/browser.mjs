@@ -93,6 +93,7 @@ const snap = async () => ({ t: (Date.now() - t0) / 1000, ...await page.evaluate(
   message: (() => { const m = document.getElementById("message"); return m.hidden ? null : m.textContent; })(),
   done: window.aslLive.done, error: window.aslLive.error, processed: window.aslLive.processed,
   record_button: document.getElementById("record").textContent,
+  unknown_threshold: window.aslLive.unknownThreshold ?? null, strict: document.getElementById("strict").checked,
 })) });
 const waitFor = async (expr) => {
   const start = Date.now();

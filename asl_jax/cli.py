@@ -378,8 +378,9 @@ def _unknown_threshold(f, workdir: str | None) -> float | None:
     return f.unknown_threshold
   from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.runs.restore import split_workdirs  # pylint: disable=import-outside-toplevel
   from asl_jax.runs.run_dir import RunDir  # pylint: disable=import-outside-toplevel
-  first = pretrained.resolve(workdir.split(",")[0] if workdir else None)
+  first = pretrained.resolve(split_workdirs(workdir)[0] if workdir else None)
   threshold = calibration.threshold_for(RunDir(first).calibration(), f.unknown_accept, first)
   print(f"unknown below a top-1 probability of {threshold:.3f}: the run's held-out known clips are accepted "
         f"{f.unknown_accept:.0%} of the time", file=sys.stderr, flush=True)

@@ -283,7 +283,8 @@ def score_draw(d: dict) -> dict:
     ranked = metrics.retrieval(probs[new], index[new])  # the new signs as dictionary retrieval (ASL Citizen's)
     # What a signer sees with the enrolled run: its gloss, another gloss, or "?" (the run's stored threshold; an
     # ensemble's is the one fitted on its bases' average above).
-    answered = calibration.unknown_scores(probs) >= (threshold if stored is None else stored)
+    enrolled_score = calibration.unknown_scores(probs)
+    answered = enrolled_score >= (threshold if stored is None else stored)
     row[f"enrol{shots}"] = {"new_top1": float(correct[new].mean()), "old_top1": float(correct[~new].mean()),
                             "new_top10": ranked["top10"], "new_mrr": ranked["mrr"], "new_dcg": ranked["dcg"],
                             "new_right": float((answered & correct)[new].mean()),
@@ -291,7 +292,6 @@ def score_draw(d: dict) -> dict:
                             "old_right": float((answered & correct)[~new].mean()),
                             "old_wrong": float((answered & ~correct)[~new].mean()),
                             "seconds": seconds, "naive": naive(d, shots)}
-    enrolled_score = calibration.unknown_scores(probs)
     for a, t in points.items():
       ok = enrolled_score >= t
       row["operating_points"][str(a)][f"enrol{shots}"] = {

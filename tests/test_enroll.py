@@ -375,15 +375,15 @@ def test_the_report_scores_each_stricter_threshold():
   rng = np.random.default_rng(0)
   probs = rng.dirichlet(np.full(5, 0.3), 400)
   labels = rng.integers(0, 5, 400)
-  cal = {"known_scores": sorted(rng.uniform(0.6, 1.0, 200).tolist())}
-  got = evaluator.calibration_report(probs, labels, 1.0, 0.5, cal)["stricter"]
+  cal = {"unknown_threshold": 0.5, "known_scores": sorted(rng.uniform(0.6, 1.0, 200).tolist())}
+  got = evaluator.calibration_report(probs, labels, 1.0, cal)["stricter"]
   top, right = probs.max(-1), probs.argmax(-1) == labels
   for r in got:
     t = np.sort(cal["known_scores"])[int(np.floor((1 - r["accept"]) * 200)) - 1:][:2].mean()  # halfway
     assert r["threshold"] == pytest.approx(t)
     assert r["right"] == pytest.approx(np.mean((top >= t) & right)) and r["wrong"] == pytest.approx(np.mean((top >= t) & ~right))
   assert [r["called_unknown"] for r in got] == sorted(r["called_unknown"] for r in got) and got[-1]["called_unknown"] > got[0]["called_unknown"] + 0.1
-  assert "stricter" not in evaluator.calibration_report(probs, labels, 1.0, 0.5, {})
+  assert "stricter" not in evaluator.calibration_report(probs, labels, 1.0, {"unknown_threshold": 0.5})
 
 
 def test_the_pages_signs_file_enrols_as_the_same_examples_in_folders_do(held_out_setup, tmp_path):

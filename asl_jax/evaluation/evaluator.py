@@ -173,14 +173,14 @@ def calibrate(evaluator: Evaluator, params, val, val_labels, step: int, train=No
 REPORT_ACCEPTS = (0.95, 0.9, 0.8, 0.7)  # the shares of known signs whose thresholds a report scores
 
 
-def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, threshold: float | None,
-                       cal: dict | None = None) -> dict:
+def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float, cal: dict | None) -> dict:
   """report.json's "calibration": the ECE and its bins (the reliability diagram), the ECE a perfectly
   calibrated model would show on as many clips with these confidences (`ece_noise_floor`), the mean
-  confidence, the run's temperature and unknown threshold, and the share of clips it calls unknown. With a
-  calibration `cal` that keeps its held-out scores, "stricter": at the threshold that accepts each share of
-  them (asl-predict --unknown_accept), the share of these clips answered right, answered wrong, and called
-  unknown."""
+  confidence, the temperature, the run's unknown threshold (from its calibration `cal`; None without one) and
+  the share of clips it calls unknown. When `cal` keeps its held-out scores, "stricter": at the threshold that
+  accepts each share of them (asl-predict --unknown_accept), the share of these clips answered right, answered
+  wrong, and called unknown."""
+  threshold = cal.get("unknown_threshold") if cal else None
   out = {"temperature": float(temperature), "ece": calibration.expected_calibration_error(probs, labels),
          "ece_noise_floor": calibration.ece_noise_floor(probs.max(-1)),
          "mean_confidence": float(probs.max(-1).mean()), "bins": calibration.reliability_bins(probs, labels),

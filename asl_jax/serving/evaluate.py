@@ -70,8 +70,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
     summary["loss"] = float(-np.log(p_true).mean())  # plain NLL of the averaged probabilities
   report = evaluation.build_report(summary, split, run.step, run.glosses)
   report["clips_without_hands"] = evaluation.clips_without_hands(setup.packed, idx)
-  report["calibration"] = evaluation.calibration_report(probs, labels, run.model.temperature,
-                                                        run.unknown_threshold, run.calibration)
+  report["calibration"] = evaluation.calibration_report(probs, labels, run.model.temperature, run.calibration)
   report["retrieval"] = metrics.retrieval(probs, labels)
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]

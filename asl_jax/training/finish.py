@@ -91,8 +91,7 @@ class Finisher:
     report["clips_without_hands"] = evaluation.clips_without_hands(packed, idx)
     if weights is not None:
       report["head_weights"] = dict(zip(models.hybrid.HEAD_NAMES, weights))
-    report["calibration"] = evaluation.calibration_report(summary["probs"], labels, temperature,
-                                                          cal.get("unknown_threshold") if cal else None, cal)
+    report["calibration"] = evaluation.calibration_report(summary["probs"], labels, temperature, cal)
     report["retrieval"] = metrics.retrieval(summary["probs"], labels)
     path = evaluation.write_report(self.run.eval_dir("test"), report, summary, labels, packed.split.glosses,
                                    self.run.metrics(), [packed.video_ids[i] for i in idx], summary["probs"],

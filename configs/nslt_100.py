@@ -27,7 +27,7 @@ def get_config():
   c.dropout, c.transformer_dropout, c.drop_path = 0.2, 0.1, 0.1
   # The last layer directly on the encoder's pooled output (no hidden layer): mean val top-1 of the last 10
   # epochs 70.8 ± 3.2 / 76.0 ± 2.4 % on wlasl_real / wlasl50 against 67.4 ± 1.3 / 71.9 ± 1.5 % with one hidden
-  # layer, and signs never trained on are enrolled better in that space (docs/enrolment.md).
+  # layer, and signs never trained on are enrolled better in that space (docs/open_vocabulary_experiments.md).
   c.head_layers = -1
 
   # Optimisation.

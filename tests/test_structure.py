@@ -145,8 +145,8 @@ def test_public_names_are_unique():
 
 
 def test_the_kept_experiment_patches_still_apply():
-  """benchmarks/patches/*.patch hold measured experiments kept off main; docs/enrolment.md says to `git apply`
-  them to rerun one, so a change to the code they touch must regenerate them."""
+  """benchmarks/patches/*.patch hold measured experiments kept off main; docs/open_vocabulary_experiments.md says
+  to `git apply` them to rerun one, so a change to the code they touch must regenerate them."""
   if not shutil.which("git") or not os.path.isdir(os.path.join(REPO, ".git")):
     pytest.skip("needs git and the repository's .git")
   folder = os.path.join(REPO, "benchmarks", "patches")
@@ -156,3 +156,33 @@ def test_the_kept_experiment_patches_still_apply():
     out = subprocess.run(["git", "apply", "--check", os.path.join(folder, name)], cwd=REPO, capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0, f"{name} no longer applies: {out.stderr.strip()}"
+
+
+def _anchor(heading: str) -> str:
+  """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+  return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_in_the_docs_leads_somewhere():
+  """README and docs/ are the newcomer's way in: a relative link names a file of the repository, and a link to a
+  section (FILE#anchor) names one of that file's headings."""
+  pages = [os.path.join(REPO, "README.md")] + [os.path.join(REPO, "docs", f)
+                                               for f in sorted(os.listdir(os.path.join(REPO, "docs"))) if f.endswith(".md")]
+  broken, links = [], 0
+  for page in pages:
+    text = open(page, encoding="utf-8").read()
+    for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S)):
+      if re.match(r"[a-z]+:", target):
+        continue
+      links += 1
+      path, _, anchor = target.partition("#")
+      file = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+      where = f"{os.path.relpath(page, REPO)}: ({target})"
+      if not os.path.exists(file):
+        broken.append(f"{where}: no such file")
+      elif anchor and file.endswith(".md"):
+        headings = re.findall(r"^#+ (.+)$", open(file, encoding="utf-8").read(), flags=re.M)
+        if anchor not in {_anchor(h) for h in headings}:
+          broken.append(f"{where}: no heading with that anchor")
+  assert links > 20  # the pages do link to each other: a regex that found none would pass for nothing
+  assert not broken, "\n".join(broken)

@@ -158,7 +158,7 @@ def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
 
   A candidate unknown score, measured by benchmarks/unknown_scores.py: it ranks unseen signs better than the
   top-1 probability but rejects no more of them at the runs' operating point, so runs keep UNKNOWN_SCORE
-  (docs/enrolment.md, "Other unknown scores")."""
+  (docs/open_vocabulary_experiments.md, "Other unknown scores")."""
   nearest, overall = mahalanobis_distances(emb, g)
   return overall - nearest
 

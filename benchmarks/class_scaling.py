@@ -1,0 +1,170 @@
+"""How much do more training classes help signs never seen? Enrolment against the number of classes the base trains on.
+
+The open-vocabulary protocol (benchmarks/open_vocabulary.py) trains its base on the 80 classes a draw does not
+hold out, and every variant of the recipe has left new signs near 0.48 top-1. The claim that what is missing is
+more distinct signs in training is measured here, on the same draws, held-out classes and enrolment examples:
+for each draw the 80 base classes are put in a seeded order; the first 40 (the *common* classes) are in every
+base, and bases of the recipe are trained on the first 40, 60 and all 80 (the 80 are open_vocabulary.py's own
+bases, reused from its cache). Each base enrols the 20 held-out classes from 3 train clips each through
+asl-enroll, and everything is scored on the val clips of the common 40 and the held-out 20 only, among those
+60 classes (the other columns left out), so the test is the same for every base and only what it trained on
+changes:
+- `new_top1` / `old_top1`: top-1 of the held-out / common classes' val clips under the enrolled run;
+- `ncm_new` / `ncm_old`: the nearest class mean of the unit embeddings (common classes' means from their train
+  clips, held-out ones' from the 3 examples), what the embedding alone separates;
+- `new_top1_more` / `ncm_new_more`: the same new-sign figures with the held-out classes' train clips that are not
+  examples scored besides their val clips (1-2 a class, about as many again: no base trains on them either);
+- `auroc`: the base's unknown score (its calibrated top-1 probability over all its classes), the common classes'
+  val clips against the held-out classes'.
+
+  python benchmarks/class_scaling.py [--seeds=1] [--sizes=40,60,80] [--name=class_scaling]
+
+A base of 40 classes trains in about 100 s on 2 cores, one of 60 in about 140 s. The test clips are never read.
+Results: benchmarks/results/NAME.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import open_vocabulary as ov  # noqa: E402  (its flags too: --draws, --epochs, --config, --override, --tag)
+
+flags.DEFINE_string("sizes", "40,60,80", "numbers of base classes trained on (80: open_vocabulary.py's bases)")
+flags.DEFINE_integer("common", 40, "base classes every base trains on and the scores are taken over")
+flags.DEFINE_string("scaling_seeds", "1", "training seeds of the bases; each seed is scored on its own")
+FLAGS = flags.FLAGS
+
+
+def class_order(d: dict) -> list[int]:
+  """The draw's 80 base classes in a seeded order: the first FLAGS.common are in every base."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rest = sorted({v["action"][0] for v in d["split"].values()} - set(d["held_out"]))
+  return [int(c) for c in np.random.default_rng(2000 + d["draw"]).permutation(rest)]
+
+
+def sized(d: dict, n: int, seed: int) -> dict:
+  """The draw's facts for a base of its first n classes: its folder (split of those classes' train and val
+  clips), and the run of `seed`. n = 80 is open_vocabulary.py's folder and runs."""
+  workdir = lambda folder: os.path.join(folder, "base" if seed == 1 else f"base_s{seed}")  # noqa: E731
+  if n == len(class_order(d)):
+    return dict(d, workdir=workdir(d["folder"]))
+  keep = set(class_order(d)[:n])
+  folder = f"{d['folder']}_n{n}"
+  os.makedirs(folder, exist_ok=True)
+  base = {k: v for k, v in d["split"].items() if v["action"][0] in keep and v["subset"] != "test"}
+  with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
+    json.dump(base, f)
+  shutil.copy(os.path.join(d["folder"], "wlasl_class_list.txt"), folder)
+  return dict(d, folder=folder, workdir=workdir(folder))
+
+
+def ncm(p, d: dict, common: list[int], used: list[str], extra: list[str]) -> dict:
+  """Nearest class mean of the unit embeddings among the common and held-out classes: new and old top-1 on val,
+  and new top-1 on the val clips with the held-out classes' unused train clips (`extra`) besides."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  label = lambda k: d["split"][k]["action"][0]  # noqa: E731
+  emb = lambda ks: class_vectors.unit(p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).mean(0))  # noqa: E731
+  train = [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] in common]
+  val = [k for k in ov.val_clips(d) if label(k) in common or label(k) in d["held_out"]]
+  tr, ex, va = emb(train), emb(used), emb(val + extra)
+  classes = list(common) + list(d["held_out"])
+  lt, le = np.array([label(k) for k in train]), np.array([label(k) for k in used])
+  protos = class_vectors.unit(np.stack([tr[lt == c].mean(0) if c in common else ex[le == c].mean(0)
+                                         for c in classes]))
+  right = np.array(classes)[(va @ protos.T).argmax(-1)] == np.array([label(k) for k in val + extra])
+  new = np.isin([label(k) for k in val + extra], d["held_out"])
+  on_val = np.arange(len(val + extra)) < len(val)
+  return {"ncm_new": float(right[new & on_val].mean()), "ncm_old": float(right[~new].mean()),
+          "ncm_new_more": float(right[new].mean())}
+
+
+def unused_train_clips(d: dict, used: list[str]) -> list[str]:
+  """The held-out classes' train clips that are not enrolment examples: more clips of signs the base never saw
+  (no base trains on them), to halve the noise of the new-sign figures."""
+  return sorted(k for k, v in d["split"].items()
+                if v["subset"] == "train" and v["action"][0] in d["held_out"] and k not in used)
+
+
+def score(dn: dict, common: list[int]) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
+  ov.calibrate_base(dn["workdir"])
+  names = ov.class_names(dn)
+  keep_glosses = {names[str(c)] for c in common} | {names[str(c)] for c in dn["held_out"]}
+  probs, truth, new, _, _ = ov.val_predictions(dn["workdir"], dn)
+  rows = np.isin(truth, list(keep_glosses))
+  s = calibration.unknown_scores(probs)[rows]
+  row = {"auroc": ov.auroc(s[~new[rows]], s[new[rows]])}
+  out, seconds = ov.enrol(dn, 3, dn["workdir"])
+  probs, truth, new, glosses, _ = ov.val_predictions(out, dn)
+  cols = [i for i, g in enumerate(glosses) if g in keep_glosses]
+  rows = np.isin(truth, list(keep_glosses))
+  pred = np.array(glosses)[cols][probs[rows][:, cols].argmax(-1)]
+  right, new = pred == truth[rows], new[rows]
+  row.update(new_top1=float(right[new].mean()), old_top1=float(right[~new].mean()), val_new=int(new.sum()),
+             val_old=int((~new).sum()), seconds=seconds)
+  _, used = ov.signs_folder(dn, 3)
+  extra = unused_train_clips(dn, used)
+  enrolled = predict.Predictor(out)
+  probs = enrolled.predict_clips([enrolled.load_clip(ov.landmarks(k)) for k in extra])
+  extra_right = np.array(glosses)[cols][probs[:, cols].argmax(-1)] == np.array(
+      [names[str(dn["split"][k]["action"][0])] for k in extra])
+  row["new_top1_more"] = float(np.concatenate([right[new], extra_right]).mean())
+  row["more_new"] = len(extra)
+  row.update(ncm(predict.Predictor(dn["workdir"]), dn, common, used, extra))
+  return row
+
+
+def summarize(rows: list[dict], sizes: list[int]) -> dict:
+  """Per base size, the mean and sd over draws and seeds; and each larger base's difference from the smallest,
+  paired by draw and seed (which cancels the draws' and seeds' own spread), with how many pairs gained."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  keys = ("new_top1", "new_top1_more", "ncm_new", "ncm_new_more", "old_top1", "ncm_old", "auroc")
+  stat = lambda v: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}  # noqa: E731
+  summary = {str(n): {k: stat([r[k] for r in rows if r["classes"] == n]) for k in keys} for n in sizes}
+  first = {(r["draw"], r["seed"]): r for r in rows if r["classes"] == sizes[0]}
+  for n in sizes[1:]:
+    for k in keys:
+      v = [r[k] - first[r["draw"], r["seed"]][k] for r in rows if r["classes"] == n]
+      summary[str(n)].setdefault(f"minus_{sizes[0]}", {})[k] = {**stat(v), "gained": int(np.sum(np.array(v) > 0)),
+                                                                 "lost": int(np.sum(np.array(v) < 0))}
+  return summary
+
+
+def main(argv):
+  del argv
+  import common as bench  # pylint: disable=import-outside-toplevel
+  sizes = [int(x) for x in FLAGS.sizes.split(",")]
+  seeds = [int(x) for x in FLAGS.scaling_seeds.split(",")]
+  draws = [ov.prepare_draw(int(x)) for x in FLAGS.draws.split(",")]
+  for d in draws:  # train first, so that a long run can be left to itself
+    for seed in seeds:
+      for n in sizes:
+        ov.train_base(sized(d, n, seed), seed)
+  rows = []
+  for d in draws:
+    common = class_order(d)[:FLAGS.common]
+    for seed in seeds:
+      for n in sizes:
+        row = {"draw": d["draw"], "seed": seed, "classes": n, **score(sized(d, n, seed), common)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+  summary = summarize(rows, sizes)
+  for n in sizes:
+    print(n, " ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in summary[str(n)].items() if "mean" in v))
+  payload = {"machine": bench.machine(), "config": FLAGS.config, "seeds": seeds, "epochs": FLAGS.epochs,
+             "common": FLAGS.common, "sizes": sizes, "rows": rows, "summary": summary}
+  print("wrote", bench.save(FLAGS.name, payload))
+
+
+if __name__ == "__main__":
+  flags.FLAGS.set_default("name", "class_scaling")
+  app.run(main)

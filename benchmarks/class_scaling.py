@@ -17,7 +17,8 @@ changes:
 - `auroc`: the base's unknown score (its calibrated top-1 probability over all its classes), the common classes'
   val clips against the held-out classes'.
 
-  python benchmarks/class_scaling.py [--seeds=1] [--sizes=40,60,80] [--name=class_scaling]
+  python benchmarks/class_scaling.py [--scaling_seeds=1,2,3] [--sizes=40,60,80] [--common=40] [--name=class_scaling]
+  python benchmarks/class_scaling.py --scaling_seeds=1,2,3 --sizes=60,80@60 --name=class_scaling_budget
 
 A base of 40 classes trains in about 100 s on 2 cores, one of 60 in about 140 s. The test clips are never read.
 Results: benchmarks/results/NAME.json.
@@ -25,6 +26,7 @@ Results: benchmarks/results/NAME.json.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -35,7 +37,8 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import open_vocabulary as ov  # noqa: E402  (its flags too: --draws, --epochs, --config, --override, --tag)
 
-flags.DEFINE_string("sizes", "40,60,80", "numbers of base classes trained on (80: open_vocabulary.py's bases)")
+flags.DEFINE_string("sizes", "40,60,80", "the bases: N (its first N classes; 80: open_vocabulary.py's bases) or N@M "
+                    "(its first N classes with as many train clips as the first M have)")
 flags.DEFINE_integer("common", 40, "base classes every base trains on and the scores are taken over")
 flags.DEFINE_string("scaling_seeds", "1", "training seeds of the bases; each seed is scored on its own")
 FLAGS = flags.FLAGS
@@ -48,20 +51,39 @@ def class_order(d: dict) -> list[int]:
   return [int(c) for c in np.random.default_rng(2000 + d["draw"]).permutation(rest)]
 
 
-def sized(d: dict, n: int, seed: int) -> dict:
-  """The draw's facts for a base of its first n classes: its folder (split of those classes' train and val
-  clips), and the run of `seed`. n = 80 is open_vocabulary.py's folder and runs."""
+def train_clips(split: dict) -> int:
+  return sum(v["subset"] == "train" for v in split.values())
+
+
+def sized(d: dict, size: str, seed: int) -> dict:
+  """The draw's facts for a base of its first N classes (`size` "N"), or of its first N classes with only as many
+  train clips as the first M classes have ("N@M": clips dropped at random, never below 3 a class): its folder
+  (the split of those classes' train and val clips) and the run of `seed`. "80" is open_vocabulary.py's folder
+  and runs."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
   workdir = lambda folder: os.path.join(folder, "base" if seed == 1 else f"base_s{seed}")  # noqa: E731
-  if n == len(class_order(d)):
+  n, _, budget_of = size.partition("@")
+  if int(n) == len(class_order(d)) and not budget_of:
     return dict(d, workdir=workdir(d["folder"]))
-  keep = set(class_order(d)[:n])
-  folder = f"{d['folder']}_n{n}"
+  of_classes = lambda m: {k: v for k, v in d["split"].items()  # noqa: E731
+                          if v["action"][0] in set(class_order(d)[:m]) and v["subset"] != "test"}
+  base = of_classes(int(n))
+  if budget_of:
+    budget, count = train_clips(of_classes(int(budget_of))), collections.Counter(
+        v["action"][0] for v in base.values() if v["subset"] == "train")
+    for k in np.random.default_rng(3000 + d["draw"]).permutation(sorted(base)):
+      if train_clips(base) <= budget:
+        break
+      c = base[k]["action"][0]
+      if base[k]["subset"] == "train" and count[c] > 3:
+        del base[k]
+        count[c] -= 1
+  folder = f"{d['folder']}_n{n}" + (f"_clips{budget_of}" if budget_of else "")
   os.makedirs(folder, exist_ok=True)
-  base = {k: v for k, v in d["split"].items() if v["action"][0] in keep and v["subset"] != "test"}
   with open(os.path.join(folder, "split.json"), "w", encoding="utf-8") as f:
     json.dump(base, f)
   shutil.copy(os.path.join(d["folder"], "wlasl_class_list.txt"), folder)
-  return dict(d, folder=folder, workdir=workdir(folder))
+  return dict(d, folder=folder, workdir=workdir(folder), train_clips=train_clips(base))
 
 
 def ncm(p, d: dict, common: list[int], used: list[str], extra: list[str]) -> dict:
@@ -123,17 +145,18 @@ def score(dn: dict, common: list[int]) -> dict:
   return row
 
 
-def summarize(rows: list[dict], sizes: list[int]) -> dict:
+def summarize(rows: list[dict], sizes: list[str]) -> dict:
   """Per base size, the mean and sd over draws and seeds; and each larger base's difference from the smallest,
   paired by draw and seed (which cancels the draws' and seeds' own spread), with how many pairs gained."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   keys = ("new_top1", "new_top1_more", "ncm_new", "ncm_new_more", "old_top1", "ncm_old", "auroc")
   stat = lambda v: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}  # noqa: E731
-  summary = {str(n): {k: stat([r[k] for r in rows if r["classes"] == n]) for k in keys} for n in sizes}
-  first = {(r["draw"], r["seed"]): r for r in rows if r["classes"] == sizes[0]}
+  of = lambda n: [r for r in rows if str(r["classes"]) == str(n)]  # noqa: E731
+  summary = {str(n): {k: stat([r[k] for r in of(n)]) for k in keys} for n in sizes}
+  first = {(r["draw"], r["seed"]): r for r in of(sizes[0])}
   for n in sizes[1:]:
     for k in keys:
-      v = [r[k] - first[r["draw"], r["seed"]][k] for r in rows if r["classes"] == n]
+      v = [r[k] - first[r["draw"], r["seed"]][k] for r in of(n)]
       summary[str(n)].setdefault(f"minus_{sizes[0]}", {})[k] = {**stat(v), "gained": int(np.sum(np.array(v) > 0)),
                                                                  "lost": int(np.sum(np.array(v) < 0))}
   return summary
@@ -142,7 +165,7 @@ def summarize(rows: list[dict], sizes: list[int]) -> dict:
 def main(argv):
   del argv
   import common as bench  # pylint: disable=import-outside-toplevel
-  sizes = [int(x) for x in FLAGS.sizes.split(",")]
+  sizes = FLAGS.sizes.split(",")
   seeds = [int(x) for x in FLAGS.scaling_seeds.split(",")]
   draws = [ov.prepare_draw(int(x)) for x in FLAGS.draws.split(",")]
   for d in draws:  # train first, so that a long run can be left to itself
@@ -154,7 +177,8 @@ def main(argv):
     common = class_order(d)[:FLAGS.common]
     for seed in seeds:
       for n in sizes:
-        row = {"draw": d["draw"], "seed": seed, "classes": n, **score(sized(d, n, seed), common)}
+        dn = sized(d, n, seed)
+        row = {"draw": d["draw"], "seed": seed, "classes": n, "train_clips": dn.get("train_clips"), **score(dn, common)}
         print(json.dumps(row), flush=True)
         rows.append(row)
   summary = summarize(rows, sizes)

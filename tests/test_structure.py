@@ -163,6 +163,11 @@ def _anchor(heading: str) -> str:
   return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def _prose(path: str) -> str:
+  """A Markdown file without its fenced code blocks (whose `# comments` are not headings, nor their text links)."""
+  return re.sub(r"```.*?```", "", open(path, encoding="utf-8").read(), flags=re.S)
+
+
 def test_every_link_in_the_docs_leads_somewhere():
   """README and docs/ are the newcomer's way in: a relative link names a file of the repository, and a link to a
   section (FILE#anchor) names one of that file's headings."""
@@ -170,8 +175,7 @@ def test_every_link_in_the_docs_leads_somewhere():
                                                for f in sorted(os.listdir(os.path.join(REPO, "docs"))) if f.endswith(".md")]
   broken, links = [], 0
   for page in pages:
-    text = open(page, encoding="utf-8").read()
-    for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S)):
+    for target in re.findall(r"\]\(([^)\s]+)\)", _prose(page)):
       if re.match(r"[a-z]+:", target):
         continue
       links += 1
@@ -181,7 +185,7 @@ def test_every_link_in_the_docs_leads_somewhere():
       if not os.path.exists(file):
         broken.append(f"{where}: no such file")
       elif anchor and file.endswith(".md"):
-        headings = re.findall(r"^#+ (.+)$", open(file, encoding="utf-8").read(), flags=re.M)
+        headings = re.findall(r"^#+ (.+)$", _prose(file), flags=re.M)
         if anchor not in {_anchor(h) for h in headings}:
           broken.append(f"{where}: no heading with that anchor")
   assert links > 20  # the pages do link to each other: a regex that found none would pass for nothing

@@ -65,10 +65,11 @@ def sized(d: dict, size: str, seed: int) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
   workdir = lambda folder: os.path.join(folder, "base" if seed == 1 else f"base_s{seed}")  # noqa: E731
   n, _, budget_of = size.partition("@")
-  if int(n) == len(class_order(d)) and not budget_of:
+  order = class_order(d)
+  if int(n) == len(order) and not budget_of:
     return dict(d, workdir=workdir(d["folder"]))
   of_classes = lambda m: {k: v for k, v in d["split"].items()  # noqa: E731
-                          if v["action"][0] in set(class_order(d)[:m]) and v["subset"] != "test"}
+                          if v["action"][0] in set(order[:m]) and v["subset"] != "test"}
   base = of_classes(int(n))
   if budget_of:
     budget, count = train_clips(of_classes(int(budget_of))), collections.Counter(
@@ -117,6 +118,8 @@ def unused_train_clips(d: dict, used: list[str]) -> list[str]:
 
 
 def score(dn: dict, common: list[int]) -> dict:
+  """One base (`dn`, from `sized`): its unknown AUROC, then asl-enroll of the held-out classes from 3 examples and
+  the new / old top-1 of the enrolled run among the common and held-out classes, with the nearest class mean."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel

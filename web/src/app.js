@@ -391,7 +391,7 @@ async function main() {
   const loose = unknownThreshold === strict ? (meta.unknown_threshold ?? null) : unknownThreshold;
   strictBox.disabled = strict === null;
   strictBox.checked = strict !== null && unknownThreshold === strict;
-  status.unknownThreshold = strictBox.checked ? strict : loose;
+  status.unknownThreshold = unknownThreshold;  // ticked exactly when it is the strict one
   $("model").textContent = `${meta.num_classes} signs (${meta.workdir.split("/").slice(-2).join("/")}, step ${meta.checkpoint_step})`;
   const recognizerRef = { current: null };
   await setUpEnrolment(model, recognizerRef);
@@ -428,7 +428,7 @@ async function main() {
   status.fps = fps;
   status.source = file ? "video" : "camera";
   const recognizer = new Recognizer(classify, model.head ? model.head.glosses : meta.glosses, fps,
-                                    { config, frameStep: step, unknownThreshold: status.unknownThreshold });
+                                    { config, frameStep: step, unknownThreshold });
   recognizerRef.current = recognizer;
   strictBox.onchange = () => {  // the signs from now on
     status.unknownThreshold = strictBox.checked ? strict : loose;

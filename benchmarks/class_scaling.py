@@ -89,27 +89,6 @@ def sized(d: dict, size: str, seed: int) -> dict:
   return dict(d, folder=folder, workdir=workdir(folder), train_clips=train_clips(base))
 
 
-def ncm(p, d: dict, common: list[int], used: list[str], extra: list[str]) -> dict:
-  """Nearest class mean of the unit embeddings among the common and held-out classes: new and old top-1 on val,
-  and new top-1 on the val clips with the held-out classes' unused train clips (`extra`) besides."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
-  label = lambda k: d["split"][k]["action"][0]  # noqa: E731
-  emb = lambda ks: class_vectors.unit(p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).mean(0))  # noqa: E731
-  train = [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] in common]
-  val = [k for k in ov.val_clips(d) if label(k) in common or label(k) in d["held_out"]]
-  tr, ex, va = emb(train), emb(used), emb(val + extra)
-  classes = list(common) + list(d["held_out"])
-  lt, le = np.array([label(k) for k in train]), np.array([label(k) for k in used])
-  protos = class_vectors.unit(np.stack([tr[lt == c].mean(0) if c in common else ex[le == c].mean(0)
-                                         for c in classes]))
-  right = np.array(classes)[(va @ protos.T).argmax(-1)] == np.array([label(k) for k in val + extra])
-  new = np.isin([label(k) for k in val + extra], d["held_out"])
-  on_val = np.arange(len(val + extra)) < len(val)
-  return {"ncm_new": float(right[new & on_val].mean()), "ncm_old": float(right[~new].mean()),
-          "ncm_new_more": float(right[new].mean())}
-
-
 def unused_train_clips(d: dict, used: list[str]) -> list[str]:
   """The held-out classes' train clips that are not enrolment examples: more clips of signs the base never saw
   (no base trains on them), to halve the noise of the new-sign figures."""
@@ -119,14 +98,16 @@ def unused_train_clips(d: dict, used: list[str]) -> list[str]:
 
 def score(dn: dict, common: list[int]) -> dict:
   """One base (`dn`, from `sized`): its unknown AUROC, then asl-enroll of the held-out classes from 3 examples and
-  the new / old top-1 of the enrolled run among the common and held-out classes, with the nearest class mean."""
+  the new / old top-1 of the enrolled run among the common and held-out classes, with the nearest class mean
+  (new top-1 on val, and on val with the unused train clips besides)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   ov.calibrate_base(dn["workdir"])
+  base = predict.Predictor(dn["workdir"])
   names = ov.class_names(dn)
   keep_glosses = {names[str(c)] for c in common} | {names[str(c)] for c in dn["held_out"]}
-  probs, truth, new, _, _ = ov.val_predictions(dn["workdir"], dn)
+  probs, truth, new, _, _ = ov.val_predictions(base, dn)
   rows = np.isin(truth, list(keep_glosses))
   s = calibration.unknown_scores(probs)[rows]
   row = {"auroc": ov.auroc(s[~new[rows]], s[new[rows]])}
@@ -138,7 +119,7 @@ def score(dn: dict, common: list[int]) -> dict:
   right, new = pred == truth[rows], new[rows]
   row.update(new_top1=float(right[new].mean()), old_top1=float(right[~new].mean()), val_new=int(new.sum()),
              val_old=int((~new).sum()), seconds=seconds)
-  _, used = ov.signs_folder(dn, 3)
+  used = ov.example_clips(dn, 3)
   extra = unused_train_clips(dn, used)
   enrolled = predict.Predictor(out)
   probs = enrolled.predict_clips([enrolled.load_clip(ov.landmarks(k)) for k in extra])
@@ -146,7 +127,10 @@ def score(dn: dict, common: list[int]) -> dict:
       [names[str(dn["split"][k]["action"][0])] for k in extra])
   row["new_top1_more"] = float(np.concatenate([right[new], extra_right]).mean())
   row["more_new"] = len(extra)
-  row.update(ncm(predict.Predictor(dn["workdir"]), dn, common, used, extra))
+  right, new = ov.nearest_class_mean(base, dn, used, common, extra)
+  on_val = np.arange(len(right)) < len(right) - len(extra)
+  row.update(ncm_new=float(right[new & on_val].mean()), ncm_old=float(right[~new].mean()),
+             ncm_new_more=float(right[new].mean()))
   return row
 
 

@@ -56,7 +56,7 @@ def embeddings(d: dict) -> dict:
   emb = lambda ks: p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).astype(np.float64)  # noqa: E731
   train = ov.base_train_clips(d)
   val = ov.val_clips(d)
-  _, used = ov.signs_folder(d, SHOTS)
+  used = ov.example_clips(d, SHOTS)
   glosses = list(p.glosses)
   column = lambda ks: np.array([glosses.index(names[str(split[k]["action"][0])]) if names[str(split[k]["action"][0])]  # noqa: E731
                                 in glosses else -1 for k in ks])
@@ -172,7 +172,7 @@ def block_outputs(d: dict, reduce) -> dict:
   p._embed = jax.jit(lambda params, data, idx: inference._apply_views(  # pylint: disable=protected-access
       model, params, data, idx, config.num_frames, features, bool(config.tta_flip), p.run.visual_norm, apply))
   split = d["split"]
-  _, used = ov.signs_folder(d, SHOTS)
+  used = ov.example_clips(d, SHOTS)
   keys = {"train": ov.base_train_clips(d), "val": ov.val_clips(d), "examples": sorted(used)}
   out = {name: p.embed_clips([p.load_clip(ov.landmarks(k)) for k in ks]).astype(np.float64)
          for name, ks in keys.items()}

@@ -161,21 +161,27 @@ def class_names(d: dict) -> dict[str, str]:
     return dict(line.rstrip("\n").split("\t") for line in f if "\t" in line)
 
 
-def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
-  """SIGNS/<gloss>/ with `shots` train clips (links) of each held-out class, seeded; and their video ids."""
+def example_clips(d: dict, shots: int) -> list[str]:
+  """The enrolment examples: the video ids of `shots` train clips of each held-out class, seeded by the draw."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  names = class_names(d)
-  folder = os.path.join(d["folder"], f"signs_{shots}")
-  shutil.rmtree(folder, ignore_errors=True)
   rng = np.random.default_rng(d["draw"])
   used = []
   for c in d["held_out"]:
     ids = sorted(k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] == c)
-    pick = sorted(rng.choice(ids, min(shots, len(ids)), replace=False))
-    os.makedirs(os.path.join(folder, names[str(c)]))
-    for vid in pick:
-      os.symlink(landmarks(vid), os.path.join(folder, names[str(c)], f"{vid}_landmarks.npy"))
-    used += pick
+    used += sorted(rng.choice(ids, min(shots, len(ids)), replace=False))
+  return used
+
+
+def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
+  """SIGNS/<gloss>/ holding (as links) the enrolment examples of `shots` clips a held-out class; and their ids."""
+  names = class_names(d)
+  folder = os.path.join(d["folder"], f"signs_{shots}")
+  shutil.rmtree(folder, ignore_errors=True)
+  used = example_clips(d, shots)
+  for vid in used:
+    sign = os.path.join(folder, names[str(d["split"][vid]["action"][0])])
+    os.makedirs(sign, exist_ok=True)
+    os.symlink(landmarks(vid), os.path.join(sign, f"{vid}_landmarks.npy"))
   return folder, used
 
 
@@ -193,16 +199,17 @@ def enrol(d: dict, shots: int, base: str | None = None) -> tuple[str, float]:
 
 def val_predictions(workdirs, d: dict, checkpoint: str = "best"):
   """(probs (N, C), true glosses, is-new, the run's glosses, its stored unknown threshold) of every val clip of
-  all 100 classes under a run. Several runs: their averaged probabilities, and no stored threshold (None: it is
-  fitted on the average), as for a run with the OTHER class, whose column is left out."""
+  all 100 classes under a run (a directory, or a Predictor already restored). Several runs: their averaged
+  probabilities, and no stored threshold (None: it is fitted on the average), as for a run with the OTHER class,
+  whose column is left out."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   names = class_names(d)
   val = val_clips(d)
-  workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
+  workdirs = list(workdirs) if isinstance(workdirs, (list, tuple)) else [workdirs]
   probs, glosses = 0, None
   for workdir in workdirs:
-    p = predict.Predictor(workdir, checkpoint)
+    p = workdir if isinstance(workdir, predict.Predictor) else predict.Predictor(workdir, checkpoint)
     assert glosses is None or p.glosses == glosses, workdir  # the members' classes in one order
     glosses = p.glosses
     clips = [p.load_clip(landmarks(k)) for k in val]
@@ -228,37 +235,42 @@ def base_train_clips(d: dict) -> list[str]:
   return [k for k, v in d["split"].items() if v["subset"] == "train" and v["action"][0] not in d["held_out"]]
 
 
-def naive(d: dict, shots: int) -> dict:
-  """The issue's naive baseline: nearest class mean of the unit embeddings (the flip averaged), base classes'
-  means from their train clips, new ones from the enrolled clips; scored like the method."""
+def nearest_class_mean(p, d: dict, used: list[str], known=None, extra=()):
+  """The issue's naive baseline under the base's Predictor `p`: the nearest class mean of the unit embeddings
+  (the flip averaged), the known classes' means (default: every base class) from their train clips, the held-out
+  ones' from the enrolment clips `used`. Scored on the val clips of those classes, then on the `extra` clips:
+  (right, new), a bool per scored clip."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
-  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
-  names = class_names(d)
-  p = predict.Predictor(d["workdir"])
-  lm = lambda k: p.load_clip(landmarks(k))  # noqa: E731
-  _, used = signs_folder(d, shots)
+  label = lambda k: d["split"][k]["action"][0]  # noqa: E731
   train = base_train_clips(d)
-  val = val_clips(d)
-  emb = lambda ks: class_vectors.unit(p.embed_clips([lm(k) for k in ks]).mean(0))  # noqa: E731
-  tr, va, ex = emb(train), emb(val), emb(used)
-  gl = lambda ks: np.array([names[str(d["split"][k]["action"][0])] for k in ks])  # noqa: E731
-  tg, eg = gl(train), gl(used)
-  classes = sorted(set(tg)) + sorted(set(eg))
-  protos = class_vectors.unit(np.stack([(tr[tg == c].mean(0) if c in set(tg) else ex[eg == c].mean(0))
-                                     for c in classes]))
-  pred = np.array(classes)[(va @ protos.T).argmax(-1)]
-  truth = gl(val)
-  new = np.array([d["split"][k]["action"][0] in d["held_out"] for k in val])
-  return {"new_top1": float((pred == truth)[new].mean()), "old_top1": float((pred == truth)[~new].mean())}
+  known = sorted({label(k) for k in train}) if known is None else list(known)
+  train = [k for k in train if label(k) in known]
+  scored = [k for k in val_clips(d) if label(k) in known or label(k) in d["held_out"]] + list(extra)
+  emb = lambda ks: class_vectors.unit(p.embed_clips([p.load_clip(landmarks(k)) for k in ks]).mean(0))  # noqa: E731
+  tr, ex, sc = emb(train), emb(used), emb(scored)
+  lt, le = np.array([label(k) for k in train]), np.array([label(k) for k in used])
+  classes = known + list(d["held_out"])
+  protos = class_vectors.unit(np.stack([tr[lt == c].mean(0) if c in known else ex[le == c].mean(0)
+                                         for c in classes]))
+  truth = np.array([label(k) for k in scored])
+  return np.array(classes)[(sc @ protos.T).argmax(-1)] == truth, np.isin(truth, d["held_out"])
+
+
+def naive(p, d: dict, shots: int) -> dict:
+  """The naive baseline's new and old top-1 on the val clips of all 100 classes (`nearest_class_mean`)."""
+  right, new = nearest_class_mean(p, d, example_clips(d, shots))
+  return {"new_top1": float(right[new].mean()), "old_top1": float(right[~new].mean())}
 
 
 def score_draw(d: dict) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
   from asl_jax.evaluation import calibration, metrics  # pylint: disable=import-outside-toplevel
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
   for w in d["members"]:
     calibrate_base(w)
-  probs, truth, new, glosses, threshold = val_predictions(d["members"], d)
+  bases = [predict.Predictor(w) for w in d["members"]]
+  probs, truth, new, glosses, threshold = val_predictions(bases, d)
   glosses = np.array(glosses)
   base_correct = glosses[probs.argmax(-1)] == truth
   score = calibration.unknown_scores(probs)
@@ -291,7 +303,7 @@ def score_draw(d: dict) -> dict:
                             "new_wrong": float((answered & ~correct)[new].mean()),
                             "old_right": float((answered & correct)[~new].mean()),
                             "old_wrong": float((answered & ~correct)[~new].mean()),
-                            "seconds": seconds, "naive": naive(d, shots)}
+                            "seconds": seconds, "naive": naive(bases[0], d, shots)}
     for a, t in points.items():
       ok = enrolled_score >= t
       row["operating_points"][str(a)][f"enrol{shots}"] = {
@@ -325,7 +337,7 @@ def retrain_draw(d: dict) -> dict:
     tag = f"_ft{FLAGS.finetune_epochs}" if FLAGS.finetune_epochs else ""
     folder = os.path.join(d["folder"], f"retrain_{shots}{tag}")
     os.makedirs(folder, exist_ok=True)
-    _, used = signs_folder(d, shots)
+    used = example_clips(d, shots)
     with open(os.path.join(d["folder"], "split.json"), encoding="utf-8") as f:
       split = json.load(f)  # the base's clips (prepare_draw), and the enrolment clips besides
     split.update({k: d["split"][k] for k in used})

@@ -136,11 +136,14 @@ def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, 
   (signs / "empty").mkdir()
   (signs / " spaced").mkdir()
   np.save(signs / " spaced" / "x.npy", np.load(next(iter(held_out_setup["held"].values()))[0]))
+  shutil.copy(next(iter(held_out_setup["held"].values()))[0], signs / "loose_landmarks.npy")  # in no sign's folder
+  (signs / "README.txt").write_text("my signs")  # not an example: no line
   out = str(tmp_path / "run")
   result = enroll.enroll(held_out_setup["base"], str(signs), out, say=lambda m: None)
   problems = result["problems"]
-  assert len(problems) == 6, problems
-  for needle in ("wrong_shape.npy", "no_hands.npy", "broken.npy", "notes.txt", "empty", "' spaced'"):
+  assert len(problems) == 7, problems
+  for needle in ("wrong_shape.npy", "no_hands.npy", "broken.npy", "notes.txt", "empty", "' spaced'",
+                 "loose_landmarks.npy: an example outside a sign folder"):
     assert sum(needle in line for line in problems) == 1, (needle, problems)
   assert all("\n" not in line for line in problems)
   assert sorted(result["added"]) == sorted(held_out_setup["held"])
@@ -150,7 +153,7 @@ def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, 
                          f"--from={held_out_setup['base']}", f"--signs={signs}", f"--workdir={cli_out}"],
                         capture_output=True, text=True, cwd=REPO, check=False)
   assert proc.returncode == 3, proc.stderr
-  assert sum(line.startswith("skipped: ") for line in proc.stderr.splitlines()) == 6, proc.stderr
+  assert sum(line.startswith("skipped: ") for line in proc.stderr.splitlines()) == 7, proc.stderr
   assert "Traceback" not in proc.stderr and os.path.isdir(cli_out)
   assert json.loads(proc.stdout)["added"] == sorted(held_out_setup["held"])
 
@@ -202,6 +205,10 @@ def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path)
   assert not os.path.exists(tmp_path / "out") and not os.path.exists(str(tmp_path / "out") + ".tmp")
   with pytest.raises(DataError, match="not a directory"):
     enroll.enroll(held_out_setup["base"], str(tmp_path / "nowhere"), str(tmp_path / "out"), say=lambda m: None)
+  # One sign's folder given as --signs: its files are examples of no named sign, and the error says what to do.
+  with pytest.raises(DataError, match=r"no sign folders in it .*; it holds 1 example file\(s\) itself: put them in a "
+                                      "folder named after their sign and pass that folder's parent"):
+    enroll.enroll(held_out_setup["base"], str(signs / "hello"), str(tmp_path / "out"), say=lambda m: None)
   # A run written inside the signs folder would be read as a sign next time: refused; one already there is one line.
   signs_dir = held_out_setup["signs"]
   with pytest.raises(ConfigError, match="inside --signs="):

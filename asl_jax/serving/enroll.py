@@ -129,8 +129,14 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
   entries = sorted(os.listdir(signs_dir))
   # Hidden folders (.git, .ipynb_checkpoints) are not signs, as hidden files are not examples.
   folders = [e for e in entries if os.path.isdir(os.path.join(signs_dir, e)) and not e.startswith(".")]
+  # Examples beside the sign folders belong to no sign: each is one line, never silently dropped.
+  paths = [os.path.join(signs_dir, e) for e in entries if not e.startswith(".")]
+  loose = [f for f in paths if os.path.isfile(f) and (predict_lib.is_landmark_file(f) or predict_lib.is_video(f))]
   if not folders:
-    raise DataError(f"--signs={signs_dir}: no sign folders in it (expected SIGNS/<gloss>/ with a sign's examples)")
+    raise DataError(f"--signs={signs_dir}: no sign folders in it (expected SIGNS/<gloss>/ with a sign's examples)"
+                    + (f"; it holds {len(loose)} example file(s) itself: put them in a folder named after their "
+                       "sign and pass that folder's parent" if loose else ""))
+  problems += [f"{f}: an example outside a sign folder: move it into SIGNS/<gloss>/; not enrolled" for f in loose]
   for gloss in folders:
     folder = os.path.join(signs_dir, gloss)
     if not valid_gloss(gloss):

@@ -483,7 +483,7 @@ def export_main(argv=None):
     else:
       out = os.path.join(workdir, kind)
     names = [export.META_FILE] + ([export.EXPORT_FILE] if f.format == "jax" else
-                                  [export.ONNX_FILE, export.ONNX_BATCHED_FILE])
+                                  [export.ONNX_FILE, export.ONNX_BATCHED_FILE, export.EMBED_FILE, export.HEAD_FILE])
     _check_out_dir(out, names, f.overwrite)
     use_xla_cache("")
     print(f"exporting {workdir} ({_checkpoint_words(f.checkpoint)}) to {out}", file=sys.stderr, flush=True)

@@ -257,6 +257,12 @@ def test_export_refuses_to_overwrite_and_checks_its_folder_first(run_dir, tmp_pa
   out = _script("export.py", f"--workdir={run_dir}", f"--out_dir={mine}")
   _one_line(out, "already holds meta.json; pass --overwrite")
   assert (mine / "meta.json").read_text() == "my own file"
+  theirs = tmp_path / "theirs"  # every file an ONNX export writes is checked, the page's two as well
+  theirs.mkdir()
+  (theirs / "head.bin").write_bytes(b"someone's")
+  _one_line(_script("export.py", f"--workdir={run_dir}", "--format=onnx", f"--out_dir={theirs}"),
+            "already holds head.bin; pass --overwrite")
+  assert (theirs / "head.bin").read_bytes() == b"someone's"
   afile = tmp_path / "a_file"
   afile.write_text("x")
   _one_line(_script("export.py", f"--workdir={run_dir}", f"--out_dir={afile}"), "exists and is not a folder")

@@ -623,7 +623,12 @@ def enroll_main(argv=None):
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")
-    result = enroll.enroll(base, f.signs, f.workdir, say=say)
+    try:
+      result = enroll.enroll(base, f.signs, f.workdir, say=say)
+    except enroll.NothingToEnrol as e:  # why each example was skipped, then the error
+      for line in e.problems:
+        print(f"skipped: {line}", file=sys.stderr)
+      raise
     for line in result["problems"]:
       print(f"skipped: {line}", file=sys.stderr)
     print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "added": result["added"],

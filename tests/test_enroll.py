@@ -411,13 +411,24 @@ def test_the_pages_signs_file_enrols_as_the_same_examples_in_folders_do(held_out
   np.testing.assert_allclose(pb.predict_clips([pb.load_clip(clip)]), pa.predict_clips([pa.load_clip(clip)]),
                              atol=1e-6)
   (tmp_path / "other.json").write_text(json.dumps({"signs": []}))
+  with pytest.raises(DataError, match=r"other\.json: not a signs file exported by the web page \(no \"format\": "
+                                      r"\"asl_jax signs\" with a list of signs\)$"):
+    enroll.enroll(held_out_setup["base"], str(tmp_path / "other.json"), str(tmp_path / "c"), say=lambda m: None)
+  # Nothing usable in it: through the CLI, why each sign or example was skipped, then the error; nothing written.
+  bad = tmp_path / "bad.json"
+  enroll.write_signs_file(str(bad), {"hello": [np.zeros((5, 7), np.float32)], "what?": signs[sorted(signs)[0]]})
+  doc = json.loads(bad.read_text())
+  doc["signs"].append(5)
+  bad.write_text(json.dumps(doc))
   out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "enroll.py"), f"--from={held_out_setup['base']}",
-                        f"--signs={tmp_path / 'other.json'}", f"--workdir={tmp_path / 'c'}"],
-                       capture_output=True, text=True, timeout=300)
+                        f"--signs={bad}", f"--workdir={tmp_path / 'c'}"], capture_output=True, text=True, timeout=300)
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-  assert out.stderr.strip().splitlines()[-1] == (f"error: --signs={tmp_path / 'other.json'}: not a signs file "
-                                                 "exported by the web page (no \"format\": \"asl_jax signs\" with a "
-                                                 "list of signs)")
+  assert out.stderr.strip().splitlines()[-4:] == [
+      f"skipped: {bad}#hello/1: landmarks of shape (5, 7), expected (frames, 162)",
+      f"skipped: {bad}: sign 2: 'what?' is not a valid gloss ({enroll.GLOSS_RULE})",
+      f"skipped: {bad}: sign 3: 5 is not a sign (an object with \"gloss\" and \"examples\")",
+      f"error: --signs={bad}: no usable example, nothing enrolled (3 skipped, each for the reason given)"]
+  assert not os.path.exists(tmp_path / "c")
   assert not os.path.exists(tmp_path / "c")
 
 

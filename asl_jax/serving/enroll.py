@@ -87,8 +87,11 @@ def read_signs_file(path: str) -> tuple[list[Example], list[str]]:
   if layout not in layouts.LAYOUT_DIMS:
     raise DataError(f"--signs={path}: unknown landmark layout {layout!r}")
   examples, problems = [], []
-  for i, sign in enumerate(doc["signs"]):
-    gloss = sign.get("gloss") if isinstance(sign, dict) else None
+  for i, sign in enumerate(doc["signs"], 1):  # counted from 1, as the examples are
+    if not isinstance(sign, dict):
+      problems.append(f"{path}: sign {i}: {sign!r:.40} is not a sign (an object with \"gloss\" and \"examples\")")
+      continue
+    gloss = sign.get("gloss")
     if not valid_gloss(gloss):
       problems.append(f"{path}: sign {i}: {gloss!r} is not a valid gloss ({GLOSS_RULE})")
       continue
@@ -115,6 +118,14 @@ def write_signs_file(path: str, signs: dict[str, list[np.ndarray]], fps: float =
                            "signs": [{"gloss": g, "examples": [{"landmarks": np.asarray(a, np.float32).tolist(),
                                                                 "fps": fps} for a in arrs]}
                                      for g, arrs in signs.items()]})
+
+
+class NothingToEnrol(DataError):
+  """No example could be used: the error, with the one line per example or folder saying why (`problems`)."""
+
+  def __init__(self, message: str, problems: list[str]):
+    super().__init__(message)
+    self.problems = list(problems)
 
 
 def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
@@ -228,7 +239,8 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
       by_gloss.setdefault(g, []).append(e.path)
       spellings.setdefault(g, set()).add(e.gloss)
   if not by_gloss:
-    raise DataError(f"--signs={signs_dir}: no usable example, nothing enrolled")
+    raise NothingToEnrol(f"--signs={signs_dir}: no usable example, nothing enrolled"
+                         + (f" ({len(problems)} skipped, each for the reason given)" if problems else ""), problems)
   paths = [p for g in by_gloss for p in by_gloss[g]]
   emb = predictor.embed_clips([clips[p] for p in paths])
   at = {p: i for i, p in enumerate(paths)}

@@ -615,6 +615,9 @@ def enroll_main(argv=None):
     from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
     from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     base = pretrained.resolve(f["from"].value)
+    if "," in base and not os.path.isdir(base):
+      _usage_error(f"--from={base}: enrolment takes one base run (enrol the same signs into each member, then "
+                   "give the enrolled runs to --workdir=A,B,C as an ensemble)")
     if not os.path.isdir(base):
       _usage_error(f"--from={base}: no such run directory (a trained run, or wlasl100 for the shipped model)")
     if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):

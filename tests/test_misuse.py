@@ -321,6 +321,8 @@ def test_enroll_and_predict_refuse_bad_flags_before_loading(tmp_path):
   _one_line(out, f"--from={tmp_path / 'nope'}: no such run directory")
   out = _script("enroll.py", f"--signs={tmp_path / 'none'}", f"--workdir={tmp_path / 'new'}")
   _one_line(out, f"--signs={tmp_path / 'none'}: not a directory")
+  out = _script("enroll.py", f"--from={tmp_path},wlasl100", f"--signs={tmp_path}", f"--workdir={tmp_path / 'new'}")
+  _one_line(out, "enrolment takes one base run (enrol the same signs into each member")
   assert not os.path.exists(tmp_path / "new") and "enrolling" not in out.stderr
   np.save(tmp_path / "clip.npy", np.zeros((5, 162), np.float32))
   out = _script("predict.py", f"--landmarks={tmp_path / 'clip.npy'}", "--unknown_threshold=1.5")

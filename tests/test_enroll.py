@@ -158,6 +158,43 @@ def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, 
   assert json.loads(proc.stdout)["added"] == sorted(held_out_setup["held"])
 
 
+def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup, tmp_path):
+  """asl-enroll on top of an enrolled run rebuilds a sign from all its examples: a new sign from 2 examples,
+  then 1 more, is the sign from the 3 at once; a trained sign refined from one example, then from another, is
+  the trained vector refined from both. (Mixed with its present vector each time, as before, a third example
+  weighed as much as the first two, and new signs given their third example later were recognised less often
+  than from two: docs/open_vocabulary_experiments.md.)"""
+  held = sorted(os.listdir(held_out_setup["signs"]))
+  g, other = held[0], held[1]
+  files = sorted(os.path.join(held_out_setup["signs"], g, f) for f in os.listdir(os.path.join(held_out_setup["signs"], g)))
+  more = sorted(os.path.join(held_out_setup["signs"], other, f)
+                for f in os.listdir(os.path.join(held_out_setup["signs"], other)))
+
+  def enrol(base, name, signs):
+    folder = tmp_path / f"signs_{name}"
+    for gloss, paths in signs.items():
+      (folder / gloss).mkdir(parents=True)
+      for p in paths:
+        shutil.copy(p, folder / gloss)
+    return enroll.enroll(base, str(folder), str(tmp_path / name), say=said.append)["workdir"]
+
+  said = []
+  first = enrol(held_out_setup["base"], "first", {g: files[:2], "sign0000": more[:1]})
+  later = enrol(first, "later", {g: files[2:], "sign0000": more[1:2]})
+  assert f"{g}: built from all 3 of its examples (2 enrolled before), as if given at once" in said
+  once = enrol(held_out_setup["base"], "once", {g: files, "sign0000": more[:2]})
+  a, b = load_run(later), load_run(once)
+  assert a.glosses == b.glosses
+  for k in ("kernel", "bias"):
+    np.testing.assert_allclose(np.asarray(a.params["head"]["logits"][k]), np.asarray(b.params["head"]["logits"][k]),
+                               atol=1e-6)
+  record = RunDir(later).enrolled()["signs"]
+  assert record[g]["examples"] == 3 and "trained" not in record[g]
+  assert record["sign0000"]["examples"] == 2 and "trained" in record["sign0000"]
+  # Signs not given again are carried along, and the base's files are only read.
+  assert RunDir(enrol(later, "again", {"sign0001": more[2:]})).enrolled()["signs"].keys() == {g, "sign0000", "sign0001"}
+
+
 def test_glosses_that_differ_only_in_case_name_one_sign(held_out_setup, tmp_path):
   """ASL glosses are often written in capitals: SIGN0000 refines the base's sign0000 instead of adding a second
   sign that competes with it, and Sign0010 beside sign0010 are one sign built from both folders' examples.
@@ -465,6 +502,12 @@ def test_the_onnx_export_gives_the_page_the_embedding_and_the_last_layer(held_ou
   col = list(meta["glosses"]).index(g)
   np.testing.assert_allclose(w, head["kernel"][:, col], atol=1e-4)
   assert abs(b - head["bias"][col]) < 1e-6
+  # The page is given the run's enrolled signs, so that examples it adds rebuild them: the sum of those
+  # embeddings and their count, which with the same examples again give the vector of both sets at once.
+  assert meta["enrolled_signs"] == RunDir(mine).enrolled()["signs"] and meta["enrolled_signs"][g]["examples"] == len(files)
+  np.testing.assert_allclose(meta["enrolled_signs"][g]["sum"], class_vectors.example_sum(embs), atol=1e-4)
+  w2, _ = class_vectors.class_vector(embs, meta["enrol"], meta["enrolled_signs"][g])
+  np.testing.assert_allclose(w2, class_vectors.class_vector(np.concatenate([embs, embs], 1), meta["enrol"])[0], atol=1e-5)
 
 
 @pytest.mark.heavy  # a training of its own (20 s); the shipped model (this head) is enrolled, exported and

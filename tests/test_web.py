@@ -117,13 +117,16 @@ def test_a_recording_keeps_exactly_one_sign(tmp_path):
 
 
 @needs_node
-@pytest.mark.parametrize("kind", ["dense", "cosine"])
-def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
+@pytest.mark.parametrize("kind,earlier", [("dense", False), ("cosine", False), ("dense", True), ("cosine", True)])
+def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind, earlier):
   """The page checks each sign on its own examples with asl-enroll's arithmetic (web/src/enrol.js Head.check
   against class_vectors.check_examples), on a small last layer: 'twin' lies on a known class, 'muddle' one
   example on each of three, 'fresh' off them all, and 'book' refines a known class from one example (named
-  BOOK in the page, which refines the model's book as asl-enroll does)."""
-  from asl_jax.evaluation import class_vectors  # pylint: disable=import-outside-toplevel
+  BOOK in the page, which refines the model's book as asl-enroll does). With `earlier`, the model is a run
+  asl-enroll made: its 'tell' was enrolled (from 2 examples) and its 'book' refined before, so the page
+  rebuilds 'tell' from those and its own examples, and refines 'book' from its trained vector. The grown
+  layer's probabilities are asl-enroll's too."""
+  from asl_jax.evaluation import calibration, class_vectors  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(3)
   e, c, v = 12, 6, 2
   kernel, bias = rng.normal(0, 1, (e, c)), rng.normal(0, 0.1, c)
@@ -134,17 +137,27 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
   signs = {"twin": near(kernel[:, 1], 3),
            "muddle": np.concatenate([near(kernel[:, j], 1) for j in (2, 3, 4)], 1),
            "fresh": near(rng.normal(0, 1, e), 2), "book": near(kernel[:, 0], 1)}
+  records = {}
+  if earlier:
+    signs["tell"] = near(kernel[:, 4] + rng.normal(0, 1, e), 1)
+    records = {"tell": {"sum": class_vectors.example_sum(near(rng.normal(0, 1, e), 2)).tolist(), "examples": 2},
+               "book": {"sum": class_vectors.example_sum(near(kernel[:, 0], 1)).tolist(), "examples": 1,
+                        "trained": {"kernel": rng.normal(0, 1, e).tolist(), "bias": 0.3}}}
   head = {"kernel": kernel, "bias": bias}
   if kind == "cosine":
     head["log_scale"] = np.log(8.0)
     signs = {g: x / np.linalg.norm(x, axis=-1, keepdims=True) for g, x in signs.items()}
   all_glosses = glosses + [g for g in signs if g not in glosses]
-  columns = {all_glosses.index(g): class_vectors.class_vector(x, enrol) for g, x in signs.items()}
+  columns = {all_glosses.index(g): class_vectors.class_vector(x, enrol, records.get(g)) for g, x in signs.items()}
+  at_class = {all_glosses.index(g): r for g, r in records.items()}
   python = class_vectors.check_examples({"head": {"logits": head}}, columns, len(all_glosses) - c,
-                                        {all_glosses.index(g): x for g, x in signs.items()}, enrol, 0.7)
+                                        {all_glosses.index(g): x for g, x in signs.items()}, enrol, 0.7, at_class)
+  grown = class_vectors.grow_head({"head": {"logits": head}}, columns, len(all_glosses) - c,
+                                  earlier=at_class)["head"]["logits"]
   case = {"meta": {"head": {"embedding_dim": e, "num_classes": c, "kind": kind, "file": "head.bin",
                             "log_scale": float(head.get("log_scale", 0.0))},
-                   "temperature": 0.7, "enrol": enrol, "refine_weight": class_vectors.REFINE_WEIGHT, "glosses": glosses},
+                   "temperature": 0.7, "enrol": enrol, "refine_weight": class_vectors.REFINE_WEIGHT, "glosses": glosses,
+                   "enrolled_signs": records},
           "raw": list(np.r_[kernel.ravel(), bias]), "views": v,
           "signs": [{"gloss": "BOOK" if g == "book" else g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])]}
                     for g, x in signs.items()]}
@@ -160,9 +173,11 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind):
     assert (got["examples"], [g] * got["recognised"] + got["takenFor"], got["closest"]) == (
         want[0], sorted(want[1], key=lambda o: o != g), want[2]), (kind, g, got, r)
     assert abs(got["closestProb"] - r["closest_prob"]) < 1e-5, (kind, g, got, r)  # the page keeps float32
-  # The case exercises both outcomes: twin's and muddle's left-out examples go to the classes they lie on.
-  assert page["muddle"]["takenFor"] == ["deaf", "letter", "tell"] and page["muddle"]["recognised"] == 0
-  assert page["twin"]["closest"] == "cow" and page["fresh"]["recognised"] == 2
+    probs = calibration.mean_probs(class_vectors.head_logits(x[:, :1], grown), 0.7)[0]
+    np.testing.assert_allclose(got["probs"], probs, atol=1e-5, err_msg=f"{kind} {g}")
+  if not earlier:  # the case exercises both outcomes: twin's and muddle's left-out examples go to their classes
+    assert page["muddle"]["takenFor"] == ["deaf", "letter", "tell"] and page["muddle"]["recognised"] == 0
+    assert page["twin"]["closest"] == "cow" and page["fresh"]["recognised"] == 2
 
 
 @needs_node

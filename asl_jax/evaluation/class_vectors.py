@@ -11,6 +11,11 @@ run is calibrated (`fit_scales`): in several draws, a fifth of the base classes 
 replaced by one built from k of their train clips, and (a_k, c_k) minimise the val clips' NLL. So a built
 vector competes with the trained ones on the scale the val clips show, neither swamping the old classes nor
 drowned by them.
+
+A sign given more examples later (a further enrolment on top) is rebuilt from all of them, as if they had been
+given at once: p depends on the examples only through the sum of their unit embeddings (`example_sum`), which a
+run keeps for each enrolled sign with the count k ("earlier" below). A sign the base trained keeps its trained
+vector there too, so that its refinement is always the trained vector mixed with one built from every example.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def prototype(emb: np.ndarray) -> np.ndarray:
   """(V, k, E) embeddings of a sign's k examples -> its unit prototype (E,)."""
-  return unit(unit(np.asarray(emb).reshape(-1, np.shape(emb)[-1])).mean(0))
+  return unit(example_sum(emb))
+
+
+def example_sum(emb: np.ndarray) -> np.ndarray:
+  """(V, k, E) embeddings of k examples -> the sum (E,) of their unit embeddings (every view), whose direction
+  is the prototype: the sums of two sets of examples add to that of both."""
+  return unit(np.asarray(emb).reshape(-1, np.shape(emb)[-1])).sum(0)
 
 
 def _views_lse(x: np.ndarray) -> np.ndarray:
@@ -98,29 +109,39 @@ def fit_scales(train_emb: np.ndarray, train_labels: np.ndarray, val_emb: np.ndar
   return {**out, "embedding_norm": r, "draws": draws, "val_clips": int(n)}
 
 
-def class_vector(emb: np.ndarray, scales: dict) -> tuple[np.ndarray, float]:
-  """A new class's (kernel column (E,), bias) from its examples' (V, k, E) embeddings."""
-  k = int(np.shape(emb)[1])
+def class_vector(emb: np.ndarray, scales: dict, earlier: dict | None = None) -> tuple[np.ndarray, float]:
+  """A new class's (kernel column (E,), bias) from its examples' (V, k, E) embeddings, and from the sign's
+  examples enrolled `earlier` ({"sum": `example_sum` of them, "examples": their count}) as if given with these."""
+  k, total = int(np.shape(emb)[1]), example_sum(emb)
+  if earlier:
+    k, total = k + int(earlier["examples"]), total + np.asarray(earlier["sum"], np.float64)
   shots = list(scales["shots"])
   i = max((j for j, s in enumerate(shots) if s <= k), default=0)
   a, c = scales["scale"][i], scales["bias"][i]
-  return (a / scales["embedding_norm"]) * prototype(emb), float(c)
+  return (a / scales["embedding_norm"]) * unit(total), float(c)
 
 
 def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_new: int,
-              refine_weight: float = REFINE_WEIGHT) -> dict:
+              refine_weight: float = REFINE_WEIGHT, earlier: dict[int, dict] | None = None) -> dict:
   """The parameters with `head/logits` grown by `num_new` columns. `columns` maps a class index to its
   built (vector, bias): an index past the base's classes is a new class; an existing one is refined (mean
-  of the trained and the built vector, and of the biases)."""
+  of the trained and the built vector, and of the biases). `earlier[c]`, the record of an existing class c
+  with enrolled examples (whose built vector already counts them): a sign enrolled before is replaced by its
+  built vector; one the base trained is refined from the trained vector it keeps ("trained"), not from its
+  present, already refined, column."""
   head = params["head"]["logits"]
-  kernel, bias = np.asarray(head["kernel"], np.float32), np.asarray(head["bias"], np.float32)
+  kernel, bias = np.array(head["kernel"], np.float32), np.array(head["bias"], np.float32)  # copies
   c0 = kernel.shape[1]
+  earlier = earlier or {}
+  for c, rec in earlier.items():
+    if c in columns and "trained" in rec:
+      kernel[:, c], bias[c] = rec["trained"]["kernel"], rec["trained"]["bias"]
   if "log_scale" in head:  # a cosine layer compares directions: refine the unit vectors, keep the norm
     kernel = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-9)
   kernel = np.concatenate([kernel, np.zeros((kernel.shape[0], num_new), np.float32)], 1)
   bias = np.concatenate([bias, np.zeros(num_new, np.float32)])
   for c, (w, b) in columns.items():
-    if c < c0:
+    if c < c0 and not (c in earlier and "trained" not in earlier[c]):
       kernel[:, c] = (1 - refine_weight) * kernel[:, c] + refine_weight * w
       bias[c] = (1 - refine_weight) * bias[c] + refine_weight * b
     else:
@@ -131,17 +152,20 @@ def grow_head(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_ne
 
 
 def check_examples(params: dict, columns: dict[int, tuple[np.ndarray, float]], num_new: int,
-                   examples: dict[int, np.ndarray], scales: dict, temperature: float) -> dict[int, dict]:
+                   examples: dict[int, np.ndarray], scales: dict, temperature: float,
+                   earlier: dict[int, dict] | None = None) -> dict[int, dict]:
   """What a signer should know about each enrolled sign before relying on it: whether its examples are told
   apart from the other signs. `examples[c]` holds the (V, k, E) embeddings of class c's examples, from which
   `columns[c]` was built (the rest as for `grow_head`); probabilities are the views' mean of the calibrated
   softmax, as the run predicts.
   - "left_out" (k >= 2): each example's top-1 class when c's vector is built from the other k - 1 examples
-    alone, as if the example were a new clip of the sign;
+    (and the sign's examples enrolled before, `earlier` as for `grow_head`), as if the example were a new clip
+    of the sign;
   - "closest", "closest_prob": the class the run would take c's examples for without c (the highest mean
     probability over them with c's logit left out), and that probability.
   Returns {c: {"examples": k, "left_out": [classes], "closest": class, "closest_prob": p}}."""
-  head = grow_head(params, columns, num_new)["head"]["logits"]
+  earlier = earlier or {}
+  head = grow_head(params, columns, num_new, earlier=earlier)["head"]["logits"]
   out = {}
   for c, emb in examples.items():
     k = int(emb.shape[1])
@@ -151,7 +175,8 @@ def check_examples(params: dict, columns: dict[int, tuple[np.ndarray, float]], n
     closest = int(np.argmax(probs))
     left_out = []
     for i in range(k if k >= 2 else 0):
-      rebuilt = grow_head(params, {**columns, c: class_vector(np.delete(emb, i, axis=1), scales)}, num_new)
+      others = class_vector(np.delete(emb, i, axis=1), scales, earlier.get(c))
+      rebuilt = grow_head(params, {**columns, c: others}, num_new, earlier=earlier)
       p = calibration.mean_probs(head_logits(emb[:, i:i + 1], rebuilt["head"]["logits"]), temperature)[0]
       left_out.append(int(np.argmax(p)))
     out[c] = {"examples": k, "left_out": left_out, "closest": closest, "closest_prob": float(probs[closest])}

@@ -244,20 +244,36 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   paths = [p for g in by_gloss for p in by_gloss[g]]
   emb = predictor.embed_clips([clips[p] for p in paths])
   at = {p: i for i, p in enumerate(paths)}
-  columns, added, refined = {}, [], []
+  # The signs enrolled into the base before (class_vectors: the sum of their examples' unit embeddings and
+  # their count; a trained sign's trained vector): a sign given again is rebuilt from all its examples.
+  earlier = (run_dir.RunDir(run.workdir).enrolled() or {}).get("signs", {})
+  layer = run.params["head"]["logits"]
+  columns, added, refined, signs, rebuilt = {}, [], [], {}, []
   for g, files in by_gloss.items():
-    vector = class_vectors.class_vector(emb[:, [at[p] for p in files]], cal["enrol"])
+    e = emb[:, [at[p] for p in files]]
+    prior = earlier.get(g)
+    columns[glosses.index(g) if g in glosses else len(glosses)] = class_vectors.class_vector(e, cal["enrol"], prior)
+    signs[g] = {"sum": (class_vectors.example_sum(e) + (np.asarray(prior["sum"]) if prior else 0.0)).tolist(),
+                "examples": e.shape[1] + (prior["examples"] if prior else 0)}
     if g in glosses:
       refined.append(g)
-      columns[glosses.index(g)] = vector
+      c = glosses.index(g)
+      if prior is None:  # refined the first time: its vector as the base has it (trained, or from a run enrolled
+        # before runs kept their signs) is what every later refinement starts from
+        signs[g]["trained"] = {"kernel": np.asarray(layer["kernel"], np.float64)[:, c].tolist(),
+                               "bias": float(np.asarray(layer["bias"])[c])}
+      elif "trained" in prior:
+        signs[g]["trained"] = prior["trained"]
     else:
       added.append(g)
-      columns[len(glosses)] = vector
       glosses.append(g)
-  params = class_vectors.grow_head(run.params, columns, len(added))
+    if prior:
+      rebuilt.append(g)
+  at_class = {glosses.index(g): r for g, r in earlier.items() if g in glosses}
+  params = class_vectors.grow_head(run.params, columns, len(added), earlier=at_class)
   checks = class_vectors.check_examples(
       run.params, columns, len(added), {glosses.index(g): emb[:, [at[p] for p in files]] for g, files in by_gloss.items()},
-      cal["enrol"], float(run.model.temperature))
+      cal["enrol"], float(run.model.temperature), earlier=at_class)
   check = {glosses[c]: {"examples": r["examples"], "recognised_left_out": sum(o == c for o in r["left_out"]),
                         "left_out_taken_for": [glosses[o] for o in r["left_out"] if o != c],
                         "closest": glosses[r["closest"]], "closest_prob": round(r["closest_prob"], 4)}
@@ -266,7 +282,8 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
   record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
             "examples": {g: [p if "#" in p else os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
-            "problems": problems, "check": check, "earlier": run_dir.RunDir(run.workdir).enrolled()}
+            "problems": problems, "check": check, "signs": {**earlier, **signs},
+            "earlier": run_dir.RunDir(run.workdir).enrolled()}
   pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
                        {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
                         run_dir.ENROLLED_FILE: record})
@@ -276,6 +293,9 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   say(f"enrolled {len(added)} new sign(s)" + (f" ({', '.join(added)})" if added else "") +
       (f"; refined {len(refined)} the base already knew ({', '.join(refined)})" if refined else "") +
       f" from {len(paths)} example(s): {len(glosses)} signs in {workdir}")
+  for g in rebuilt:
+    say(f"{g}: built from all {signs[g]['examples']} of its examples ({earlier[g]['examples']} enrolled before), as if "
+        "given at once")
   for line in check_lines(check):
     say(line)
   return {"workdir": workdir, "added": added, "refined": refined, "examples": len(paths), "problems": problems,

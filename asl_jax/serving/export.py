@@ -40,6 +40,7 @@ from asl_jax import atomic
 from asl_jax.data import clip_prep, input_pipeline, layouts
 from asl_jax.errors import ConfigError, ExportError, MissingDependencyError
 from asl_jax.evaluation import calibration, class_vectors, inference
+from asl_jax.runs import run_dir
 from asl_jax.runs.restore import load_run
 
 EXPORT_FILE = "model.jax_export"
@@ -333,7 +334,9 @@ def _export_onnx(run, workdir: str, out_dir: str, dim: int, say=None) -> str:
              "head": {"file": HEAD_FILE, "kind": head["kind"], "embedding_dim": int(head["kernel"].shape[0]),
                       "num_classes": int(head["kernel"].shape[1]), "log_scale": head.get("log_scale"),
                       "layout": "kernel (E, C) row-major, then bias (C), float32 little-endian"},
-             "enrol": cal.get("enrol"), "refine_weight": class_vectors.REFINE_WEIGHT}
+             "enrol": cal.get("enrol"), "refine_weight": class_vectors.REFINE_WEIGHT,
+             # the run's enrolled signs (class_vectors "earlier"): a sign the page is given again is rebuilt
+             "enrolled_signs": (run_dir.RunDir(run.workdir).enrolled() or {}).get("signs", {})}
   c = len(run.glosses)
   meta = {"format": "onnx", "file": ONNX_FILE, "batched_file": ONNX_BATCHED_FILE, "opset": ONNX_OPSET,
           "signature": _signature(run, dim, "run"),

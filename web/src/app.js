@@ -13,7 +13,7 @@
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
 import { Recognizer, assembleFrame, label, unknownThreshold as unknownThresholdOf } from "./recognizer.js";
-import { DIM, Head, SignStore, checkGloss, checkNote, classVector, cutExample, MAX_EXAMPLES, unsure } from "./enrol.js";
+import { DIM, Head, SignStore, checkGloss, checkNote, cutExample, MAX_EXAMPLES, unsure } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -209,7 +209,7 @@ class Enrolment {
   update() {
     const { head } = this.model;
     const signs = this.store.list().filter((r) => this.embs.get(r.gloss)?.length).map((r) => (
-      { gloss: r.gloss, vector: classVector(this.embs.get(r.gloss), this.views, head.dim, head.enrol) }));
+      { gloss: r.gloss, vector: head.vector(r.gloss, this.embs.get(r.gloss), this.views) }));
     const glosses = head.setSigns(signs);
     // Each sign checked on its own examples, as asl-enroll does (enroll.check_lines).
     this.checks = new Map(signs.map((s) => [s.gloss, head.check(signs, s.gloss, this.embs.get(s.gloss), this.views)]));

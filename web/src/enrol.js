@@ -3,7 +3,8 @@
 // The exported model gives a clip's embedding in each test-time view (embed.onnx, V x E) and its last layer
 // (head.bin: kernel E x C, bias C). A sign recorded here becomes one more class vector, built from its
 // examples' embeddings with the scale and bias the run fitted on val (meta.json "enrol"), exactly as
-// asl-enroll builds it; a gloss the model knows is refined (the mean of its trained and built vectors).
+// asl-enroll builds it; a gloss the model knows is refined (the mean of its trained and built vectors), and a
+// sign asl-enroll added to the model is rebuilt from its earlier examples and the page's together.
 // Probabilities are the mean over views of softmax((e . kernel + bias) / T), which is model.onnx's output
 // for the model's own signs. The examples (landmark frames, not video) stay in this browser (IndexedDB); the
 // export file is what `asl-enroll --signs=FILE.json` reads.
@@ -60,13 +61,14 @@ function unit(v) {
   return Float64Array.from(v, (x) => x / n);
 }
 
-// class_vectors.class_vector: embs is a list of (V x E) Float32Arrays, one per example.
-export function classVector(embs, views, dim, enrol) {
-  const k = embs.length;
+// class_vectors.class_vector: embs is a list of (V x E) Float32Arrays, one per example; `earlier` the sign's
+// examples enrolled into the model before ({sum, examples}: meta.json "enrolled_signs"), counted as if given here.
+export function classVector(embs, views, dim, enrol, earlier = null) {
+  const k = embs.length + (earlier ? earlier.examples : 0);
   let i = 0;
   enrol.shots.forEach((s, j) => { if (s <= k) i = j; });
   const a = enrol.scale[i], c = enrol.bias[i];
-  const mean = new Float64Array(dim);
+  const mean = earlier ? Float64Array.from(earlier.sum) : new Float64Array(dim);
   for (const e of embs) {
     for (let v = 0; v < views; v++) {
       const u = unit(e.subarray(v * dim, (v + 1) * dim));
@@ -89,6 +91,8 @@ export class Head {
     this.enrol = meta.enrol;
     this.refineWeight = meta.refine_weight ?? 0.5;
     this.baseGlosses = meta.glosses.slice();
+    // The model's signs enrolled by asl-enroll (gloss -> {sum, examples, trained?}): one given again is rebuilt.
+    this.earlier = meta.enrolled_signs ?? {};
     // Columns as Float64Arrays; a cosine layer compares directions (class_vectors.grow_head unit-normalises).
     this.base = [];
     for (let j = 0; j < c; j++) {
@@ -104,13 +108,20 @@ export class Head {
     return this.baseGlosses.includes(sameGloss(gloss, this.baseGlosses));
   }
 
+  // The sign's {w, b} from its examples' embeddings here and those it was enrolled from before (asl-enroll).
+  vector(gloss, embs, views) {
+    return classVector(embs, views, this.dim, this.enrol, this.earlier[sameGloss(gloss, this.baseGlosses)] ?? null);
+  }
+
   // signs: [{gloss, vector: {w, b}}] in the order they were made. Returns the glosses, base first.
   setSigns(signs) {
     Object.assign(this, this.grown(signs));
     return this.glosses;
   }
 
-  // class_vectors.grow_head: {columns, glosses, refined, added} of the model's layer with `signs` in it.
+  // class_vectors.grow_head: {columns, glosses, refined, added} of the model's layer with `signs` in it. A
+  // sign enrolled before is replaced by its vector (built from all its examples); a trained one is refined
+  // from the trained vector, kept in "enrolled_signs" once the sign has been refined.
   grown(signs) {
     let columns = this.base.map((x) => ({ ...x }));
     const glosses = this.baseGlosses.slice(), refined = [], added = [];
@@ -118,9 +129,16 @@ export class Head {
     for (const s of signs) {
       const at = this.baseGlosses.indexOf(sameGloss(s.gloss, this.baseGlosses));
       if (at >= 0) {
-        const old = this.base[at];
-        columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
-                        b: (1 - r) * old.b + r * s.vector.b };
+        const before = this.earlier[this.baseGlosses[at]];
+        if (before && !before.trained) {
+          columns[at] = { w: Float64Array.from(s.vector.w), b: s.vector.b };
+        } else {
+          const t = before && before.trained;
+          const old = t ? { w: this.kind === "cosine" ? unit(t.kernel) : Float64Array.from(t.kernel), b: t.bias }
+            : this.base[at];
+          columns[at] = { w: Float64Array.from(old.w, (x, d) => (1 - r) * x + r * s.vector.w[d]),
+                          b: (1 - r) * old.b + r * s.vector.b };
+        }
         refined.push(s.gloss);
       } else {
         columns.push(s.vector);
@@ -142,7 +160,7 @@ export class Head {
     for (let i = 0; k >= 2 && i < k; i++) {
       const others = embs.filter((_, j) => j !== i);
       const { columns, glosses } = this.grown(signs.map((s) => (
-        s.gloss === gloss ? { gloss, vector: classVector(others, views, this.dim, this.enrol) } : s)));
+        s.gloss === gloss ? { gloss, vector: this.vector(gloss, others, views) } : s)));
       const p = this.probs(embs[i], views, columns);
       leftOut.push(glosses[p.indexOf(Math.max(...p))]);
     }

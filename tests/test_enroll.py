@@ -117,12 +117,15 @@ def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
                                      data_overrides={"data_dir": data["data_dir"], "subset": data["subset"]})
   assert report["num_classes"] == 12 and report["per_instance"]["top1"] > 0.5, report["per_instance"]
   assert set(held_out_setup["held"]) <= set(report["per_class_accuracy"])
-  again = str(tmp_path / "again")
-  result = enroll.enroll(first, held_out_setup["signs"], again, say=lambda m: None)
+  again, more = str(tmp_path / "again"), tmp_path / "more"  # one more example of each sign
+  for g, clips in held_out_setup["held"].items():
+    (more / g).mkdir(parents=True)
+    shutil.copy(clips[0], more / g)
+  result = enroll.enroll(first, str(more), again, say=lambda m: None)
   assert sorted(result["refined"]) == sorted(held_out_setup["held"]) and not result["added"]
   assert predict.Predictor(again).glosses == p.glosses
   with pytest.raises(ConfigError, match="exists"):
-    enroll.enroll(first, held_out_setup["signs"], again, say=lambda m: None)
+    enroll.enroll(first, str(more), again, say=lambda m: None)
 
 
 def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, tmp_path):
@@ -180,7 +183,9 @@ def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup,
 
   said = []
   first = enrol(held_out_setup["base"], "first", {g: files[:2], "sign0000": more[:1]})
-  later = enrol(first, "later", {g: files[2:], "sign0000": more[1:2]})
+  # The folders again with one more example each (what a signer does): the examples given before count once.
+  later = enrol(first, "later", {g: files, "sign0000": more[:2]})
+  assert f"{g}: 2 of its examples were enrolled before (the same landmarks), so counted once" in said
   assert f"{g}: built from all 3 of its examples (2 enrolled before), as if given at once" in said
   once = enrol(held_out_setup["base"], "once", {g: files, "sign0000": more[:2]})
   a, b = load_run(later), load_run(once)
@@ -191,8 +196,15 @@ def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup,
   record = RunDir(later).enrolled()["signs"]
   assert record[g]["examples"] == 3 and "trained" not in record[g]
   assert record["sign0000"]["examples"] == 2 and "trained" in record["sign0000"]
-  # Signs not given again are carried along, and the base's files are only read.
-  assert RunDir(enrol(later, "again", {"sign0001": more[2:]})).enrolled()["signs"].keys() == {g, "sign0000", "sign0001"}
+  assert RunDir(first).enrolled()["earlier"] is None and "signs" not in RunDir(later).enrolled()["earlier"]
+  # Signs not given again are carried along; a sign all of whose examples were enrolled before is left as it is.
+  again = enrol(later, "again", {"sign0001": more[2:], g: files[:1]})
+  assert RunDir(again).enrolled()["signs"].keys() == {g, "sign0000", "sign0001"}
+  assert f"{g}: 1 of its examples were enrolled before (the same landmarks), so counted once; the sign is unchanged" in said
+  np.testing.assert_array_equal(np.asarray(load_run(again).params["head"]["logits"]["kernel"])[:, a.glosses.index(g)],
+                                np.asarray(a.params["head"]["logits"]["kernel"])[:, a.glosses.index(g)])
+  with pytest.raises(DataError, match="every example was enrolled into .* before; nothing new to enrol"):
+    enrol(later, "nothing", {g: files})
 
 
 def test_glosses_that_differ_only_in_case_name_one_sign(held_out_setup, tmp_path):

@@ -137,16 +137,27 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind, earlier):
   signs = {"twin": near(kernel[:, 1], 3),
            "muddle": np.concatenate([near(kernel[:, j], 1) for j in (2, 3, 4)], 1),
            "fresh": near(rng.normal(0, 1, e), 2), "book": near(kernel[:, 0], 1)}
-  records = {}
+  records, again, hashes = {}, {}, {}
+  landmarks = [rng.uniform(0, 1, (t, 162)).astype(np.float32) for t in (5, 8)]  # 'fresh's, hashed by the page
   if earlier:
-    signs["tell"] = near(kernel[:, 4] + rng.normal(0, 1, e), 1)
-    records = {"tell": {"sum": class_vectors.example_sum(near(rng.normal(0, 1, e), 2)).tolist(), "examples": 2},
+    # The page also holds a copy of an example the model was enrolled from (the same hash): 'tell's first, and
+    # 'cow's only one, so the page leaves 'cow' as the model has it, as asl-enroll would.
+    signs["tell"] = near(kernel[:, 4] + rng.normal(0, 1, e), 2)
+    again = {"tell": near(rng.normal(0, 1, e), 1), "cow": near(kernel[:, 1], 1)}
+    hashes = {"tell": ["aa" * 32, "ab" * 32], "cow": ["cc" * 32]}
+    records = {"tell": {"sum": class_vectors.example_sum(np.concatenate([near(rng.normal(0, 1, e), 1), again["tell"]], 1))
+                        .tolist(), "examples": 2, "hashes": ["ab" * 32, "aa" * 32]},
                "book": {"sum": class_vectors.example_sum(near(kernel[:, 0], 1)).tolist(), "examples": 1,
-                        "trained": {"kernel": rng.normal(0, 1, e).tolist(), "bias": 0.3}}}
+                        "trained": {"kernel": rng.normal(0, 1, e).tolist(), "bias": 0.3}},
+               "cow": {"sum": class_vectors.example_sum(again["cow"]).tolist(), "examples": 1, "hashes": ["cc" * 32]}}
   head = {"kernel": kernel, "bias": bias}
   if kind == "cosine":
     head["log_scale"] = np.log(8.0)
     signs = {g: x / np.linalg.norm(x, axis=-1, keepdims=True) for g, x in signs.items()}
+    again = {g: x / np.linalg.norm(x, axis=-1, keepdims=True) for g, x in again.items()}
+  # What the page holds: the examples enrolled before first (their copies), then its own.
+  held = {**{g: np.concatenate([again[g], x], 1) if g in again else x for g, x in signs.items()},
+          **{g: x for g, x in again.items() if g not in signs}}
   all_glosses = glosses + [g for g in signs if g not in glosses]
   columns = {all_glosses.index(g): class_vectors.class_vector(x, enrol, records.get(g)) for g, x in signs.items()}
   at_class = {all_glosses.index(g): r for g, r in records.items()}
@@ -159,13 +170,20 @@ def test_the_pages_check_of_a_sign_is_asl_enrolls(tmp_path, kind, earlier):
                    "temperature": 0.7, "enrol": enrol, "refine_weight": class_vectors.REFINE_WEIGHT, "glosses": glosses,
                    "enrolled_signs": records},
           "raw": list(np.r_[kernel.ravel(), bias]), "views": v,
-          "signs": [{"gloss": "BOOK" if g == "book" else g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])]}
-                    for g, x in signs.items()]}
+          "signs": [{"gloss": "BOOK" if g == "book" else g, "embs": [x[:, i].ravel().tolist() for i in range(x.shape[1])],
+                     **({"landmarks": [a.tolist() for a in landmarks]} if g == "fresh" else
+                        {"hashes": hashes[g][:1] + [None] * (x.shape[1] - 1) if g in hashes and g in signs else
+                         hashes.get(g, [])})}
+                    for g, x in held.items()]}
   (tmp_path / "case.json").write_text(json.dumps(case))
   out = subprocess.run([NODE, os.path.join(WEB, "tools", "check.mjs"), str(tmp_path / "case.json")],
                        capture_output=True, text=True, timeout=60, check=True)
   page = json.loads(out.stdout)
   page["book"] = page.pop("BOOK")
+  # The page hashes an example as asl-enroll hashes one of the page's export, and leaves 'cow' unchanged.
+  assert page["hashes"]["fresh"] == [enroll.example_hash(enroll.Example("fresh", "x", a)) for a in landmarks]
+  assert page.pop("unchanged") == (["cow"] if earlier else [])
+  del page["hashes"]
   for g, x in signs.items():
     r = python[all_glosses.index(g)]
     want = (r["examples"], [all_glosses[o] for o in r["left_out"]], all_glosses[r["closest"]])
@@ -507,7 +525,8 @@ def test_signs_imported_into_a_fresh_profile_and_every_message(site, signs_file,
 @needs_browser
 def test_a_run_made_by_asl_enroll_loads_in_the_page_with_its_signs(site, signs_file, tmp_path):
   """asl-enroll a signs file into the shipped model, export the run to ONNX, load it with model=: the page
-  has its 101 signs, and the same file imported on top refines the signs the run has (none is added)."""
+  has its 101 signs, and the same file imported on top changes none of them: the page knows, by their hashes
+  (Web Crypto), that the run was enrolled from those very examples, as asl-enroll on top would."""
   from asl_jax.serving import enroll, export  # pylint: disable=import-outside-toplevel
   run = str(tmp_path / "mine")
   enroll.enroll(pretrained.resolve(""), str(signs_file), run, say=lambda m: None)
@@ -520,6 +539,7 @@ def test_a_run_made_by_asl_enroll_loads_in_the_page_with_its_signs(site, signs_f
   assert imported["enrol"]["glosses"] == 101
   assert imported["enrol"]["signs"] == [{"gloss": "grandma", "examples": 2, "known": True},
                                         {"gloss": "book", "examples": 1, "known": True}]
+  assert imported["enrol"]["checks"] == {}  # no sign was built again: each is the run's
 
 
 @pytest.mark.heavy

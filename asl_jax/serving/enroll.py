@@ -6,14 +6,17 @@ base already has is refined: its vector becomes the mean of the trained one and 
 
 `enroll` writes a new run directory (the base is only read): the base's run files, label_mapping.json with
 the new glosses after the old ones, config.json with the head's depth fixed (`head_layers`), the best
-checkpoint with the grown layer, and enrolled.json (what was enrolled from which files). It works wherever a
-run works, including as the base of a further enrolment.
+checkpoint with the grown layer, and enrolled.json (what was enrolled from which files, and in "signs" what
+each enrolled sign is built from: its examples' embedding sum, count and hashes, and a refined sign's trained
+vector). It works wherever a run works, including as the base of a further enrolment, which rebuilds a sign
+given more examples from all of them and counts an example given again once.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -168,6 +171,18 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
   return examples, problems
 
 
+def example_hash(e: Example) -> str:
+  """What tells an example given again from a new one: the SHA-256 of its file, or of an example of the page's
+  export, of its frames as float32 (little-endian) bytes, as the page hashes the examples it keeps."""
+  if e.landmarks is not None:
+    return hashlib.sha256(np.ascontiguousarray(e.landmarks, "<f4").tobytes()).hexdigest()
+  digest = hashlib.sha256()
+  with open(e.path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
 def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]:
   """{path: prepared clip} and one problem line per example that cannot be used."""
   clips, problems = {}, []
@@ -241,12 +256,28 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   if not by_gloss:
     raise NothingToEnrol(f"--signs={signs_dir}: no usable example, nothing enrolled"
                          + (f" ({len(problems)} skipped, each for the reason given)" if problems else ""), problems)
+  # The signs enrolled into the base before (class_vectors: the sum of their examples' unit embeddings and
+  # their count; a trained sign's trained vector): a sign given again is rebuilt from all its examples, and an
+  # example it was enrolled from before (the same file again, or the page's export of the same recording) is
+  # counted once.
+  before = run_dir.RunDir(run.workdir).enrolled() or {}
+  earlier = before.get("signs", {})
+  by_example = {e.path: e for e in examples}
+  hashes = {p: example_hash(by_example[p]) for files in by_gloss.values() for p in files}
+  for g in [g for g in by_gloss if g in earlier]:
+    seen = set(earlier[g].get("hashes", ()))
+    again = [p for p in by_gloss[g] if hashes[p] in seen]
+    if again:
+      by_gloss[g] = [p for p in by_gloss[g] if hashes[p] not in seen]
+      say(f"{g}: {len(again)} of its examples were enrolled before (the same landmarks), so counted once" +
+          ("" if by_gloss[g] else "; the sign is unchanged"))
+      if not by_gloss[g]:
+        del by_gloss[g]
+  if not by_gloss:
+    raise DataError(f"--signs={signs_dir}: every example was enrolled into {base} before; nothing new to enrol")
   paths = [p for g in by_gloss for p in by_gloss[g]]
   emb = predictor.embed_clips([clips[p] for p in paths])
   at = {p: i for i, p in enumerate(paths)}
-  # The signs enrolled into the base before (class_vectors: the sum of their examples' unit embeddings and
-  # their count; a trained sign's trained vector): a sign given again is rebuilt from all its examples.
-  earlier = (run_dir.RunDir(run.workdir).enrolled() or {}).get("signs", {})
   layer = run.params["head"]["logits"]
   columns, added, refined, signs, rebuilt = {}, [], [], {}, []
   for g, files in by_gloss.items():
@@ -254,7 +285,8 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
     prior = earlier.get(g)
     columns[glosses.index(g) if g in glosses else len(glosses)] = class_vectors.class_vector(e, cal["enrol"], prior)
     signs[g] = {"sum": (class_vectors.example_sum(e) + (np.asarray(prior["sum"]) if prior else 0.0)).tolist(),
-                "examples": e.shape[1] + (prior["examples"] if prior else 0)}
+                "examples": e.shape[1] + (prior["examples"] if prior else 0),
+                "hashes": (prior.get("hashes", []) if prior else []) + [hashes[p] for p in files]}
     if g in glosses:
       refined.append(g)
       c = glosses.index(g)
@@ -283,7 +315,8 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
             "examples": {g: [p if "#" in p else os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
             "problems": problems, "check": check, "signs": {**earlier, **signs},
-            "earlier": run_dir.RunDir(run.workdir).enrolled()}
+            # the enrolments before this one (their signs are in "signs" above)
+            "earlier": {k: v for k, v in before.items() if k != "signs"} or None}
   pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
                        {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
                         run_dir.ENROLLED_FILE: record})

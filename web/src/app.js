@@ -13,7 +13,7 @@
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
 import { Recognizer, assembleFrame, label, unknownThreshold as unknownThresholdOf } from "./recognizer.js";
-import { DIM, Head, SignStore, checkGloss, checkNote, cutExample, MAX_EXAMPLES, unsure } from "./enrol.js";
+import { DIM, Head, SignStore, checkGloss, checkNote, cutExample, exampleHash, MAX_EXAMPLES, unsure } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -192,7 +192,9 @@ class Enrolment {
     for (const rec of this.store.list()) {
       const list = this.embs.get(rec.gloss) || [];
       for (let i = list.length; i < rec.examples.length; i++) {
-        list.push(await this._embed(rec.examples[i].landmarks, rec.examples[i].frames));
+        const emb = await this._embed(rec.examples[i].landmarks, rec.examples[i].frames);
+        emb.hash = await exampleHash(rec.examples[i].landmarks);  // an example the model was enrolled from counts once
+        list.push(emb);
       }
       this.embs.set(rec.gloss, list);
     }
@@ -208,11 +210,13 @@ class Enrolment {
   // The vocabulary from the stored signs: the model's glosses, then the new ones.
   update() {
     const { head } = this.model;
-    const signs = this.store.list().filter((r) => this.embs.get(r.gloss)?.length).map((r) => (
-      { gloss: r.gloss, vector: head.vector(r.gloss, this.embs.get(r.gloss), this.views) }));
+    // Each sign from its examples that the model was not enrolled from already (none left: it stays the model's).
+    const fresh = new Map(this.store.list().map((r) => [r.gloss, head.fresh(r.gloss, this.embs.get(r.gloss) || [])])
+                                            .filter(([, embs]) => embs.length));
+    const signs = [...fresh].map(([gloss, embs]) => ({ gloss, vector: head.vector(gloss, embs, this.views) }));
     const glosses = head.setSigns(signs);
     // Each sign checked on its own examples, as asl-enroll does (enroll.check_lines).
-    this.checks = new Map(signs.map((s) => [s.gloss, head.check(signs, s.gloss, this.embs.get(s.gloss), this.views)]));
+    this.checks = new Map(signs.map((s) => [s.gloss, head.check(signs, s.gloss, fresh.get(s.gloss), this.views)]));
     status.enrol.signs = this.store.list().map((r) => ({ gloss: r.gloss, examples: r.examples.length,
                                                          known: head.knows(r.gloss) }));
     status.enrol.checks = Object.fromEntries(this.checks);

@@ -52,6 +52,16 @@ export function cutExample(frames, config, fps) {
   return { example, frames: t, span: [a, b] };
 }
 
+// enroll.example_hash of an example the page keeps: the SHA-256 of its frames' float32 bytes, in hex; null where
+// the browser has no Web Crypto (a page served over plain http from another host), and then the example is
+// never taken for one the model was enrolled from.
+export async function exampleHash(landmarks) {
+  const subtle = globalThis.crypto && globalThis.crypto.subtle;
+  if (!subtle) return null;
+  const digest = await subtle.digest("SHA-256", new Uint8Array(landmarks.buffer, landmarks.byteOffset, landmarks.byteLength));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // ------------------------------------------------------------------------------------------ arithmetic
 
 function unit(v) {
@@ -106,6 +116,13 @@ export class Head {
   // Whether the model has the sign `gloss` names (then the user's examples refine it).
   knows(gloss) {
     return this.baseGlosses.includes(sameGloss(gloss, this.baseGlosses));
+  }
+
+  // The embeddings of `gloss`'s examples that the model was not enrolled from (each carries its example's
+  // `hash`): asl-enroll counts an example given again once, so the page's copy of one is left out.
+  fresh(gloss, embs) {
+    const seen = this.earlier[sameGloss(gloss, this.baseGlosses)]?.hashes;
+    return seen ? embs.filter((e) => !(e.hash && seen.includes(e.hash))) : embs;
   }
 
   // The sign's {w, b} from its examples' embeddings here and those it was enrolled from before (asl-enroll).

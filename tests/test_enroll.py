@@ -185,7 +185,7 @@ def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup,
   first = enrol(held_out_setup["base"], "first", {g: files[:2], "sign0000": more[:1]})
   # The folders again with one more example each (what a signer does): the examples given before count once.
   later = enrol(first, "later", {g: files, "sign0000": more[:2]})
-  assert f"{g}: 2 of its examples were enrolled before (the same landmarks), so counted once" in said
+  assert f"{g}: 2 example(s) enrolled into it before (the same landmarks), counted once" in said
   assert f"{g}: built from all 3 of its examples (2 enrolled before), as if given at once" in said
   once = enrol(held_out_setup["base"], "once", {g: files, "sign0000": more[:2]})
   a, b = load_run(later), load_run(once)
@@ -200,7 +200,7 @@ def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup,
   # Signs not given again are carried along; a sign all of whose examples were enrolled before is left as it is.
   again = enrol(later, "again", {"sign0001": more[2:], g: files[:1]})
   assert RunDir(again).enrolled()["signs"].keys() == {g, "sign0000", "sign0001"}
-  assert f"{g}: 1 of its examples were enrolled before (the same landmarks), so counted once; the sign is unchanged" in said
+  assert f"{g}: 1 example(s) enrolled into it before (the same landmarks), counted once; the sign is unchanged" in said
   np.testing.assert_array_equal(np.asarray(load_run(again).params["head"]["logits"]["kernel"])[:, a.glosses.index(g)],
                                 np.asarray(a.params["head"]["logits"]["kernel"])[:, a.glosses.index(g)])
   with pytest.raises(DataError, match="every example was enrolled into .* before; nothing new to enrol"):

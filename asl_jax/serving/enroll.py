@@ -269,7 +269,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
     again = [p for p in by_gloss[g] if hashes[p] in seen]
     if again:
       by_gloss[g] = [p for p in by_gloss[g] if hashes[p] not in seen]
-      say(f"{g}: {len(again)} of its examples were enrolled before (the same landmarks), so counted once" +
+      say(f"{g}: {len(again)} example(s) enrolled into it before (the same landmarks), counted once" +
           ("" if by_gloss[g] else "; the sign is unchanged"))
       if not by_gloss[g]:
         del by_gloss[g]

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 
 from absl import app, flags
@@ -36,21 +34,11 @@ WAYS = ("3 at once", "2", "2 then 1", "1", "1 then 2")
 
 
 def folder(d: dict, name: str, clips: list[str]) -> str:
-  """SIGNS/<gloss>/ holding (as links) `clips`, in the draw's folder."""
-  names = ov.class_names(d)
-  out = os.path.join(d["folder"], f"later_{name}")
-  shutil.rmtree(out, ignore_errors=True)
-  for vid in clips:
-    sign = os.path.join(out, names[str(d["split"][vid]["action"][0])])
-    os.makedirs(sign, exist_ok=True)
-    os.symlink(ov.landmarks(vid), os.path.join(sign, f"{vid}_landmarks.npy"))
-  return out
+  return ov.link_signs(d, os.path.join(d["folder"], f"later_{name}"), clips)
 
 
 def enrol(base: str, signs: str, out: str) -> str:
-  shutil.rmtree(out, ignore_errors=True)
-  subprocess.run([sys.executable, os.path.join(ov.ROOT, "scripts", "enroll.py"), f"--from={base}", f"--signs={signs}",
-                  f"--workdir={out}"], check=True, cwd=ov.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ov.run_enroll(base, signs, out)
   return out
 
 

@@ -172,29 +172,38 @@ def example_clips(d: dict, shots: int) -> list[str]:
   return used
 
 
-def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
-  """SIGNS/<gloss>/ holding (as links) the enrolment examples of `shots` clips a held-out class; and their ids."""
+def link_signs(d: dict, folder: str, clips: list[str]) -> str:
+  """`folder` made anew as SIGNS/<gloss>/ holding (as links) the landmark files of `clips`."""
   names = class_names(d)
-  folder = os.path.join(d["folder"], f"signs_{shots}")
   shutil.rmtree(folder, ignore_errors=True)
-  used = example_clips(d, shots)
-  for vid in used:
+  for vid in clips:
     sign = os.path.join(folder, names[str(d["split"][vid]["action"][0])])
     os.makedirs(sign, exist_ok=True)
     os.symlink(landmarks(vid), os.path.join(sign, f"{vid}_landmarks.npy"))
-  return folder, used
+  return folder
 
 
-def enrol(d: dict, shots: int, base: str | None = None) -> tuple[str, float]:
-  """asl-enroll (a process, start-up included) of the held-out classes from `shots` clips each."""
-  base = base or d["workdir"]
-  folder, _ = signs_folder(d, shots)
-  out = os.path.join(d["folder"], f"enrolled_{shots}" + ("" if base == d["workdir"] else "_" + os.path.basename(base)))
+def signs_folder(d: dict, shots: int) -> tuple[str, list[str]]:
+  """SIGNS/<gloss>/ holding (as links) the enrolment examples of `shots` clips a held-out class; and their ids."""
+  used = example_clips(d, shots)
+  return link_signs(d, os.path.join(d["folder"], f"signs_{shots}"), used), used
+
+
+def run_enroll(base: str, signs: str, out: str) -> float:
+  """asl-enroll (a process, start-up included) of `signs` into `base`, written to `out` (made anew); seconds."""
   shutil.rmtree(out, ignore_errors=True)
   t0 = time.time()
   subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "enroll.py"), f"--from={base}",
-                  f"--signs={folder}", f"--workdir={out}"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-  return out, time.time() - t0
+                  f"--signs={signs}", f"--workdir={out}"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+  return time.time() - t0
+
+
+def enrol(d: dict, shots: int, base: str | None = None) -> tuple[str, float]:
+  """asl-enroll of the held-out classes from `shots` clips each."""
+  base = base or d["workdir"]
+  folder, _ = signs_folder(d, shots)
+  out = os.path.join(d["folder"], f"enrolled_{shots}" + ("" if base == d["workdir"] else "_" + os.path.basename(base)))
+  return out, run_enroll(base, folder, out)
 
 
 def val_predictions(workdirs, d: dict, checkpoint: str = "best"):

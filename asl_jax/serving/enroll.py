@@ -279,33 +279,30 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   emb = predictor.embed_clips([clips[p] for p in paths])
   at = {p: i for i, p in enumerate(paths)}
   layer = run.params["head"]["logits"]
-  columns, added, refined, signs, rebuilt = {}, [], [], {}, []
+  columns, own, added, refined, signs = {}, {}, [], [], {}
   for g, files in by_gloss.items():
-    e = emb[:, [at[p] for p in files]]
+    c = glosses.index(g) if g in glosses else len(glosses)
+    own[c] = e = emb[:, [at[p] for p in files]]
     prior = earlier.get(g)
-    columns[glosses.index(g) if g in glosses else len(glosses)] = class_vectors.class_vector(e, cal["enrol"], prior)
+    columns[c] = class_vectors.class_vector(e, cal["enrol"], prior)
     signs[g] = {"sum": (class_vectors.example_sum(e) + (np.asarray(prior["sum"]) if prior else 0.0)).tolist(),
                 "examples": e.shape[1] + (prior["examples"] if prior else 0),
                 "hashes": (prior.get("hashes", []) if prior else []) + [hashes[p] for p in files]}
-    if g in glosses:
-      refined.append(g)
-      c = glosses.index(g)
-      if prior is None:  # refined the first time: its vector as the base has it (trained, or from a run enrolled
-        # before runs kept their signs) is what every later refinement starts from
-        signs[g]["trained"] = {"kernel": np.asarray(layer["kernel"], np.float64)[:, c].tolist(),
-                               "bias": float(np.asarray(layer["bias"])[c])}
-      elif "trained" in prior:
-        signs[g]["trained"] = prior["trained"]
-    else:
+    if c == len(glosses):
       added.append(g)
       glosses.append(g)
-    if prior:
-      rebuilt.append(g)
+      continue
+    refined.append(g)
+    if prior is None:  # refined the first time: its vector as the base has it (trained, or from a run enrolled
+      # before runs kept their signs) is what every later refinement starts from
+      signs[g]["trained"] = {"kernel": np.asarray(layer["kernel"], np.float64)[:, c].tolist(),
+                             "bias": float(np.asarray(layer["bias"])[c])}
+    elif "trained" in prior:
+      signs[g]["trained"] = prior["trained"]
   at_class = {glosses.index(g): r for g, r in earlier.items() if g in glosses}
   params = class_vectors.grow_head(run.params, columns, len(added), earlier=at_class)
-  checks = class_vectors.check_examples(
-      run.params, columns, len(added), {glosses.index(g): emb[:, [at[p] for p in files]] for g, files in by_gloss.items()},
-      cal["enrol"], float(run.model.temperature), earlier=at_class)
+  checks = class_vectors.check_examples(run.params, columns, len(added), own, cal["enrol"],
+                                        float(run.model.temperature), earlier=at_class)
   check = {glosses[c]: {"examples": r["examples"], "recognised_left_out": sum(o == c for o in r["left_out"]),
                         "left_out_taken_for": [glosses[o] for o in r["left_out"] if o != c],
                         "closest": glosses[r["closest"]], "closest_prob": round(r["closest_prob"], 4)}
@@ -326,7 +323,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   say(f"enrolled {len(added)} new sign(s)" + (f" ({', '.join(added)})" if added else "") +
       (f"; refined {len(refined)} the base already knew ({', '.join(refined)})" if refined else "") +
       f" from {len(paths)} example(s): {len(glosses)} signs in {workdir}")
-  for g in rebuilt:
+  for g in [g for g in by_gloss if g in earlier]:
     say(f"{g}: built from all {signs[g]['examples']} of its examples ({earlier[g]['examples']} enrolled before), as if "
         "given at once")
   for line in check_lines(check):

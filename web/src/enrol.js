@@ -118,16 +118,21 @@ export class Head {
     return this.baseGlosses.includes(sameGloss(gloss, this.baseGlosses));
   }
 
+  // What the model's sign `gloss` names was enrolled from by asl-enroll ({sum, examples, hashes, trained?}), or null.
+  before(gloss) {
+    return this.earlier[sameGloss(gloss, this.baseGlosses)] ?? null;
+  }
+
   // The embeddings of `gloss`'s examples that the model was not enrolled from (each carries its example's
   // `hash`): asl-enroll counts an example given again once, so the page's copy of one is left out.
   fresh(gloss, embs) {
-    const seen = this.earlier[sameGloss(gloss, this.baseGlosses)]?.hashes;
+    const seen = this.before(gloss)?.hashes;
     return seen ? embs.filter((e) => !(e.hash && seen.includes(e.hash))) : embs;
   }
 
   // The sign's {w, b} from its examples' embeddings here and those it was enrolled from before (asl-enroll).
   vector(gloss, embs, views) {
-    return classVector(embs, views, this.dim, this.enrol, this.earlier[sameGloss(gloss, this.baseGlosses)] ?? null);
+    return classVector(embs, views, this.dim, this.enrol, this.before(gloss));
   }
 
   // signs: [{gloss, vector: {w, b}}] in the order they were made. Returns the glosses, base first.
@@ -146,7 +151,7 @@ export class Head {
     for (const s of signs) {
       const at = this.baseGlosses.indexOf(sameGloss(s.gloss, this.baseGlosses));
       if (at >= 0) {
-        const before = this.earlier[this.baseGlosses[at]];
+        const before = this.before(s.gloss);
         if (before && !before.trained) {
           columns[at] = { w: Float64Array.from(s.vector.w), b: s.vector.b };
         } else {

@@ -182,7 +182,7 @@ def test_examples_given_later_build_the_sign_as_if_given_at_once(held_out_setup,
     return enroll.enroll(base, str(folder), str(tmp_path / name), say=said.append)["workdir"]
 
   said = []
-  first = enrol(held_out_setup["base"], "first", {g: files[:2], "sign0000": more[:1]})
+  first = enrol(held_out_setup["base"], "runs/first", {g: files[:2], "sign0000": more[:1]})  # runs/ is made
   # The folders again with one more example each (what a signer does): the examples given before count once.
   later = enrol(first, "later", {g: files, "sign0000": more[:2]})
   assert f"{g}: 2 example(s) enrolled into it before (the same landmarks), counted once" in said
@@ -250,8 +250,14 @@ def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path)
   (signs / "hello").mkdir(parents=True)
   np.save(signs / "hello" / "zeros.npy", np.zeros((10, 162), np.float32))
   with pytest.raises(DataError, match="no usable example"):
+    enroll.enroll(held_out_setup["base"], str(signs), str(tmp_path / "runs" / "out"), say=lambda m: None)
+  assert not os.path.exists(tmp_path / "runs")  # the missing folder it would have made is not left behind
+  with pytest.raises(DataError, match="no usable example"):
     enroll.enroll(held_out_setup["base"], str(signs), str(tmp_path / "out"), say=lambda m: None)
   assert not os.path.exists(tmp_path / "out") and not os.path.exists(str(tmp_path / "out") + ".tmp")
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(ConfigError, match="a_file is a file, so the run's folder cannot be made there"):
+    enroll.enroll(held_out_setup["base"], held_out_setup["signs"], str(tmp_path / "a_file" / "out"), say=lambda m: None)
   with pytest.raises(DataError, match="not a directory"):
     enroll.enroll(held_out_setup["base"], str(tmp_path / "nowhere"), str(tmp_path / "out"), say=lambda m: None)
   # One sign's folder given as --signs: its files are examples of no named sign, and the error says what to do.

@@ -224,9 +224,11 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   if os.path.exists(workdir):
     raise ConfigError(f"--workdir={workdir}: exists; asl-enroll writes a new run directory (the base is never "
                       "changed): choose a new name, or remove it first")
-  parent = os.path.dirname(os.path.abspath(workdir))
-  if not os.path.isdir(parent):
-    raise ConfigError(f"--workdir={workdir}: its folder {parent} does not exist")
+  parent = ancestor = os.path.dirname(os.path.abspath(workdir))
+  while not os.path.exists(ancestor):  # missing folders are made (as asl-train makes its workdir's), at the end
+    ancestor = os.path.dirname(ancestor)
+  if not os.path.isdir(ancestor):
+    raise ConfigError(f"--workdir={workdir}: {ancestor} is a file, so the run's folder cannot be made there")
   signs_root, inside = os.path.realpath(signs_dir), os.path.realpath(parent)
   if os.path.isdir(signs_root) and (inside == signs_root or inside.startswith(signs_root + os.sep)):
     raise ConfigError(f"--workdir={workdir}: inside --signs={signs_dir}, where the next enrolment would take it "
@@ -314,6 +316,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
             "problems": problems, "check": check, "signs": {**earlier, **signs},
             # the enrolments before this one (their signs are in "signs" above)
             "earlier": {k: v for k, v in before.items() if k != "signs"} or None}
+  os.makedirs(parent, exist_ok=True)
   pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
                        {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
                         run_dir.ENROLLED_FILE: record})

@@ -235,3 +235,41 @@ def test_onnx_export_without_the_converter_is_one_line(tmp_path, monkeypatch):
     export.export_run(str(tmp_path), str(tmp_path / "onnx"), fmt="onnx")
   assert "\n" not in str(e.value)
   assert not os.path.exists(tmp_path / "onnx")
+
+
+def test_the_faster_output_check_answers_as_jax2onnx_does():
+  """export._output_check_from_the_last_node replaces jax2onnx's quadratic check that an equation's outputs are
+  in the graph; on a real conversion (a clip's preparation inside the ONNX models: symbolic length,
+  concatenations, a median by counting) each of its answers equals jax2onnx's own, and the check is restored."""
+  jax2onnx = pytest.importorskip("jax2onnx")
+  from jax2onnx.converter import output_binding  # pylint: disable=import-outside-toplevel
+  import onnx_ir as ir  # pylint: disable=import-outside-toplevel
+  original = output_binding._value_is_graph_connected  # pylint: disable=protected-access
+  answers = []
+  with export._output_check_from_the_last_node():  # pylint: disable=protected-access
+    fast = output_binding._value_is_graph_connected  # pylint: disable=protected-access
+    assert fast is not original  # the pinned jax2onnx: replaced
+    def both(ctx, value):
+      # The value asked about, and the other kinds of value: a graph input, a constant, the first node's
+      # output, a stranger, and a stranger named like an earlier node's output (it counts as that output).
+      b = ctx.builder
+      nodes = list(b.nodes)
+      probes = [value, *list(b.inputs)[:1], *list(b.initializers)[-1:], *(nodes[0].outputs[:1] if nodes else []),
+                ir.Value(name="stranger")]
+      if len(nodes) > 2:
+        probes.append(ir.Value(name=nodes[len(nodes) // 2].outputs[0].name))
+      answers.extend((original(ctx, v), fast(ctx, v)) for v in probes)
+      return fast(ctx, value)
+    output_binding._value_is_graph_connected = both  # pylint: disable=protected-access
+    fn = lambda x: clip_prep.pack_clip(x, "seed162", 16, sort=False)[0]  # noqa: E731
+    model = jax2onnx.to_onnx(fn, [("T", 162)], input_names=["landmarks"], output_names=["points"],
+                             opset=export.ONNX_OPSET)
+  assert output_binding._value_is_graph_connected is original  # pylint: disable=protected-access
+  assert len(answers) > 500 and all(a == b for a, b in answers)
+  assert sum(a for a, _ in answers) > 100 and sum(not a for a, _ in answers) > 100
+  del model.graph.value_info[:]  # as export._to_onnx does: jax2onnx labels 2T as T after a concatenation
+  import onnxruntime  # pylint: disable=import-outside-toplevel
+  clip = _clip(np.random.default_rng(5), "seed162", 40)
+  got = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+      None, {"landmarks": clip})[0]
+  np.testing.assert_allclose(got, np.asarray(jax.jit(fn)(clip)), rtol=1e-5, atol=1e-6)

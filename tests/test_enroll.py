@@ -603,3 +603,49 @@ def test_the_check_names_a_sign_that_duplicates_or_mixes_known_ones(held_out_set
   assert any(line.startswith("check: once: one example, which cannot be tried") for line in lines), lines
   # The check is kept in the new run's record.
   assert RunDir(str(tmp_path / "a")).enrolled()["check"] == {g: check[g] for g in ("muddle", "twin")}
+  # An example given later is tried on the sign as it was enrolled: once's second clip on its first, and a known
+  # sign's clip given to echo (a warning: taken for that sign). Before, one example given later could not be
+  # tried ("one example, which cannot be tried on another"), although the sign had others.
+  later_folder = signs / "c"
+  (later_folder / "once").mkdir(parents=True)
+  shutil.copy(os.path.join(held_out_setup["signs"], held[1], sorted(os.listdir(os.path.join(held_out_setup["signs"],
+                                                                                            held[1])))[1]),
+              later_folder / "once")
+  (later_folder / "echo").mkdir()
+  shutil.copy(train_clips(known[4])[0], later_folder / "echo")
+  lines = []
+  later = enroll.enroll(str(tmp_path / "b"), str(later_folder), str(tmp_path / "c"), say=lines.append)["check"]
+  assert (later["once"]["examples"], later["once"]["earlier"]) == (1, 1)
+  assert later["once"]["recognised_left_out"] + len(later["once"]["left_out_taken_for"]) == 1, later["once"]
+  assert any(line.startswith(("check: once: its new example is recognised from its other 1 (1 enrolled before);",
+                              "warning: once: its new example is not recognised from its other 1 (1 enrolled before), "
+                              "taken for ")) for line in lines), lines
+  assert (later["echo"]["examples"], later["echo"]["earlier"]) == (1, 3) and enroll.unsure(later["echo"])
+  assert later["echo"]["left_out_taken_for"] == [known[4]], later["echo"]
+  assert any(line.startswith(f"warning: echo: its new example is not recognised from its other 3 (3 enrolled before), "
+                             f"taken for {known[4]}: expect echo to be confused with {known[4]}") for line in lines), lines
+
+
+def test_an_example_given_later_is_tried_as_if_given_at_once():
+  """class_vectors.check_examples: an example given to a sign enrolled before (its examples kept as a sum) is
+  left out of exactly the vector it is left out of when all are given at once, so it gets the same top-1 class,
+  whether that is its sign or another."""
+  rng = np.random.default_rng(0)
+  e, c, v = 10, 5, 2
+  params = {"head": {"logits": {"kernel": rng.normal(0, 1, (e, c)), "bias": rng.normal(0, 0.1, c)}}}
+  scales = {"shots": [1, 2, 3, 5], "scale": [4.0, 5.0, 6.0, 7.0], "bias": [-1.0, -0.5, 0.0, 0.2], "embedding_norm": 1.0}
+  outcomes = set()
+  for trial in range(12):
+    # Two examples of a sign off the known classes; the third like them, or near a known class.
+    centre = rng.normal(0, 1, e)
+    third = params["head"]["logits"]["kernel"][:, trial % c] * 3 if trial % 2 else centre
+    emb = np.stack([[x * 2 + rng.normal(0, 0.5, e) for x in (centre, centre, third)] for _ in range(v)])  # (V, 3, E)
+    at_once = class_vectors.check_examples(params, {c: class_vectors.class_vector(emb, scales)}, 1, {c: emb}, scales,
+                                           0.7)[c]
+    earlier = {"sum": class_vectors.example_sum(emb[:, :2]), "examples": 2}
+    later = class_vectors.check_examples(params, {c: class_vectors.class_vector(emb[:, 2:], scales, earlier)}, 1,
+                                         {c: emb[:, 2:]}, scales, 0.7, {c: earlier})[c]
+    assert (later["examples"], later["earlier"], at_once["earlier"]) == (1, 2, 0)
+    assert later["left_out"] == at_once["left_out"][2:], (trial, later, at_once)
+    outcomes.add(later["left_out"][0] == c)
+  assert outcomes == {True, False}  # both outcomes occur

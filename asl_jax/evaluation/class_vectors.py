@@ -158,26 +158,30 @@ def check_examples(params: dict, columns: dict[int, tuple[np.ndarray, float]], n
   apart from the other signs. `examples[c]` holds the (V, k, E) embeddings of class c's examples, from which
   `columns[c]` was built (the rest as for `grow_head`); probabilities are the views' mean of the calibrated
   softmax, as the run predicts.
-  - "left_out" (k >= 2): each example's top-1 class when c's vector is built from the other k - 1 examples
-    (and the sign's examples enrolled before, `earlier` as for `grow_head`), as if the example were a new clip
-    of the sign;
+  - "left_out" (when the sign has another example: k >= 2, or examples enrolled before): each of the k
+    examples' top-1 class when c's vector is built from the sign's other examples (the other k - 1, and those
+    enrolled before, `earlier` as for `grow_head`), as if the example were a new clip of the sign. The
+    examples enrolled before are kept as a sum, so they are not tried themselves: one example given to a sign
+    enrolled before is tried on the sign as it was;
   - "closest", "closest_prob": the class the run would take c's examples for without c (the highest mean
     probability over them with c's logit left out), and that probability.
-  Returns {c: {"examples": k, "left_out": [classes], "closest": class, "closest_prob": p}}."""
+  Returns {c: {"examples": k, "earlier": examples enrolled before, "left_out": [classes], "closest": class,
+  "closest_prob": p}}."""
   earlier = earlier or {}
   head = grow_head(params, columns, num_new, earlier=earlier)["head"]["logits"]
   out = {}
   for c, emb in examples.items():
-    k = int(emb.shape[1])
+    k, before = int(emb.shape[1]), int((earlier.get(c) or {}).get("examples", 0))
     logits = head_logits(emb, head)
     logits[..., c] = -np.inf  # what the run would take the examples for without this sign
     probs = calibration.mean_probs(logits, temperature).mean(0)  # (C,)
     closest = int(np.argmax(probs))
     left_out = []
-    for i in range(k if k >= 2 else 0):
+    for i in range(k if k + before >= 2 else 0):
       others = class_vector(np.delete(emb, i, axis=1), scales, earlier.get(c))
       rebuilt = grow_head(params, {**columns, c: others}, num_new, earlier=earlier)
       p = calibration.mean_probs(head_logits(emb[:, i:i + 1], rebuilt["head"]["logits"]), temperature)[0]
       left_out.append(int(np.argmax(p)))
-    out[c] = {"examples": k, "left_out": left_out, "closest": closest, "closest_prob": float(probs[closest])}
+    out[c] = {"examples": k, "earlier": before, "left_out": left_out, "closest": closest,
+              "closest_prob": float(probs[closest])}
   return out

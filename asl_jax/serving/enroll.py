@@ -305,7 +305,8 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   params = class_vectors.grow_head(run.params, columns, len(added), earlier=at_class)
   checks = class_vectors.check_examples(run.params, columns, len(added), own, cal["enrol"],
                                         float(run.model.temperature), earlier=at_class)
-  check = {glosses[c]: {"examples": r["examples"], "recognised_left_out": sum(o == c for o in r["left_out"]),
+  check = {glosses[c]: {"examples": r["examples"], "earlier": r["earlier"],
+                        "recognised_left_out": sum(o == c for o in r["left_out"]),
                         "left_out_taken_for": [glosses[o] for o in r["left_out"] if o != c],
                         "closest": glosses[r["closest"]], "closest_prob": round(r["closest_prob"], 4)}
            for c, r in checks.items()}
@@ -335,12 +336,18 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
           "check": check}
 
 
+def tried(r: dict) -> int:
+  """How many of a sign's examples its check tried (one entry of `enroll`'s "check"): each example given now,
+  when the sign has another one to be built from (given now, or enrolled before: "earlier"); none otherwise."""
+  return r["examples"] if r["examples"] + r.get("earlier", 0) >= 2 else 0
+
+
 def unsure(r: dict) -> bool:
-  """Whether a sign's check (one entry of `enroll`'s "check") calls for a warning: fewer than half of its
-  examples recognised when left out of its vector. On held-out WLASL signs enrolled from 3 examples
+  """Whether a sign's check (one entry of `enroll`'s "check") calls for a warning: fewer than half of the
+  examples it tried recognised when left out of its vector. On held-out WLASL signs enrolled from 3 examples
   (benchmarks/enrolment_check.py, scored on val), the val clips of such signs are recognised about half as
   often as the others'."""
-  return r["examples"] >= 2 and 2 * r["recognised_left_out"] < r["examples"]
+  return tried(r) > 0 and 2 * r["recognised_left_out"] < tried(r)
 
 
 def check_lines(check: dict) -> list[str]:
@@ -348,17 +355,22 @@ def check_lines(check: dict) -> list[str]:
   for when it is `unsure`, else `check: ...`."""
   lines = []
   for g, r in check.items():
-    k, ok = r["examples"], r["recognised_left_out"]
+    k, ok, before = r["examples"], r["recognised_left_out"], r.get("earlier", 0)
     without = f"without it, the run takes {'its example' if k == 1 else 'its examples'} for {r['closest']} ({r['closest_prob']:.2f})"
-    if k == 1:
+    # what each tried example was recognised from: the others given now, and those enrolled before
+    others = f"the other {k - 1}" if not before else f"its other {k + before - 1} ({before} enrolled before)"
+    new = "new " if before else ""
+    if not tried(r):
       lines.append(f"check: {g}: one example, which cannot be tried on another; {without}. More examples make a "
                    "sign more reliable")
     elif not unsure(r):
-      recognised = f"each of its {k} examples is" if ok == k else f"{ok} of its {k} examples are"
-      lines.append(f"check: {g}: {recognised} recognised from the other {k - 1}; {without}")
+      recognised = (f"its {new}example is" if k == 1 else f"each of its {k} {new}examples is" if ok == k
+                    else f"{ok} of its {k} {new}examples are")
+      lines.append(f"check: {g}: {recognised} recognised from {others}; {without}")
     else:
       taken = [o for o, _ in collections.Counter(r["left_out_taken_for"]).most_common()]
-      lines.append(f"warning: {g}: {ok} of its {k} examples recognised from the other {k - 1}, the rest taken for "
-                   f"{', '.join(taken)}: expect {g} to be confused with {' and '.join(taken[:2])}. Add examples, "
-                   f"or check they are all the same sign")
+      counted = f"its {new}example is not" if k == 1 else f"{ok} of its {k} {new}examples"
+      lines.append(f"warning: {g}: {counted} recognised from {others}, "
+                   f"{'taken' if k == 1 else 'the rest taken'} for {', '.join(taken)}: expect {g} to be confused "
+                   f"with {' and '.join(taken[:2])}. Add examples, or check they are all the same sign")
   return lines

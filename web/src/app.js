@@ -13,7 +13,7 @@
 import * as ort from "../ort/ort.wasm.min.mjs";
 import { DEFAULTS } from "./segmenter.js";
 import { Recognizer, assembleFrame, label, unknownThreshold as unknownThresholdOf } from "./recognizer.js";
-import { DIM, Head, SignStore, checkGloss, checkNote, cutExample, exampleHash, MAX_EXAMPLES, unsure } from "./enrol.js";
+import { DIM, Head, SignStore, checkGloss, checkNote, cutExample, exampleHash, MAX_EXAMPLES, tried, unsure } from "./enrol.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -244,7 +244,7 @@ class Enrolment {
           (this.model.head.knows(rec.gloss) ? " (refines the model's sign)" : "");
       li.appendChild(count);
       const check = this.checks?.get(rec.gloss);
-      if (check && check.examples >= 2) {
+      if (check && tried(check)) {
         const note = document.createElement("span");
         note.className = unsure(check) ? "check unsure" : "check";
         note.textContent = checkNote(check);

@@ -174,12 +174,13 @@ export class Head {
   }
 
   // class_vectors.check_examples for the sign `gloss` of `signs` (as given to setSigns), its examples'
-  // embeddings `embs`: each example's top-1 gloss with the sign built from the others alone ("leftOut", with
-  // 2 or more examples), and the gloss the layer gives its examples without it ("closest", mean probability).
+  // embeddings `embs`: each example's top-1 gloss with the sign built from its other examples alone ("leftOut":
+  // the others here and those the model was enrolled from, when there is another one), and the gloss the layer
+  // gives its examples without it ("closest", mean probability).
   check(signs, gloss, embs, views) {
-    const k = embs.length, leftOut = [];
+    const k = embs.length, leftOut = [], earlier = this.before(gloss)?.examples ?? 0;
     const name = sameGloss(gloss, this.baseGlosses);  // a sign kept as BOOK refines the model's book
-    for (let i = 0; k >= 2 && i < k; i++) {
+    for (let i = 0; k + earlier >= 2 && i < k; i++) {
       const others = embs.filter((_, j) => j !== i);
       const { columns, glosses } = this.grown(signs.map((s) => (
         s.gloss === gloss ? { gloss, vector: this.vector(gloss, others, views) } : s)));
@@ -190,7 +191,7 @@ export class Head {
     const own = glosses.indexOf(name), mean = new Float64Array(glosses.length);
     for (const e of embs) this.probs(e, views, columns, own).forEach((x, j) => { mean[j] += x / k; });
     const closest = mean.indexOf(Math.max(...mean));
-    return { examples: k, recognised: leftOut.filter((g) => g === name).length,
+    return { examples: k, earlier, recognised: leftOut.filter((g) => g === name).length,
              takenFor: leftOut.filter((g) => g !== name), closest: glosses[closest], closestProb: mean[closest] };
   }
 
@@ -348,16 +349,23 @@ export class SignStore {
   }
 }
 
-// enroll.unsure: fewer than half of a sign's examples recognised from the others.
+// enroll.tried: how many of a sign's examples its check tried (each one here, when the sign has another).
+export function tried(check) {
+  return check.examples + (check.earlier ?? 0) >= 2 ? check.examples : 0;
+}
+
+// enroll.unsure: fewer than half of the examples tried recognised from the others.
 export function unsure(check) {
-  return check.examples >= 2 && 2 * check.recognised < check.examples;
+  return tried(check) > 0 && 2 * check.recognised < tried(check);
 }
 
 // The list's note on a sign (enroll.check_lines, shorter).
 export function checkNote(check) {
-  if (check.examples < 2) return "";
+  if (!tried(check)) return "";
   const { examples: k, recognised: ok } = check;
-  if (!unsure(check)) return ` · ${ok === k ? "each" : `${ok} of ${k}`} recognised from the others`;
   const taken = [...new Set(check.takenFor)];
+  if (k === 1) return unsure(check) ? ` · not recognised from the others, taken for ${taken[0]}: add examples`
+                                    : " · recognised from the others";
+  if (!unsure(check)) return ` · ${ok === k ? "each" : `${ok} of ${k}`} recognised from the others`;
   return ` · ${ok} of ${k} recognised from the others, the rest taken for ${taken.join(", ")}: add examples`;
 }

@@ -305,7 +305,7 @@ class Enrolment {
     const check = this.checks?.get(gloss);
     this.say(isNew ? `Added "${gloss}" from one example (${t} frames)` + (known ? `: the model knows "${gloss}", and your examples refine it.` : ".")
                    : `Added example ${n} to "${gloss}", which now has ${n} examples.` +
-                     (check && unsure(check) ? ` Only ${check.recognised} of them ${check.recognised === 1 ? "is" : "are"} recognised from the others (the rest are taken for ${[...new Set(check.takenFor)].join(", ")}): add examples, or check they are all the same sign.` : ""));
+                     (check && unsure(check) ? ` Only ${check.recognised} of the ${tried(check)} tried ${check.recognised === 1 ? "is" : "are"} recognised from the others (the rest are taken for ${[...new Set(check.takenFor)].join(", ")}): add examples, or check they are all the same sign.` : ""));
   }
 }
 

@@ -622,8 +622,9 @@ def test_the_check_names_a_sign_that_duplicates_or_mixes_known_ones(held_out_set
                               "taken for ")) for line in lines), lines
   assert (later["echo"]["examples"], later["echo"]["earlier"]) == (1, 3) and enroll.unsure(later["echo"])
   assert later["echo"]["left_out_taken_for"] == [known[4]], later["echo"]
-  assert any(line.startswith(f"warning: echo: its new example is not recognised from its other 3 (3 enrolled before), "
-                             f"taken for {known[4]}: expect echo to be confused with {known[4]}") for line in lines), lines
+  warned = (f"warning: echo: its new example is not recognised from its other 3 (3 enrolled before), taken for "
+            f"{known[4]}: expect echo to be confused with {known[4]}")
+  assert any(line.startswith(warned) for line in lines), lines
 
 
 def test_an_example_given_later_is_tried_as_if_given_at_once():

@@ -248,9 +248,10 @@ def _output_check_from_the_last_node():
   (`output_binding._value_is_graph_connected`): it compares them with the graph's inputs, then every
   initializer, then the outputs of every node from the first. The value was almost always made by the node just
   added, so each check scans the whole graph, and checking took 2/3 of `asl-export --format=onnx` (12 of 18 s
-  for the tests' tiny model, 3 conversions of about 1000 equations each). This check looks at the nodes from the last one back
-  first: the same comparison over the same values (an `any`, so the order cannot change the answer; the files
-  are byte-identical), found at once. Another jax2onnx version is left alone: its code may differ.
+  for a tiny recommended-config run: 3 conversions, about 2900 equations in all). This check looks at the nodes
+  from the last one back first: the same comparison over the same values (an `any`, so the order cannot change
+  the answer; the files are byte-identical), found at once. Another jax2onnx version is left alone: its code
+  may differ.
   """
   try:
     from jax2onnx.converter import output_binding  # pylint: disable=import-outside-toplevel

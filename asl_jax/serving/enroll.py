@@ -337,9 +337,9 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
 
 
 def tried(r: dict) -> int:
-  """How many of a sign's examples its check tried (one entry of `enroll`'s "check"): each example given now,
-  when the sign has another one to be built from (given now, or enrolled before: "earlier"); none otherwise."""
-  return r["examples"] if r["examples"] + r.get("earlier", 0) >= 2 else 0
+  """How many of a sign's examples its check tried (one entry of `enroll`'s "check"), each left out once: those
+  recognised and those taken for another sign (class_vectors.check_examples decides which are tried)."""
+  return r["recognised_left_out"] + len(r["left_out_taken_for"])
 
 
 def unsure(r: dict) -> bool:

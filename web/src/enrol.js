@@ -349,9 +349,9 @@ export class SignStore {
   }
 }
 
-// enroll.tried: how many of a sign's examples its check tried (each one here, when the sign has another).
+// enroll.tried: how many of a sign's examples its check tried (Head.check decides): recognised or taken for another.
 export function tried(check) {
-  return check.examples + (check.earlier ?? 0) >= 2 ? check.examples : 0;
+  return check.recognised + check.takenFor.length;
 }
 
 // enroll.unsure: fewer than half of the examples tried recognised from the others.

@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 
 from asl_jax import allocator, interrupts
-from asl_jax.errors import AslJaxError, CheckpointError
+from asl_jax.errors import AslJaxError, CheckpointError, ConfigError
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -690,11 +690,18 @@ def live_main(argv=None):
       _usage_error(f"--camera={f.camera}: a camera index is 0 or more (0 is the first camera)")
     if f.frame_step < 1:
       _usage_error(f"--frame_step={f.frame_step}: must be >= 1")
+    seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
+        segmenter.SegmenterConfig)})
+    try:  # the segmenter's flags, before the seconds of loading (at --fps where it is known)
+      if f.landmarks is not None:
+        seg.validate(f.fps)
+      else:
+        seg.check()
+    except ConfigError as e:
+      _usage_error(str(e))
     workdir = _runs(f.workdir) if f.workdir else None
     threshold = _unknown_threshold(f, workdir)
     use_xla_cache("")
-    seg = segmenter.SegmenterConfig(**{fl.name: f[fl.name].value for fl in dataclasses.fields(
-        segmenter.SegmenterConfig)})
     result = stream.recognize(workdir, camera=f.camera, video=f.video,
                               landmarks=f.landmarks, fps=f.fps, config=seg, top_k=f.top_k, srt=f.srt, eaf=f.eaf,
                               overwrite=f.overwrite, display=f.display, frame_step=f.frame_step,

@@ -330,10 +330,27 @@ def test_enroll_and_predict_refuse_bad_flags_before_loading(tmp_path):
   assert "loading" not in out.stderr
 
 
-@pytest.mark.parametrize("flag", ["--max_len_s=inf", "--gap_s=nan", "--min_len_s=1e9", "--cut_hand=-inf"])
+@pytest.mark.parametrize("flag", ["--max_len_s=inf", "--gap_s=nan", "--min_len_s=1e9", "--cut_hand=-inf",
+                                  "--gap_s=-1"])
 def test_live_absurd_segmenter_settings_are_refused_by_name(run_dir, small_data, flag):
-  _one_line(_script("live.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", flag),
-            flag.split("=")[0] + "=")
+  """A flag error, as --fps's: exit status 2, before the model is loaded."""
+  out = _script("live.py", f"--workdir={run_dir}", f"--landmarks={_clip(small_data)}", flag)
+  _one_line(out, flag.split("=")[0] + "=")
+  assert out.returncode == 2 and "loading" not in out.stderr
+
+
+def test_live_segmenter_settings_are_checked_before_a_video_is_opened(run_dir):
+  """A video's frame rate is known only once it is open; the settings that need none are checked first."""
+  video = os.path.join(REPO, "tests", "data", "test_video.mp4")
+  out = _script("live.py", f"--workdir={run_dir}", f"--video={video}", "--min_len_s=2", "--max_len_s=3")
+  _one_line(out, "--max_len_s=3.0: must exceed twice --min_len_s=2.0")
+  assert out.returncode == 2 and "starting landmark extraction" not in out.stderr
+
+
+def test_live_a_landmark_file_given_as_a_video_says_so(run_dir, small_data):
+  out = _script("live.py", f"--workdir={run_dir}", f"--video={_clip(small_data)}")
+  _one_line(out, f"{_clip(small_data)}: a landmark file given as a video; pass it with --landmarks")
+  assert "starting landmark extraction" not in out.stderr
 
 
 @pytest.mark.parametrize("script", ["predict.py", "live.py", "evaluate.py", "export.py"])

@@ -61,9 +61,9 @@ class SegmenterConfig:
     return {"gap": f(self.gap_s), "min_len": f(self.min_len_s), "max_len": f(self.max_len_s),
             "window": f(self.cut_window_s)}
 
-  def validate(self, fps: float) -> None:
-    if not fps > 0 or not math.isfinite(fps):
-      raise ConfigError(f"--fps={fps}: must be a positive number of frames per second")
+  def check(self) -> None:
+    """The checks that need no frame rate (asl-live makes them before it loads the model; a camera's or
+    video's rate is known only once it is opened)."""
     for name in ("gap_s", "min_len_s", "max_len_s", "cut_window_s", "cut_body", "cut_scale", "cut_hand"):
       v = getattr(self, name)
       if not (v > 0 and math.isfinite(v)):
@@ -72,6 +72,13 @@ class SegmenterConfig:
         raise ConfigError(f"--{name}={v}: at most {MAX_SETTING_S:g} s (one sign, or one pause, is seconds long)")
     if self.cut_window_s > MAX_LOOKAHEAD_S:
       raise ConfigError(f"--cut_window_s={self.cut_window_s}: the look-ahead is at most {MAX_LOOKAHEAD_S} s")
+    if not self.max_len_s > 2 * self.min_len_s:  # in frames below, at any rate
+      raise ConfigError(f"--max_len_s={self.max_len_s}: must exceed twice --min_len_s={self.min_len_s}")
+
+  def validate(self, fps: float) -> None:
+    if not fps > 0 or not math.isfinite(fps):
+      raise ConfigError(f"--fps={fps}: must be a positive number of frames per second")
+    self.check()
     fr = self.frames(fps)
     if fr["max_len"] < 2 * fr["min_len"] + 1:
       raise ConfigError(f"--max_len_s={self.max_len_s}: must exceed twice --min_len_s={self.min_len_s}")

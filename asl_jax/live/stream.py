@@ -37,6 +37,9 @@ def recognize(workdir: str | Sequence[str] | None, *, camera: int | None = None,
   given = [s for s in (camera, video, landmarks) if s is not None]
   if len(given) != 1:
     raise DataError("give exactly one source: --camera=INDEX, --video=PATH or --landmarks=FILE.npy")
+  if isinstance(video, str) and (video.endswith(".npy") or formats.is_landmark_format(video)):
+    raise DataError(f"{video}: a landmark file given as a video; pass it with --landmarks")
+  config.check()  # before the seconds of loading (the rate of a camera or video is known once it is open)
   say = (lambda m: None) if quiet else _say  # noqa: E731
   writers.check_outputs(srt, eaf, overwrite, pose_out)  # before the seconds of loading and compiling
   workdirs = [pretrained.resolve(w) for w in (split_workdirs(workdir) if workdir else [""])]

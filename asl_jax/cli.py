@@ -591,6 +591,8 @@ Your own signs: a new run that knows a base run's signs plus yours, from a few e
 
   python scripts/enroll.py --from=wlasl100 --signs=SIGNS --workdir=runs/mine    # or --from=runs/x
   python scripts/enroll.py --signs=asl_jax_signs.json --workdir=runs/mine        # the web page's export
+  python scripts/enroll.py --from=runs/mine --list                               # its signs, and where each came from
+  python scripts/enroll.py --from=runs/mine --forget=cow,book --workdir=runs/mine2   # take enrolled signs out
 
 SIGNS/<gloss>/ holds one sign's examples: landmark .npy files (any supported layout) or videos (extracted
 with MediaPipe, `make extract-env`). A gloss the base knows is refined with its examples. Examples that
@@ -598,6 +600,8 @@ cannot be used are one line each; the others are enrolled and the exit status is
 checked: with 2 or more examples, is each one recognised when its sign is built from the others alone?
 A sign with fewer than half recognised gets a `warning:` line naming the signs they were taken for (and is
 listed as "unsure" in the JSON line); each sign's line also names the sign the run would take it for without it.
+--forget writes a copy without signs enrolled before: an added sign is dropped, a refined one gets its trained
+vector back.
 """
 
 
@@ -608,10 +612,18 @@ def enroll_main(argv=None):
   flags.DEFINE_string("signs", None, "a folder of sign folders (SIGNS/<gloss>/ with that sign's examples), or "
                       "the .json file the web page exports its signs to")
   flags.DEFINE_string("workdir", None, "the new run directory to write (must not exist)")
+  flags.DEFINE_list("forget", None, "instead of enrolling: glosses of signs enrolled into --from to take out "
+                    "(an added sign is dropped, a refined one gets its trained vector back), written to --workdir")
+  flags.DEFINE_bool("list", False, "print the signs of --from, one a line: class, gloss, and whether it was "
+                    "trained, enrolled or refined (with how many examples); then exit")
 
   def action(f, _):
-    if not f.signs or not f.workdir:
-      _usage_error("give --signs=SIGNS and --workdir=NEW_RUN (--help lists the flags)")
+    if f.forget is not None and f.signs:
+      _usage_error("give --signs or --forget, not both: forget first, then enrol into the run that writes")
+    if not f.list and (not (f.signs or f.forget) or not f.workdir):
+      _usage_error("give --signs=SIGNS (or --forget=GLOSSES) and --workdir=NEW_RUN (--help lists the flags)")
+    if f.forget is not None and not [g for g in f.forget if g.strip()]:
+      _usage_error("--forget: give the glosses of the signs to take out, comma-separated")
     from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
     from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     base = pretrained.resolve(f["from"].value)
@@ -620,10 +632,21 @@ def enroll_main(argv=None):
                    "give the enrolled runs to --workdir=A,B,C as an ensemble)")
     if not os.path.isdir(base):
       _usage_error(f"--from={base}: no such run directory (a trained run, or wlasl100 for the shipped model)")
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if f.list:
+      for s in enroll.vocabulary(base):
+        how = {"trained": "trained", "enrolled": f"enrolled from {s.get('examples')} example(s)",
+               "refined": f"trained, refined with {s.get('examples')} example(s)"}[s["origin"]]
+        print(f"{s['class']}\t{s['gloss']}\t{how}")
+      return
+    if f.forget is not None:
+      result = enroll.forget(base, [g.strip() for g in f.forget if g.strip()], f.workdir, say=say)
+      print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "dropped": result["dropped"],
+                        "restored": result["restored"]}))
+      return
     if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):
       _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
                    "videos, or the .json file the web page exports)")
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")
     try:

@@ -28,6 +28,7 @@ def _script(name, *args, timeout=300):
     ("live.py", ["--workdir", "--camera", "--video", "--landmarks", "--fps", "--frame_step", "--srt", "--eaf",
                  "--display", "--gap_s", "--cut_body", "--max_len_s"]),
     ("export.py", ["--workdir", "--out_dir", "--checkpoint"]),
+    ("enroll.py", ["--from", "--signs", "--workdir", "--forget", "--list"]),
     ("extract_landmarks.py", ["--data_dir", "--output_dir", "--layout", "--workers"]),
 ])
 def test_help_lists_the_entry_points_own_flags(script, flags):

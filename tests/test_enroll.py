@@ -275,6 +275,68 @@ def test_nothing_usable_is_an_error_and_writes_nothing(held_out_setup, tmp_path)
   assert problems == [f"{signs / 'run'}: a run directory, not a sign's examples"]
 
 
+def test_forgetting_signs_gives_the_run_that_enrolling_the_others_alone_gives(held_out_setup, tmp_path):
+  """--forget: an added sign's class is dropped (the classes after it move up) and a refined trained sign gets its
+  trained vector back, in a new run (the enrolled one is only read). Forgetting some signs gives what enrolling
+  the rest alone gives; forgetting all gives the base's last layer, bit for bit. --list says where each sign came
+  from."""
+  quiet = lambda m: None  # noqa: E731
+  base, held = held_out_setup["base"], sorted(held_out_setup["held"])
+  trained_gloss, trained_clip = next(iter(held_out_setup["known"].items()))
+  signs = tmp_path / "signs"
+  shutil.copytree(held_out_setup["signs"], signs)
+  (signs / trained_gloss).mkdir()
+  shutil.copy(trained_clip, signs / trained_gloss)
+  mine = str(tmp_path / "mine")
+  enroll.enroll(base, str(signs), mine, say=quiet)
+  digest = _tree_digest(mine)
+  origins = {s["gloss"]: (s["origin"], s.get("examples")) for s in enroll.vocabulary(mine)}
+  assert origins[trained_gloss] == ("refined", 1) and all(origins[g] == ("enrolled", 3) for g in held)
+  assert sum(o == ("trained", None) for o in origins.values()) == 12 - HELD_OUT - 1
+
+  fewer = str(tmp_path / "fewer")
+  result = enroll.forget(mine, [held[0], trained_gloss.upper()], fewer, say=quiet)
+  assert result == {"workdir": fewer, "dropped": [held[0]], "restored": [trained_gloss]}
+  assert _tree_digest(mine) == digest  # byte for byte
+  only_signs = tmp_path / "only"
+  for g in held[1:]:
+    shutil.copytree(signs / g, only_signs / g)
+  only = str(tmp_path / "only_run")
+  enroll.enroll(base, str(only_signs), only, say=quiet)
+  a, b = load_run(fewer), load_run(only)
+  assert a.glosses == b.glosses == load_run(base).glosses + tuple(held[1:])
+  for name in ("kernel", "bias"):  # the embeddings of a batch of other clips may differ in the last bits
+    np.testing.assert_allclose(np.asarray(a.params["head"]["logits"][name]),
+                               np.asarray(b.params["head"]["logits"][name]), rtol=1e-5, atol=1e-6)
+  assert set(RunDir(fewer).enrolled()["signs"]) == set(held[1:]) and RunDir(fewer).enrolled()["forgotten"] == [
+      held[0], trained_gloss]
+  clip = held_out_setup["held"][held[1]][0]
+  np.testing.assert_allclose(predict.Predictor(fewer).predict_clips([predict.Predictor(fewer).load_clip(clip)]),
+                             predict.Predictor(only).predict_clips([predict.Predictor(only).load_clip(clip)]),
+                             atol=1e-5)
+  everything = str(tmp_path / "none")
+  enroll.forget(mine, held + [trained_gloss], everything, say=quiet)
+  for name in ("kernel", "bias"):
+    np.testing.assert_array_equal(np.asarray(load_run(everything).params["head"]["logits"][name]),
+                                  np.asarray(load_run(base).params["head"]["logits"][name]))
+  assert all(s["origin"] == "trained" for s in enroll.vocabulary(everything))
+  # Signs that cannot be forgotten: all named in one error, and nothing is written.
+  other = list(held_out_setup["known"])[1]
+  with pytest.raises(ConfigError, match=f"--forget: .*'{other}' was trained, not enrolled .*'nope' is not one of its "
+                     "signs .*--list"):
+    enroll.forget(mine, [other, held[1], "nope"], str(tmp_path / "bad"), say=quiet)
+  assert not os.path.exists(tmp_path / "bad")
+  with pytest.raises(ConfigError, match="exists"):
+    enroll.forget(mine, [held[1]], fewer, say=quiet)
+  # The command: --list prints class, gloss and origin; --forget prints the JSON line.
+  cmd = [sys.executable, os.path.join(REPO, "scripts", "enroll.py"), f"--from={mine}"]
+  listed = subprocess.run(cmd + ["--list"], capture_output=True, text=True, timeout=300, check=True)
+  assert listed.stdout.splitlines()[-1] == f"{12 - 1}\t{held[-1]}\tenrolled from 3 example(s)"
+  out = subprocess.run(cmd + [f"--forget={held[-1]}", f"--workdir={tmp_path / 'cli'}"], capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0 and json.loads(out.stdout)["dropped"] == [held[-1]], out.stderr[-2000:]
+
+
 def test_unknown_flips_at_the_threshold(held_out_setup, tmp_path):
   """`unknown` is the top-1 probability below the run's stored threshold, or below --unknown_threshold."""
   files = [f for fs in held_out_setup["held"].values() for f in fs]  # signs the base never saw

@@ -324,6 +324,11 @@ def test_enroll_and_predict_refuse_bad_flags_before_loading(tmp_path):
   out = _script("enroll.py", f"--from={tmp_path},wlasl100", f"--signs={tmp_path}", f"--workdir={tmp_path / 'new'}")
   _one_line(out, "enrolment takes one base run (enrol the same signs into each member")
   assert not os.path.exists(tmp_path / "new") and "enrolling" not in out.stderr
+  out = _script("enroll.py", "--forget=cow", f"--signs={tmp_path}", f"--workdir={tmp_path / 'new'}")
+  _one_line(out, "give --signs or --forget, not both: forget first, then enrol into the run that writes")
+  out = _script("enroll.py", "--forget=,", f"--workdir={tmp_path / 'new'}")
+  _one_line(out, "--forget: give the glosses of the signs to take out, comma-separated")
+  assert not os.path.exists(tmp_path / "new")
   np.save(tmp_path / "clip.npy", np.zeros((5, 162), np.float32))
   out = _script("predict.py", f"--landmarks={tmp_path / 'clip.npy'}", "--unknown_threshold=1.5")
   _one_line(out, "--unknown_threshold=1.5: must be a probability in [0, 1]")

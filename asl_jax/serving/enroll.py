@@ -217,10 +217,9 @@ def _layout_of(path: str, default: str) -> str:
     return default  # load_clip reports the file
 
 
-def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
-  """Enrols the signs in SIGNS_DIR/<gloss>/ into a copy of run `base` written to `workdir` (which must not
-  exist). Returns {"workdir", "added", "refined", "examples", "problems"}; raises DataError when nothing
-  could be enrolled."""
+def _new_workdir(workdir: str) -> str:
+  """The folder that will hold `workdir` (made when the run is written), after checking that `workdir` is new
+  and can be made."""
   if os.path.exists(workdir):
     raise ConfigError(f"--workdir={workdir}: exists; asl-enroll writes a new run directory (the base is never "
                       "changed): choose a new name, or remove it first")
@@ -229,6 +228,81 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
     ancestor = os.path.dirname(ancestor)
   if not os.path.isdir(ancestor):
     raise ConfigError(f"--workdir={workdir}: {ancestor} is a file, so the run's folder cannot be made there")
+  return parent
+
+
+def vocabulary(base: str) -> list[dict]:
+  """The signs of run `base`, in class order: {"class", "gloss", "origin"}, where origin is "trained",
+  "enrolled" or "refined" (a trained sign given examples), with "examples" (how many) for the last two."""
+  glosses = run_dir.RunDir(base).glosses()
+  signs = (run_dir.RunDir(base).enrolled() or {}).get("signs", {})
+  out = []
+  for c, g in enumerate(glosses):
+    rec = signs.get(g)
+    entry = {"class": c, "gloss": g, "origin": "trained" if rec is None else "refined" if "trained" in rec
+             else "enrolled"}
+    if rec is not None:
+      entry["examples"] = rec["examples"]
+    out.append(entry)
+  return out
+
+
+def forget(base: str, forget_glosses: list[str], workdir: str, say=print) -> dict:
+  """Writes to `workdir` (which must not exist) a copy of run `base` without the enrolled signs named: an
+  added sign's class is dropped (the classes after it move up), and a trained sign that was refined gets its
+  trained vector back. What the page's "delete sign" does for its own signs. A sign the base was trained on
+  (never refined) cannot be forgotten: the run has no vector for it but the trained one. Returns {"workdir",
+  "dropped", "restored"}."""
+  from asl_jax.runs import restore  # pylint: disable=import-outside-toplevel
+  parent = _new_workdir(workdir)
+  run = restore.load_run(base)
+  before = run_dir.RunDir(run.workdir).enrolled() or {}
+  signs = dict(before.get("signs", {}))
+  glosses = list(run.glosses)
+  wanted, problems = [], []
+  for given in forget_glosses:
+    g = same_gloss(given, glosses)
+    if g not in glosses:
+      problems.append(f"{given!r} is not one of its signs")
+    elif g not in signs:
+      problems.append(f"{g!r} was trained, not enrolled (only signs asl-enroll added or refined can be forgotten)")
+    elif g not in wanted:
+      wanted.append(g)
+  if problems:
+    raise ConfigError(f"--forget: {base}: " + "; ".join(problems) + " (`asl-enroll --from=RUN --list` lists the "
+                      "run's signs and where each came from)")
+  layer = run.params["head"]["logits"]
+  kernel, bias = np.array(layer["kernel"], np.float32), np.array(layer["bias"], np.float32)
+  restored = [g for g in wanted if "trained" in signs[g]]
+  dropped = [g for g in wanted if g not in restored]
+  for g in restored:
+    c = glosses.index(g)
+    kernel[:, c], bias[c] = signs[g]["trained"]["kernel"], signs[g]["trained"]["bias"]
+  keep = [c for c, g in enumerate(glosses) if g not in dropped]
+  params = dict(run.params)
+  params["head"] = {**run.params["head"], "logits": {**layer, "kernel": kernel[:, keep], "bias": bias[keep]}}
+  glosses = [glosses[c] for c in keep]
+  config = json.loads(json.dumps(run.config.to_dict()))
+  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
+  record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": [], "refined": [],
+            "examples": {}, "problems": [], "check": {}, "forgotten": wanted,
+            "signs": {g: r for g, r in signs.items() if g not in wanted},
+            "earlier": {k: v for k, v in before.items() if k != "signs"} or None}
+  os.makedirs(parent, exist_ok=True)
+  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
+                       {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
+                        run_dir.ENROLLED_FILE: record})
+  say(f"forgot {len(wanted)} sign(s)" + (f"; dropped {', '.join(dropped)}" if dropped else "") +
+      (f"; {', '.join(restored)} back to the base's trained vector" if restored else "") +
+      f": {len(glosses)} signs in {workdir}")
+  return {"workdir": workdir, "dropped": dropped, "restored": restored}
+
+
+def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
+  """Enrols the signs in SIGNS_DIR/<gloss>/ into a copy of run `base` written to `workdir` (which must not
+  exist). Returns {"workdir", "added", "refined", "examples", "problems"}; raises DataError when nothing
+  could be enrolled."""
+  parent = _new_workdir(workdir)
   signs_root, inside = os.path.realpath(signs_dir), os.path.realpath(parent)
   if os.path.isdir(signs_root) and (inside == signs_root or inside.startswith(signs_root + os.sep)):
     raise ConfigError(f"--workdir={workdir}: inside --signs={signs_dir}, where the next enrolment would take it "

@@ -117,6 +117,18 @@ def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
                                      data_overrides={"data_dir": data["data_dir"], "subset": data["subset"]})
   assert report["num_classes"] == 12 and report["per_instance"]["top1"] > 0.5, report["per_instance"]
   assert set(held_out_setup["held"]) <= set(report["per_class_accuracy"])
+  # The report keeps the enrolled signs' clips apart from the trained ones', as predictions.json counts them.
+  rows = json.load(open(os.path.join(str(tmp_path / "eval"), "predictions.json"))).values()
+  held = set(held_out_setup["held"])
+  for origin, group in (("enrolled", held), ("trained", set(p.glosses) - held)):
+    mine = [r for r in rows if r["true"] in group]
+    assert report["by_origin"][origin]["clips"] == len(mine) > 0
+    assert report["by_origin"][origin]["top1"] == pytest.approx(np.mean([r["correct"] for r in mine]))
+    assert report["by_origin"][origin]["taken_for_enrolled"] == pytest.approx(np.mean(
+        [not r["correct"] and r["gloss"] in held_out_setup["held"] for r in mine]))
+  assert set(report["by_origin"]) == {"enrolled", "trained"}
+  assert "by origin: trained signs " in evaluate.evaluation.format_table(report)
+  assert "by_origin" not in evaluate.evaluate_workdir(held_out_setup["base"], "test", out_dir=str(tmp_path / "e0"))
   again, more = str(tmp_path / "again"), tmp_path / "more"  # one more example of each sign
   for g, clips in held_out_setup["held"].items():
     (more / g).mkdir(parents=True)

@@ -289,6 +289,13 @@ def _stricter_line(cal: dict) -> str:
       f"{100 * r['called_unknown']:.0f}% unknown" for r in cal["stricter"])
 
 
+def _origin_line(origins: dict) -> str:
+  """The top-1 of an enrolled run's trained, enrolled and refined signs apart (evaluate.by_origin)."""
+  return "by origin: " + "; ".join(
+      f"{o} signs {100 * r['top1']:.1f}% of {r['clips']} clips ({100 * r['taken_for_enrolled']:.1f}% taken for an "
+      "enrolled sign)" for o, r in origins.items())
+
+
 def format_table(report: dict) -> str:
   pi, pc = report["per_instance"], report["per_class"]
   return "\n".join([
@@ -303,4 +310,5 @@ def format_table(report: dict) -> str:
        f"MRR {report['retrieval']['mrr']:.3f}, DCG {report['retrieval']['dcg']:.3f}"] if report.get("retrieval")
       else []) + (
       [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
-       "guesses)"] if report.get("clips_without_hands") else []))
+       "guesses)"] if report.get("clips_without_hands") else []) + (
+      [_origin_line(report["by_origin"])] if report.get("by_origin") else []))

@@ -72,6 +72,9 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   report["clips_without_hands"] = evaluation.clips_without_hands(setup.packed, idx)
   report["calibration"] = evaluation.calibration_report(probs, labels, run.model.temperature, run.calibration)
   report["retrieval"] = metrics.retrieval(probs, labels)
+  origins = by_origin(probs, labels, workdirs[0])
+  if origins:
+    report["by_origin"] = origins
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
     report["checkpoint"] = checkpoint
@@ -83,6 +86,26 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
                             os.path.join(out_dir, "reliability.png"), f"{split} split",
                             report["calibration"].get("ece_noise_floor"))
   return report
+
+
+def by_origin(probs: np.ndarray, labels: np.ndarray, workdir: str) -> dict | None:
+  """For a run asl-enroll made (None for another): the clips of its trained, enrolled and refined signs apart,
+  which the per-instance top-1 mixes. Per origin: how many signs and clips, their top-1, and the share of its
+  clips taken for another sign that was enrolled (what the enrolled signs cost the others)."""
+  from asl_jax.serving import enroll  # pylint: disable=import-outside-toplevel
+  origin = np.array([s["origin"] for s in enroll.vocabulary(workdir)])
+  if (origin == "trained").all():
+    return None
+  pred = probs.argmax(-1)
+  out = {}
+  for o in ("trained", "enrolled", "refined"):
+    mask = origin[labels] == o
+    if mask.any():
+      wrong = pred[mask] != labels[mask]
+      out[o] = {"signs": int(len(np.unique(labels[mask]))), "clips": int(mask.sum()),
+                "top1": float(np.mean(~wrong)),
+                "taken_for_enrolled": float(np.mean(wrong & (origin[pred[mask]] == "enrolled")))}
+  return out
 
 
 def _run_name(workdirs) -> str:

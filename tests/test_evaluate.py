@@ -141,6 +141,29 @@ def test_predict_on_a_video_uses_the_extraction_environment(tiny_data, tmp_path)
     landmarks_from_video(str(tmp_path / "nothing.mp4"))
 
 
+@pytest.mark.skipif(not (importlib.util.find_spec("mediapipe") or extract_python()),
+                    reason="no extraction environment (`make extract-env`, which `make test` builds)")
+def test_videos_are_extracted_in_one_process_and_each_failure_is_its_own(tmp_path, monkeypatch):
+  """Enrolment and predict read several videos at once: one extraction process for all (MediaPipe's start is paid
+  once), the same landmarks as one at a time, and a broken or missing video an error of its own."""
+  from asl_jax import extract  # pylint: disable=import-outside-toplevel
+  video = os.path.join(REPO, "tests", "data", "test_video.mp4")
+  broken = tmp_path / "broken.mp4"
+  broken.write_bytes(open(video, "rb").read()[:5000])
+  started, popen = [], subprocess.Popen
+  monkeypatch.setattr(extract.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k))
+  seen = []
+  got = extract.landmarks_from_videos([video, str(broken), str(tmp_path / "none.mp4"), video], "seed162",
+                                      progress=seen.append)
+  assert len(started) == (0 if importlib.util.find_spec("mediapipe") else 1)
+  assert seen == sorted(seen) and seen[-1] == 4
+  np.testing.assert_array_equal(got[0], got[3])
+  assert got[0].shape == (58, 162)
+  assert isinstance(got[1], DataError) and str(got[1]).startswith(f"{broken}: ") and "no frames could be read" in str(
+      got[1])
+  assert isinstance(got[2], DataError) and str(got[2]) == f"{tmp_path / 'none.mp4'}: video not found"
+
+
 def test_fit_head_weights_gives_a_head_without_signal_no_weight():
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 6, 200)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import tempfile
+import time
 
 import numpy as np
 
@@ -16,8 +18,24 @@ from asl_jax.errors import DataError
 # environment: mediapipe 0.10.21 needs numpy < 2). Default: the repository's .venv-extract.
 EXTRACT_PYTHON_ENV = "ASL_JAX_EXTRACT_PYTHON"
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_SUBPROCESS_CODE = ("import sys, numpy as np; from asl_jax.extract.holistic import extract_video; "
-                    "np.save(sys.argv[3], extract_video(sys.argv[1], sys.argv[2]))")
+# Extracts each video of a list (a JSON file) in turn, to OUT/i.npy, or OUT/i.err with the reason it has none: one
+# process start and one MediaPipe start for all of them.
+_SUBPROCESS_CODE = """
+import json, sys
+import numpy as np
+from asl_jax.extract.holistic import extract_video
+paths, layout, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+for i, path in enumerate(paths):
+  try:
+    lm = extract_video(path, layout)
+  except Exception as e:  # one video's failure is its own line; the others go on
+    with open(f"{out}/{i}.err.tmp", "w", encoding="utf-8") as f:
+      f.write(f"{type(e).__name__}: {e}")
+    import os; os.replace(f"{out}/{i}.err.tmp", f"{out}/{i}.err")
+    continue
+  np.save(f"{out}/{i}.tmp.npy", lm)
+  import os; os.replace(f"{out}/{i}.tmp.npy", f"{out}/{i}.npy")
+"""
 
 
 def extract_python() -> str | None:
@@ -32,23 +50,75 @@ def extract_python() -> str | None:
 def landmarks_from_video(path: str, layout: str = "seed162") -> np.ndarray:
   """(T, D) landmarks of every frame of a video in `layout`, with the extraction script's per-frame
   function: in this process when mediapipe is importable, else in the extraction environment."""
-  if not os.path.exists(path):
-    raise DataError(f"{path}: video not found")
+  result = landmarks_from_videos([path], layout)[0]
+  if isinstance(result, DataError):
+    raise result
+  return result
+
+
+def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=None) -> list:
+  """Each video's (T, D) landmarks in `layout`, or the DataError saying why it has none, in order. Where this
+  environment lacks mediapipe, one extraction process reads them all (its start and MediaPipe's, a few seconds,
+  are paid once). `progress(n)` is called as the n-th video is done."""
+  results: list = [None] * len(paths)
+  todo = []
+  for i, path in enumerate(paths):
+    if not os.path.exists(path):
+      results[i] = DataError(f"{path}: video not found")
+    else:
+      todo.append(i)
+  done = len(paths) - len(todo)
+  if done and progress:
+    progress(done)
+  if not todo:
+    return results
   if importlib.util.find_spec("mediapipe") is not None and importlib.util.find_spec("cv2") is not None:
     from asl_jax.extract import holistic  # pylint: disable=import-outside-toplevel
-    return holistic.extract_video(path, layout)
+    for i in todo:
+      try:
+        results[i] = holistic.extract_video(paths[i], layout)
+      except (OSError, ValueError, RuntimeError) as e:
+        results[i] = DataError(f"{paths[i]}: {e}" if not str(e).startswith(paths[i]) else str(e))
+      done += 1
+      if progress:
+        progress(done)
+    return results
   python = extract_python()
   if python is None:
-    raise DataError(f"{path}: reading videos needs mediapipe, which this environment lacks; run `make "
-                    f"extract-env` (or set {EXTRACT_PYTHON_ENV} to a python with the extract extra)")
+    need = ("reading videos needs mediapipe, which this environment lacks; run `make extract-env` (or set "
+            f"{EXTRACT_PYTHON_ENV} to a python with the extract extra)")
+    for i in todo:
+      results[i] = DataError(f"{paths[i]}: {need}")
+    return results
   with tempfile.TemporaryDirectory() as tmp:
-    out = os.path.join(tmp, "landmarks.npy")
-    proc = subprocess.run([python, "-c", _SUBPROCESS_CODE, os.path.abspath(path), layout, out],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not os.path.exists(out):
-      tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-      raise DataError(f"{path}: landmark extraction in {python} failed: {tail}")
-    return np.load(out)
+    with open(os.path.join(tmp, "paths.json"), "w", encoding="utf-8") as f:
+      json.dump([os.path.abspath(paths[i]) for i in todo], f)
+    with open(os.path.join(tmp, "stderr"), "w+", encoding="utf-8") as err:
+      proc = subprocess.Popen([python, "-c", _SUBPROCESS_CODE, os.path.join(tmp, "paths.json"), layout, tmp],
+                              stdout=subprocess.DEVNULL, stderr=err, text=True)
+      seen = 0
+      while True:
+        finished = proc.poll() is not None
+        count = sum(n.endswith((".npy", ".err")) and ".tmp" not in n for n in os.listdir(tmp))
+        if count != seen and progress:
+          progress(done + count)
+        seen = count
+        if finished:
+          break
+        time.sleep(0.1)
+      err.seek(0)
+      tail = (err.read().strip().splitlines() or ["no output"])[-1]
+    for j, i in enumerate(todo):
+      npy, why = os.path.join(tmp, f"{j}.npy"), os.path.join(tmp, f"{j}.err")
+      if os.path.exists(npy):
+        results[i] = np.load(npy)
+      elif os.path.exists(why):
+        with open(why, encoding="utf-8") as f:
+          reason = f.read().replace(f"{os.path.abspath(paths[i])}: ", "")
+        results[i] = DataError(f"{paths[i]}: landmark extraction failed: {reason}")
+      else:  # the process died before this video
+        results[i] = DataError(f"{paths[i]}: landmark extraction in {python} failed: {tail}")
+  return results
 
 
-__all__ = ["EXTRACT_PYTHON_ENV", "extract_python", "landmarks_from_video"]
+__all__ = ["EXTRACT_PYTHON_ENV", "extract_python", "landmarks_from_video", "landmarks_from_videos"]

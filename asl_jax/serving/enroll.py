@@ -186,16 +186,20 @@ def example_hash(e: Example) -> str:
 def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]:
   """{path: prepared clip} and one problem line per example that cannot be used."""
   clips, problems = {}, []
-  videos = [e for e in examples if e.landmarks is None and predict_lib.is_video(e.path)]
+  videos = [e.path for e in examples if e.landmarks is None and predict_lib.is_video(e.path)]
+  extracted = {}
   if videos:
+    from asl_jax.extract import landmarks_from_videos  # pylint: disable=import-outside-toplevel
     print(f"extracting the landmarks of {len(videos)} video(s) (MediaPipe)", file=sys.stderr, flush=True)
+    extracted = dict(zip(videos, landmarks_from_videos(videos, predictor.run.layout)))
   for e in examples:
     try:
       if e.landmarks is not None:
         clip = predictor.load_clip(e.landmarks, layout="seed162")
-      elif predict_lib.is_video(e.path):
-        from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
-        clip = predictor.load_clip(landmarks_from_video(e.path, predictor.run.layout))
+      elif e.path in extracted:
+        if isinstance(extracted[e.path], DataError):
+          raise extracted[e.path]
+        clip = predictor.load_clip(extracted[e.path])
       else:
         clip = predictor.load_clip(e.path, layout=_layout_of(e.path, predictor.run.layout))
     except DataError as err:

@@ -187,20 +187,20 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
     if n_videos and not raw_cache:  # the bar stays at 0 while MediaPipe starts: say so (a log gets this line alone)
       print(f"extracting the landmarks of {n_videos} video(s) (MediaPipe; its start takes a few seconds)",
             file=sys.stderr, flush=True)
+    todo = [f for f in files if f not in errors and is_video(f) and (f, predictor.run.layout) not in raw_cache]
+    if todo:  # each video once per layout, all in one extraction process
+      from asl_jax.extract import landmarks_from_videos  # pylint: disable=import-outside-toplevel
+      got = landmarks_from_videos(todo, predictor.run.layout, progress=lambda n: bar.update(n - bar.n))
+      raw_cache.update({(f, predictor.run.layout): r for f, r in zip(todo, got)})
     for f in files:
       if f in errors:
         continue
       try:
         if is_video(f):
-          bar.set_postfix_str(os.path.basename(f))
-          key = (f, predictor.run.layout)
-          if key not in raw_cache:  # extract each video once per layout
-            from asl_jax.extract import landmarks_from_video  # pylint: disable=import-outside-toplevel
-            try:
-              raw_cache[key] = landmarks_from_video(f, predictor.run.layout)
-            finally:
-              bar.update(1)
-          clips[f] = predictor.load_clip(raw_cache[key])
+          raw = raw_cache[(f, predictor.run.layout)]
+          if isinstance(raw, DataError):
+            raise raw
+          clips[f] = predictor.load_clip(raw)
         else:
           clips[f] = predictor.load_clip(f, visual_for(f, visual))
       except DataError as e:

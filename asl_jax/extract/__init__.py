@@ -17,15 +17,16 @@ from asl_jax.errors import DataError
 # The extraction environment's python, for callers running where mediapipe cannot be installed (the core
 # environment: mediapipe 0.10.21 needs numpy < 2). Default: the repository's .venv-extract.
 EXTRACT_PYTHON_ENV = "ASL_JAX_EXTRACT_PYTHON"
+MAX_EXTRACT_WORKERS = 4  # extraction processes at most for a list of videos (one a core below that)
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Extracts each video of a list (a JSON file) in turn, to OUT/i.npy, or OUT/i.err with the reason it has none: one
-# process start and one MediaPipe start for all of them.
+# Extracts each video of a list of [i, path] (a JSON file) in turn, to OUT/i.npy, or OUT/i.err with the reason it
+# has none: one process start and one MediaPipe start for all of them.
 _SUBPROCESS_CODE = """
 import json, sys
 import numpy as np
 from asl_jax.extract.holistic import extract_video
-paths, layout, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-for i, path in enumerate(paths):
+jobs, layout, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+for i, path in jobs:
   try:
     lm = extract_video(path, layout)
   except Exception as e:  # one video's failure is its own line; the others go on
@@ -58,8 +59,8 @@ def landmarks_from_video(path: str, layout: str = "seed162") -> np.ndarray:
 
 def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=None) -> list:
   """Each video's (T, D) landmarks in `layout`, or the DataError saying why it has none, in order. Where this
-  environment lacks mediapipe, one extraction process reads them all (its start and MediaPipe's, a few seconds,
-  are paid once). `progress(n)` is called as the n-th video is done."""
+  environment lacks mediapipe, one extraction process a core (up to MAX_EXTRACT_WORKERS) reads them (its start
+  and MediaPipe's, a few seconds, are paid once a process, not once a video). `progress(n)` is called as the n-th video is done."""
   results: list = [None] * len(paths)
   todo = []
   for i, path in enumerate(paths):
@@ -90,15 +91,21 @@ def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=No
     for i in todo:
       results[i] = DataError(f"{paths[i]}: {need}")
     return results
+  # MediaPipe keeps about one core busy: a process a core, each taking every n-th video.
+  workers = max(1, min(len(todo), os.cpu_count() or 1, MAX_EXTRACT_WORKERS))
   with tempfile.TemporaryDirectory() as tmp:
-    with open(os.path.join(tmp, "paths.json"), "w", encoding="utf-8") as f:
-      json.dump([os.path.abspath(paths[i]) for i in todo], f)
-    with open(os.path.join(tmp, "stderr"), "w+", encoding="utf-8") as err:
-      proc = subprocess.Popen([python, "-c", _SUBPROCESS_CODE, os.path.join(tmp, "paths.json"), layout, tmp],
-                              stdout=subprocess.DEVNULL, stderr=err, text=True)
+    procs, logs = [], []
+    for w in range(workers):
+      jobs = os.path.join(tmp, f"jobs{w}.json")
+      with open(jobs, "w", encoding="utf-8") as f:
+        json.dump([[j, os.path.abspath(paths[i])] for j, i in enumerate(todo) if j % workers == w], f)
+      logs.append(open(os.path.join(tmp, f"stderr{w}"), "w+", encoding="utf-8"))  # pylint: disable=consider-using-with
+      procs.append(subprocess.Popen([python, "-c", _SUBPROCESS_CODE, jobs, layout, tmp],
+                                    stdout=subprocess.DEVNULL, stderr=logs[-1], text=True))
+    try:
       seen = 0
       while True:
-        finished = proc.poll() is not None
+        finished = all(p.poll() is not None for p in procs)
         count = sum(n.endswith((".npy", ".err")) and ".tmp" not in n for n in os.listdir(tmp))
         if count != seen and progress:
           progress(done + count)
@@ -106,8 +113,16 @@ def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=No
         if finished:
           break
         time.sleep(0.1)
-      err.seek(0)
-      tail = (err.read().strip().splitlines() or ["no output"])[-1]
+    finally:
+      for p in procs:  # Ctrl-C: no extraction is left running
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+      tails = []
+      for log in logs:
+        log.seek(0)
+        tails.append((log.read().strip().splitlines() or ["no output"])[-1])
+        log.close()
     for j, i in enumerate(todo):
       npy, why = os.path.join(tmp, f"{j}.npy"), os.path.join(tmp, f"{j}.err")
       if os.path.exists(npy):
@@ -116,8 +131,8 @@ def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=No
         with open(why, encoding="utf-8") as f:
           reason = f.read().replace(f"{os.path.abspath(paths[i])}: ", "")
         results[i] = DataError(f"{paths[i]}: landmark extraction failed: {reason}")
-      else:  # the process died before this video
-        results[i] = DataError(f"{paths[i]}: landmark extraction in {python} failed: {tail}")
+      else:  # its process died before this video
+        results[i] = DataError(f"{paths[i]}: landmark extraction in {python} failed: {tails[j % workers]}")
   return results
 
 

@@ -275,31 +275,41 @@ def forget(base: str, forget_glosses: list[str], workdir: str, say=print) -> dic
   if problems:
     raise ConfigError(f"--forget: {base}: " + "; ".join(problems) + " (`asl-enroll --from=RUN --list` lists the "
                       "run's signs and where each came from)")
-  layer = run.params["head"]["logits"]
-  kernel, bias = np.array(layer["kernel"], np.float32), np.array(layer["bias"], np.float32)
   restored = [g for g in wanted if "trained" in signs[g]]
   dropped = [g for g in wanted if g not in restored]
-  for g in restored:
-    c = glosses.index(g)
-    kernel[:, c], bias[c] = signs[g]["trained"]["kernel"], signs[g]["trained"]["bias"]
-  keep = [c for c, g in enumerate(glosses) if g not in dropped]
-  params = dict(run.params)
-  params["head"] = {**run.params["head"], "logits": {**layer, "kernel": kernel[:, keep], "bias": bias[keep]}}
-  glosses = [glosses[c] for c in keep]
-  config = json.loads(json.dumps(run.config.to_dict()))
-  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
+  params = _without(run.params, glosses, {g: signs[g]["trained"] for g in restored}, dropped)
+  glosses = [g for g in glosses if g not in dropped]
   record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": [], "refined": [],
             "examples": {}, "problems": [], "check": {}, "forgotten": wanted,
             "signs": {g: r for g, r in signs.items() if g not in wanted},
             "earlier": {k: v for k, v in before.items() if k != "signs"} or None}
-  os.makedirs(parent, exist_ok=True)
-  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
-                       {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
-                        run_dir.ENROLLED_FILE: record})
+  _write(run, base, workdir, parent, params, glosses, record)
   say(f"forgot {len(wanted)} sign(s)" + (f"; dropped {', '.join(dropped)}" if dropped else "") +
       (f"; {', '.join(restored)} back to the base's trained vector" if restored else "") +
       f": {len(glosses)} signs in {workdir}")
   return {"workdir": workdir, "dropped": dropped, "restored": restored}
+
+
+def _without(params: dict, glosses: list[str], trained: dict[str, dict], dropped: list[str]) -> dict:
+  """The parameters with the last layer's columns of `trained` ({gloss: {"kernel", "bias"}}) set back to those
+  vectors, and the columns of `dropped` removed."""
+  layer = params["head"]["logits"]
+  kernel, bias = np.array(layer["kernel"], np.float32), np.array(layer["bias"], np.float32)  # copies
+  for g, vector in trained.items():
+    kernel[:, glosses.index(g)], bias[glosses.index(g)] = vector["kernel"], vector["bias"]
+  keep = [c for c, g in enumerate(glosses) if g not in dropped]
+  return {**params, "head": {**params["head"], "logits": {**layer, "kernel": kernel[:, keep], "bias": bias[keep]}}}
+
+
+def _write(run, base: str, workdir: str, parent: str, params: dict, glosses: list[str], record: dict) -> None:
+  """The new run: the base's files, with `params`, the classes `glosses`, the head's depth fixed (it would
+  otherwise follow the class count) and enrolled.json `record`."""
+  config = json.loads(json.dumps(run.config.to_dict()))
+  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
+  os.makedirs(parent, exist_ok=True)
+  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
+                       {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
+                        run_dir.ENROLLED_FILE: record})
 
 
 def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
@@ -388,17 +398,12 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
                         "left_out_taken_for": [glosses[o] for o in r["left_out"] if o != c],
                         "closest": glosses[r["closest"]], "closest_prob": round(r["closest_prob"], 4)}
            for c, r in checks.items()}
-  config = json.loads(json.dumps(run.config.to_dict()))
-  config["head_layers"] = heads.hidden_layers(len(run.glosses), run.config.head_layers)
   record = {"base": os.path.abspath(base), "base_classes": len(run.glosses), "added": added, "refined": refined,
             "examples": {g: [p if "#" in p else os.path.abspath(p) for p in files] for g, files in by_gloss.items()},
             "problems": problems, "check": check, "signs": {**earlier, **signs},
             # the enrolments before this one (their signs are in "signs" above)
             "earlier": {k: v for k, v in before.items() if k != "signs"} or None}
-  os.makedirs(parent, exist_ok=True)
-  pretrained.write_run(run, workdir, params, {"enrolled_from": os.path.abspath(base), "step": run.step},
-                       {run_dir.CONFIG_FILE: config, run_dir.LABELS_FILE: {str(i): g for i, g in enumerate(glosses)},
-                        run_dir.ENROLLED_FILE: record})
+  _write(run, base, workdir, parent, params, glosses, record)
   for g, given in spellings.items():
     if given != {g}:
       say(f"{', '.join(sorted(given - {g}))}: taken as {g} (glosses that differ only in case name one sign)")

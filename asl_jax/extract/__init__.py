@@ -22,20 +22,18 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 # Extracts each video of a list of [i, path] (a JSON file) in turn, to OUT/i.npy, or OUT/i.err with the reason it
 # has none: one process start and one MediaPipe start for all of them.
 _SUBPROCESS_CODE = """
-import json, sys
+import json, os, sys
 import numpy as np
 from asl_jax.extract.holistic import extract_video
 jobs, layout, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 for i, path in jobs:
   try:
-    lm = extract_video(path, layout)
+    np.save(f"{out}/{i}.tmp.npy", extract_video(path, layout))
+    os.replace(f"{out}/{i}.tmp.npy", f"{out}/{i}.npy")
   except Exception as e:  # one video's failure is its own line; the others go on
     with open(f"{out}/{i}.err.tmp", "w", encoding="utf-8") as f:
       f.write(f"{type(e).__name__}: {e}")
-    import os; os.replace(f"{out}/{i}.err.tmp", f"{out}/{i}.err")
-    continue
-  np.save(f"{out}/{i}.tmp.npy", lm)
-  import os; os.replace(f"{out}/{i}.tmp.npy", f"{out}/{i}.npy")
+    os.replace(f"{out}/{i}.err.tmp", f"{out}/{i}.err")
 """
 
 
@@ -57,10 +55,18 @@ def landmarks_from_video(path: str, layout: str = "seed162") -> np.ndarray:
   return result
 
 
+def _failed(path: str, reason: str) -> DataError:
+  """A video's extraction error, its reason ("Type: message") without the path it names again."""
+  for named in (os.path.abspath(path), path):
+    reason = reason.replace(f"{named}: ", "")
+  return DataError(f"{path}: landmark extraction failed: {reason}")
+
+
 def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=None) -> list:
   """Each video's (T, D) landmarks in `layout`, or the DataError saying why it has none, in order. Where this
   environment lacks mediapipe, one extraction process a core (up to MAX_EXTRACT_WORKERS) reads them (its start
-  and MediaPipe's, a few seconds, are paid once a process, not once a video). `progress(n)` is called as the n-th video is done."""
+  and MediaPipe's, a few seconds, are paid once a process, not once a video). `progress(n)` is called as the
+  n-th video is done."""
   results: list = [None] * len(paths)
   todo = []
   for i, path in enumerate(paths):
@@ -79,7 +85,7 @@ def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=No
       try:
         results[i] = holistic.extract_video(paths[i], layout)
       except (OSError, ValueError, RuntimeError) as e:
-        results[i] = DataError(f"{paths[i]}: {e}" if not str(e).startswith(paths[i]) else str(e))
+        results[i] = _failed(paths[i], f"{type(e).__name__}: {e}")
       done += 1
       if progress:
         progress(done)
@@ -129,8 +135,7 @@ def landmarks_from_videos(paths: list[str], layout: str = "seed162", progress=No
         results[i] = np.load(npy)
       elif os.path.exists(why):
         with open(why, encoding="utf-8") as f:
-          reason = f.read().replace(f"{os.path.abspath(paths[i])}: ", "")
-        results[i] = DataError(f"{paths[i]}: landmark extraction failed: {reason}")
+          results[i] = _failed(paths[i], f.read())
       else:  # its process died before this video
         results[i] = DataError(f"{paths[i]}: landmark extraction in {python} failed: {tails[j % workers]}")
   return results

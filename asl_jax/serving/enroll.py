@@ -238,8 +238,8 @@ def _new_workdir(workdir: str) -> str:
 def vocabulary(base: str) -> list[dict]:
   """The signs of run `base`, in class order: {"class", "gloss", "origin"}, where origin is "trained",
   "enrolled" or "refined" (a trained sign given examples), with "examples" (how many) for the last two."""
-  glosses = run_dir.RunDir(base).glosses()
-  signs = (run_dir.RunDir(base).enrolled() or {}).get("signs", {})
+  run = run_dir.RunDir(base)
+  glosses, signs = run.glosses(), (run.enrolled() or {}).get("signs", {})
   out = []
   for c, g in enumerate(glosses):
     rec = signs.get(g)

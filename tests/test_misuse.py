@@ -235,6 +235,20 @@ def test_live_absurd_fps_is_refused_by_name(run_dir, small_data, fps):
             f"--fps=")
 
 
+def test_a_file_given_twice_is_predicted_as_once(run_dir, small_data):
+  """Each occurrence gets its line, with the probabilities of the file given once (they were summed per name, so
+  a file given twice got twice its probabilities)."""
+  from asl_jax.serving import predict  # pylint: disable=import-outside-toplevel
+  lm = small_data["landmarks_dir"]
+  clip, other = sorted(os.path.join(lm, n) for n in os.listdir(lm))[:2]
+  once, = predict.predict_files(run_dir, [clip], top_k=3)
+  rows = predict.predict_files(run_dir, [clip, other, clip], top_k=3)
+  assert [r["file"] for r in rows] == [clip, other, clip]
+  for row in (rows[0], rows[2]):
+    assert [t["class"] for t in row["top_k"]] == [t["class"] for t in once["top_k"]]
+    np.testing.assert_allclose([t["prob"] for t in row["top_k"]], [t["prob"] for t in once["top_k"]], rtol=1e-5)
+
+
 def test_live_negative_camera_is_refused_by_name(run_dir):
   _one_line(_script("live.py", f"--workdir={run_dir}", "--camera=-2"), "--camera=-2: a camera index is 0 or more")
 

@@ -187,8 +187,9 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
     if n_videos and not raw_cache:  # the bar stays at 0 while MediaPipe starts: say so (a log gets this line alone)
       print(f"extracting the landmarks of {n_videos} video(s) (MediaPipe; its start takes a few seconds)",
             file=sys.stderr, flush=True)
-    todo = [f for f in files if f not in errors and is_video(f) and (f, predictor.run.layout) not in raw_cache]
-    if todo:  # each video once per layout, all in one extraction process
+    todo = list(dict.fromkeys(f for f in files if f not in errors and is_video(f)
+                              and (f, predictor.run.layout) not in raw_cache))
+    if todo:  # each video once per layout, all of them in one extraction process a core
       from asl_jax.extract import landmarks_from_videos  # pylint: disable=import-outside-toplevel
       got = landmarks_from_videos(todo, predictor.run.layout, progress=lambda n: bar.update(n - bar.n))
       raw_cache.update({(f, predictor.run.layout): r for f, r in zip(todo, got)})
@@ -206,11 +207,11 @@ def predict_files(workdir, landmarks: Sequence[str] = (), visual: str | None = N
       except DataError as e:
         errors[f] = str(e)
     bar.close()
-    good = [f for f in files if f not in errors]
+    good = list(dict.fromkeys(f for f in files if f not in errors))  # a file given twice is predicted once
     for f, p in zip(good, predictor.predict_clips([clips[f] for f in good]) if good else ()):
       totals[f] = totals.get(f, 0.0) + p
     first = first or predictor
-  good = [f for f in files if f not in errors]  # a file that failed for any run has no result
+  good = list(dict.fromkeys(f for f in files if f not in errors))  # a file that failed for any run has no result
   top = first.top_k(np.stack([totals[f] for f in good]) / len(workdirs), top_k) if good else []
   rows_of = {}
   threshold = first.unknown_threshold if unknown_threshold is None else unknown_threshold

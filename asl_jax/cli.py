@@ -248,6 +248,11 @@ and plots:
 
   python scripts/evaluate.py --workdir=runs/nslt100 [--split=test] [--checkpoint=best]
   python scripts/evaluate.py --workdir=runs/a,runs/b,runs/c        # their averaged probabilities
+  python scripts/evaluate.py --workdir=runs/mine --signs=my_test_signs   # your own clips, SIGNS/<gloss>/
+
+--signs scores the run on clips of yours, in folders named by their sign as asl-enroll takes them (or the page's
+export): the signs the run knows as a split is scored, and the others as signs it should call unknown. Clips a
+sign was enrolled from are left out. The report goes to WORKDIR/eval_signs/.
 """
 
 
@@ -269,8 +274,18 @@ def evaluate_main(argv=None):
                     "training did it")
   flags.DEFINE_bool("overwrite", False, "replace a report already in the --out_dir you name (the run's own "
                     "eval_SPLIT is replaced by each evaluation)")
+  flags.DEFINE_string("signs", None, "instead of a split: your own clips, a folder of sign folders (SIGNS/<gloss>/ "
+                      "with landmark files or videos) or the page's export; signs the run does not know count as "
+                      "ones it should call unknown")
 
   def action(f, _):
+    if f.signs is not None:
+      given = [n for n in ("split", "data_dir", "landmarks_dir", "gemma_features_dir") if f[n].present]
+      if given:
+        _usage_error(f"--signs evaluates your own clips, not the run's data: leave out --{', --'.join(given)}")
+      if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):
+        _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
+                     "videos, or the .json file the web page exports)")
     workdir = _runs(f.workdir)
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
@@ -278,8 +293,9 @@ def evaluate_main(argv=None):
     from asl_jax.evaluation import evaluator as evaluation  # pylint: disable=import-outside-toplevel
     from asl_jax import pretrained  # pylint: disable=import-outside-toplevel
     out_dir = f.out_dir
+    what = "signs" if f.signs is not None else f.split
     if not out_dir and pretrained.is_shipped(workdir.split(",")[0]):  # an installed package is not a place to write
-      out_dir = os.path.abspath(f"wlasl100_eval_{f.split}")
+      out_dir = os.path.abspath(f"wlasl100_eval_{what}")
     if out_dir:  # a folder of the user's: checked before the slow work, nothing of theirs replaced unasked
       _check_out_dir(out_dir, evaluation.REPORT_FILES, f.overwrite, flag="--out_dir" if f.out_dir else None)
     use_xla_cache("")
@@ -290,11 +306,31 @@ def evaluate_main(argv=None):
       print(f"calibrated on {cal['clips']} val clips: temperature {cal['temperature']:.3f} (val ECE "
             f"{cal['val_ece_before']:.3f} -> {cal['val_ece_after']:.3f}), unknown below a top-1 probability of "
             f"{cal['unknown_threshold']:.3f}", file=sys.stderr, flush=True)
-    print(f"evaluating {workdir} on its {f.split} split ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
-          flush=True)
-    report = evaluate.evaluate_workdir(workdir, f.split, f.checkpoint, f.batch_size, out_dir, moved)
+    if f.signs is not None:
+      print(f"evaluating {workdir} on the signs of {f.signs} ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
+            flush=True)
+      try:
+        report = evaluate.evaluate_signs(workdir, f.signs, f.checkpoint, f.batch_size, out_dir)
+      except evaluate.enroll.NoUsableExamples as e:  # why each clip was skipped, then the error
+        for line in e.left_out:
+          print(f"left out: {line}", file=sys.stderr)
+        for line in e.problems:
+          print(f"skipped: {line}", file=sys.stderr)
+        raise
+      for line in report["left_out"]:
+        print(f"left out: {line}", file=sys.stderr)
+      for line in report["skipped"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    else:
+      print(f"evaluating {workdir} on its {f.split} split ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
+            flush=True)
+      report = evaluate.evaluate_workdir(workdir, f.split, f.checkpoint, f.batch_size, out_dir, moved)
     print(evaluation.format_table(report))
     print(f"report: {report['path']}")
+    if report.get("skipped"):
+      print(f"{len(report['skipped'])} clip(s) or folder(s) skipped (the lines above); the rest is evaluated",
+            file=sys.stderr, flush=True)
+      sys.exit(3)
 
   _serve(action, EVALUATE_USAGE, argv)
 
@@ -651,7 +687,7 @@ def enroll_main(argv=None):
     say(f"enrolling the signs of {f.signs} into a copy of {base}")
     try:
       result = enroll.enroll(base, f.signs, f.workdir, say=say)
-    except enroll.NothingToEnrol as e:  # why each example was skipped, then the error
+    except enroll.NoUsableExamples as e:  # why each example was skipped, then the error
       for line in e.problems:
         print(f"skipped: {line}", file=sys.stderr)
       raise

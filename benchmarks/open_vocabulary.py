@@ -149,10 +149,9 @@ def calibrate_base(workdir: str) -> None:
 
 
 def auroc(known, unknown) -> float:
-  """P(a known clip scores above an unknown one), ties counting half."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  k, u = np.asarray(known)[:, None], np.asarray(unknown)[None]
-  return float((k > u).mean() + 0.5 * (k == u).mean())
+  """P(a known clip scores above an unknown one), ties counting half (calibration.auroc)."""
+  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
+  return calibration.auroc(known, unknown)
 
 
 def class_names(d: dict) -> dict[str, str]:

@@ -23,7 +23,7 @@ def _script(name, *args, timeout=300):
 
 @pytest.mark.parametrize("script,flags", [
     ("train.py", ["--config", "--workdir", "--list_config"]),
-    ("evaluate.py", ["--workdir", "--split", "--checkpoint", "--out_dir", "--data_dir"]),
+    ("evaluate.py", ["--workdir", "--split", "--checkpoint", "--out_dir", "--data_dir", "--signs"]),
     ("predict.py", ["--workdir", "--landmarks", "--video", "--gemma", "--top_k"]),
     ("live.py", ["--workdir", "--camera", "--video", "--landmarks", "--fps", "--frame_step", "--srt", "--eaf",
                  "--display", "--gap_s", "--cut_body", "--max_len_s"]),

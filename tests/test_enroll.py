@@ -140,6 +140,81 @@ def test_an_enrolled_run_is_a_run(held_out_setup, tmp_path):
     enroll.enroll(first, str(more), again, say=lambda m: None)
 
 
+def test_your_own_clips_are_scored_with_the_signs_it_does_not_know_as_unknowns(held_out_setup, tmp_path):
+  """asl-evaluate --signs: the clips of signs the run knows are scored as a split is, the others are unknown
+  signs (the share called unknown, the AUROC), an example a sign was enrolled from is left out, and a bad clip is
+  one `skipped:` line."""
+  from asl_jax.serving import evaluate  # pylint: disable=import-outside-toplevel
+  held, known = held_out_setup["held"], held_out_setup["known"]
+  mine = tmp_path / "mine"
+  for g, clips in held.items():  # the held-out signs' clips that are not enrolment examples
+    (mine / g).mkdir(parents=True)
+    for f in clips:
+      shutil.copy(f, mine / g)
+  for g, f in list(known.items())[:5]:  # known signs; one folder spelt in capitals
+    (mine / (g.upper() if g == next(iter(known)) else g)).mkdir(exist_ok=True)
+    shutil.copy(f, mine / (g.upper() if g == next(iter(known)) else g))
+  first_held = sorted(held)[0]
+  example = sorted(os.listdir(os.path.join(held_out_setup["signs"], first_held)))[0]
+  shutil.copy(os.path.join(held_out_setup["signs"], first_held, example), mine / first_held / "again.npy")
+
+  def direct(workdir, folder):  # what asl-predict gives each clip, by its folder's gloss
+    p = predict.Predictor(workdir)
+    files = sorted(str(f) for f in folder.rglob("*.npy"))
+    return p, files, [os.path.basename(os.path.dirname(f)) for f in files], p.predict_clips([p.load_clip(f)
+                                                                                           for f in files])
+
+  # The base: the held-out signs are signs it does not know.
+  report = evaluate.evaluate_signs(held_out_setup["base"], str(mine), out_dir=str(tmp_path / "e_base"))
+  p, files, true, probs = direct(held_out_setup["base"], mine)
+  true = [enroll.same_gloss(t, list(p.glosses)) for t in true]
+  is_known = np.array([t in p.glosses for t in true])
+  assert report["num_samples"] == is_known.sum() == 5 and not report["left_out"] and not report["skipped"]
+  assert report["per_instance"]["top1"] == pytest.approx(np.mean(
+      [p.glosses[i] == t for i, t, k in zip(probs.argmax(-1), true, is_known) if k]))
+  u = report["unknown_signs"]
+  assert u["glosses"] == sorted(held) and u["clips"] == (~is_known).sum()
+  score = probs.max(-1)
+  assert u["called_unknown"] == pytest.approx(np.mean(score[~is_known] < p.unknown_threshold))
+  assert u["auroc"] == pytest.approx(calibration.auroc(score[is_known], score[~is_known]))
+  assert u["stricter"][0]["called_unknown"] == pytest.approx(u["called_unknown"])  # 0.95: the stored threshold
+  assert all(a["called_unknown"] <= b["called_unknown"] for a, b in zip(u["stricter"], u["stricter"][1:]))
+  rows = json.load(open(os.path.join(str(tmp_path / "e_base"), "predictions.json")))
+  assert len(rows) == len(files) and sum(r["known"] for r in rows.values()) == 5
+  assert all(r["unknown"] == (r["top_k"][0]["prob"] < p.unknown_threshold) for r in rows.values())
+  assert "signs it does not know: " in evaluate.evaluation.format_table(report)
+
+  # The run they were enrolled into: they are known, and the example it was enrolled from is left out.
+  enrolled = str(tmp_path / "enrolled")
+  enroll.enroll(held_out_setup["base"], held_out_setup["signs"], enrolled, say=lambda m: None)
+  report = evaluate.evaluate_signs(enrolled, str(mine), out_dir=str(tmp_path / "e_enrolled"))
+  assert len(report["left_out"]) == 1 and "again.npy" in report["left_out"][0]
+  assert "unknown_signs" not in report and report["num_samples"] == len(files) - 1
+  p, files, true, probs = direct(enrolled, mine)
+  keep = [i for i, f in enumerate(files) if not f.endswith("again.npy")]
+  true = [enroll.same_gloss(true[i], list(p.glosses)) for i in keep]
+  right = [p.glosses[i] == t for i, t in zip(probs[keep].argmax(-1), true)]
+  assert report["per_instance"]["top1"] == pytest.approx(np.mean(right))
+  assert report["by_origin"]["enrolled"]["clips"] == sum(len(c) for c in held.values())
+  mine_right = [r for r, t in zip(right, true) if t in held]
+  assert report["by_origin"]["enrolled"]["top1"] == pytest.approx(np.mean(mine_right))
+
+  # Through the CLI: a bad clip is one line and exit status 3, with the report written; --split is refused.
+  np.save(mine / first_held / "no_hands.npy", np.zeros((20, 162), np.float32))
+  cmd = [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), f"--workdir={enrolled}", f"--signs={mine}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+  assert proc.returncode == 3, proc.stderr
+  lines = proc.stderr.splitlines()
+  assert [ln for ln in lines if ln.startswith("skipped: ")] == [
+      f"skipped: {mine / first_held / 'no_hands.npy'}: no landmarks detected in any frame (all zeros); "
+      "not evaluated"], proc.stderr
+  assert sum(ln.startswith("left out: ") for ln in lines) == 1 and "Traceback" not in proc.stderr
+  assert "by origin: trained signs" in proc.stdout and os.path.isfile(os.path.join(enrolled, "eval_signs",
+                                                                                   "report.json"))
+  proc = subprocess.run(cmd + ["--split=val"], capture_output=True, text=True, cwd=REPO, check=False)
+  assert proc.returncode == 2 and "leave out --split" in proc.stderr, proc.stderr
+
+
 def test_every_bad_example_is_one_line_and_the_rest_is_enrolled(held_out_setup, tmp_path):
   signs = tmp_path / "signs"
   shutil.copytree(held_out_setup["signs"], signs)

@@ -163,6 +163,15 @@ def rel_mahalanobis(emb: np.ndarray, g: dict) -> np.ndarray:
   return overall - nearest
 
 
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float | None:
+  """How well an unknown score ranks known clips above unknown ones: the chance that a known clip scores above an
+  unknown one, ties counting half (None when either set is empty)."""
+  k, u = np.asarray(known, np.float64)[:, None], np.asarray(unknown, np.float64)[None]
+  if not k.size or not u.size:
+    return None
+  return float((k > u).mean() + 0.5 * (k == u).mean())
+
+
 def fit_threshold(scores: np.ndarray, accept: float = DEFAULT_ACCEPT) -> float:
   """The threshold that accepts (score >= threshold) `accept` of these known clips' scores (the lowest
   floor((1 - accept) * N) are below it). It lies halfway between the highest score below and the lowest above,

@@ -296,11 +296,31 @@ def _origin_line(origins: dict) -> str:
       "enrolled sign)" for o, r in origins.items())
 
 
+def _unknown_signs_line(u: dict) -> str:
+  """The clips of signs the run does not know (asl-evaluate --signs): how many it calls unknown."""
+  line = (f"signs it does not know: {u['clips']} clip(s) of {len(u['glosses'])} sign(s), "
+          f"{100 * u['called_unknown']:.0f}% called unknown")
+  if u.get("auroc") is not None:
+    line += f" (AUROC of the unknown score against the known clips {u['auroc']:.3f})"
+  if u.get("stricter"):
+    line += "; --unknown_accept: " + ", ".join(f"{r['accept']:.2f}: {100 * r['called_unknown']:.0f}%"
+                                               for r in u["stricter"])
+  return line
+
+
 def format_table(report: dict) -> str:
+  if report["split"] == "signs":
+    head = (f"your signs ({report['signs']}), step {report['checkpoint_step']}, {report['num_samples']} clips of "
+            f"signs the run knows, {report['num_classes']} classes")
+  else:
+    head = (f"{report['split']} split, step {report['checkpoint_step']}, {report['num_samples']} clips, "
+            f"{report['num_classes']} classes")
+  tail = [_unknown_signs_line(report["unknown_signs"])] if report.get("unknown_signs") else []
+  if not report["num_samples"]:
+    return "\n".join([head] + tail)
   pi, pc = report["per_instance"], report["per_class"]
   return "\n".join([
-      f"{report['split']} split, step {report['checkpoint_step']}, {report['num_samples']} clips, "
-      f"{report['num_classes']} classes",
+      head,
       f"{'':14s}{'top-1':>8s}{'top-5':>8s}",
       f"{'per-instance':14s}{100 * pi['top1']:7.2f}%{100 * pi['top5']:7.2f}%",
       f"{'per-class':14s}{100 * pc['top1']:7.2f}%{100 * pc['top5']:7.2f}%",
@@ -311,4 +331,4 @@ def format_table(report: dict) -> str:
       else []) + (
       [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
        "guesses)"] if report.get("clips_without_hands") else []) + (
-      [_origin_line(report["by_origin"])] if report.get("by_origin") else []))
+      [_origin_line(report["by_origin"])] if report.get("by_origin") else []) + tail)

@@ -123,17 +123,18 @@ def write_signs_file(path: str, signs: dict[str, list[np.ndarray]], fps: float =
                                      for g, arrs in signs.items()]})
 
 
-class NothingToEnrol(DataError):
-  """No example could be used: the error, with the one line per example or folder saying why (`problems`)."""
+class NoUsableExamples(DataError):
+  """No example could be used: the error, with the one line per example or folder saying why (`problems`), and
+  for asl-evaluate --signs the clips left out as examples the run was enrolled from (`left_out`)."""
 
-  def __init__(self, message: str, problems: list[str]):
+  def __init__(self, message: str, problems: list[str], left_out: list[str] = ()):
     super().__init__(message)
-    self.problems = list(problems)
+    self.problems, self.left_out = list(problems), list(left_out)
 
 
-def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
+def find_examples(signs_dir: str, use: str = "enrolled") -> tuple[list[Example], list[str]]:
   """SIGNS/<gloss>/<files>, or the page's export (a .json file) -> (the examples, one problem line per folder,
-  file or example that cannot be used)."""
+  file or example that cannot be used). `use`: what the problem lines say is not done to them."""
   if os.path.isfile(signs_dir) and signs_dir.lower().endswith(".json"):
     return read_signs_file(signs_dir)
   if not os.path.isdir(signs_dir):
@@ -150,7 +151,7 @@ def find_examples(signs_dir: str) -> tuple[list[Example], list[str]]:
     raise DataError(f"--signs={signs_dir}: no sign folders in it (expected SIGNS/<gloss>/ with a sign's examples)"
                     + (f"; it holds {len(loose)} example file(s) itself: put them in a folder named after their "
                        "sign and pass that folder's parent" if loose else ""))
-  problems += [f"{f}: an example outside a sign folder: move it into SIGNS/<gloss>/; not enrolled" for f in loose]
+  problems += [f"{f}: an example outside a sign folder: move it into SIGNS/<gloss>/; not {use}" for f in loose]
   for gloss in folders:
     folder = os.path.join(signs_dir, gloss)
     if not valid_gloss(gloss):
@@ -183,8 +184,9 @@ def example_hash(e: Example) -> str:
   return digest.hexdigest()
 
 
-def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]:
-  """{path: prepared clip} and one problem line per example that cannot be used."""
+def load_examples(predictor, examples: list[Example], use: str = "enrolled") -> tuple[dict, list[str]]:
+  """{path: prepared clip} for `predictor`'s run (videos extracted first) and one problem line per example that
+  cannot be used (`use`: what the lines say is not done to it)."""
   clips, problems = {}, []
   videos = [e.path for e in examples if e.landmarks is None and predict_lib.is_video(e.path)]
   extracted = {}
@@ -207,7 +209,7 @@ def _load_examples(predictor, examples: list[Example]) -> tuple[dict, list[str]]
       continue
     warning = predict_lib.signal_warning(clip)
     if warning:
-      problems.append(f"{e.path}: {warning.split(':')[0]}; not enrolled")
+      problems.append(f"{e.path}: {warning.split(':')[0]}; not {use}")
       continue
     clips[e.path] = clip
   return clips, problems
@@ -333,7 +335,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
   if not cal or "enrol" not in cal:
     raise ConfigError(f"{base}: the run has no enrolment scales (calibration.json, fitted on val after training); "
                       "run `asl-evaluate --workdir=BASE --calibrate` first")
-  clips, bad = _load_examples(predictor, examples)
+  clips, bad = load_examples(predictor, examples)
   problems += bad
   glosses = list(run.glosses)
   by_gloss: dict[str, list[str]] = {}
@@ -344,7 +346,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
       by_gloss.setdefault(g, []).append(e.path)
       spellings.setdefault(g, set()).add(e.gloss)
   if not by_gloss:
-    raise NothingToEnrol(f"--signs={signs_dir}: no usable example, nothing enrolled"
+    raise NoUsableExamples(f"--signs={signs_dir}: no usable example, nothing enrolled"
                          + (f" ({len(problems)} skipped, each for the reason given)" if problems else ""), problems)
   # The signs enrolled into the base before (class_vectors: the sum of their examples' unit embeddings and
   # their count; a trained sign's trained vector): a sign given again is rebuilt from all its examples, and an

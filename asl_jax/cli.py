@@ -312,15 +312,9 @@ def evaluate_main(argv=None):
       try:
         report = evaluate.evaluate_signs(workdir, f.signs, f.checkpoint, f.batch_size, out_dir)
       except evaluate.enroll.NoUsableExamples as e:  # why each clip was skipped, then the error
-        for line in e.left_out:
-          print(f"left out: {line}", file=sys.stderr)
-        for line in e.problems:
-          print(f"skipped: {line}", file=sys.stderr)
+        _say_unused(e.problems, e.left_out)
         raise
-      for line in report["left_out"]:
-        print(f"left out: {line}", file=sys.stderr)
-      for line in report["skipped"]:
-        print(f"skipped: {line}", file=sys.stderr)
+      _say_unused(report["skipped"], report["left_out"])
     else:
       print(f"evaluating {workdir} on its {f.split} split ({_checkpoint_words(f.checkpoint)})", file=sys.stderr,
             flush=True)
@@ -396,6 +390,15 @@ def _check_out_dir(out: str, names, overwrite: bool, flag: str | None = "--out_d
   if there and not overwrite:
     _usage_error(f"{what}: already holds {', '.join(there)}; pass --overwrite to replace them, or choose "
                  "another --out_dir")
+
+
+def _say_unused(skipped, left_out=()) -> None:
+  """asl-enroll's and asl-evaluate --signs' lines on stderr for the examples not used: `left out: ...` (asl-evaluate:
+  a sign's own enrolment examples), then `skipped: ...` (unusable, each with its reason)."""
+  for line in left_out:
+    print(f"left out: {line}", file=sys.stderr)
+  for line in skipped:
+    print(f"skipped: {line}", file=sys.stderr)
 
 
 def _check_threshold(value, accept=None) -> None:
@@ -688,11 +691,9 @@ def enroll_main(argv=None):
     try:
       result = enroll.enroll(base, f.signs, f.workdir, say=say)
     except enroll.NoUsableExamples as e:  # why each example was skipped, then the error
-      for line in e.problems:
-        print(f"skipped: {line}", file=sys.stderr)
+      _say_unused(e.problems)
       raise
-    for line in result["problems"]:
-      print(f"skipped: {line}", file=sys.stderr)
+    _say_unused(result["problems"])
     print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "added": result["added"],
                       "refined": result["refined"], "examples": result["examples"],
                       "skipped": len(result["problems"]),

@@ -183,6 +183,13 @@ def test_your_own_clips_are_scored_with_the_signs_it_does_not_know_as_unknowns(h
   assert len(rows) == len(files) and sum(r["known"] for r in rows.values()) == 5
   assert all(r["unknown"] == (r["top_k"][0]["prob"] < p.unknown_threshold) for r in rows.values())
   assert "signs it does not know: " in evaluate.evaluation.format_table(report)
+  only = tmp_path / "only_new"  # none of the signs known: no scores, only the unknown part
+  shutil.copytree(mine / first_held, only / first_held)
+  report = evaluate.evaluate_signs(held_out_setup["base"], str(only), out_dir=str(tmp_path / "e_only"))
+  assert report["num_samples"] == 0 and report["unknown_signs"]["auroc"] is None
+  n = len(os.listdir(only / first_held))
+  assert report["unknown_signs"]["clips"] == n
+  assert evaluate.evaluation.format_table(report).splitlines()[1].startswith(f"signs it does not know: {n} clip(s)")
 
   # The run they were enrolled into: they are known, and the example it was enrolled from is left out.
   enrolled = str(tmp_path / "enrolled")

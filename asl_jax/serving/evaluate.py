@@ -9,13 +9,12 @@ import os
 import numpy as np
 
 from asl_jax import atomic
-
 from asl_jax.data import input_pipeline, splits as splits_lib
 from asl_jax.errors import ConfigError, DataError
-from asl_jax.evaluation import evaluator as evaluation, metrics, plots
+from asl_jax.evaluation import calibration, evaluator as evaluation, metrics, plots
 from asl_jax.runs import restore, run_dir as run_dir_lib
 from asl_jax.runs.run_dir import RunDir
-from asl_jax.serving import enroll
+from asl_jax.serving import enroll, predict as predict_lib
 from asl_jax.sharding import DataParallel
 from asl_jax.training import setup as run_lib
 
@@ -101,8 +100,6 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
   scored on its own examples looks better than it is. Writes report.json, the plots and predictions.json (by
   file) to `out_dir` (default WORKDIR/eval_signs) and returns the report, with "path", "skipped" (one line per
   file or folder that could not be used) and "left_out"."""
-  from asl_jax.evaluation import calibration  # pylint: disable=import-outside-toplevel
-  from asl_jax.serving import predict as predict_lib  # pylint: disable=import-outside-toplevel
   workdirs = restore.split_workdirs(workdir)
   if not workdirs:
     raise ConfigError("--workdir: no run directory given")
@@ -115,19 +112,7 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
         first.run.layout, first.run.config.max_frames):
       raise DataError(f"{w}: cannot be combined with {workdirs[0]}: the runs differ in their classes or input")
   examples, skipped = enroll.find_examples(signs, use="evaluated")
-  enrolled_from = {h: g for g, r in ((RunDir(first.run.workdir).enrolled() or {}).get("signs") or {}).items()
-                   for h in r.get("hashes", ())}
-  left_out = []
-  if enrolled_from:
-    kept = []
-    for e in examples:
-      g = enrolled_from.get(enroll.example_hash(e))
-      if g is None:
-        kept.append(e)
-      else:
-        left_out.append(f"{e.path}: an example {g!r} was enrolled from (a sign scored on its own examples looks "
-                        "better than it is); left out")
-    examples = kept
+  examples, left_out = _not_enrolled_from(examples, first.run.workdir)
   clips, bad = enroll.load_examples(first, examples, use="evaluated")
   skipped += bad
   examples = [e for e in examples if e.path in clips]
@@ -138,39 +123,27 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
   glosses = list(first.glosses)
   true = [enroll.same_gloss(e.gloss, glosses) for e in examples]
   known = np.array([g in glosses for g in true])
+  labels = np.array([glosses.index(g) if k else -1 for g, k in zip(true, known)])
   batch = [clips[e.path] for e in examples]
   probs = sum(p.predict_clips(batch) for p in predictors) / len(predictors)
-  cal, temperature = first.run.calibration, float(first.run.model.temperature)
-  threshold = cal.get("unknown_threshold") if cal else None
-  scores, called = calibration.unknown_scores(probs), calibration.unknown_mask(probs, threshold)
-  labels = np.array([glosses.index(g) if k else -1 for g, k in zip(true, known)])
-  step = first.run.step
+  cal = first.run.calibration
+  summary = None
   if known.any():
     pk, lk = probs[known], labels[known]
     summary = metrics.summarize(np.argsort(-pk, -1, kind="stable")[:, :metrics.TOP_K], lk, len(glosses))
     summary["loss"] = float(-np.log(np.clip(pk[np.arange(len(lk)), lk], 1e-12, None)).mean())
-    report = evaluation.build_report(summary, "signs", step, glosses)
-    report["calibration"] = evaluation.calibration_report(pk, lk, temperature, cal)
+    report = evaluation.build_report(summary, "signs", first.run.step, glosses)
+    report["calibration"] = evaluation.calibration_report(pk, lk, float(first.run.model.temperature), cal)
     report["retrieval"] = metrics.retrieval(pk, lk)
     origins = by_origin(pk, lk, first.run.workdir)
     if origins:
       report["by_origin"] = origins
   else:
-    summary = None
-    report = {"split": "signs", "checkpoint_step": int(step), "num_samples": 0, "num_classes": len(glosses)}
+    report = {"split": "signs", "checkpoint_step": int(first.run.step), "num_samples": 0,
+              "num_classes": len(glosses)}
   report["signs"] = os.path.abspath(signs)
-  other = sorted({g for g, k in zip(true, known) if not k})
-  if other:
-    taken = collections.Counter(glosses[c] for c in probs[~known].argmax(-1))
-    report["unknown_signs"] = {
-        "glosses": other, "clips": int((~known).sum()), "unknown_threshold": threshold,
-        "called_unknown": float(called[~known].mean()),
-        "auroc": calibration.auroc(scores[known], scores[~known]),
-        "taken_for": dict(taken.most_common()),
-        "stricter": [{"accept": a, "threshold": t, "called_unknown": float((scores[~known] < t).mean())}
-                     for a in evaluation.REPORT_ACCEPTS
-                     for t in [calibration.threshold_for(cal, a, "") if cal and cal.get("known_scores") else None]
-                     if t is not None]}
+  if not known.all():
+    report["unknown_signs"] = _unknown_signs(probs, known, [g for g, k in zip(true, known) if not k], glosses, cal)
   report["skipped"], report["left_out"] = skipped, left_out
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
@@ -178,20 +151,61 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
   out_dir = out_dir or RunDir(workdirs[0]).eval_dir("signs", ensemble=len(workdirs) > 1)
   os.makedirs(out_dir, exist_ok=True)
   if summary is not None:
-    report["path"] = evaluation.write_report(out_dir, report, summary, labels[known], glosses, run_name=_run_name(
-        workdirs))
+    report["path"] = evaluation.write_report(out_dir, report, summary, labels[known], glosses,
+                                             run_name=_run_name(workdirs))
     plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
                               os.path.join(out_dir, "reliability.png"), "your signs",
                               report["calibration"].get("ece_noise_floor"))
-  else:
+  else:  # nothing to plot: no plot of an earlier evaluation is left beside this report
+    for name in evaluation.REPORT_FILES:
+      if name.endswith(".png") and os.path.exists(os.path.join(out_dir, name)):
+        os.remove(os.path.join(out_dir, name))
     report["path"] = os.path.join(out_dir, run_dir_lib.REPORT_FILE)
     atomic.write_json(report["path"], report)
+  called = calibration.unknown_mask(probs, cal.get("unknown_threshold") if cal else None)
   order = np.argsort(-probs, -1, kind="stable")[:, :metrics.TOP_K]
   atomic.write_json(os.path.join(out_dir, evaluation.PREDICTIONS_FILE), {
       e.path: {"gloss": glosses[int(o[0])], "true": g, "known": bool(k), "correct": bool(k and o[0] == y),
                "unknown": bool(u), "top_k": [{"gloss": glosses[int(c)], "prob": round(float(p[c]), 6)} for c in o]}
       for e, o, g, k, y, p, u in zip(examples, order, true, known, labels, probs, called)}, indent=1)
   return report
+
+
+def _not_enrolled_from(examples: list, workdir: str) -> tuple[list, list[str]]:
+  """(the examples, the lines of those left out): an example that a sign of run `workdir` was enrolled from
+  (enrolled.json keeps their hashes) is left out."""
+  enrolled_from = {h: g for g, r in ((RunDir(workdir).enrolled() or {}).get("signs") or {}).items()
+                   for h in r.get("hashes", ())}
+  if not enrolled_from:
+    return examples, []
+  kept, left_out = [], []
+  for e in examples:
+    g = enrolled_from.get(enroll.example_hash(e))
+    if g is None:
+      kept.append(e)
+    else:
+      left_out.append(f"{e.path}: an example {g!r} was enrolled from (a sign scored on its own examples looks "
+                      "better than it is); left out")
+  return kept, left_out
+
+
+def _unknown_signs(probs: np.ndarray, known: np.ndarray, other: list[str], glosses, cal: dict | None) -> dict:
+  """report.json's "unknown_signs" for the clips (~known) of signs the run does not know (their glosses `other`):
+  the share it calls unknown at its threshold and at each REPORT_ACCEPTS share of its held-out known clips, the
+  AUROC of its unknown score against the known clips (None without any), and what they were taken for."""
+  scores = calibration.unknown_scores(probs)
+  threshold = cal.get("unknown_threshold") if cal else None
+  out = {"glosses": sorted(set(other)), "clips": int((~known).sum()), "unknown_threshold": threshold,
+         "called_unknown": float(calibration.unknown_mask(probs[~known], threshold).mean()),
+         "auroc": calibration.auroc(scores[known], scores[~known]),
+         "taken_for": dict(collections.Counter(glosses[c] for c in probs[~known].argmax(-1)).most_common())}
+  if cal and cal.get("known_scores"):
+    out["stricter"] = []
+    for accept in evaluation.REPORT_ACCEPTS:
+      t = calibration.threshold_for(cal, accept, "")
+      out["stricter"].append({"accept": accept, "threshold": t,
+                              "called_unknown": float((scores[~known] < t).mean())})
+  return out
 
 
 def by_origin(probs: np.ndarray, labels: np.ndarray, workdir: str) -> dict | None:

@@ -205,6 +205,14 @@ def test_your_own_clips_are_scored_with_the_signs_it_does_not_know_as_unknowns(h
   assert report["by_origin"]["enrolled"]["clips"] == sum(len(c) for c in held.values())
   mine_right = [r for r, t in zip(right, true) if t in held]
   assert report["by_origin"]["enrolled"]["top1"] == pytest.approx(np.mean(mine_right))
+  # The weakest signs: each sign with a clip answered wrong, the enrolled ones first, and what it was taken for.
+  pred = [p.glosses[i] for i in probs[keep].argmax(-1)]
+  wrong = {t for t, q in zip(true, pred) if t != q}
+  assert {w["gloss"] for w in report["weakest"]} == wrong
+  origins = [w["origin"] for w in report["weakest"]]
+  assert origins == sorted(origins, key=lambda o: o == "trained")
+  for w in report["weakest"]:
+    assert sum(w["taken_for"].values()) == sum(t == w["gloss"] and q != t for t, q in zip(true, pred))
 
   # Through the CLI: a bad clip is one line and exit status 3, with the report written; --split is refused.
   np.save(mine / first_held / "no_hands.npy", np.zeros((20, 162), np.float32))

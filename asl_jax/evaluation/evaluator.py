@@ -308,6 +308,19 @@ def _unknown_signs_line(u: dict) -> str:
   return line
 
 
+WEAKEST_LINE = 5  # signs named on asl-evaluate --signs' "weakest signs" line
+
+
+def _weakest_line(weakest: list[dict]) -> str:
+  """asl-evaluate --signs: the first WEAKEST_LINE signs with a clip answered wrong (the enrolled ones first), with
+  what their clips were taken for."""
+  return "weakest signs: " + "; ".join(
+      f"{w['gloss']} {100 * w['top1']:.0f}% of {w['clips']} (taken for "
+      f"{', '.join(f'{g} x{n}' if n > 1 else g for g, n in w['taken_for'].items())})"
+      for w in weakest[:WEAKEST_LINE]) + (
+      f"; {len(weakest) - WEAKEST_LINE} more in report.json" if len(weakest) > WEAKEST_LINE else "")
+
+
 def format_table(report: dict) -> str:
   if report["split"] == "signs":
     head = (f"your signs ({report['signs']}), step {report['checkpoint_step']}, {report['num_samples']} clips of "
@@ -331,4 +344,5 @@ def format_table(report: dict) -> str:
       else []) + (
       [f"{report['clips_without_hands']} clip(s) have no detected hand in any frame (their predictions are "
        "guesses)"] if report.get("clips_without_hands") else []) + (
-      [_origin_line(report["by_origin"])] if report.get("by_origin") else []) + tail)
+      [_origin_line(report["by_origin"])] if report.get("by_origin") else []) + (
+      [_weakest_line(report["weakest"])] if report.get("weakest") else []) + tail)

@@ -138,6 +138,7 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
     origins = by_origin(pk, lk, first.run.workdir)
     if origins:
       report["by_origin"] = origins
+    report["weakest"] = _weakest(pk.argmax(-1), lk, glosses, first.run.workdir)
   else:
     report = {"split": "signs", "checkpoint_step": int(first.run.step), "num_samples": 0,
               "num_classes": len(glosses)}
@@ -169,6 +170,20 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
                "unknown": bool(u), "top_k": [{"gloss": glosses[int(c)], "prob": round(float(p[c]), 6)} for c in o]}
       for e, o, g, k, y, p, u in zip(examples, order, true, known, labels, probs, called)}, indent=1)
   return report
+
+
+def _weakest(pred: np.ndarray, labels: np.ndarray, glosses, workdir: str) -> list[dict]:
+  """The known signs with a clip answered wrong, the signs enrolled into the run (or refined) first, then by
+  accuracy: {"gloss", "origin", "clips", "top1", "taken_for": {gloss: clips}, most often first}."""
+  origin = [s["origin"] for s in enroll.vocabulary(workdir)]
+  rows = []
+  for c in np.unique(labels):
+    mine = labels == c
+    wrong = collections.Counter(glosses[p] for p in pred[mine & (pred != c)])
+    if wrong:
+      rows.append({"gloss": glosses[c], "origin": origin[c], "clips": int(mine.sum()),
+                   "top1": float(np.mean(pred[mine] == c)), "taken_for": dict(wrong.most_common())})
+  return sorted(rows, key=lambda r: (r["origin"] == "trained", r["top1"], -r["clips"], r["gloss"]))
 
 
 def _not_enrolled_from(examples: list, workdir: str) -> tuple[list, list[str]]:

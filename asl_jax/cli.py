@@ -698,6 +698,9 @@ def enroll_main(argv=None):
                       "refined": result["refined"], "examples": result["examples"],
                       "skipped": len(result["problems"]),
                       "unsure": [g for g, r in result["check"].items() if enroll.unsure(r)]}))
+    w = os.path.abspath(result["workdir"])
+    say(f"next: {command('evaluate.py', f'--workdir={w}', '--signs=TEST_SIGNS')}    # how well it knows clips of "
+        "yours it was not enrolled from, in TEST_SIGNS/<gloss>/")
     if result["problems"]:
       say(f"{len(result['problems'])} example(s) or folder(s) skipped (the lines above); the rest is enrolled")
       sys.exit(3)

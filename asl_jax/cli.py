@@ -283,9 +283,7 @@ def evaluate_main(argv=None):
       given = [n for n in ("split", "data_dir", "landmarks_dir", "gemma_features_dir") if f[n].present]
       if given:
         _usage_error(f"--signs evaluates your own clips, not the run's data: leave out --{', --'.join(given)}")
-      if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):
-        _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
-                     "videos, or the .json file the web page exports)")
+      _check_signs(f.signs)
     workdir = _runs(f.workdir)
     if f.batch_size < 0:
       _usage_error(f"--batch_size={f.batch_size}: must be >= 1 (0: the run's eval_batch_size)")
@@ -390,6 +388,13 @@ def _check_out_dir(out: str, names, overwrite: bool, flag: str | None = "--out_d
   if there and not overwrite:
     _usage_error(f"{what}: already holds {', '.join(there)}; pass --overwrite to replace them, or choose "
                  "another --out_dir")
+
+
+def _check_signs(signs: str) -> None:
+  """--signs (asl-enroll, asl-evaluate) names a folder of sign folders or the page's .json export."""
+  if not os.path.isdir(signs) and not (os.path.isfile(signs) and signs.lower().endswith(".json")):
+    _usage_error(f"--signs={signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
+                 "videos, or the .json file the web page exports)")
 
 
 def _say_unused(skipped, left_out=()) -> None:
@@ -683,9 +688,7 @@ def enroll_main(argv=None):
       print(json.dumps({"workdir": os.path.abspath(result["workdir"]), "dropped": result["dropped"],
                         "restored": result["restored"]}))
       return
-    if not os.path.isdir(f.signs) and not (os.path.isfile(f.signs) and f.signs.lower().endswith(".json")):
-      _usage_error(f"--signs={f.signs}: not a directory (expected SIGNS/<gloss>/ folders of landmark files or "
-                   "videos, or the .json file the web page exports)")
+    _check_signs(f.signs)
     use_xla_cache("")
     say(f"enrolling the signs of {f.signs} into a copy of {base}")
     try:

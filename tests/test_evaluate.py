@@ -28,6 +28,9 @@ def trained(tiny_data, tmp_path_factory):
   cfg = tiny_config(tiny_data, epochs=3, gemma_features_dir=tiny_data["gemma_features_dir"],
                     fusion_type="attention", cache_dir=str(tmp_path_factory.mktemp("cache")))
   result = train.train_and_evaluate(cfg, run)
+  # The end-of-training test report draws its reliability diagram, as asl-evaluate's does (its table names it).
+  reliability = os.path.join(os.path.dirname(result["test_report"]), "reliability.png")
+  assert open(reliability, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   return {"workdir": run, "result": result, "data": tiny_data}
 
 

@@ -235,18 +235,24 @@ def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, 
                  training_rows: list[dict] | None = None, video_ids=None, probs: np.ndarray | None = None,
                  run_name: str = "") -> str:
   """Writes report.json, the PNG plots (titled with the split and `run_name`; the training curves from
-  `training_rows`, the run's metrics.jsonl rows, when given) and, with `video_ids` and `probs`,
+  `training_rows`, the run's metrics.jsonl rows, when given; the reliability diagram when the report has its
+  calibration) and, with `video_ids` and `probs`,
   predictions.json (`predictions`) into out_dir; returns the report path."""
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, run_dir.REPORT_FILE)
   atomic.write_json(path, report)
-  title = f"{report['split']} split" + (f", {run_name}" if run_name else "")
+  what = "your signs" if report["split"] == "signs" else f"{report['split']} split"
+  title = what + (f", {run_name}" if run_name else "")
   cm = metrics.confusion_matrix(labels, summary["predictions"], len(glosses))
   plots.plot_confusion_matrix(cm, glosses, os.path.join(out_dir, "confusion_matrix.png"), title=title)
   plots.per_class_accuracy(summary["class_top1"], glosses, os.path.join(out_dir, "per_class_accuracy.png"),
                            title=title)
   if training_rows:
     plots.training_curves(training_rows, os.path.join(out_dir, "training_curves.png"), title=run_name)
+  cal = report.get("calibration")
+  if cal:
+    plots.reliability_diagram(cal["bins"], cal["ece"], os.path.join(out_dir, "reliability.png"), what,
+                              cal.get("ece_noise_floor"))
   if video_ids is not None and probs is not None:
     threshold = (report.get("calibration") or {}).get("unknown_threshold")
     atomic.write_json(os.path.join(out_dir, PREDICTIONS_FILE), predictions(video_ids, probs, labels, glosses,
@@ -255,8 +261,8 @@ def write_report(out_dir: str, report: dict, summary: dict, labels: np.ndarray, 
 
 
 PREDICTIONS_FILE = "predictions.json"
-# What a report folder holds (write_report, and reliability.png from serving.evaluate): asl-evaluate refuses to
-# replace these in a folder the user named unless --overwrite.
+# What a report folder holds (write_report): asl-evaluate refuses to replace these in a folder the user named unless
+# --overwrite.
 REPORT_FILES = (run_dir.REPORT_FILE, "confusion_matrix.png", "per_class_accuracy.png", "training_curves.png",
                 PREDICTIONS_FILE, "reliability.png")
 

@@ -347,7 +347,7 @@ def enroll(base: str, signs_dir: str, workdir: str, say=print) -> dict:
       spellings.setdefault(g, set()).add(e.gloss)
   if not by_gloss:
     raise NoUsableExamples(f"--signs={signs_dir}: no usable example, nothing enrolled"
-                         + (f" ({len(problems)} skipped, each for the reason given)" if problems else ""), problems)
+                           + (f" ({len(problems)} skipped, each for the reason given)" if problems else ""), problems)
   # The signs enrolled into the base before (class_vectors: the sum of their examples' unit embeddings and
   # their count; a trained sign's trained vector): a sign given again is rebuilt from all its examples, and an
   # example it was enrolled from before (the same file again, or the page's export of the same recording) is

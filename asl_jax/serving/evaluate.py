@@ -11,7 +11,7 @@ import numpy as np
 from asl_jax import atomic
 from asl_jax.data import input_pipeline, splits as splits_lib
 from asl_jax.errors import ConfigError, DataError
-from asl_jax.evaluation import calibration, evaluator as evaluation, metrics, plots
+from asl_jax.evaluation import calibration, evaluator as evaluation, metrics
 from asl_jax.runs import restore, run_dir as run_dir_lib
 from asl_jax.runs.run_dir import RunDir
 from asl_jax.serving import enroll, predict as predict_lib
@@ -85,9 +85,6 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best", bat
   report["path"] = evaluation.write_report(out_dir, report, summary, labels, run.glosses,
                                            RunDir(workdirs[0]).metrics() if len(workdirs) == 1 else None,
                                            ids, probs, _run_name(workdirs))
-  plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
-                            os.path.join(out_dir, "reliability.png"), f"{split} split",
-                            report["calibration"].get("ece_noise_floor"))
   return report
 
 
@@ -127,6 +124,7 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
   batch = [clips[e.path] for e in examples]
   probs = sum(p.predict_clips(batch) for p in predictors) / len(predictors)
   cal = first.run.calibration
+  called = calibration.unknown_mask(probs, cal.get("unknown_threshold") if cal else None)
   summary = None
   if known.any():
     pk, lk = probs[known], labels[known]
@@ -144,7 +142,8 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
               "num_classes": len(glosses)}
   report["signs"] = os.path.abspath(signs)
   if not known.all():
-    report["unknown_signs"] = _unknown_signs(probs, known, [g for g, k in zip(true, known) if not k], glosses, cal)
+    report["unknown_signs"] = _unknown_signs(probs, known, called, [g for g, k in zip(true, known) if not k], glosses,
+                                             cal)
   report["skipped"], report["left_out"] = skipped, left_out
   if len(workdirs) > 1:
     report["runs"] = [os.path.abspath(w) for w in workdirs]
@@ -154,16 +153,12 @@ def evaluate_signs(workdir, signs: str, checkpoint: str = "best", batch_size: in
   if summary is not None:
     report["path"] = evaluation.write_report(out_dir, report, summary, labels[known], glosses,
                                              run_name=_run_name(workdirs))
-    plots.reliability_diagram(report["calibration"]["bins"], report["calibration"]["ece"],
-                              os.path.join(out_dir, "reliability.png"), "your signs",
-                              report["calibration"].get("ece_noise_floor"))
   else:  # nothing to plot: no plot of an earlier evaluation is left beside this report
     for name in evaluation.REPORT_FILES:
       if name.endswith(".png") and os.path.exists(os.path.join(out_dir, name)):
         os.remove(os.path.join(out_dir, name))
     report["path"] = os.path.join(out_dir, run_dir_lib.REPORT_FILE)
     atomic.write_json(report["path"], report)
-  called = calibration.unknown_mask(probs, cal.get("unknown_threshold") if cal else None)
   order = np.argsort(-probs, -1, kind="stable")[:, :metrics.TOP_K]
   atomic.write_json(os.path.join(out_dir, evaluation.PREDICTIONS_FILE), {
       e.path: {"gloss": glosses[int(o[0])], "true": g, "known": bool(k), "correct": bool(k and o[0] == y),
@@ -204,14 +199,16 @@ def _not_enrolled_from(examples: list, workdir: str) -> tuple[list, list[str]]:
   return kept, left_out
 
 
-def _unknown_signs(probs: np.ndarray, known: np.ndarray, other: list[str], glosses, cal: dict | None) -> dict:
-  """report.json's "unknown_signs" for the clips (~known) of signs the run does not know (their glosses `other`):
-  the share it calls unknown at its threshold and at each REPORT_ACCEPTS share of its held-out known clips, the
-  AUROC of its unknown score against the known clips (None without any), and what they were taken for."""
+def _unknown_signs(probs: np.ndarray, known: np.ndarray, called: np.ndarray, other: list[str], glosses,
+                   cal: dict | None) -> dict:
+  """report.json's "unknown_signs" for the clips (~known) of signs the run does not know (their glosses `other`;
+  `called`: the clips the run calls unknown): the share it calls unknown at its threshold and at each
+  REPORT_ACCEPTS share of its held-out known clips, the AUROC of its unknown score against the known clips (None
+  without any), and what they were taken for."""
   scores = calibration.unknown_scores(probs)
-  threshold = cal.get("unknown_threshold") if cal else None
-  out = {"glosses": sorted(set(other)), "clips": int((~known).sum()), "unknown_threshold": threshold,
-         "called_unknown": float(calibration.unknown_mask(probs[~known], threshold).mean()),
+  out = {"glosses": sorted(set(other)), "clips": int((~known).sum()),
+         "unknown_threshold": cal.get("unknown_threshold") if cal else None,
+         "called_unknown": float(called[~known].mean()),
          "auroc": calibration.auroc(scores[known], scores[~known]),
          "taken_for": dict(collections.Counter(glosses[c] for c in probs[~known].argmax(-1)).most_common())}
   if cal and cal.get("known_scores"):
